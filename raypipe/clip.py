@@ -1,0 +1,164 @@
+"""CLIP subject localization: the only module that imports torch and open_clip.
+
+Training-free dense localization (ClearCLIP, ECCV 2024): the last ViT block's attention is
+replaced by q-q attention with the residual and the FFN removed, which turns CLIP's noisy,
+often inverted patch tokens into a usable per-patch embedding. Each patch is scored against
+the job's subject prompts and a list of background prompts; P(any subject prompt) is the
+heat map, thresholded and reduced to its heaviest connected component.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import cv2
+import numpy as np
+
+from raypipe import RaypipeError
+from raypipe.detections import Subject, subject_from_heat
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = ("a photo of {}.", "a close-up photo of {}.", "a photo of the {} in the scene.")
+LOADS = 0  # CLIP model loads in this process; the run report states it
+
+
+class WeightsUnavailable(RaypipeError, RuntimeError):
+    pass
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _is_path(pretrained: str) -> bool:
+    return os.sep in pretrained or pretrained.endswith((".bin", ".pt", ".pth", ".safetensors"))
+
+
+def load(cfg) -> tuple[object, dict]:
+    """Create the open_clip model with its weights: a tag (cached or fetched) or a local file."""
+    global LOADS
+    hint = "supply a local checkpoint (detector.pretrained=/path/to/open_clip_pytorch_model.bin) or use detector=saliency"
+    if not cfg.pretrained:
+        raise WeightsUnavailable(f"detector.pretrained is null: CLIP needs weights; {hint}")
+    # With no route to the hub, huggingface_hub retries for ~45 s before giving up; look only
+    # in the local cache instead. The variable is read when huggingface_hub is imported.
+    if not _is_path(cfg.pretrained) and "HF_HUB_OFFLINE" not in os.environ and not _hub_reachable():
+        log.warning("the model hub is unreachable: looking for %s weights in the local cache only", cfg.pretrained)
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    import open_clip
+    import torch
+
+    torch.set_num_threads(max(1, int(cfg.num_cpus)))
+    name = cfg.model
+    if cfg.model_config:
+        path = Path(cfg.model_config)
+        if not path.is_file():
+            raise WeightsUnavailable(f"detector.model_config: no such file: {path}")
+        open_clip.add_model_config(path)
+        if name != path.stem:
+            raise WeightsUnavailable(f"detector.model: {name!r} is not the model {path} defines ({path.stem!r})")
+    if name not in open_clip.list_models():
+        raise WeightsUnavailable(f"detector.model: unknown open_clip model {name!r}")
+    if _is_path(cfg.pretrained):
+        if not Path(cfg.pretrained).is_file():
+            raise WeightsUnavailable(f"detector.pretrained: no checkpoint file at {cfg.pretrained}; {hint}")
+    elif cfg.pretrained not in open_clip.list_pretrained_tags_by_model(name):
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
+        raise WeightsUnavailable(f"detector.pretrained: {cfg.pretrained!r} is not a tag of {name} (tags: {tags})")
+    size = tuple(cfg.image_size) if cfg.image_size else None
+    try:
+        model = open_clip.create_model(name, pretrained=cfg.pretrained, force_image_size=size,
+                                       require_pretrained=True)
+    except Exception as e:  # open_clip raises RuntimeError/OSError/KeyError by route
+        where = cfg.pretrained if _is_path(cfg.pretrained) else f"open_clip tag {name}/{cfg.pretrained}"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsUnavailable(f"detector.pretrained: could not load weights from {where} ({first}); {hint}") from None
+    model.eval()
+    LOADS += 1
+    pre = open_clip.get_model_preprocess_cfg(model)
+    return model, {"mean": pre["mean"], "std": pre["std"], "tokenizer": open_clip.get_tokenizer(name)}
+
+
+class ClipDetector:
+    def __init__(self, cfg, prompts: tuple[str, ...]):
+        import torch
+
+        t0 = time.perf_counter()
+        self.cfg = cfg
+        self.model, pre = load(cfg)
+        self.mean = np.asarray(pre["mean"], np.float32)
+        self.std = np.asarray(pre["std"], np.float32)
+        self.n_fg = len(prompts)
+        with torch.inference_mode():
+            self.text = torch.stack([self._embed(pre["tokenizer"], p) for p in (*prompts, *cfg.background_prompts)])
+        self.name = f"clip:{cfg.model}/{os.path.basename(str(cfg.pretrained))}"
+        log.info("CLIP %s loaded in %.1f s", self.name, time.perf_counter() - t0)
+
+    def _embed(self, tokenizer, prompt: str):
+        import torch.nn.functional as F
+
+        e = F.normalize(self.model.encode_text(tokenizer([t.format(prompt) for t in TEMPLATES])), dim=-1)
+        return F.normalize(e.mean(0), dim=-1)
+
+    def heat(self, rgb: np.ndarray) -> np.ndarray:
+        """P(subject) per pixel, [0, 1], at the source's size."""
+        import torch
+
+        ih, iw = self.model.visual.image_size
+        x = cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        x = torch.from_numpy((x - self.mean) / self.std).permute(2, 0, 1)[None]
+        with torch.inference_mode():
+            feats = dense_patch_features(self.model, x, self.cfg.method)
+            probs = (self.cfg.logit_scale * feats @ self.text.T).softmax(-1)
+            fg = probs[0, :, :, : self.n_fg].sum(-1).numpy()
+        return cv2.resize(fg, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+    def detect(self, rgb: np.ndarray) -> Subject | None:
+        return subject_from_heat(self.heat(rgb), self.cfg.threshold, "clip")
+
+
+def dense_patch_features(model, images, mode: str = "clearclip"):
+    """Per-patch embeddings in CLIP's text space, (B, gh, gw, D), unit-normalised."""
+    import torch.nn.functional as F
+
+    v = model.visual
+    x = v._embeds(images)
+    for blk in v.transformer.resblocks[:-1]:
+        x = blk(x)
+    blk = v.transformer.resblocks[-1]
+    attn = blk.attn
+    y = blk.ln_1(x)
+    b, n, c = y.shape
+    h = attn.num_heads
+    scale = (c // h) ** -0.5
+    q, k, val = F.linear(y, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    q, k, val = (t.reshape(b, n, h, c // h).transpose(1, 2) for t in (q, k, val))
+    if mode == "maskclip":
+        o = val
+    elif mode == "sclip":
+        o = ((q @ q.transpose(-1, -2) * scale).softmax(-1) + (k @ k.transpose(-1, -2) * scale).softmax(-1)) @ val
+    else:
+        o = (q @ q.transpose(-1, -2) * scale).softmax(-1) @ val
+    o = attn.out_proj(o.transpose(1, 2).reshape(b, n, c))
+    if mode == "clearclip":
+        feats = o
+    else:
+        feats = x + o
+        feats = feats + blk.mlp(blk.ln_2(feats))
+    feats = v.ln_post(feats) @ v.proj
+    gh, gw = v.grid_size
+    return F.normalize(feats[:, 1:], dim=-1).reshape(b, gh, gw, -1)

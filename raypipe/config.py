@@ -1,0 +1,127 @@
+"""Hydra structured configs: the schema every job and override is checked against.
+
+Keys and types are enforced by OmegaConf at composition time, so `render.fsp=24` fails
+with the key's name before anything starts. Value checks that need more than a type
+(positive durations, even sizes, known effects) live in `timeline.plan`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+ASSETS = Path(__file__).parent / "assets"
+
+# Foreground prompts that name "the subject" of most photographs; jobs may replace them.
+DEFAULT_PROMPTS = ["a person", "an animal", "a vehicle", "a plant", "food", "a building"]
+# SCLIP's VOC background list: stuff classes that compete with the subject for each patch.
+DEFAULT_BACKGROUND = [
+    "sky", "wall", "tree", "wood", "grass", "road", "sea", "river", "mountain", "sands",
+    "desk", "bed", "cloud", "lamp", "door", "window", "ceiling", "shelf", "curtain",
+    "stair", "floor", "hill", "rail", "fence",
+]
+
+
+@dataclass
+class TransitionCfg:
+    type: str = "cut"
+    duration: float = 0.0
+
+
+@dataclass
+class SegmentCfg:
+    source: str = MISSING
+    duration: float = MISSING
+    effect: str = "static"
+    params: Dict[str, Any] = field(default_factory=dict)
+    # Transition from this segment into the next one; it occupies this segment's tail.
+    transition: TransitionCfg = field(default_factory=TransitionCfg)
+
+
+@dataclass
+class AudioCfg:
+    path: Optional[str] = None
+    volume: float = 1.0
+    fade_in: float = 0.0
+    fade_out: float = 0.0
+
+
+@dataclass
+class JobCfg:
+    name: str = "untitled"
+    segments: List[SegmentCfg] = field(default_factory=list)
+    audio: AudioCfg = field(default_factory=AudioCfg)
+    prompts: List[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    # Final video path or URI; null puts `<name>.mp4` in the run directory.
+    output: Optional[str] = None
+
+
+@dataclass
+class RenderCfg:
+    width: int = 1280
+    height: int = 720
+    # An integer or a ratio such as 30000/1001.
+    fps: str = "30"
+    codec: str = "h264"
+    crf: int = 18
+    preset: str = "veryfast"
+    # Encoder threads per segment task; parallelism comes from running tasks side by side.
+    encoder_threads: int = 1
+
+
+@dataclass
+class DetectorCfg:
+    kind: str = "clip"  # clip | saliency
+    model: str = "ViT-B-32"
+    # An open_clip pretrained tag, or a path to a local checkpoint file.
+    pretrained: Optional[str] = "laion2b_s34b_b79k"
+    # Optional open_clip model-config JSON for custom or fine-tuned architectures.
+    model_config: Optional[str] = None
+    # null: fail when the weights are unavailable; saliency: fall back, loudly.
+    fallback: Optional[str] = None
+    # Input size (h, w) for dense localization; larger gives a finer patch grid.
+    image_size: Optional[List[int]] = None
+    method: str = "clearclip"  # clearclip | maskclip | sclip
+    logit_scale: float = 50.0
+    # Foreground-probability threshold; null picks one per image with Otsu's method.
+    threshold: Optional[float] = None
+    background_prompts: List[str] = field(default_factory=lambda: list(DEFAULT_BACKGROUND))
+    num_cpus: float = 1.0
+    # Ask for a GPU on clusters that have one; segment tasks only ever ask for CPUs.
+    num_gpus: float = 0.0
+
+
+@dataclass
+class RayCfg:
+    # null starts an embedded local Ray; "auto" joins the running cluster; or host:port.
+    address: Optional[str] = None
+    num_cpus: Optional[int] = None
+    object_store_memory: Optional[int] = None
+    segment_cpus: float = 1.0
+    log_to_driver: bool = False
+
+
+@dataclass
+class StorageCfg:
+    # Where run files go (segment chunks, detections); null means the Hydra run directory.
+    root: Optional[str] = None
+
+
+@dataclass
+class Config:
+    job: JobCfg = field(default_factory=JobCfg)
+    render: RenderCfg = field(default_factory=RenderCfg)
+    detector: DetectorCfg = field(default_factory=DetectorCfg)
+    ray: RayCfg = field(default_factory=RayCfg)
+    storage: StorageCfg = field(default_factory=StorageCfg)
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="raypipe_schema", node=Config)
+    if not OmegaConf.has_resolver("asset"):
+        # ${asset:NAME} is a file shipped with raypipe (the demo soundtrack).
+        OmegaConf.register_new_resolver("asset", lambda name: str(ASSETS / name))

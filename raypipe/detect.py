@@ -1,0 +1,88 @@
+"""Detection, once per render: one detector, one pass over every distinct source.
+
+This module stays free of torch: the CLIP detector lives in `raypipe.clip` and is imported
+only when `detector.kind` is clip, inside the detector actor's process.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from raypipe.detections import Detections
+from raypipe.saliency import detect_saliency
+from raypipe.sources import load_image
+from raypipe.timeline import JobError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("clip", "saliency")
+FALLBACKS = (None, "saliency")
+METHODS = ("clearclip", "maskclip", "sclip")
+
+
+def validate(cfg) -> None:
+    if cfg.kind not in KINDS:
+        raise JobError("detector.kind", f"unknown detector {cfg.kind!r} (known: {', '.join(KINDS)})")
+    if cfg.fallback not in FALLBACKS:
+        raise JobError("detector.fallback", f"must be null or saliency (got {cfg.fallback!r})")
+    if cfg.method not in METHODS:
+        raise JobError("detector.method", f"unknown method {cfg.method!r} (known: {', '.join(METHODS)})")
+    if cfg.image_size is not None and (len(cfg.image_size) != 2 or min(cfg.image_size) <= 0):
+        raise JobError("detector.image_size", f"must be [height, width] (got {list(cfg.image_size)})")
+
+
+class SaliencyDetector:
+    name = "saliency"
+
+    def detect(self, rgb):
+        return detect_saliency(rgb)
+
+
+def make_detector(cfg, prompts: tuple[str, ...]):
+    """The configured detector, and why it is not the configured one when it fell back."""
+    if cfg.kind == "saliency":
+        return SaliencyDetector(), None
+    from raypipe.clip import ClipDetector, WeightsUnavailable
+
+    try:
+        return ClipDetector(cfg, prompts), None
+    except WeightsUnavailable as e:
+        if cfg.fallback != "saliency":
+            raise
+        log.warning("CLIP UNAVAILABLE, FALLING BACK TO SALIENCY: %s", e)
+        return SaliencyDetector(), str(e)
+
+
+def clip_loads() -> int:
+    clip = sys.modules.get("raypipe.clip")
+    return clip.LOADS if clip else 0
+
+
+def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...]) -> tuple[Detections, dict]:
+    t0 = time.perf_counter()
+    loads_before = clip_loads()
+    detector, fallback_reason = make_detector(cfg, prompts)
+    subjects = {}
+    for uri in sources:
+        img = load_image(uri)
+        subject = detector.detect(img)
+        if subject is None:
+            log.warning("CLIP found no subject in %s: using saliency for it", uri)
+            subject = detect_saliency(img, method="saliency (no CLIP subject)")
+        subjects[uri] = subject
+    info = {
+        "detector": detector.name,
+        "fallback_reason": fallback_reason,
+        "clip_loads": clip_loads() - loads_before,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return Detections.pack(subjects), info
+
+
+class DetectorActor:
+    """Holds the detector's process: in a render it is the only one that may import torch.
+    The driver wraps it with ray.remote so that it can ask for a GPU where there is one."""
+
+    def detect(self, cfg, sources, prompts):
+        return detect_all(cfg, sources, prompts)

@@ -1,0 +1,161 @@
+"""The driver: validate and plan; detect once; put the detections once; one Ray task per
+segment; a muxer actor joins the chunks with the soundtrack; write the run report."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from contextlib import ExitStack, contextmanager
+
+import ray
+from omegaconf import DictConfig, OmegaConf
+
+from raypipe import RaypipeError, detect, timeline
+from raypipe.mux import Muxer
+from raypipe.segment import render_segment
+from raypipe.sources import SourceError, check_image
+from raypipe.storage import Storage, exists
+from raypipe.timeline import JobError, Plan
+
+log = logging.getLogger("raypipe")
+
+
+class Stages:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - t0, 3)
+
+
+def prepare(cfg: DictConfig, run_dir: str) -> tuple[Plan, str]:
+    """Every check that needs no Ray: a bad job fails here, before any work or output."""
+    detect.validate(cfg.detector)
+    plan = timeline.plan(cfg.job, cfg.render)
+    for uri in plan.sources:
+        index = next(s.index for s in plan.segments if s.shot.source == uri)
+        try:
+            check_image(uri)
+        except SourceError as e:
+            raise JobError(f"job.segments[{index}].source", str(e)) from None
+    if plan.audio.path and not exists(plan.audio.path):
+        raise JobError("job.audio.path", f"no such file: {plan.audio.path}")
+    output = cfg.job.output or os.path.join(run_dir, f"{plan.name}.mp4")
+    if not output.lower().endswith((".mp4", ".m4v", ".mov")):
+        raise JobError("job.output", f"must end in .mp4, .m4v or .mov (got {output})")
+    if "://" not in output:
+        output = os.path.abspath(output)
+    return plan, output
+
+
+@contextmanager
+def ray_session(rc: DictConfig):
+    """An embedded local Ray by default (never a silent join of some running cluster)."""
+    if ray.is_initialized():
+        yield
+        return
+    if rc.address is None:
+        ray.init(address="local", num_cpus=rc.num_cpus, object_store_memory=rc.object_store_memory,
+                 include_dashboard=False, log_to_driver=rc.log_to_driver)
+    else:
+        ray.init(address=rc.address, log_to_driver=rc.log_to_driver)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def render(cfg: DictConfig, run_dir: str) -> dict:
+    stages = Stages()
+    t0 = time.perf_counter()
+    with stages("validate"):
+        plan, output = prepare(cfg, run_dir)
+    store = Storage(cfg.storage.root or run_dir)
+    detector_cfg = OmegaConf.to_object(cfg.detector)
+    with ExitStack() as cleanup:
+        with stages("ray_start"):
+            cleanup.enter_context(ray_session(cfg.ray))
+        cleanup.callback(store.delete_dir, "segments")  # chunks are never left as results
+        muxer = ray.remote(num_cpus=0)(Muxer).remote(
+            len(plan.segments), plan.total_frames, plan.duration, plan.audio, output)
+        try:
+            with stages("detect"):
+                actor = ray.remote(detect.DetectorActor).options(
+                    num_cpus=cfg.detector.num_cpus, num_gpus=cfg.detector.num_gpus).remote()
+                found_ref, info_ref = actor.detect.options(num_returns=2).remote(
+                    detector_cfg, plan.sources, plan.prompts)
+                info = _get(info_ref)
+                if info["fallback_reason"]:
+                    log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
+                detections = ray.get(found_ref)
+                # The one put of this render: every segment task maps this object's pages.
+                detections_ref = ray.put(detections)
+                summary = detections.summary()
+                del detections, found_ref
+                ray.kill(actor)
+            with stages("segments"):
+                task = ray.remote(render_segment).options(num_cpus=cfg.ray.segment_cpus)
+                pending = [task.remote(seg, detections_ref, plan.encode, store) for seg in plan.segments]
+                manifests, added = [], []
+                while pending:
+                    done, pending = ray.wait(pending, num_returns=1)
+                    for m in _get(done):
+                        log.info("segment %d: %d frames in %.1f s on node %s",
+                                 m.index, m.frames, m.seconds, m.node_id[:8])
+                        manifests.append(m)
+                        added.append(muxer.add.remote(m))
+                _get(added)
+            with stages("mux"):
+                result = _get(muxer.finish.remote())
+        except BaseException:
+            ray.get(muxer.close.remote())
+            raise
+    stages.seconds["total"] = round(time.perf_counter() - t0, 3)
+    report = _report(plan, result, info, summary, manifests, stages)
+    Storage(run_dir).write_bytes("report.json", json.dumps(report, indent=2).encode())
+    return report
+
+
+def _get(refs):
+    """ray.get that re-raises our own one-line errors from inside tasks and actors as they were."""
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, RaypipeError):
+            raise e.cause from None
+        raise
+
+
+def _report(plan, result, info, summary, manifests, stages) -> dict:
+    manifests = sorted(manifests, key=lambda m: m.index)
+    enc = plan.encode
+    return {
+        "job": plan.name,
+        "output": result["output"],
+        "frames": result["frames"],
+        "fps": float(enc.fps),
+        "fps_exact": f"{enc.fps.numerator}/{enc.fps.denominator}",
+        "width": enc.width,
+        "height": enc.height,
+        "duration_s": round(plan.duration, 6),
+        "segments": len(plan.segments),
+        "detector": info["detector"],
+        "detector_fallback": info["fallback_reason"],
+        "clip_loads": info["clip_loads"],
+        "segment_workers": len({(m.node_id, m.pid) for m in manifests}),
+        "segment_workers_with_torch": len({(m.node_id, m.pid) for m in manifests if m.torch_imported}),
+        "masks_zero_copy": all(m.masks_in_shared_memory for m in manifests),
+        "detections": summary,
+        "stages": stages.seconds,
+        "segment_runs": [
+            {"index": m.index, "start": m.start, "frames": m.frames, "node_id": m.node_id, "pid": m.pid,
+             "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb}
+            for m in manifests
+        ],
+    }
