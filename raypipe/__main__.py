@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from raypipe import RaypipeError
 from raypipe.config import register
@@ -40,12 +43,30 @@ def render_main(cfg: DictConfig) -> None:
 COMMANDS = {"render": render_main}
 
 
+def hydra_error_line(e: Exception) -> str:
+    """Hydra's composition errors span many lines; the user needs the key or file and why."""
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file:
+        group, _, name = e.missing_cfg_file.rpartition("/")
+        options = f" (available: {', '.join(sorted(e.options))})" if e.options else ""
+        return f"{group or 'config'}: no config named {name!r}{options}"
+    cause = e if isinstance(e, OmegaConfBaseException) else e.__cause__
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        return f"{cause.full_key}: {str(cause).splitlines()[0]}"
+    return str(e).strip().splitlines()[0]
+
+
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print(f"usage: python -m raypipe {{{'|'.join(COMMANDS)}}} +job=NAME [key=value ...]", file=sys.stderr)
         sys.exit(2)
     command = sys.argv.pop(1)  # Hydra sees only its overrides and flags
-    COMMANDS[command]()
+    # Let Hydra's errors reach us, to be reported on one line rather than as Hydra's dump.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        COMMANDS[command]()
+    except (HydraException, OmegaConfBaseException) as e:
+        print(f"error: {hydra_error_line(e)}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 
 from raypipe import RaypipeError
+from raypipe.detect import WEIGHTS_HINT as hint
+from raypipe.detect import is_checkpoint_path as _is_path
 from raypipe.detections import Subject, subject_from_heat
 
 log = logging.getLogger(__name__)
@@ -44,14 +46,9 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         socket.setdefaulttimeout(previous)
 
 
-def _is_path(pretrained: str) -> bool:
-    return os.sep in pretrained or pretrained.endswith((".bin", ".pt", ".pth", ".safetensors"))
-
-
 def load(cfg) -> tuple[object, dict]:
     """Create the open_clip model with its weights: a tag (cached or fetched) or a local file."""
     global LOADS
-    hint = "supply a local checkpoint (detector.pretrained=/path/to/open_clip_pytorch_model.bin) or use detector=saliency"
     if not cfg.pretrained:
         raise WeightsUnavailable(f"detector.pretrained is null: CLIP needs weights; {hint}")
     # With no route to the hub, huggingface_hub retries for ~45 s before giving up; look only

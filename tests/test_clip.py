@@ -1,0 +1,80 @@
+"""CLIP loading and dense localization, on a tiny open_clip config with random weights
+saved as a real checkpoint (no weights can be downloaded here)."""
+import time
+
+import numpy as np
+import pytest
+import skimage.data
+from omegaconf import OmegaConf
+
+from raypipe.clip import ClipDetector, WeightsUnavailable, dense_patch_features, load
+from raypipe.config import DetectorCfg
+from raypipe.detect import detect_all
+
+
+def cfg(**kw):
+    return OmegaConf.structured(DetectorCfg(**kw))
+
+
+def test_checkpoint_loads_through_the_real_path_and_localizes(tiny_clip):
+    import torch
+
+    c = cfg(model="tiny-clip", model_config=tiny_clip["detector.model_config"],
+            pretrained=tiny_clip["detector.pretrained"])
+    model, _ = load(c)
+    saved = torch.load(tiny_clip["detector.pretrained"])
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())  # the file's weights
+    feats = dense_patch_features(model, torch.zeros(1, 3, 64, 64))
+    assert feats.shape == (1, 4, 4, 32)
+    assert torch.allclose(feats.norm(dim=-1), torch.ones(1, 4, 4))
+
+    img = np.ascontiguousarray(skimage.data.coffee())
+    subject = ClipDetector(c, ("a cup",)).detect(img)
+    assert subject is not None and subject.method == "clip"
+    assert subject.mask.shape == img.shape[:2] and subject.mask.dtype == np.uint8
+    assert set(np.unique(subject.mask)) <= {0, 255} and subject.mask.any()
+    x0, y0, x1, y1 = subject.box
+    ys, xs = np.nonzero(subject.mask)
+    assert (x0, y0, x1, y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+
+def test_one_load_serves_every_source(tiny_clip):
+    c = cfg(model="tiny-clip", model_config=tiny_clip["detector.model_config"],
+            pretrained=tiny_clip["detector.pretrained"])
+    detections, info = detect_all(c, ("sample:astronaut", "sample:coffee", "sample:rocket"), ("a person",))
+    assert info["clip_loads"] == 1
+    assert detections.keys == ("sample:astronaut", "sample:coffee", "sample:rocket")
+    assert detections.subject("sample:rocket").mask.shape == (427, 640)
+
+
+def test_missing_checkpoint_says_what_was_looked_for_and_how_to_supply_it(tmp_path):
+    missing = tmp_path / "nope.bin"
+    with pytest.raises(WeightsUnavailable) as e:
+        load(cfg(pretrained=str(missing)))
+    msg = str(e.value)
+    assert "\n" not in msg and str(missing) in msg and "detector=saliency" in msg
+
+
+def test_uncached_tag_fails_fast_offline():
+    t0 = time.perf_counter()
+    with pytest.raises(WeightsUnavailable) as e:
+        load(cfg(model="ViT-B-32", pretrained="laion2b_s34b_b79k"))
+    assert time.perf_counter() - t0 < 30
+    assert "ViT-B-32/laion2b_s34b_b79k" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unknown_tag_and_model_name_mismatch(tiny_clip):
+    with pytest.raises(WeightsUnavailable, match="'nonsense' is not a tag of ViT-B-32"):
+        load(cfg(model="ViT-B-32", pretrained="nonsense"))
+    with pytest.raises(WeightsUnavailable, match="detector.model: 'other' is not the model"):
+        load(cfg(model="other", model_config=tiny_clip["detector.model_config"],
+                 pretrained=tiny_clip["detector.pretrained"]))
+
+
+def test_fallback_is_loud_and_recorded(tmp_path, caplog):
+    c = cfg(pretrained=str(tmp_path / "nope.bin"), fallback="saliency")
+    detections, info = detect_all(c, ("sample:chelsea",), ("a cat",))
+    assert info["detector"] == "saliency" and str(tmp_path / "nope.bin") in info["fallback_reason"]
+    assert info["clip_loads"] == 0
+    assert detections.methods == ("saliency",)
+    assert any("FALLING BACK TO SALIENCY" in r.getMessage() for r in caplog.records)
