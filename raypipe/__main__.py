@@ -40,7 +40,13 @@ def render_main(cfg: DictConfig) -> None:
     print(report["output"], flush=True)
 
 
-COMMANDS = {"render": render_main}
+def bench_main() -> None:
+    from raypipe.bench import main as bench
+
+    bench(sys.argv[1:])
+
+
+COMMANDS = {"render": render_main, "bench": bench_main}
 
 
 def hydra_error_line(e: Exception) -> str:
@@ -57,7 +63,8 @@ def hydra_error_line(e: Exception) -> str:
 
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        print(f"usage: python -m raypipe {{{'|'.join(COMMANDS)}}} +job=NAME [key=value ...]", file=sys.stderr)
+        print("usage: python -m raypipe render +job=NAME [key=value ...]\n"
+              "       python -m raypipe bench {render,handoff,effects} [options]", file=sys.stderr)
         sys.exit(2)
     command = sys.argv.pop(1)  # Hydra sees only its overrides and flags
     # Let Hydra's errors reach us, to be reported on one line rather than as Hydra's dump.

@@ -82,9 +82,14 @@ def ease(p: float, kind: str) -> float:
 
 
 class Pyramid:
-    """Mip levels of one image; level k is 2**k times smaller, each made by 2x2 averaging."""
+    """Mip levels of one image; each level is half the previous, made by 2x2 averaging.
 
-    def __init__(self, image: np.ndarray, min_side: int = 8):
+    Views are in the coordinates of a `base` size (the source's); the image itself may be
+    smaller than that, for layers so blurry that full resolution would be wasted.
+    """
+
+    def __init__(self, image: np.ndarray, base: tuple[int, int] | None = None, min_side: int = 8):
+        self.base_w, self.base_h = base or (image.shape[1], image.shape[0])
         self.levels = [image]
         while min(self.levels[-1].shape[:2]) >= 2 * min_side:
             top = self.levels[-1]
@@ -92,24 +97,23 @@ class Pyramid:
             self.levels.append(cv2.resize(top, size, interpolation=cv2.INTER_AREA))
 
     def sample(self, view: View, out_w: int, out_h: int) -> np.ndarray:
-        base_h, base_w = self.levels[0].shape[:2]
-        scale = view.w / out_w  # source pixels per output pixel
-        lod = min(max(0.0, math.log2(scale)), len(self.levels) - 1)
+        # Level-of-detail: level pixels per output pixel, in octaves above the first level.
+        lod = math.log2(view.w / out_w * self.levels[0].shape[1] / self.base_w)
+        lod = min(max(0.0, lod), len(self.levels) - 1)
         lo = int(lod)
         frac = lod - lo
-        img = self._warp(lo, view, scale, out_w, out_h, base_w, base_h)
+        img = self._warp(lo, view, out_w, out_h)
         if frac > 1e-3 and lo + 1 < len(self.levels):
-            hi = self._warp(lo + 1, view, scale, out_w, out_h, base_w, base_h)
-            img = cv2.addWeighted(img, 1.0 - frac, hi, frac, 0.0)
+            img = cv2.addWeighted(img, 1.0 - frac, self._warp(lo + 1, view, out_w, out_h), frac, 0.0)
         return img
 
-    def _warp(self, k, view, scale, out_w, out_h, base_w, base_h):
+    def _warp(self, k, view, out_w, out_h):
         level = self.levels[k]
         # Continuous coordinates: source pixel i spans [i, i+1). Output pixel u's centre
         # lies at x0 + (u + 0.5) * scale, which is index x / f - 0.5 on a level whose
         # pixels are f source pixels wide (per axis, as odd sizes round down).
-        fx = base_w / level.shape[1]
-        fy = base_h / level.shape[0]
+        fx = self.base_w / level.shape[1]
+        fy = self.base_h / level.shape[0]
         x0 = view.cx - view.w / 2
         y0 = view.cy - view.h / 2
         sx = view.w / out_w / fx
@@ -205,11 +209,11 @@ class Shot:
         self.sharp = Pyramid(image)
         if self.effect.blur_background:
             view_h = self.framing.cover().h  # source pixels per frame height
-            self.blurred = Pyramid(cv2.GaussianBlur(image, (0, 0), params.blur * view_h))
+            self.blurred = Pyramid(soft(image, params.blur * view_h), base=(w, h))
             alpha = subject.mask
             if params.feather > 0:
-                alpha = cv2.GaussianBlur(alpha, (0, 0), params.feather * view_h)
-            self.alpha = Pyramid(alpha)
+                alpha = soft(alpha, params.feather * view_h)
+            self.alpha = Pyramid(alpha, base=(w, h))
         self._last: tuple[View, np.ndarray] | None = None
 
     def frame(self, p: float) -> np.ndarray:
@@ -222,6 +226,17 @@ class Shot:
                             self.alpha.sample(view, self.out_w, self.out_h))
         self._last = (view, img)
         return img
+
+
+def soft(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur computed at the coarsest scale that still resolves sigma (>= 2 px
+    there): a wide blur at full size costs O(sigma) per pixel and shows nothing more."""
+    h, w = image.shape[:2]
+    factor = 1
+    while sigma / (2 * factor) >= 2.0 and min(h, w) // (2 * factor) >= 16:
+        factor *= 2
+    small = image if factor == 1 else cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(small, (0, 0), sigma / factor)
 
 
 def composite(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -155,7 +155,7 @@ def _report(plan, result, info, summary, manifests, stages) -> dict:
         "stages": stages.seconds,
         "segment_runs": [
             {"index": m.index, "start": m.start, "frames": m.frames, "node_id": m.node_id, "pid": m.pid,
-             "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb}
+             "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb, "encoder_peak_rss_mb": m.encoder_peak_rss_mb}
             for m in manifests
         ],
     }

@@ -34,7 +34,8 @@ class SegmentManifest:
     pid: int
     torch_imported: bool
     masks_in_shared_memory: bool
-    peak_rss_mb: float
+    peak_rss_mb: float  # the worker process
+    encoder_peak_rss_mb: float  # its largest ffmpeg child
 
 
 def in_shared_memory(arr: np.ndarray) -> bool:
@@ -90,4 +91,5 @@ def render_segment(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, st
         torch_imported="torch" in sys.modules,
         masks_in_shared_memory=in_shared_memory(detections.masks),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        encoder_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
     )
