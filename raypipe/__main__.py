@@ -19,7 +19,6 @@ register()
 
 
 def _fail(message: str) -> None:
-    log.error(message)
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from contextlib import ExitStack, contextmanager
 
@@ -54,21 +55,42 @@ def prepare(cfg: DictConfig, run_dir: str) -> tuple[Plan, str]:
     return plan, output
 
 
+_START_HINT = "start one with `ray start --head`, or leave ray.address unset for an embedded Ray"
+
+
+def _check_reachable(address: str) -> None:
+    """Ray waits minutes on a GCS address that does not answer; a TCP connect says so in seconds."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise JobError("ray.address", f"cannot reach a Ray cluster at {address!r} ({e}); {_START_HINT}") from None
+
+
 @contextmanager
-def ray_session(rc: DictConfig):
+def ray_session(rc: DictConfig, stages: Stages):
     """An embedded local Ray by default (never a silent join of some running cluster)."""
     if ray.is_initialized():
         yield
         return
-    if rc.address is None:
-        ray.init(address="local", num_cpus=rc.num_cpus, object_store_memory=rc.object_store_memory,
-                 include_dashboard=False, log_to_driver=rc.log_to_driver)
-    else:
-        ray.init(address=rc.address, log_to_driver=rc.log_to_driver)
+    with stages("ray_start"):
+        if rc.address is None:
+            ray.init(address="local", num_cpus=rc.num_cpus, object_store_memory=rc.object_store_memory,
+                     include_dashboard=False, log_to_driver=rc.log_to_driver)
+        else:
+            _check_reachable(rc.address)
+            try:
+                ray.init(address=rc.address, log_to_driver=rc.log_to_driver)
+            except ConnectionError as e:
+                raise JobError("ray.address", f"cannot reach a Ray cluster at {rc.address!r} ({e.args[0].split('.')[0]}); "
+                               f"{_START_HINT}") from None
     try:
         yield
     finally:
-        ray.shutdown()
+        with stages("ray_stop"):
+            ray.shutdown()
 
 
 def render(cfg: DictConfig, run_dir: str) -> dict:
@@ -79,8 +101,7 @@ def render(cfg: DictConfig, run_dir: str) -> dict:
     store = Storage(cfg.storage.root or run_dir)
     detector_cfg = OmegaConf.to_object(cfg.detector)
     with ExitStack() as cleanup:
-        with stages("ray_start"):
-            cleanup.enter_context(ray_session(cfg.ray))
+        cleanup.enter_context(ray_session(cfg.ray, stages))
         cleanup.callback(store.delete_dir, "segments")  # chunks are never left as results
         muxer = ray.remote(num_cpus=0)(Muxer).remote(
             len(plan.segments), plan.total_frames, plan.duration, plan.audio, output)

@@ -137,6 +137,7 @@ BAD_INPUTS = [
     (["+job=fixture", "render.colour=red"], "render.colour: Key 'colour' not in 'RenderCfg'"),
     (["+job=fixture", "render.fps=0"], "render.fps: must be > 0"),
     (["+job=fixture", "detector=clip", "detector.pretrained=/no/weights.bin"], "detector.pretrained: no checkpoint file at /no/weights.bin"),
+    (["+job=fixture", "ray.address=127.0.0.1:1"], "ray.address: cannot reach a Ray cluster at '127.0.0.1:1'"),
 ]
 
 
