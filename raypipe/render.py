@@ -99,48 +99,67 @@ def render(cfg: DictConfig, run_dir: str) -> dict:
     with stages("validate"):
         plan, output = prepare(cfg, run_dir)
     store = Storage(cfg.storage.root or run_dir)
-    detector_cfg = OmegaConf.to_object(cfg.detector)
     with ExitStack() as cleanup:
         cleanup.enter_context(ray_session(cfg.ray, stages))
         cleanup.callback(store.delete_dir, "segments")  # chunks are never left as results
         muxer = ray.remote(num_cpus=0)(Muxer).remote(
             len(plan.segments), plan.total_frames, plan.duration, plan.audio, output)
-        try:
-            with stages("detect"):
-                actor = ray.remote(detect.DetectorActor).options(
-                    num_cpus=cfg.detector.num_cpus, num_gpus=cfg.detector.num_gpus).remote()
-                found_ref, info_ref = actor.detect.options(num_returns=2).remote(
-                    detector_cfg, plan.sources, plan.prompts)
-                info = _get(info_ref)
-                if info["fallback_reason"]:
-                    log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
-                detections = ray.get(found_ref)
-                # The one put of this render: every segment task maps this object's pages.
-                detections_ref = ray.put(detections)
-                summary = detections.summary()
-                del detections, found_ref
-                ray.kill(actor)
-            with stages("segments"):
-                task = ray.remote(render_segment).options(num_cpus=cfg.ray.segment_cpus)
-                pending = [task.remote(seg, detections_ref, plan.encode, store) for seg in plan.segments]
-                manifests, added = [], []
-                while pending:
-                    done, pending = ray.wait(pending, num_returns=1)
-                    for m in _get(done):
-                        log.info("segment %d: %d frames in %.1f s on node %s",
-                                 m.index, m.frames, m.seconds, m.node_id[:8])
-                        manifests.append(m)
-                        added.append(muxer.add.remote(m))
-                _get(added)
-            with stages("mux"):
-                result = _get(muxer.finish.remote())
-        except BaseException:
-            ray.get(muxer.close.remote())
-            raise
+        cleanup.callback(_quietly, lambda: ray.get(muxer.close.remote()))
+        with stages("detect"):
+            detections_ref, info, summary = detect_once(cfg.detector, plan)
+        with stages("segments"):
+            manifests = render_segments(plan, detections_ref, store, muxer, cfg.ray.segment_cpus)
+        with stages("mux"):
+            result = _get(muxer.finish.remote())
     stages.seconds["total"] = round(time.perf_counter() - t0, 3)
     report = _report(plan, result, info, summary, manifests, stages)
     Storage(run_dir).write_bytes("report.json", json.dumps(report, indent=2).encode())
     return report
+
+
+def detect_once(detector: DictConfig, plan: Plan):
+    """One detector actor, one pass over the distinct sources, one put of the results."""
+    actor = ray.remote(detect.DetectorActor).options(num_cpus=detector.num_cpus, num_gpus=detector.num_gpus).remote()
+    try:
+        found_ref, info_ref = actor.detect.options(num_returns=2).remote(
+            OmegaConf.to_object(detector), plan.sources, plan.prompts)
+        info = _get(info_ref)
+        detections = ray.get(found_ref)
+    finally:
+        ray.kill(actor)  # the model's memory goes back before the segments need it
+    if info["fallback_reason"]:
+        log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
+    # The one put of this render: every segment task maps this object's pages, zero-copy.
+    return ray.put(detections), info, detections.summary()
+
+
+def render_segments(plan: Plan, detections_ref, store: Storage, muxer, cpus: float) -> list:
+    """One task per segment; each manifest goes to the muxer as soon as its task is done."""
+    task = ray.remote(render_segment).options(num_cpus=cpus)
+    pending = [task.remote(seg, detections_ref, plan.encode, store) for seg in plan.segments]
+    manifests, added = [], []
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for m in _get(done):
+                log.info("segment %d: %d frames in %.1f s on node %s", m.index, m.frames, m.seconds, m.node_id[:8])
+                manifests.append(m)
+                added.append(muxer.add.remote(m))
+        _get(added)
+    except BaseException:
+        # Stop the rest before the caller removes the chunks, so none is written after that.
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        ray.wait(pending, num_returns=len(pending), timeout=30)
+        raise
+    return manifests
+
+
+def _quietly(fn) -> None:
+    try:
+        fn()
+    except Exception as e:  # cleanup must not hide the error that brought us here
+        log.debug("cleanup step failed: %s", e)
 
 
 def _get(refs):

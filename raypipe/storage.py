@@ -80,10 +80,6 @@ class Storage:
         _atomic_write(self.uri(rel), lambda out: out.write(data))
         return self.uri(rel)
 
-    def read_bytes(self, rel: str) -> bytes:
-        with open_input(self.uri(rel)) as f:
-            return f.read()
-
     def delete_dir(self, rel: str) -> None:
         fs, path = _resolve(self.uri(rel))
         if fs.get_file_info(path).type == pafs.FileType.Directory:

@@ -79,10 +79,6 @@ class SegmentPlan:
     def frames(self) -> int:
         return self.end - self.start
 
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return (self.shot.source,) + ((self.transition.into.source,) if self.transition else ())
-
 
 @dataclass(frozen=True)
 class AudioSpec:

@@ -15,7 +15,7 @@ from raypipe.mux import Muxer
 from raypipe.render import prepare, render
 from raypipe.saliency import detect_saliency
 from raypipe.segment import in_shared_memory, render_segment, segment_frames
-from raypipe.sources import load_image
+from raypipe.sources import SourceError, load_image
 from raypipe.storage import Storage
 
 REPORT_KEYS = {"frames", "fps", "width", "height", "duration_s", "segments", "detector", "clip_loads",
@@ -154,3 +154,26 @@ def test_bad_input_is_one_clear_line_and_leaves_nothing(args, message, tmp_path)
     assert len(lines) == 1 and lines[0].startswith("error: " + message), proc.stderr
     assert not output.exists() and not output.parent.exists()
     assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("report.json"))
+
+
+def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, tmp_path, monkeypatch):
+    import cv2
+    import raypipe.render as driver
+
+    photo = tmp_path / "coffee.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
+    real_detect_once = driver.detect_once
+
+    def detect_then_lose_the_photo(*args):
+        found = real_detect_once(*args)
+        photo.unlink()  # after validation and detection, before the segment tasks read it
+        return found
+
+    monkeypatch.setattr(driver, "detect_once", detect_then_lose_the_photo)
+    run_dir = tmp_path / "run"
+    output = tmp_path / "out" / "video.mp4"
+    cfg = compose_job("detector=saliency", f"job.segments.2.source={photo}", f"job.output={output}")
+    with pytest.raises(SourceError, match=f"^no such file: {photo}$"):
+        render(cfg, str(run_dir))
+    assert not output.exists() and not (run_dir / "segments").exists()
+    assert not list(tmp_path.rglob("*.mp4")) and not (run_dir / "report.json").exists()
