@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from raypipe.detections import Detections
+from raypipe.detections import CompactSubject, Subject
 from raypipe.saliency import detect_saliency
 from raypipe.sources import load_image
 from raypipe.timeline import JobError
@@ -76,7 +76,7 @@ def clip_loads() -> int:
     return clip.LOADS if clip else 0
 
 
-def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...]) -> tuple[Detections, dict]:
+def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...]) -> tuple[dict[str, Subject], dict]:
     t0 = time.perf_counter()
     loads_before = clip_loads()
     detector, fallback_reason = make_detector(cfg, prompts)
@@ -94,12 +94,13 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...]) -> tuple
         "clip_loads": clip_loads() - loads_before,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    return Detections.pack(subjects), info
+    return subjects, info
 
 
 class DetectorActor:
     """Holds the detector's process: in a render it is the only one that may import torch.
     The driver wraps it with ray.remote so that it can ask for a GPU where there is one."""
 
-    def detect(self, cfg, sources, prompts):
-        return detect_all(cfg, sources, prompts)
+    def detect(self, cfg, sources, prompts) -> tuple[dict[str, CompactSubject], dict]:
+        subjects, info = detect_all(cfg, sources, prompts)
+        return {k: CompactSubject.of(s) for k, s in subjects.items()}, info

@@ -13,6 +13,7 @@ import ray
 from omegaconf import DictConfig, OmegaConf
 
 from raypipe import RaypipeError, detect, timeline
+from raypipe.detections import Detections
 from raypipe.mux import Muxer
 from raypipe.segment import render_segment
 from raypipe.sources import SourceError, check_image
@@ -121,14 +122,12 @@ def detect_once(detector: DictConfig, plan: Plan):
     """One detector actor, one pass over the distinct sources, one put of the results."""
     actor = ray.remote(detect.DetectorActor).options(num_cpus=detector.num_cpus, num_gpus=detector.num_gpus).remote()
     try:
-        found_ref, info_ref = actor.detect.options(num_returns=2).remote(
-            OmegaConf.to_object(detector), plan.sources, plan.prompts)
-        info = _get(info_ref)
-        detections = ray.get(found_ref)
+        compact, info = _get(actor.detect.remote(OmegaConf.to_object(detector), plan.sources, plan.prompts))
     finally:
         ray.kill(actor)  # the model's memory goes back before the segments need it
     if info["fallback_reason"]:
         log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
+    detections = Detections.pack({k: c.subject() for k, c in compact.items()})
     # The one put of this render: every segment task maps this object's pages, zero-copy.
     return ray.put(detections), info, detections.summary()
 

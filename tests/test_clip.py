@@ -41,10 +41,10 @@ def test_checkpoint_loads_through_the_real_path_and_localizes(tiny_clip):
 def test_one_load_serves_every_source(tiny_clip):
     c = cfg(model="tiny-clip", model_config=tiny_clip["detector.model_config"],
             pretrained=tiny_clip["detector.pretrained"])
-    detections, info = detect_all(c, ("sample:astronaut", "sample:coffee", "sample:rocket"), ("a person",))
+    subjects, info = detect_all(c, ("sample:astronaut", "sample:coffee", "sample:rocket"), ("a person",))
     assert info["clip_loads"] == 1
-    assert detections.keys == ("sample:astronaut", "sample:coffee", "sample:rocket")
-    assert detections.subject("sample:rocket").mask.shape == (427, 640)
+    assert tuple(subjects) == ("sample:astronaut", "sample:coffee", "sample:rocket")
+    assert subjects["sample:rocket"].mask.shape == (427, 640)
 
 
 def test_missing_checkpoint_says_what_was_looked_for_and_how_to_supply_it(tmp_path):
@@ -73,8 +73,8 @@ def test_unknown_tag_and_model_name_mismatch(tiny_clip):
 
 def test_fallback_is_loud_and_recorded(tmp_path, caplog):
     c = cfg(pretrained=str(tmp_path / "nope.bin"), fallback="saliency")
-    detections, info = detect_all(c, ("sample:chelsea",), ("a cat",))
+    subjects, info = detect_all(c, ("sample:chelsea",), ("a cat",))
     assert info["detector"] == "saliency" and str(tmp_path / "nope.bin") in info["fallback_reason"]
     assert info["clip_loads"] == 0
-    assert detections.methods == ("saliency",)
+    assert subjects["sample:chelsea"].method == "saliency"
     assert any("FALLING BACK TO SALIENCY" in r.getMessage() for r in caplog.records)

@@ -73,3 +73,4 @@ def test_unknown_effect_parameter_is_named():
         make_params("ken_burns", {"zom": 2})
     with pytest.raises(ValueError, match="zoom: must be >= 1"):
         make_params("ken_burns", {"zoom": 0.5})
+

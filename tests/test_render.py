@@ -79,7 +79,8 @@ def test_masks_reach_tasks_zero_copy(ray_local):
 def render_single_process(cfg, out_dir):
     """The same job through the same functions, in this process, with no Ray at all."""
     plan, output = prepare(cfg, str(out_dir))
-    detections, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts)
+    subjects, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts)
+    detections = Detections.pack(subjects)
     muxer = Muxer(len(plan.segments), plan.total_frames, plan.duration, plan.audio, output)
     for seg in plan.segments:
         muxer.add(render_segment(seg, detections, plan.encode, Storage(str(out_dir))))
