@@ -53,8 +53,8 @@ def load(cfg) -> tuple[object, dict]:
         raise WeightsUnavailable(f"detector.pretrained is null: CLIP needs weights; {hint}")
     # With no route to the hub, huggingface_hub retries for ~45 s before giving up; look only
     # in the local cache instead. The variable is read when huggingface_hub is imported.
-    if not _is_path(cfg.pretrained) and "HF_HUB_OFFLINE" not in os.environ and not _hub_reachable():
-        log.warning("the model hub is unreachable: looking for %s weights in the local cache only", cfg.pretrained)
+    hub_down = not _is_path(cfg.pretrained) and "HF_HUB_OFFLINE" not in os.environ and not _hub_reachable()
+    if hub_down:
         os.environ["HF_HUB_OFFLINE"] = "1"
     import open_clip
     import torch
@@ -81,6 +81,9 @@ def load(cfg) -> tuple[object, dict]:
         model = open_clip.create_model(name, pretrained=cfg.pretrained, force_image_size=size,
                                        require_pretrained=True)
     except Exception as e:  # open_clip raises RuntimeError/OSError/KeyError by route
+        if hub_down:
+            raise WeightsUnavailable(f"detector.pretrained: open_clip tag {name}/{cfg.pretrained} is not in the "
+                                     f"local cache and the model hub is unreachable; {hint}") from None
         where = cfg.pretrained if _is_path(cfg.pretrained) else f"open_clip tag {name}/{cfg.pretrained}"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsUnavailable(f"detector.pretrained: could not load weights from {where} ({first}); {hint}") from None

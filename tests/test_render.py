@@ -178,3 +178,15 @@ def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, 
         render(cfg, str(run_dir))
     assert not output.exists() and not (run_dir / "segments").exists()
     assert not list(tmp_path.rglob("*.mp4")) and not (run_dir / "report.json").exists()
+
+
+def test_unavailable_weights_stop_the_render_before_any_segment(tmp_path):
+    output = tmp_path / "video.mp4"
+    proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=clip", "detector.fallback=null",
+                   f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: detector.pretrained: ") and "ViT-B-32/laion2b_s34b_b79k" in last
+    assert "detector=saliency" in last
+    assert "segment 0" not in proc.stdout and not output.exists()
+    assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("report.json"))
