@@ -66,6 +66,7 @@ def main() -> None:
               "       python -m raypipe bench {render,handoff,effects} [options]", file=sys.stderr)
         sys.exit(2)
     command = sys.argv.pop(1)  # Hydra sees only its overrides and flags
+    sys.argv[0] = f"python -m raypipe {command}"  # how --help names the program
     # Let Hydra's errors reach us, to be reported on one line rather than as Hydra's dump.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:

@@ -16,7 +16,7 @@ from raypipe import RaypipeError, detect, timeline
 from raypipe.detections import Detections
 from raypipe.mux import Muxer
 from raypipe.segment import render_segment
-from raypipe.sources import SourceError, check_image
+from raypipe.sources import SourceError, load_image
 from raypipe.storage import Storage, exists
 from raypipe.timeline import JobError, Plan
 
@@ -43,7 +43,7 @@ def prepare(cfg: DictConfig, run_dir: str) -> tuple[Plan, str]:
     for uri in plan.sources:
         index = next(s.index for s in plan.segments if s.shot.source == uri)
         try:
-            check_image(uri)
+            load_image(uri)  # a full decode: a missing or corrupt image fails here, not in a task
         except SourceError as e:
             raise JobError(f"job.segments[{index}].source", str(e)) from None
     if plan.audio.path and not exists(plan.audio.path):
@@ -135,7 +135,9 @@ def detect_once(detector: DictConfig, plan: Plan):
 def render_segments(plan: Plan, detections_ref, store: Storage, muxer, cpus: float) -> list:
     """One task per segment; each manifest goes to the muxer as soon as its task is done."""
     task = ray.remote(render_segment).options(num_cpus=cpus)
-    pending = [task.remote(seg, detections_ref, plan.encode, store) for seg in plan.segments]
+    # Longest first: with more segments than CPUs, a long one started last sets the finish time.
+    by_length = sorted(plan.segments, key=lambda seg: -seg.frames)
+    pending = [task.remote(seg, detections_ref, plan.encode, store) for seg in by_length]
     manifests, added = [], []
     try:
         while pending:

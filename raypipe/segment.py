@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
+import cv2
 import numpy as np
 import ray
 
@@ -70,6 +71,8 @@ def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec) ->
 
 def render_segment(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, store: Storage) -> SegmentManifest:
     t0 = time.perf_counter()
+    # Ray sets OMP_NUM_THREADS to the task's CPUs; OpenCV keeps its own pool and must be told.
+    cv2.setNumThreads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     with tempfile.TemporaryDirectory(prefix="raypipe-seg-") as tmp:
         chunk = os.path.join(tmp, "chunk.mp4")
         encoder = ChunkEncoder(chunk, enc)

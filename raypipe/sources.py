@@ -59,8 +59,3 @@ def normalize(uri: str) -> str:
         return uri
     return os.path.abspath(os.path.expanduser(uri))
 
-
-def check_image(uri: str) -> tuple[int, int]:
-    """Fail early, before any rendering, on a missing or undecodable image; returns (w, h)."""
-    img = load_image(uri)
-    return img.shape[1], img.shape[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import accumulate
 from fractions import Fraction
 
 from omegaconf import DictConfig
@@ -146,70 +147,74 @@ def encode_spec(render: DictConfig) -> EncodeSpec:
                       render.preset, render.encoder_threads)
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One validated segment of the job, still in seconds."""
+
+    source: str
+    effect: str
+    params: object
+    seconds: Fraction
+    transition: str
+    transition_seconds: Fraction
+
+
+def _entry(i: int, seg, last: bool) -> _Entry:
+    where = f"job.segments[{i}]"
+    if not isinstance(seg.source, str) or not seg.source.strip():
+        raise JobError(f"{where}.source", "must name an image (a path, a URI or sample:NAME)")
+    seconds = _number(seg.duration, f"{where}.duration")
+    if seconds <= 0:
+        raise JobError(f"{where}.duration", f"must be > 0 seconds (got {seg.duration})")
+    try:
+        params = make_params(seg.effect, dict(seg.params))
+    except EffectError as e:
+        raise JobError(f"{where}.effect" if "unknown effect" in str(e) else f"{where}.params", str(e)) from None
+    except TypeError as e:
+        raise JobError(f"{where}.params", str(e)) from None
+    tr = seg.transition
+    if tr.type not in TRANSITIONS:
+        raise JobError(f"{where}.transition.type", f"unknown transition {tr.type!r} (known: {', '.join(TRANSITIONS)})")
+    tr_seconds = _number(tr.duration, f"{where}.transition.duration")
+    if tr.type != "cut":
+        if last:
+            raise JobError(f"{where}.transition", "the last segment has no next segment to transition into")
+        if tr_seconds <= 0:
+            raise JobError(f"{where}.transition.duration", f"must be > 0 for {tr.type} (got {tr.duration})")
+        if tr_seconds > seconds:
+            raise JobError(f"{where}.transition.duration", f"{tr.duration} s is longer than the segment ({seg.duration} s)")
+    return _Entry(normalize(seg.source.strip()), seg.effect, params, seconds, tr.type, tr_seconds)
+
+
+def _transition_frames(i: int, e: _Entry, frames: int, fps: Fraction) -> int:
+    if frames < 1:
+        raise JobError(f"job.segments[{i}].duration", f"{float(e.seconds)} s is shorter than one frame at {fps} fps")
+    if e.transition == "cut":
+        return 0
+    n = _to_frame(e.transition_seconds, fps)
+    if not 1 <= n <= frames:
+        raise JobError(f"job.segments[{i}].transition.duration",
+                       f"{float(e.transition_seconds)} s is {n} frames at {fps} fps; it must be 1..{frames}")
+    return n
+
+
 def plan(job: DictConfig, render: DictConfig) -> Plan:
     enc = encode_spec(render)
-    fps = enc.fps
     if not job.segments:
         raise JobError("job.segments", "is empty: a job needs at least one segment")
-
     n = len(job.segments)
-    starts, shots, fades = [], [], []
-    t = Fraction(0)
-    for i, seg in enumerate(job.segments):
-        where = f"job.segments[{i}]"
-        if not isinstance(seg.source, str) or not seg.source.strip():
-            raise JobError(f"{where}.source", "must name an image (a path, a URI or sample:NAME)")
-        duration = _number(seg.duration, f"{where}.duration")
-        if duration <= 0:
-            raise JobError(f"{where}.duration", f"must be > 0 seconds (got {seg.duration})")
-        try:
-            params = make_params(seg.effect, dict(seg.params))
-        except EffectError as e:
-            raise JobError(f"{where}.effect" if "unknown effect" in str(e) else f"{where}.params", str(e)) from None
-        except TypeError as e:
-            raise JobError(f"{where}.params", str(e)) from None
-        tr = seg.transition
-        if tr.type not in TRANSITIONS:
-            raise JobError(f"{where}.transition.type", f"unknown transition {tr.type!r} (known: {', '.join(TRANSITIONS)})")
-        tr_seconds = _number(tr.duration, f"{where}.transition.duration")
-        if tr.type != "cut":
-            if i == n - 1:
-                raise JobError(f"{where}.transition", "the last segment has no next segment to transition into")
-            if tr_seconds <= 0:
-                raise JobError(f"{where}.transition.duration", f"must be > 0 for {tr.type} (got {tr.duration})")
-            if tr_seconds > duration:
-                raise JobError(f"{where}.transition.duration",
-                               f"{tr.duration} s is longer than the segment ({seg.duration} s)")
-        starts.append(_to_frame(t, fps))
-        t += duration
-        shots.append((normalize(seg.source.strip()), seg.effect, params))
-        fades.append((tr.type, tr_seconds))
-    total = _to_frame(t, fps)
-    ends = starts[1:] + [total]
-
-    segments = []
-    lead_in = 0  # frames of this shot shown during the previous segment's transition
-    for i, (start, end) in enumerate(zip(starts, ends)):
-        if end <= start:
-            raise JobError(f"job.segments[{i}].duration",
-                           f"{job.segments[i].duration} s is shorter than one frame at {fps} fps")
-        kind, seconds = fades[i]
-        frames = _to_frame(seconds, fps) if kind != "cut" else 0
-        if kind != "cut" and not 1 <= frames <= end - start:
-            raise JobError(f"job.segments[{i}].transition.duration",
-                           f"{float(seconds)} s is {frames} frames at {fps} fps; it must be 1..{end - start}")
-        source, effect, params = shots[i]
-        shot = ShotSpec(source, effect, params, start - lead_in, end - start + lead_in)
-        segments.append([i, start, end, shot, kind, frames])
-        lead_in = frames
-
-    planned = []
-    for i, (index, start, end, shot, kind, frames) in enumerate(segments):
-        transition = None
-        if kind != "cut":
-            transition = TransitionSpec(kind, end - frames, frames, segments[i + 1][3])
-        planned.append(SegmentPlan(index, start, end, shot, transition))
-
+    entries = [_entry(i, seg, last=i == n - 1) for i, seg in enumerate(job.segments)]
+    # Boundary i is round(sum of the first i durations x fps): rounding never accumulates.
+    bounds = [_to_frame(t, enc.fps) for t in accumulate((e.seconds for e in entries), initial=Fraction(0))]
+    fades = [_transition_frames(i, e, bounds[i + 1] - bounds[i], enc.fps) for i, e in enumerate(entries)]
+    lead_ins = [0] + fades[:-1]  # frames of each shot already shown during the previous transition
+    shots = [ShotSpec(e.source, e.effect, e.params, bounds[i] - lead, bounds[i + 1] - bounds[i] + lead)
+             for i, (e, lead) in enumerate(zip(entries, lead_ins))]
+    segments = tuple(
+        SegmentPlan(i, bounds[i], bounds[i + 1], shots[i],
+                    TransitionSpec(e.transition, bounds[i + 1] - f, f, shots[i + 1]) if f else None)
+        for i, (e, f) in enumerate(zip(entries, fades))
+    )
     audio = job.audio
     for key in ("volume", "fade_in", "fade_out"):
         if _number(audio[key], f"job.audio.{key}") < 0:
@@ -217,8 +222,9 @@ def plan(job: DictConfig, render: DictConfig) -> Plan:
     return Plan(
         name=job.name,
         encode=enc,
-        total_frames=total,
-        segments=tuple(planned),
-        audio=AudioSpec(normalize(audio.path) if audio.path else None, float(audio.volume), float(audio.fade_in), float(audio.fade_out)),
+        total_frames=bounds[-1],
+        segments=segments,
+        audio=AudioSpec(normalize(audio.path) if audio.path else None, float(audio.volume), float(audio.fade_in),
+                        float(audio.fade_out)),
         prompts=tuple(job.prompts),
     )
