@@ -190,3 +190,15 @@ def test_unavailable_weights_stop_the_render_before_any_segment(tmp_path):
     assert "detector=saliency" in last
     assert "segment 0" not in proc.stdout and not output.exists()
     assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("report.json"))
+
+
+def test_overrides_reach_the_video_from_a_users_config_dir(tmp_path):
+    output = tmp_path / "elsewhere" / "small.mp4"
+    proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency", "render.fps=12",
+                   "render.width=256", "render.height=144", f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == str(output)
+    info = ffmpeg.probe(str(output))
+    assert (info["width"], info["height"], info["fps"], info["frames"]) == (256, 144, 12.0, round(3.5 * 12))
+    report = read_report(tmp_path / "run")
+    assert report["output"] == str(output) and report["fps_exact"] == "12/1"
