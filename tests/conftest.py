@@ -35,7 +35,7 @@ def read_report(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One embedded Ray for the in-process renders (never a bare ray.init(): it joins clusters)."""
+    """One embedded Ray for the in-process renders; address="local" so it never joins a running cluster."""
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
