@@ -107,10 +107,10 @@ def bench_handoff(args) -> dict:
     }
     # The muxer's encode cannot start before the last frame file exists, and runs on one
     # node: it is serial work that no number of workers removes.
+    n = 450  # the demo's frames
     for workers in (2, 16):
-        n = 450
-        result[f"projected encode wall for 450 frames on {workers} workers, chunks (s)"] = round(n * a / workers / 1000, 2)
-        result[f"projected encode wall for 450 frames on {workers} workers, frame files (s)"] = round(
+        result[f"projected encode wall for {n} frames on {workers} workers, chunks (s)"] = round(n * a / workers / 1000, 2)
+        result[f"projected encode wall for {n} frames on {workers} workers, frame files (s)"] = round(
             (n * b / workers + n * m) / 1000, 2)
     return result
 

@@ -3,10 +3,10 @@ decode and probe. The binary is the one imageio-ffmpeg ships, so no system ffmpe
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
-import os
 
 import imageio_ffmpeg
 import numpy as np

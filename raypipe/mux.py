@@ -10,7 +10,7 @@ import time
 
 from raypipe import RaypipeError, ffmpeg
 from raypipe.segment import SegmentManifest
-from raypipe.storage import fetch_file, publish_file
+from raypipe.storage import Storage, fetch_file, publish_file
 from raypipe.timeline import AudioSpec
 
 
@@ -19,7 +19,9 @@ class MuxError(RaypipeError, RuntimeError):
 
 
 class Muxer:
-    def __init__(self, segments: int, total_frames: int, duration: float, audio: AudioSpec, output: str):
+    def __init__(self, store: Storage, segments: int, total_frames: int, duration: float, audio: AudioSpec,
+                 output: str):
+        self.store = store
         self.segments, self.total_frames, self.duration = segments, total_frames, duration
         self.audio, self.output = audio, output
         self.tmp = tempfile.mkdtemp(prefix="raypipe-mux-")
@@ -32,7 +34,7 @@ class Muxer:
 
     def add(self, manifest: SegmentManifest) -> int:
         local = os.path.join(self.tmp, f"{manifest.index:05d}.mp4")
-        fetch_file(manifest.uri, local)
+        self.store.fetch(manifest.chunk, local)
         self.chunks[manifest.index] = (local, manifest)
         return len(self.chunks)
 

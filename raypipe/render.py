@@ -104,7 +104,7 @@ def render(cfg: DictConfig, run_dir: str) -> dict:
         cleanup.enter_context(ray_session(cfg.ray, stages))
         cleanup.callback(store.delete_dir, "segments")  # chunks are never left as results
         muxer = ray.remote(num_cpus=0)(Muxer).remote(
-            len(plan.segments), plan.total_frames, plan.duration, plan.audio, output)
+            store, len(plan.segments), plan.total_frames, plan.duration, plan.audio, output)
         cleanup.callback(_quietly, lambda: ray.get(muxer.close.remote()))
         with stages("detect"):
             detections_ref, info, summary = detect_once(cfg.detector, plan)

@@ -27,7 +27,7 @@ from raypipe.timeline import EncodeSpec, SegmentPlan, ShotSpec
 @dataclass(frozen=True)
 class SegmentManifest:
     index: int
-    uri: str
+    chunk: str  # relative to the run's storage
     start: int
     frames: int
     seconds: float
@@ -86,10 +86,11 @@ def render_segment(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, st
         if encoder.frames != seg.frames:
             raise RuntimeError(f"segment {seg.index} rendered {encoder.frames} frames, planned {seg.frames}")
         # Retries overwrite the same name atomically, so a re-run segment is idempotent.
-        uri = store.put_file(chunk, f"segments/{seg.index:05d}.mp4")
+        name = f"segments/{seg.index:05d}.mp4"
+        store.put_file(chunk, name)
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
     return SegmentManifest(
-        index=seg.index, uri=uri, start=seg.start, frames=seg.frames,
+        index=seg.index, chunk=name, start=seg.start, frames=seg.frames,
         seconds=round(time.perf_counter() - t0, 3), node_id=node, pid=os.getpid(),
         torch_imported="torch" in sys.modules,
         masks_in_shared_memory=in_shared_memory(detections.masks),

@@ -14,11 +14,21 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 
 
-@functools.lru_cache(maxsize=None)
+_LOCAL = pafs.LocalFileSystem()
+
+
 def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     if "://" not in uri:
-        uri = os.path.abspath(uri)
+        return _LOCAL, os.path.abspath(uri)
     return pafs.FileSystem.from_uri(uri)
+
+
+@functools.lru_cache(maxsize=16)
+def _root(root: str) -> tuple[pafs.FileSystem, str]:
+    """One filesystem per run root, reused for every chunk (an S3 filesystem may look up
+    its bucket's region when it is made)."""
+    fs, base = _resolve(root)
+    return fs, base.rstrip("/")
 
 
 def open_input(uri: str):
@@ -26,8 +36,7 @@ def open_input(uri: str):
     return fs.open_input_stream(path)
 
 
-def _atomic_write(uri: str, write) -> None:
-    fs, path = _resolve(uri)
+def _atomic_write(fs: pafs.FileSystem, path: str, write) -> None:
     parent, name = path.rsplit("/", 1)
     fs.create_dir(parent, recursive=True)
     tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
@@ -40,15 +49,26 @@ def _atomic_write(uri: str, write) -> None:
         raise
 
 
+def _copy_from(local_path: str):
+    def write(out):
+        with open(local_path, "rb") as src:
+            shutil.copyfileobj(src, out, 8 << 20)
+
+    return write
+
+
 def publish_file(local_path: str, uri: str) -> None:
     """Copy a finished local file to `uri` atomically (temporary name, then rename)."""
-    with open(local_path, "rb") as src:
-        _atomic_write(uri, lambda out: shutil.copyfileobj(src, out, 8 << 20))
+    _atomic_write(*_resolve(uri), _copy_from(local_path))
+
+
+def _fetch(fs: pafs.FileSystem, path: str, local_path: str) -> None:
+    with fs.open_input_stream(path) as src, open(local_path, "wb") as dst:
+        shutil.copyfileobj(src, dst, 8 << 20)
 
 
 def fetch_file(uri: str, local_path: str) -> None:
-    with open_input(uri) as src, open(local_path, "wb") as dst:
-        shutil.copyfileobj(src, dst, 8 << 20)
+    _fetch(*_resolve(uri), local_path)
 
 
 def exists(uri: str) -> bool:
@@ -65,22 +85,25 @@ def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
 
 @dataclass(frozen=True)
 class Storage:
-    """A directory for one run's files; cheap to pickle into every task."""
+    """A directory for one run's files, named relative to its root; cheap to pickle into
+    every task."""
 
     root: str
 
-    def uri(self, rel: str) -> str:
-        return f"{self.root.rstrip('/')}/{rel}"
+    def _locate(self, rel: str) -> tuple[pafs.FileSystem, str]:
+        fs, base = _root(self.root)
+        return fs, f"{base}/{rel}"
 
-    def put_file(self, local_path: str, rel: str) -> str:
-        publish_file(local_path, self.uri(rel))
-        return self.uri(rel)
+    def put_file(self, local_path: str, rel: str) -> None:
+        _atomic_write(*self._locate(rel), _copy_from(local_path))
 
-    def write_bytes(self, rel: str, data: bytes) -> str:
-        _atomic_write(self.uri(rel), lambda out: out.write(data))
-        return self.uri(rel)
+    def fetch(self, rel: str, local_path: str) -> None:
+        _fetch(*self._locate(rel), local_path)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        _atomic_write(*self._locate(rel), lambda out: out.write(data))
 
     def delete_dir(self, rel: str) -> None:
-        fs, path = _resolve(self.uri(rel))
+        fs, path = self._locate(rel)
         if fs.get_file_info(path).type == pafs.FileType.Directory:
             fs.delete_dir(path)

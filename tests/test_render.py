@@ -81,9 +81,10 @@ def render_single_process(cfg, out_dir):
     plan, output = prepare(cfg, str(out_dir))
     subjects, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts)
     detections = Detections.pack(subjects)
-    muxer = Muxer(len(plan.segments), plan.total_frames, plan.duration, plan.audio, output)
+    store = Storage(str(out_dir))
+    muxer = Muxer(store, len(plan.segments), plan.total_frames, plan.duration, plan.audio, output)
     for seg in plan.segments:
-        muxer.add(render_segment(seg, detections, plan.encode, Storage(str(out_dir))))
+        muxer.add(render_segment(seg, detections, plan.encode, store))
     muxer.finish()
     return plan, detections, output
 
