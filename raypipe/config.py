@@ -27,18 +27,49 @@ DEFAULT_BACKGROUND = [
 
 @dataclass
 class TransitionCfg:
-    type: str = "cut"
+    type: str = "cut"  # cut | crossfade | fade_black | wipe | zoom_through
     duration: float = 0.0
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CaptionCfg:
+    text: str = MISSING
+    # A font family that fontconfig knows, or a font file path.
+    font: str = "DejaVu Sans"
+    size: float = 0.06  # text height, as a fraction of the frame height
+    color: str = "white"
+    outline: float = 0.08  # stroke width, as a fraction of the text size; 0: none
+    outline_color: str = "black"
+    box: bool = False  # a rounded box behind the text
+    box_color: str = "black"
+    box_opacity: float = 0.55
+    # auto keeps clear of the subject; or bottom, top, center, bottom_left, ..., top_right.
+    position: str = "auto"
+    margin: float = 0.05  # from the frame's edge, as a fraction of the frame height
+    fade_in: float = 0.3
+    fade_out: float = 0.3
 
 
 @dataclass
 class SegmentCfg:
+    # An image or a video file: a path, a URI, or sample:NAME.
     source: str = MISSING
-    duration: float = MISSING
+    # Seconds on screen; for a video, null plays its trimmed range once.
+    duration: Optional[float] = None
     effect: str = "static"
     params: Dict[str, Any] = field(default_factory=dict)
     # Transition from this segment into the next one; it occupies this segment's tail.
     transition: TransitionCfg = field(default_factory=TransitionCfg)
+    caption: Optional[CaptionCfg] = None
+    # Video sources only: the range played (seconds in the file) and its speed.
+    start: float = 0.0
+    end: Optional[float] = None
+    speed: float = 1.0
+    # Video sources only: the clip's own sound: drop, mix (under the soundtrack) or keep
+    # (the soundtrack ducks to job.audio.duck while it plays).
+    audio: str = "drop"
+    audio_volume: float = 1.0
 
 
 @dataclass
@@ -47,6 +78,8 @@ class AudioCfg:
     volume: float = 1.0
     fade_in: float = 0.0
     fade_out: float = 0.0
+    # The soundtrack's level while a segment with `audio: keep` plays.
+    duck: float = 0.25
 
 
 @dataclass
@@ -65,8 +98,9 @@ class RenderCfg:
     height: int = 720
     # An integer or a ratio such as 30000/1001.
     fps: str = "30"
-    codec: str = "h264"
-    crf: int = 18
+    codec: str = "h264"  # h264 | h265 | vp9 | prores
+    crf: int = 18  # quality for h264, h265 and vp9 (lower is better); prores ignores it
+    # Speed against size: x264/x265 preset names; vp9 maps them to its cpu-used levels.
     preset: str = "veryfast"
     # Encoder threads per segment task; parallelism comes from running tasks side by side.
     encoder_threads: int = 1
@@ -89,6 +123,10 @@ class DetectorCfg:
     # Foreground-probability threshold; null picks one per image with Otsu's method.
     threshold: Optional[float] = None
     background_prompts: List[str] = field(default_factory=lambda: list(DEFAULT_BACKGROUND))
+    # Video sources: frames per second sampled for detection, and the smoothing (seconds)
+    # of the subject's path between them.
+    keyframe_rate: float = 2.0
+    track_smoothing: float = 0.5
     num_cpus: float = 1.0
     # Ask for a GPU on clusters that have one; segment tasks only ever ask for CPUs.
     num_gpus: float = 0.0

@@ -10,9 +10,9 @@ import os
 import sys
 import time
 
-from raypipe.detections import CompactSubject, Subject
+from raypipe.detections import CompactSubject, Keyframes, Subject
 from raypipe.saliency import detect_saliency
-from raypipe.sources import load_image
+from raypipe.sources import keyframes, load_image
 from raypipe.timeline import JobError
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,10 @@ def validate(cfg) -> None:
         raise JobError("detector.method", f"unknown method {cfg.method!r} (known: {', '.join(METHODS)})")
     if cfg.image_size is not None and (len(cfg.image_size) != 2 or min(cfg.image_size) <= 0):
         raise JobError("detector.image_size", f"must be [height, width] (got {list(cfg.image_size)})")
+    if not 0 < cfg.keyframe_rate <= 60:
+        raise JobError("detector.keyframe_rate", f"must be > 0 and <= 60 per second (got {cfg.keyframe_rate})")
+    if cfg.track_smoothing < 0:
+        raise JobError("detector.track_smoothing", f"must be >= 0 seconds (got {cfg.track_smoothing})")
     if cfg.kind != "clip" or cfg.fallback == "saliency":
         return
     if cfg.model_config and not os.path.isfile(cfg.model_config):
@@ -76,18 +80,28 @@ def clip_loads() -> int:
     return clip.LOADS if clip else 0
 
 
-def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...]) -> tuple[dict[str, Subject], dict]:
+def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
+               video_ranges: dict[str, tuple[float, float]] | None = None) -> tuple[dict[str, Subject | Keyframes], dict]:
+    """Every source's subject with one detector: stills once, videos at `keyframe_rate`
+    over the seconds of them that the timeline shows."""
     t0 = time.perf_counter()
     loads_before = clip_loads()
     detector, fallback_reason = make_detector(cfg, prompts)
-    subjects = {}
-    for uri in sources:
-        img = load_image(uri)
+
+    def find(uri, img):
         subject = detector.detect(img)
         if subject is None:
             log.warning("CLIP found no subject in %s: using saliency for it", uri)
             subject = detect_saliency(img, method="saliency (no CLIP subject)")
-        subjects[uri] = subject
+        return subject
+
+    subjects: dict[str, Subject | Keyframes] = {}
+    for uri in sources:
+        if video_ranges and uri in video_ranges:
+            lo, hi = video_ranges[uri]
+            subjects[uri] = [(t, find(uri, img)) for t, img in keyframes(uri, lo, hi, cfg.keyframe_rate)]
+        else:
+            subjects[uri] = find(uri, load_image(uri))
     info = {
         "detector": detector.name,
         "fallback_reason": fallback_reason,
@@ -97,10 +111,19 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...]) -> tuple
     return subjects, info
 
 
+def compact(subjects: dict[str, Subject | Keyframes]) -> dict:
+    return {k: [(t, CompactSubject.of(s)) for t, s in v] if isinstance(v, list) else CompactSubject.of(v)
+            for k, v in subjects.items()}
+
+
+def expand(compacted: dict) -> dict[str, Subject | Keyframes]:
+    return {k: [(t, c.subject()) for t, c in v] if isinstance(v, list) else v.subject() for k, v in compacted.items()}
+
+
 class DetectorActor:
     """Holds the detector's process: in a render it is the only one that may import torch.
     The driver wraps it with ray.remote so that it can ask for a GPU where there is one."""
 
-    def detect(self, cfg, sources, prompts) -> tuple[dict[str, CompactSubject], dict]:
-        subjects, info = detect_all(cfg, sources, prompts)
-        return {k: CompactSubject.of(s) for k, s in subjects.items()}, info
+    def detect(self, cfg, sources, prompts, video_ranges=None) -> tuple[dict, dict]:
+        subjects, info = detect_all(cfg, sources, prompts, video_ranges)
+        return compact(subjects), info

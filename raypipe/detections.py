@@ -48,46 +48,112 @@ class CompactSubject:
 
 
 @dataclass(frozen=True)
+class Track:
+    """A source's subject over time: keyframes in source seconds (one, at 0, for a still).
+
+    The box at time t is a Gaussian-weighted mean of the keyframe boxes: a smooth function
+    of t, so a camera that follows it cannot jitter however noisy single detections are.
+    """
+
+    times: np.ndarray
+    boxes: np.ndarray
+    masks: tuple[np.ndarray, ...]
+    score: float
+    method: str
+    smoothing: float  # seconds (the Gaussian's sigma)
+
+    def box_at(self, t: float) -> tuple[float, float, float, float]:
+        if len(self.times) == 1:
+            return tuple(float(v) for v in self.boxes[0])
+        w = np.exp(-0.5 * ((self.times - t) / max(self.smoothing, 1e-3)) ** 2)
+        if w.sum() < 1e-12:  # far outside the keyframes: the nearest one
+            w = (np.abs(self.times - t) == np.abs(self.times - t).min()).astype(np.float64)
+        return tuple(float(v) for v in (w[:, None] * self.boxes).sum(0) / w.sum())
+
+    def mask_at(self, t: float) -> np.ndarray:
+        """Linear between the two keyframes around t; a view into shared memory at a keyframe."""
+        k = int(np.searchsorted(self.times, t, side="right"))
+        if k == 0 or k == len(self.times):
+            return self.masks[min(k, len(self.times) - 1)]
+        t0, t1 = self.times[k - 1], self.times[k]
+        a = (t - t0) / (t1 - t0)
+        if a < 1e-6:
+            return self.masks[k - 1]
+        return cv2.addWeighted(self.masks[k - 1], 1.0 - a, self.masks[k], a, 0.0)
+
+    def at(self, t: float) -> Subject:
+        return Subject(self.box_at(t), self.mask_at(t), self.score, self.method)
+
+
+Keyframes = list[tuple[float, Subject]]
+
+
+@dataclass(frozen=True)
 class Detections:
     keys: tuple[str, ...]
-    boxes: np.ndarray  # (n, 4) float32
-    scores: np.ndarray  # (n,) float32
+    first: np.ndarray  # (n + 1,) int64: source i owns keyframes first[i]:first[i + 1]
+    times: np.ndarray  # (k,) float64, source seconds
+    boxes: np.ndarray  # (k, 4) float32
+    scores: np.ndarray  # (k,) float32
     methods: tuple[str, ...]
-    masks: np.ndarray  # flat uint8: every mask back to back
-    offsets: np.ndarray  # (n + 1,) int64 into `masks`
-    shapes: np.ndarray  # (n, 2) int64: (height, width) per mask
+    masks: np.ndarray  # flat uint8: every keyframe's mask back to back
+    offsets: np.ndarray  # (k + 1,) int64 into `masks`
+    shapes: np.ndarray  # (k, 2) int64: (height, width) per mask
+    smoothing: float = 0.5
 
     @classmethod
-    def pack(cls, items: dict[str, Subject]) -> "Detections":
+    def pack(cls, items: dict[str, Subject | Keyframes], smoothing: float = 0.5) -> "Detections":
         keys = tuple(items)
-        subjects = [items[k] for k in keys]
-        sizes = [s.mask.size for s in subjects]
-        offsets = np.zeros(len(keys) + 1, np.int64)
-        np.cumsum(sizes, out=offsets[1:])
+        tracks = [v if isinstance(v, list) else [(0.0, v)] for v in (items[k] for k in keys)]
+        first = np.zeros(len(keys) + 1, np.int64)
+        np.cumsum([len(t) for t in tracks], out=first[1:])
+        flat = [kf for t in tracks for kf in t]
+        subjects = [s for _, s in flat]
+        offsets = np.zeros(len(flat) + 1, np.int64)
+        np.cumsum([s.mask.size for s in subjects], out=offsets[1:])
         masks = np.empty(int(offsets[-1]), np.uint8)
         for s, lo, hi in zip(subjects, offsets[:-1], offsets[1:]):
             masks[lo:hi] = s.mask.reshape(-1)
         return cls(
             keys=keys,
+            first=first,
+            times=np.array([t for t, _ in flat], np.float64),
             boxes=np.array([s.box for s in subjects], np.float32).reshape(-1, 4),
             scores=np.array([s.score for s in subjects], np.float32),
             methods=tuple(s.method for s in subjects),
             masks=masks,
             offsets=offsets,
             shapes=np.array([s.mask.shape[:2] for s in subjects], np.int64).reshape(-1, 2),
+            smoothing=smoothing,
         )
 
-    def subject(self, key: str) -> Subject:
+    def _mask(self, k: int) -> np.ndarray:
+        h, w = (int(v) for v in self.shapes[k])
+        return self.masks[self.offsets[k] : self.offsets[k + 1]].reshape(h, w)
+
+    def track(self, key: str) -> Track:
         i = self.keys.index(key)
-        h, w = (int(v) for v in self.shapes[i])
-        mask = self.masks[self.offsets[i] : self.offsets[i + 1]].reshape(h, w)
-        return Subject(tuple(float(v) for v in self.boxes[i]), mask, float(self.scores[i]), self.methods[i])
+        lo, hi = int(self.first[i]), int(self.first[i + 1])
+        return Track(self.times[lo:hi], self.boxes[lo:hi].astype(np.float64),
+                     tuple(self._mask(k) for k in range(lo, hi)), float(self.scores[lo:hi].mean()),
+                     self.methods[lo], self.smoothing)
+
+    def subject(self, key: str) -> Subject:
+        """The subject of a still (the first keyframe of a video)."""
+        k = int(self.first[self.keys.index(key)])
+        return Subject(tuple(float(v) for v in self.boxes[k]), self._mask(k), float(self.scores[k]), self.methods[k])
 
     def summary(self) -> list[dict]:
-        return [
-            {"source": k, "box": [round(float(v), 1) for v in b], "score": round(float(s), 4), "method": m}
-            for k, b, s, m in zip(self.keys, self.boxes, self.scores, self.methods)
-        ]
+        out = []
+        for i, key in enumerate(self.keys):
+            lo, hi = int(self.first[i]), int(self.first[i + 1])
+            entry = {"source": key, "box": [round(float(v), 1) for v in self.boxes[lo]],
+                     "score": round(float(self.scores[lo:hi].mean()), 4), "method": self.methods[lo]}
+            if hi - lo > 1 or self.times[lo] != 0:
+                entry["keyframes"] = hi - lo
+                entry["seconds"] = [round(float(self.times[lo]), 3), round(float(self.times[hi - 1]), 3)]
+            out.append(entry)
+        return out
 
 
 def subject_from_heat(heat: np.ndarray, threshold: float | None, method: str) -> Subject | None:

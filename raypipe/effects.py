@@ -1,8 +1,10 @@
-"""Frame math: pure functions of (source, subject, progress, output size) -> RGB frame.
+"""Frame math: pure functions of (source frame, subject, progress, output size) -> RGB frame.
 
 A camera is a `View` — a rectangle in continuous source coordinates with the output's
-aspect — and every effect is a camera path plus optional shading. Sampling goes through a
-mip pyramid with trilinear blending, so slow zooms neither alias nor shimmer.
+aspect — and every effect is a camera path plus an optional look that uses the subject's
+mask. Sampling goes through a mip pyramid with trilinear blending, so slow zooms neither
+alias nor shimmer. A view may reach past the source (reframing a subject too wide for the
+output's aspect); what lies outside is filled with a blurred, dimmed copy of the source.
 """
 from __future__ import annotations
 
@@ -62,6 +64,25 @@ class Framing:
         h = w / self.aspect
         return _clamp_view(*self.focus(h), w, h, self.src_w, self.src_h)
 
+    def fit(self, margin: float) -> View:
+        """The cover view when the subject (plus margin) fits in it; otherwise the smallest
+        view that holds the subject, reaching past the source where it must."""
+        x0, y0, x1, y1 = self.box
+        bw, bh = (x1 - x0) * (1 + 2 * margin), (y1 - y0) * (1 + 2 * margin)
+        cover = self.cover()
+        if bw <= cover.w and bh <= cover.h:
+            return _clamp_view((x0 + x1) / 2, (y0 + y1) / 2, cover.w, cover.h, self.src_w, self.src_h)
+        w = max(bw, bh * self.aspect)
+        return _clamp_view((x0 + x1) / 2, (y0 + y1) / 2, w, w / self.aspect, self.src_w, self.src_h)
+
+    def zoomed(self, view: View, zoom: float) -> View:
+        """`view` zoomed `zoom` times about the subject's focus point, which keeps its place
+        on screen: the camera flies into the subject, not into the middle of the frame."""
+        fx, fy = self.focus(view.h / zoom)
+        fx = min(max(fx, view.cx - view.w / 2), view.cx + view.w / 2)
+        fy = min(max(fy, view.cy - view.h / 2), view.cy + view.h / 2)
+        return View(fx + (view.cx - fx) / zoom, fy + (view.cy - fy) / zoom, view.w / zoom, view.h / zoom)
+
     def between(self, a: View, b: View, e: float) -> View:
         # Zoom is interpolated in log space so its speed looks constant; the centre
         # follows the width so that the pan and the zoom arrive together.
@@ -71,10 +92,17 @@ class Framing:
         return _clamp_view(cx, cy, w, w / self.aspect, self.src_w, self.src_h)
 
 
-def ease(p: float, kind: str) -> float:
+EASINGS = ("linear", "ease_in_out", "ease_in", "ease_out")
+
+
+def ease(p: float, kind: str = "ease_in_out") -> float:
     p = min(max(p, 0.0), 1.0)
     if kind == "linear":
         return p
+    if kind == "ease_in":
+        return p * p
+    if kind == "ease_out":
+        return 1.0 - (1.0 - p) ** 2
     return p * p * (3.0 - 2.0 * p)  # ease_in_out: zero velocity at both ends
 
 
@@ -125,7 +153,32 @@ class Pyramid:
         )
 
 
-# ---- effects --------------------------------------------------------------------------
+def coverage(view: View, src_w: int, src_h: int, out_w: int, out_h: int) -> np.ndarray | None:
+    """Per output pixel, the fraction of its area that lies on the source (None: all of it).
+    Exact box-filter coverage, so the source's edge moves smoothly, never a pixel at a time."""
+    x0, y0 = view.cx - view.w / 2, view.cy - view.h / 2
+    if x0 >= -1e-6 and y0 >= -1e-6 and x0 + view.w <= src_w + 1e-6 and y0 + view.h <= src_h + 1e-6:
+        return None
+
+    def axis(lo, size, n, limit):
+        step = size / n
+        left = lo + step * np.arange(n)
+        return (np.clip(left + step, 0, limit) - np.clip(left, 0, limit)) / step
+
+    cx, cy = axis(x0, view.w, out_w, src_w), axis(y0, view.h, out_h, src_h)
+    return np.outer(cy, cx).astype(np.float32)
+
+
+# ---- parameters -----------------------------------------------------------------------
+
+
+def _check(ok: bool, name: str, want: str, got) -> None:
+    if not ok:
+        raise EffectError(f"{name}: must be {want} (got {got!r})")
+
+
+def _check_easing(easing: str) -> None:
+    _check(easing in EASINGS, "easing", " or ".join(EASINGS), easing)
 
 
 @dataclass(frozen=True)
@@ -142,90 +195,261 @@ class KenBurnsParams:
     def __post_init__(self):
         _check(self.direction in ("in", "out"), "direction", "in or out", self.direction)
         _check(self.zoom >= 1.0, "zoom", ">= 1", self.zoom)
-        _check(self.easing in ("linear", "ease_in_out"), "easing", "linear or ease_in_out", self.easing)
+        _check_easing(self.easing)
+
+
+@dataclass(frozen=True)
+class PunchInParams:
+    at: float | None = None  # seconds into the shot; null: 40% of the way through
+    length: float = 0.3  # seconds the zoom takes
+    zoom: float = 1.8
+
+    def __post_init__(self):
+        _check(self.at is None or self.at >= 0, "at", ">= 0 seconds or null", self.at)
+        _check(self.length > 0, "length", "> 0 seconds", self.length)
+        _check(self.zoom >= 1.0, "zoom", ">= 1", self.zoom)
+
+
+@dataclass(frozen=True)
+class PanParams:
+    start: str = "auto"  # the edge the camera starts from; auto: the one farther from the subject
+    zoom: float = 1.3  # how much closer than the wide view, which leaves room to move
+    easing: str = "ease_in_out"
+
+    def __post_init__(self):
+        _check(self.start in ("auto", "left", "right", "top", "bottom"), "start",
+               "auto, left, right, top or bottom", self.start)
+        _check(self.zoom >= 1.0, "zoom", ">= 1", self.zoom)
+        _check_easing(self.easing)
+
+
+@dataclass(frozen=True)
+class ReframeParams:
+    margin: float = 0.08  # room kept around the subject, as a fraction of its size
+    fill: str = "blur"  # what shows where the view reaches past the source: blur or black
+    fill_blur: float = 0.05  # fraction of the frame height
+    fill_dim: float = 0.45  # how much darker the fill is than the source
+
+    def __post_init__(self):
+        _check(0 <= self.margin <= 1, "margin", "in 0..1", self.margin)
+        _check(self.fill in ("blur", "black"), "fill", "blur or black", self.fill)
+        _check(self.fill_blur > 0, "fill_blur", "> 0", self.fill_blur)
+        _check(0 <= self.fill_dim <= 1, "fill_dim", "in 0..1", self.fill_dim)
 
 
 @dataclass(frozen=True)
 class FocusParams:
+    mode: str = "blur"  # blur or desaturate what lies outside the subject
     blur: float = 0.02  # background blur sigma, as a fraction of the frame height
     feather: float = 0.012  # softness of the mask's edge, as a fraction of the frame height
+    strength: float = 1.0  # at the start of the shot, 0..1
+    strength_end: float | None = None  # at its end; null: no change
+    easing: str = "ease_in_out"
 
     def __post_init__(self):
+        _check(self.mode in ("blur", "desaturate"), "mode", "blur or desaturate", self.mode)
         _check(self.blur > 0, "blur", "> 0", self.blur)
+        _check(self.feather >= 0, "feather", ">= 0", self.feather)
+        for name in ("strength", "strength_end"):
+            v = getattr(self, name)
+            _check(v is None or 0 <= v <= 1, name, "in 0..1", v)
+        _check_easing(self.easing)
+
+    def strength_at(self, p: float) -> float:
+        end = self.strength if self.strength_end is None else self.strength_end
+        return self.strength + (end - self.strength) * ease(p, self.easing)
+
+
+@dataclass(frozen=True)
+class SpotlightParams:
+    dim: float = 0.6  # how much darker everything but the subject gets
+    vignette: float = 0.5  # extra darkening toward the frame's corners
+    feather: float = 0.02
+
+    def __post_init__(self):
+        _check(0 <= self.dim <= 1, "dim", "in 0..1", self.dim)
+        _check(0 <= self.vignette <= 1, "vignette", "in 0..1", self.vignette)
         _check(self.feather >= 0, "feather", ">= 0", self.feather)
 
 
-def _check(ok: bool, name: str, want: str, got) -> None:
-    if not ok:
-        raise EffectError(f"{name}: must be {want} (got {got!r})")
+# ---- cameras: (framing, params, progress, shot seconds) -> View --------------------------
 
 
-def static_camera(framing: Framing, params: StaticParams, p: float) -> View:
+def static_camera(framing: Framing, params, p: float, seconds: float) -> View:
     return framing.cover()
 
 
-def ken_burns_camera(framing: Framing, params: KenBurnsParams, p: float) -> View:
+def ken_burns_camera(framing: Framing, params: KenBurnsParams, p: float, seconds: float = 1.0) -> View:
     wide, close = framing.cover(), framing.toward_subject(params.zoom)
     a, b = (wide, close) if params.direction == "in" else (close, wide)
     return framing.between(a, b, ease(p, params.easing))
 
 
+def punch_in_camera(framing: Framing, params: PunchInParams, p: float, seconds: float) -> View:
+    at = 0.4 * seconds if params.at is None else params.at
+    e = ease((p * seconds - at) / params.length, "ease_in_out")
+    return framing.between(framing.cover(), framing.toward_subject(params.zoom), e)
+
+
+def pan_camera(framing: Framing, params: PanParams, p: float, seconds: float) -> View:
+    end = framing.toward_subject(params.zoom)
+    room_x, room_y = framing.src_w - end.w, framing.src_h - end.h
+    start = params.start
+    if start == "auto":
+        if room_x >= room_y:
+            start = "left" if end.cx > framing.src_w / 2 else "right"
+        else:
+            start = "top" if end.cy > framing.src_h / 2 else "bottom"
+    cx = {"left": end.w / 2, "right": framing.src_w - end.w / 2}.get(start, end.cx)
+    cy = {"top": end.h / 2, "bottom": framing.src_h - end.h / 2}.get(start, end.cy)
+    begin = _clamp_view(cx, cy, end.w, end.h, framing.src_w, framing.src_h)
+    return framing.between(begin, end, ease(p, params.easing))
+
+
+def reframe_camera(framing: Framing, params: ReframeParams, p: float, seconds: float) -> View:
+    return framing.fit(params.margin)
+
+
 @dataclass(frozen=True)
 class Effect:
     params: type
-    camera: Callable[[Framing, object, float], View]
-    blur_background: bool = False
+    camera: Callable[[Framing, object, float, float], View]
+    look: str | None = None  # shading that uses the subject's mask: focus or spotlight
 
 
 EFFECTS: dict[str, Effect] = {
     "static": Effect(StaticParams, static_camera),
     "ken_burns": Effect(KenBurnsParams, ken_burns_camera),
-    "focus": Effect(FocusParams, static_camera, blur_background=True),
+    "punch_in": Effect(PunchInParams, punch_in_camera),
+    "pan": Effect(PanParams, pan_camera),
+    "reframe": Effect(ReframeParams, reframe_camera),
+    "focus": Effect(FocusParams, static_camera, look="focus"),
+    "spotlight": Effect(SpotlightParams, static_camera, look="spotlight"),
 }
 
 
-def make_params(effect: str, params: dict):
-    """The effect's frozen params from a job's mapping; errors name the parameter."""
-    if effect not in EFFECTS:
-        raise EffectError(f"unknown effect {effect!r} (known: {', '.join(EFFECTS)})")
-    cls = EFFECTS[effect].params
+def make_params(effect: str, params: dict, registry: dict | None = None, what: str = "effect"):
+    """An effect's (or transition's) frozen params from a job's mapping; errors name the parameter."""
+    registry = EFFECTS if registry is None else registry
+    if effect not in registry:
+        raise EffectError(f"unknown {what} {effect!r} (known: {', '.join(registry)})")
+    cls = registry[effect].params
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(params) - names)
     if unknown:
         known = ", ".join(sorted(names)) or "none"
-        raise EffectError(f"unknown parameter {unknown[0]!r} for effect {effect} (known: {known})")
-    return cls(**params)
+        raise EffectError(f"unknown parameter {unknown[0]!r} for {what} {effect} (known: {known})")
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise EffectError(str(e)) from None
+
+
+# ---- shots ----------------------------------------------------------------------------
+
+
+class _Cached:
+    """One derived value per input array; keeps the input alive, so its id stays unique."""
+
+    def __init__(self, make):
+        self.make, self.key, self.value = make, None, None
+
+    def __call__(self, arr: np.ndarray):
+        if self.key is not arr:
+            self.key, self.value = arr, self.make(arr)
+        return self.value
 
 
 class Shot:
-    """One source under one effect, ready to render any progress p in [0, 1]."""
+    """One source under one effect: `frame(image, subject, p)` renders progress p in [0, 1].
 
-    def __init__(self, image: np.ndarray, subject: Subject, effect: str, params, out_w: int, out_h: int):
-        self.effect = EFFECTS[effect]
-        self.params = params
-        self.out_w, self.out_h = out_w, out_h
+    Stills pass the same image and mask every frame, so pyramids and blurs are built once
+    per shot; a video passes a new frame each time and they are rebuilt for it.
+    """
+
+    def __init__(self, effect: str, params, out_w: int, out_h: int, seconds: float = 1.0):
+        self.name, self.effect, self.params = effect, EFFECTS[effect], params
+        self.out_w, self.out_h, self.seconds = out_w, out_h, seconds
+        self.sharp = _Cached(Pyramid)
+        self.blurred = _Cached(lambda img: self._soft_pyramid(img, params.blur))
+        self.fill = _Cached(self._fill_pyramid)
+        self.alpha = _Cached(lambda mask: self._soft_pyramid(mask, params.feather))
+        self._last = None
+
+    def _view_h(self, img: np.ndarray) -> float:
+        """Source pixels per frame height in the wide view: blur sizes are relative to it."""
+        h, w = img.shape[:2]
+        return min(h, w * self.out_h / self.out_w)
+
+    def _soft_pyramid(self, img: np.ndarray, sigma: float) -> Pyramid:
+        h, w = img.shape[:2]
+        return Pyramid(soft(img, sigma * self._view_h(img)) if sigma > 0 else img, base=(w, h))
+
+    def _fill_pyramid(self, img: np.ndarray) -> Pyramid:
+        p = self.params if isinstance(self.params, ReframeParams) else ReframeParams()
+        h, w = img.shape[:2]
+        if p.fill == "black":
+            return Pyramid(np.zeros((16, 16, 3), np.uint8), base=(w, h))
+        fill = soft(img, p.fill_blur * self._view_h(img))
+        return Pyramid(cv2.convertScaleAbs(fill, alpha=1.0 - p.fill_dim), base=(w, h))
+
+    def _camera(self, size: tuple[int, int], box, p: float, zoom: float = 1.0) -> tuple[Framing, View]:
+        framing = Framing(size[0], size[1], self.out_w / self.out_h, box)
+        view = self.effect.camera(framing, self.params, p, self.seconds)
+        return framing, (view if zoom == 1.0 else framing.zoomed(view, zoom))
+
+    def _to_screen(self, view: View, x: float, y: float) -> tuple[float, float]:
+        return ((x - view.cx + view.w / 2) * self.out_w / view.w, (y - view.cy + view.h / 2) * self.out_h / view.h)
+
+    def screen_box(self, size: tuple[int, int], box, p: float) -> tuple[float, float, float, float]:
+        """The subject's box in output pixels at progress p, without rendering."""
+        _, view = self._camera(size, box, p)
+        return (*self._to_screen(view, box[0], box[1]), *self._to_screen(view, box[2], box[3]))
+
+    def frame(self, image: np.ndarray, subject: Subject, p: float, zoom: float = 1.0) -> np.ndarray:
         h, w = image.shape[:2]
-        self.framing = Framing(w, h, out_w / out_h, subject.box)
-        self.sharp = Pyramid(image)
-        if self.effect.blur_background:
-            view_h = self.framing.cover().h  # source pixels per frame height
-            self.blurred = Pyramid(soft(image, params.blur * view_h), base=(w, h))
-            alpha = subject.mask
-            if params.feather > 0:
-                alpha = soft(alpha, params.feather * view_h)
-            self.alpha = Pyramid(alpha, base=(w, h))
-        self._last: tuple[View, np.ndarray] | None = None
+        framing, view = self._camera((w, h), subject.box, p, zoom)
+        look = self.effect.look
+        key = (view, self.params.strength_at(p) if look == "focus" else None)
+        if self._last is not None and self._last[0] == key and self._last[1] is image and self._last[2] is subject.mask:
+            return self._last[3]  # still cameras on stills: one warp per shot, not per frame
+        out = self.sharp(image).sample(view, self.out_w, self.out_h)
+        if look == "focus":
+            out = self._focus(out, image, subject, view, key[1])
+        elif look == "spotlight":
+            out = self._spotlight(out, subject, view)
+        cov = coverage(view, w, h, self.out_w, self.out_h)
+        if cov is not None:
+            out = composite(out, self.fill(image).sample(framing.cover(), self.out_w, self.out_h), cov)
+        self._last = (key, image, subject.mask, out)
+        return out
 
-    def frame(self, p: float) -> np.ndarray:
-        view = self.effect.camera(self.framing, self.params, p)
-        if self._last is not None and self._last[0] == view:
-            return self._last[1]  # still cameras: one warp per segment, not per frame
-        img = self.sharp.sample(view, self.out_w, self.out_h)
-        if self.effect.blur_background:
-            img = composite(img, self.blurred.sample(view, self.out_w, self.out_h),
-                            self.alpha.sample(view, self.out_w, self.out_h))
-        self._last = (view, img)
-        return img
+    def _mask(self, subject: Subject, view: View) -> np.ndarray:
+        return self.alpha(subject.mask).sample(view, self.out_w, self.out_h)
+
+    def _focus(self, sharp: np.ndarray, image, subject, view, strength: float) -> np.ndarray:
+        if strength <= 0:
+            return sharp
+        if self.params.mode == "blur":
+            back = self.blurred(image).sample(view, self.out_w, self.out_h)
+        else:
+            back = cv2.cvtColor(cv2.cvtColor(sharp, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        if strength < 1:
+            back = cv2.addWeighted(sharp, 1.0 - strength, back, strength, 0.0)
+        return composite(sharp, back, self._mask(subject, view))
+
+    def _spotlight(self, sharp: np.ndarray, subject: Subject, view: View) -> np.ndarray:
+        # Distance from the subject's centre on screen, relative to the frame's half diagonal.
+        x0, y0, x1, y1 = subject.box
+        cx, cy = self._to_screen(view, (x0 + x1) / 2, (y0 + y1) / 2)
+        half_diag = math.hypot(self.out_w, self.out_h) / 2
+        dx = ((np.arange(self.out_w, dtype=np.float32) + 0.5 - cx) / half_diag) ** 2
+        dy = ((np.arange(self.out_h, dtype=np.float32) + 0.5 - cy) / half_diag) ** 2
+        r2 = np.minimum(dy[:, None] + dx[None, :], 1.0)
+        shade = (1.0 - self.params.dim) * (1.0 - self.params.vignette * r2)
+        a = self._mask(subject, view).astype(np.float32) * (1.0 / 255.0)
+        gain = cv2.merge([np.round((a + (1.0 - a) * shade) * 255.0).astype(np.uint8)] * 3)
+        return cv2.multiply(sharp, gain, scale=1.0 / 255.0)
 
 
 def soft(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -240,19 +464,92 @@ def soft(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def composite(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """fg where alpha is 255, bg where 0, linear in between."""
-    a = alpha.astype(np.float32) * (1.0 / 255.0)
+    """fg where alpha is 255 (or 1.0 for float alpha), bg where 0, linear in between."""
+    a = alpha.astype(np.float32) * (1.0 / 255.0) if alpha.dtype == np.uint8 else alpha
     return cv2.blendLinear(fg, bg, a, 1.0 - a)
 
 
-# ---- transitions ----------------------------------------------------------------------
+# ---- transitions: (outgoing(zoom), incoming(zoom), alpha, params) -> frame ------------------
+# Each side is a callable that renders that shot's frame at a given extra zoom, so that a
+# transition renders only the sides it shows.
+
+Side = Callable[[float], np.ndarray]
 
 
-def crossfade(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
-    return cv2.addWeighted(a, 1.0 - alpha, b, alpha, 0.0)
+@dataclass(frozen=True)
+class NoParams:
+    pass
 
 
-TRANSITIONS: dict[str, Callable[[np.ndarray, np.ndarray, float], np.ndarray] | None] = {
-    "cut": None,
-    "crossfade": crossfade,
+@dataclass(frozen=True)
+class WipeParams:
+    direction: str = "left"  # the way the edge travels; the next shot comes in behind it
+    softness: float = 0.03  # width of the edge, as a fraction of the frame
+
+    def __post_init__(self):
+        _check(self.direction in ("left", "right", "up", "down"), "direction", "left, right, up or down",
+               self.direction)
+        _check(0 <= self.softness <= 0.5, "softness", "in 0..0.5", self.softness)
+
+
+@dataclass(frozen=True)
+class ZoomThroughParams:
+    zoom: float = 3.0  # how far the camera flies into the outgoing subject (and out of the next)
+
+    def __post_init__(self):
+        _check(self.zoom > 1, "zoom", "> 1", self.zoom)
+
+
+def crossfade(a: Side, b: Side, alpha: float, params=None) -> np.ndarray:
+    return cv2.addWeighted(a(1.0), 1.0 - alpha, b(1.0), alpha, 0.0)
+
+
+def fade_black(a: Side, b: Side, alpha: float, params=None) -> np.ndarray:
+    # Out to black over the first half, in from black over the second.
+    if alpha < 0.5:
+        return cv2.convertScaleAbs(a(1.0), alpha=1.0 - 2.0 * alpha)
+    return cv2.convertScaleAbs(b(1.0), alpha=2.0 * alpha - 1.0)
+
+
+def wipe(a: Side, b: Side, alpha: float, params: WipeParams) -> np.ndarray:
+    first = a(1.0)
+    h, w = first.shape[:2]
+    horizontal = params.direction in ("left", "right")
+    n = w if horizontal else h
+    soft_px = max(params.softness * n, 1.0)
+    # The edge travels from beyond one side to beyond the other, so both ends are clean.
+    edge = -soft_px + alpha * (n + 2 * soft_px)
+    pos = np.arange(n, dtype=np.float32) + 0.5
+    if params.direction in ("left", "up"):
+        pos = n - pos
+    ramp = np.clip((edge - pos) / soft_px + 0.5, 0.0, 1.0)  # 1 where the next shot shows
+    weight = np.broadcast_to(ramp[None, :] if horizontal else ramp[:, None], (h, w))
+    return composite(b(1.0), first, np.ascontiguousarray(weight, np.float32))
+
+
+def zoom_through(a: Side, b: Side, alpha: float, params: ZoomThroughParams) -> np.ndarray:
+    # Fly into the outgoing subject (accelerating), then out of the incoming one
+    # (decelerating); the two meet, at the same extreme zoom, in a short dissolve.
+    za = params.zoom ** ease(alpha / 0.6, "ease_in")
+    zb = params.zoom ** (1.0 - ease((alpha - 0.4) / 0.6, "ease_out"))
+    mix = ease((alpha - 0.4) / 0.2, "linear")
+    if mix <= 0:
+        return a(za)
+    if mix >= 1:
+        return b(zb)
+    return cv2.addWeighted(a(za), 1.0 - mix, b(zb), mix, 0.0)
+
+
+@dataclass(frozen=True)
+class Transition:
+    params: type
+    blend: Callable[[Side, Side, float, object], np.ndarray] | None
+
+
+TRANSITIONS: dict[str, Transition] = {
+    "cut": Transition(NoParams, None),
+    "crossfade": Transition(NoParams, crossfade),
+    "fade_black": Transition(NoParams, fade_black),
+    "wipe": Transition(WipeParams, wipe),
+    "zoom_through": Transition(ZoomThroughParams, zoom_through),
 }

@@ -10,6 +10,7 @@ import time
 
 from raypipe import RaypipeError, ffmpeg
 from raypipe.segment import SegmentManifest
+from raypipe.sources import local_path
 from raypipe.storage import Storage, fetch_file, publish_file
 from raypipe.timeline import AudioSpec
 
@@ -20,10 +21,10 @@ class MuxError(RaypipeError, RuntimeError):
 
 class Muxer:
     def __init__(self, store: Storage, segments: int, total_frames: int, duration: float, audio: AudioSpec,
-                 output: str):
+                 output: str, codec: str):
         self.store = store
         self.segments, self.total_frames, self.duration = segments, total_frames, duration
-        self.audio, self.output = audio, output
+        self.audio, self.output, self.codec = audio, output, codec
         self.tmp = tempfile.mkdtemp(prefix="raypipe-mux-")
         self.chunks: dict[int, tuple[str, SegmentManifest]] = {}
         self.local_audio = None
@@ -33,7 +34,7 @@ class Muxer:
             fetch_file(audio.path, self.local_audio)
 
     def add(self, manifest: SegmentManifest) -> int:
-        local = os.path.join(self.tmp, f"{manifest.index:05d}.mp4")
+        local = os.path.join(self.tmp, os.path.basename(manifest.chunk))
         self.store.fetch(manifest.chunk, local)
         self.chunks[manifest.index] = (local, manifest)
         return len(self.chunks)
@@ -48,8 +49,9 @@ class Muxer:
             planned = sum(m.frames for _, m in ordered)
             if planned != self.total_frames:
                 raise MuxError(f"segments hold {planned} frames, the timeline {self.total_frames}")
-            out = os.path.join(self.tmp, "final.mp4")
-            ffmpeg.mux([p for p, _ in ordered], self.audio, self.duration, self.local_audio, out)
+            out = os.path.join(self.tmp, "final" + os.path.splitext(self.output)[1].lower())
+            clips = [local_path(c.source) for c in self.audio.clips]
+            ffmpeg.mux([p for p, _ in ordered], self.audio, self.duration, self.local_audio, clips, self.codec, out)
             frames = ffmpeg.count_frames(out)
             if frames != self.total_frames:
                 raise MuxError(f"muxed video has {frames} frames, the timeline {self.total_frames}")

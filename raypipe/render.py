@@ -16,7 +16,7 @@ from raypipe import RaypipeError, detect, timeline
 from raypipe.detections import Detections
 from raypipe.mux import Muxer
 from raypipe.segment import render_segment
-from raypipe.sources import SourceError, load_image
+from raypipe.sources import SourceError, is_video, load_image
 from raypipe.storage import Storage, exists
 from raypipe.timeline import JobError, Plan
 
@@ -43,14 +43,16 @@ def prepare(cfg: DictConfig, run_dir: str) -> tuple[Plan, str]:
     for uri in plan.sources:
         index = next(s.index for s in plan.segments if s.shot.source == uri)
         try:
-            load_image(uri)  # a full decode: a missing or corrupt image fails here, not in a task
+            if not is_video(uri):  # videos were probed by the planner
+                load_image(uri)  # a full decode: a missing or corrupt image fails here, not in a task
         except SourceError as e:
             raise JobError(f"job.segments[{index}].source", str(e)) from None
     if plan.audio.path and not exists(plan.audio.path):
         raise JobError("job.audio.path", f"no such file: {plan.audio.path}")
-    output = cfg.job.output or os.path.join(run_dir, f"{plan.name}.mp4")
-    if not output.lower().endswith((".mp4", ".m4v", ".mov")):
-        raise JobError("job.output", f"must end in .mp4, .m4v or .mov (got {output})")
+    codec = timeline.CODECS[plan.encode.codec]
+    output = cfg.job.output or os.path.join(run_dir, f"{plan.name}{codec.containers[0]}")
+    if not output.lower().endswith(codec.containers):
+        raise JobError("job.output", f"{plan.encode.codec} goes in {', '.join(codec.containers)} files (got {output})")
     if "://" not in output:
         output = os.path.abspath(output)
     return plan, output
@@ -104,7 +106,7 @@ def render(cfg: DictConfig, run_dir: str) -> dict:
         cleanup.enter_context(ray_session(cfg.ray, stages))
         cleanup.callback(store.delete_dir, "segments")  # chunks are never left as results
         muxer = ray.remote(num_cpus=0)(Muxer).remote(
-            store, len(plan.segments), plan.total_frames, plan.duration, plan.audio, output)
+            store, len(plan.segments), plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
         cleanup.callback(_quietly, lambda: ray.get(muxer.close.remote()))
         with stages("detect"):
             detections_ref, info, summary = detect_once(cfg.detector, plan)
@@ -122,12 +124,13 @@ def detect_once(detector: DictConfig, plan: Plan):
     """One detector actor, one pass over the distinct sources, one put of the results."""
     actor = ray.remote(detect.DetectorActor).options(num_cpus=detector.num_cpus, num_gpus=detector.num_gpus).remote()
     try:
-        compact, info = _get(actor.detect.remote(OmegaConf.to_object(detector), plan.sources, plan.prompts))
+        compacted, info = _get(actor.detect.remote(OmegaConf.to_object(detector), plan.sources, plan.prompts,
+                                                   plan.video_ranges()))
     finally:
         ray.kill(actor)  # the model's memory goes back before the segments need it
     if info["fallback_reason"]:
         log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
-    detections = Detections.pack({k: c.subject() for k, c in compact.items()})
+    detections = Detections.pack(detect.expand(compacted), smoothing=detector.track_smoothing)
     # The one put of this render: every segment task maps this object's pages, zero-copy.
     return ray.put(detections), info, detections.summary()
 

@@ -10,16 +10,17 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
 import ray
 
+from raypipe.captions import overlay
 from raypipe.detections import Detections
 from raypipe.effects import TRANSITIONS, Shot
-from raypipe.ffmpeg import ChunkEncoder
-from raypipe.sources import load_image
+from raypipe.ffmpeg import ChunkEncoder, chunk_extension
+from raypipe.sources import load_image, read_frames
 from raypipe.storage import Storage
 from raypipe.timeline import EncodeSpec, SegmentPlan, ShotSpec
 
@@ -51,21 +52,53 @@ def in_shared_memory(arr: np.ndarray) -> bool:
     return False
 
 
-def _shot(spec: ShotSpec, detections: Detections, enc: EncodeSpec) -> Shot:
-    return Shot(load_image(spec.source), detections.subject(spec.source), spec.effect, spec.params,
-                enc.width, enc.height)
+class _ShotStream:
+    """A shot's frames from a given global frame on: the source frame, its subject and the
+    shot's renderer. A video is decoded from that frame's time only, for as many frames
+    as are asked for."""
+
+    def __init__(self, spec: ShotSpec, detections: Detections, enc: EncodeSpec, first: int, count: int):
+        self.spec, self.first = spec, first
+        self.track = detections.track(spec.source)
+        self.shot = Shot(spec.effect, spec.params, enc.width, enc.height, spec.seconds)
+        if spec.clip is None:
+            image, subject = load_image(spec.source), self.track.at(0.0)
+            self.frames = iter(lambda: (image, subject), None)
+        else:
+            decoded = read_frames(spec.source, spec.source_time(first), spec.clip.speed, enc.fps, count)
+            self.frames = ((img, self.track.at(spec.source_time(k))) for k, img in enumerate(decoded, first))
+        self.size = self.track.masks[0].shape[1::-1]  # the source's (width, height)
+
+    def next(self) -> Callable[[float], np.ndarray]:
+        """The next frame, as a renderer of it at a given extra zoom (for transitions)."""
+        image, subject = next(self.frames)
+        p = self.spec.progress(self.first)
+        self.first += 1
+        return lambda zoom=1.0: self.shot.frame(image, subject, p, zoom)
+
+    def screen_boxes(self, frames: range, samples: int = 9) -> list[tuple[float, float, float, float]]:
+        """Where the subject appears on screen at a few of these frames (for caption placement)."""
+        picks = sorted({frames[round(i * (len(frames) - 1) / max(samples - 1, 1))] for i in range(samples)})
+        return [self.shot.screen_box(self.size, self.track.box_at(self.spec.source_time(k)), self.spec.progress(k))
+                for k in picks]
 
 
 def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec) -> Iterator[np.ndarray]:
     """The segment's frames in order, global frames [seg.start, seg.end)."""
-    shot = _shot(seg.shot, detections, enc)
+    main = _ShotStream(seg.shot, detections, enc, seg.start, seg.frames)
     tr = seg.transition
-    into = _shot(tr.into, detections, enc) if tr else None
-    blend = TRANSITIONS[tr.kind] if tr else None
+    into = _ShotStream(tr.into, detections, enc, tr.start, tr.frames) if tr else None
+    blend = TRANSITIONS[tr.kind].blend if tr else None
+    caption = seg.caption
+    if caption is not None:
+        origin = caption.place(main.screen_boxes(range(seg.start, seg.end)), enc.width, enc.height)
+        seconds = float(seg.frames / enc.fps)
     for k in range(seg.start, seg.end):
-        frame = shot.frame(seg.shot.progress(k))
-        if tr and k >= tr.start:
-            frame = blend(frame, into.frame(tr.into.progress(k)), tr.alpha(k))
+        a = main.next()
+        frame = blend(a, into.next(), tr.alpha(k), tr.params) if tr and k >= tr.start else a()
+        if caption is not None:
+            t = float((k - seg.start + 0.5) / enc.fps)
+            frame = overlay(frame, caption, origin, caption.opacity(t, seconds))
         yield frame
 
 
@@ -74,7 +107,8 @@ def render_segment(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, st
     # Ray sets OMP_NUM_THREADS to the task's CPUs; OpenCV keeps its own pool and must be told.
     cv2.setNumThreads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     with tempfile.TemporaryDirectory(prefix="raypipe-seg-") as tmp:
-        chunk = os.path.join(tmp, "chunk.mp4")
+        ext = chunk_extension(enc.codec)
+        chunk = os.path.join(tmp, "chunk" + ext)
         encoder = ChunkEncoder(chunk, enc)
         try:
             for frame in segment_frames(seg, detections, enc):
@@ -86,7 +120,7 @@ def render_segment(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, st
         if encoder.frames != seg.frames:
             raise RuntimeError(f"segment {seg.index} rendered {encoder.frames} frames, planned {seg.frames}")
         # Retries overwrite the same name atomically, so a re-run segment is idempotent.
-        name = f"segments/{seg.index:05d}.mp4"
+        name = f"segments/{seg.index:05d}{ext}"
         store.put_file(chunk, name)
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
     return SegmentManifest(

@@ -14,14 +14,29 @@ from dataclasses import dataclass
 from itertools import accumulate
 from fractions import Fraction
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from raypipe import RaypipeError
+from raypipe.captions import POSITIONS, Caption, CaptionError, CaptionStyle, layout
 from raypipe.effects import TRANSITIONS, EffectError, make_params
-from raypipe.sources import normalize
+from raypipe.sources import MediaInfo, SourceError, is_video, normalize, probe_media
 
-CODECS = {"h264": "libx264"}
+
+@dataclass(frozen=True)
+class Codec:
+    encoder: str
+    containers: tuple[str, ...]  # output file extensions it can go in
+    audio: str  # the soundtrack's codec in those containers
+
+
+CODECS = {
+    "h264": Codec("libx264", (".mp4", ".m4v", ".mov", ".mkv"), "aac"),
+    "h265": Codec("libx265", (".mp4", ".m4v", ".mov", ".mkv"), "aac"),
+    "vp9": Codec("libvpx-vp9", (".webm", ".mkv"), "libopus"),
+    "prores": Codec("prores_ks", (".mov",), "pcm_s16le"),
+}
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+AUDIO_MODES = ("drop", "mix", "keep")
 
 
 class JobError(RaypipeError, ValueError):
@@ -43,6 +58,15 @@ class EncodeSpec:
 
 
 @dataclass(frozen=True)
+class ClipSpec:
+    """The part of a video a shot plays: frame j of the shot shows start + speed * j / fps."""
+
+    start: float
+    end: float
+    speed: float
+
+
+@dataclass(frozen=True)
 class ShotSpec:
     """A source under an effect over a span of global frames (its lead-in included)."""
 
@@ -51,14 +75,27 @@ class ShotSpec:
     params: object
     span_start: int
     span_frames: int
+    fps: Fraction
+    clip: ClipSpec | None = None  # None: a still image
 
     def progress(self, frame: int) -> float:
         return (frame - self.span_start) / max(self.span_frames - 1, 1)
+
+    @property
+    def seconds(self) -> float:
+        return float(max(self.span_frames - 1, 1) / self.fps)
+
+    def source_time(self, frame: int) -> float:
+        """Seconds into the source file that global frame `frame` shows (0 for a still)."""
+        if self.clip is None:
+            return 0.0
+        return self.clip.start + self.clip.speed * float((frame - self.span_start) / self.fps)
 
 
 @dataclass(frozen=True)
 class TransitionSpec:
     kind: str
+    params: object
     start: int  # first global frame of the transition
     frames: int
     into: ShotSpec
@@ -75,10 +112,24 @@ class SegmentPlan:
     end: int
     shot: ShotSpec
     transition: TransitionSpec | None
+    caption: Caption | None = None
 
     @property
     def frames(self) -> int:
         return self.end - self.start
+
+
+@dataclass(frozen=True)
+class ClipAudio:
+    """A video source's own sound, placed on the video's timeline; mixed by the muxer."""
+
+    source: str
+    source_start: float
+    seconds: float  # of output time
+    speed: float
+    at: float  # output seconds
+    volume: float
+    keep: bool  # the soundtrack ducks under it
 
 
 @dataclass(frozen=True)
@@ -87,6 +138,8 @@ class AudioSpec:
     volume: float
     fade_in: float
     fade_out: float
+    duck: float = 0.25
+    clips: tuple[ClipAudio, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,9 +155,23 @@ class Plan:
     def duration(self) -> float:
         return float(self.total_frames / self.encode.fps)
 
+    def shots(self) -> list[ShotSpec]:
+        return [s.shot for s in self.segments]
+
     @property
     def sources(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(s.shot.source for s in self.segments))
+        return tuple(dict.fromkeys(s.source for s in self.shots()))
+
+    def video_ranges(self) -> dict[str, tuple[float, float]]:
+        """Per video source, the seconds of it that any shot shows: where detection looks."""
+        ranges: dict[str, tuple[float, float]] = {}
+        for shot in self.shots():
+            if shot.clip is not None:
+                lo = shot.source_time(shot.span_start)
+                hi = shot.source_time(shot.span_start + shot.span_frames - 1)
+                old = ranges.get(shot.source, (lo, hi))
+                ranges[shot.source] = (min(old[0], lo), max(old[1], hi))
+        return ranges
 
 
 def parse_fps(value) -> Fraction:
@@ -137,8 +204,8 @@ def encode_spec(render: DictConfig) -> EncodeSpec:
             raise JobError(f"render.{key}", f"must be a positive even number of pixels (got {v})")
     if render.codec not in CODECS:
         raise JobError("render.codec", f"unknown codec {render.codec!r} (known: {', '.join(CODECS)})")
-    if not 0 <= render.crf <= 51:
-        raise JobError("render.crf", f"must be in 0..51 (got {render.crf})")
+    if not 0 <= render.crf <= 63 or (render.codec != "vp9" and render.crf > 51):
+        raise JobError("render.crf", f"must be in 0..{63 if render.codec == 'vp9' else 51} (got {render.crf})")
     if render.preset not in X264_PRESETS:
         raise JobError("render.preset", f"unknown preset {render.preset!r} (known: {', '.join(X264_PRESETS)})")
     if render.encoder_threads < 1:
@@ -151,80 +218,179 @@ def encode_spec(render: DictConfig) -> EncodeSpec:
 class _Entry:
     """One validated segment of the job, still in seconds."""
 
+    where: str
     source: str
     effect: str
     params: object
-    seconds: Fraction
+    seconds: Fraction | None  # None: a video's trimmed range, played once
     transition: str
+    transition_params: object
     transition_seconds: Fraction
+    caption: CaptionStyle | None
+    clip: ClipSpec | None
+    audio: str
+    audio_volume: float
 
 
-def _entry(i: int, seg, last: bool) -> _Entry:
+_VIDEO_ONLY = {"start": 0.0, "end": None, "speed": 1.0, "audio": "drop"}
+
+
+def _clip(where: str, seg, uri: str, probe) -> ClipSpec:
+    try:
+        media: MediaInfo = probe(uri)
+    except SourceError as e:
+        raise JobError(f"{where}.source", str(e)) from None
+    start = float(_number(seg.start, f"{where}.start"))
+    end = media.duration if seg.end is None else float(_number(seg.end, f"{where}.end"))
+    speed = float(_number(seg.speed, f"{where}.speed"))
+    if not 0 < speed <= 16:
+        raise JobError(f"{where}.speed", f"must be > 0 and <= 16 (got {seg.speed})")
+    if not 0 <= start < media.duration:
+        raise JobError(f"{where}.start", f"{seg.start} s is outside {uri} (0 to {media.duration:.2f} s)")
+    if end > media.duration + 1e-3:
+        raise JobError(f"{where}.end", f"{seg.end} s is past the end of {uri} ({media.duration:.2f} s)")
+    if end <= start:
+        raise JobError(f"{where}.end", f"must be after start ({seg.start} s), got {end} s")
+    if seg.audio != "drop" and not media.audio:
+        raise JobError(f"{where}.audio", f"{seg.audio} needs sound, and {uri} has no audio stream")
+    return ClipSpec(start, end, speed)
+
+
+def _caption(where: str, cfg) -> CaptionStyle | None:
+    if cfg is None:
+        return None
+    if cfg.position not in POSITIONS:
+        raise JobError(f"{where}.position", f"unknown position {cfg.position!r} (known: {', '.join(POSITIONS)})")
+    for key in ("size", "outline", "box_opacity", "margin", "fade_in", "fade_out"):
+        if _number(cfg[key], f"{where}.{key}") < 0:
+            raise JobError(f"{where}.{key}", f"must be >= 0 (got {cfg[key]})")
+    if not 0 < cfg.size <= 0.5:
+        raise JobError(f"{where}.size", f"must be in (0, 0.5] of the frame height (got {cfg.size})")
+    return CaptionStyle(**OmegaConf.to_container(cfg))
+
+
+def _entry(i: int, seg, last: bool, probe) -> _Entry:
     where = f"job.segments[{i}]"
     if not isinstance(seg.source, str) or not seg.source.strip():
-        raise JobError(f"{where}.source", "must name an image (a path, a URI or sample:NAME)")
-    seconds = _number(seg.duration, f"{where}.duration")
-    if seconds <= 0:
+        raise JobError(f"{where}.source", "must name an image or a video (a path, a URI or sample:NAME)")
+    uri = normalize(seg.source.strip())
+    clip = None
+    if is_video(uri):
+        clip = _clip(where, seg, uri, probe)
+        if seg.audio not in AUDIO_MODES:
+            raise JobError(f"{where}.audio", f"must be one of {', '.join(AUDIO_MODES)} (got {seg.audio!r})")
+    else:
+        for key, default in _VIDEO_ONLY.items():
+            if seg[key] != default:
+                raise JobError(f"{where}.{key}", f"applies to video sources only, and {uri} is an image")
+    if seg.duration is None and clip is None:
+        raise JobError(f"{where}.duration", "is required for an image")
+    seconds = None if seg.duration is None else _number(seg.duration, f"{where}.duration")
+    if seconds is not None and seconds <= 0:
         raise JobError(f"{where}.duration", f"must be > 0 seconds (got {seg.duration})")
     try:
         params = make_params(seg.effect, dict(seg.params))
     except EffectError as e:
         raise JobError(f"{where}.effect" if "unknown effect" in str(e) else f"{where}.params", str(e)) from None
-    except TypeError as e:
-        raise JobError(f"{where}.params", str(e)) from None
     tr = seg.transition
-    if tr.type not in TRANSITIONS:
-        raise JobError(f"{where}.transition.type", f"unknown transition {tr.type!r} (known: {', '.join(TRANSITIONS)})")
+    try:
+        tr_params = make_params(tr.type, dict(tr.params), TRANSITIONS, "transition")
+    except EffectError as e:
+        raise JobError(f"{where}.transition.type" if "unknown transition" in str(e) else f"{where}.transition.params",
+                       str(e)) from None
     tr_seconds = _number(tr.duration, f"{where}.transition.duration")
     if tr.type != "cut":
         if last:
             raise JobError(f"{where}.transition", "the last segment has no next segment to transition into")
         if tr_seconds <= 0:
             raise JobError(f"{where}.transition.duration", f"must be > 0 for {tr.type} (got {tr.duration})")
-        if tr_seconds > seconds:
+        if seconds is not None and tr_seconds > seconds:
             raise JobError(f"{where}.transition.duration", f"{tr.duration} s is longer than the segment ({seg.duration} s)")
-    return _Entry(normalize(seg.source.strip()), seg.effect, params, seconds, tr.type, tr_seconds)
+    volume = float(_number(seg.audio_volume, f"{where}.audio_volume"))
+    if volume < 0:
+        raise JobError(f"{where}.audio_volume", f"must be >= 0 (got {seg.audio_volume})")
+    return _Entry(where, uri, seg.effect, params, seconds, tr.type, tr_params, tr_seconds,
+                  _caption(f"{where}.caption", seg.caption), clip, seg.audio, volume)
 
 
-def _transition_frames(i: int, e: _Entry, frames: int, fps: Fraction) -> int:
+def _transition_frames(e: _Entry, frames: int, fps: Fraction) -> int:
     if frames < 1:
-        raise JobError(f"job.segments[{i}].duration", f"{float(e.seconds)} s is shorter than one frame at {fps} fps")
+        raise JobError(f"{e.where}.duration", f"{float(e.seconds)} s is shorter than one frame at {fps} fps")
     if e.transition == "cut":
         return 0
     n = _to_frame(e.transition_seconds, fps)
     if not 1 <= n <= frames:
-        raise JobError(f"job.segments[{i}].transition.duration",
+        raise JobError(f"{e.where}.transition.duration",
                        f"{float(e.transition_seconds)} s is {n} frames at {fps} fps; it must be 1..{frames}")
     return n
 
 
-def plan(job: DictConfig, render: DictConfig) -> Plan:
+def _durations(entries: list[_Entry]) -> list[Fraction]:
+    """Seconds on screen per segment. A video without a duration plays its range once; the
+    part of it shown under the previous transition counts toward that."""
+    out = []
+    for i, e in enumerate(entries):
+        seconds = e.seconds
+        if seconds is None:
+            prev = entries[i - 1] if i else None
+            lead = prev.transition_seconds if prev and prev.transition != "cut" else Fraction(0)
+            seconds = Fraction(repr((e.clip.end - e.clip.start) / e.clip.speed)) - lead
+            if seconds <= 0:
+                raise JobError(f"{e.where}.end", "the range is used up by the previous segment's transition")
+            if e.transition != "cut" and e.transition_seconds > seconds:
+                raise JobError(f"{e.where}.transition.duration", f"{float(e.transition_seconds)} s is longer than "
+                               f"the segment ({float(seconds):.3f} s of video)")
+        out.append(seconds)
+    return out
+
+
+def _check_clip(e: _Entry, shot: ShotSpec) -> None:
+    needs = shot.source_time(shot.span_start + shot.span_frames - 1)
+    if needs > e.clip.end + 1e-6:
+        field = "duration" if e.seconds is not None else "end"
+        raise JobError(f"{e.where}.{field}", f"the shot shows {shot.span_frames} frames, up to {needs:.3f} s of "
+                       f"{e.source} at speed {e.clip.speed:g}, past the end of its range ({e.clip.end:.3f} s)")
+
+
+def plan(job: DictConfig, render: DictConfig, probe=probe_media) -> Plan:
+    """The job as exact frame ranges; `probe` reads a video's duration (a stand-in in tests)."""
     enc = encode_spec(render)
     if not job.segments:
         raise JobError("job.segments", "is empty: a job needs at least one segment")
     n = len(job.segments)
-    entries = [_entry(i, seg, last=i == n - 1) for i, seg in enumerate(job.segments)]
+    entries = [_entry(i, seg, i == n - 1, probe) for i, seg in enumerate(job.segments)]
     # Boundary i is round(sum of the first i durations x fps): rounding never accumulates.
-    bounds = [_to_frame(t, enc.fps) for t in accumulate((e.seconds for e in entries), initial=Fraction(0))]
-    fades = [_transition_frames(i, e, bounds[i + 1] - bounds[i], enc.fps) for i, e in enumerate(entries)]
+    bounds = [_to_frame(t, enc.fps) for t in accumulate(_durations(entries), initial=Fraction(0))]
+    fades = [_transition_frames(e, bounds[i + 1] - bounds[i], enc.fps) for i, e in enumerate(entries)]
     lead_ins = [0] + fades[:-1]  # frames of each shot already shown during the previous transition
-    shots = [ShotSpec(e.source, e.effect, e.params, bounds[i] - lead, bounds[i + 1] - bounds[i] + lead)
+    shots = [ShotSpec(e.source, e.effect, e.params, bounds[i] - lead, bounds[i + 1] - bounds[i] + lead, enc.fps, e.clip)
              for i, (e, lead) in enumerate(zip(entries, lead_ins))]
+    for e, shot in zip(entries, shots):
+        if e.clip is not None:
+            _check_clip(e, shot)
+    captions = []
+    for e in entries:
+        try:
+            captions.append(layout(e.caption, enc.width, enc.height) if e.caption else None)
+        except CaptionError as err:
+            raise JobError(f"{e.where}.caption", str(err)) from None
     segments = tuple(
         SegmentPlan(i, bounds[i], bounds[i + 1], shots[i],
-                    TransitionSpec(e.transition, bounds[i + 1] - f, f, shots[i + 1]) if f else None)
+                    TransitionSpec(e.transition, e.transition_params, bounds[i + 1] - f, f, shots[i + 1]) if f else None,
+                    captions[i])
         for i, (e, f) in enumerate(zip(entries, fades))
     )
-    audio = job.audio
-    for key in ("volume", "fade_in", "fade_out"):
+    return Plan(job.name, enc, bounds[-1], segments, _audio(job.audio, entries, shots, enc.fps), tuple(job.prompts))
+
+
+def _audio(audio: DictConfig, entries: list[_Entry], shots: list[ShotSpec], fps: Fraction) -> AudioSpec:
+    for key in ("volume", "fade_in", "fade_out", "duck"):
         if _number(audio[key], f"job.audio.{key}") < 0:
             raise JobError(f"job.audio.{key}", f"must be >= 0 (got {audio[key]})")
-    return Plan(
-        name=job.name,
-        encode=enc,
-        total_frames=bounds[-1],
-        segments=segments,
-        audio=AudioSpec(normalize(audio.path) if audio.path else None, float(audio.volume), float(audio.fade_in),
-                        float(audio.fade_out)),
-        prompts=tuple(job.prompts),
+    clips = tuple(
+        ClipAudio(e.source, e.clip.start, float(shot.span_frames / fps), e.clip.speed, float(shot.span_start / fps),
+                  e.audio_volume, e.audio == "keep")
+        for e, shot in zip(entries, shots) if e.clip is not None and e.audio != "drop"
     )
+    return AudioSpec(normalize(audio.path) if audio.path else None, float(audio.volume), float(audio.fade_in),
+                     float(audio.fade_out), float(audio.duck), clips)

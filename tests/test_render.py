@@ -18,6 +18,8 @@ from raypipe.segment import in_shared_memory, render_segment, segment_frames
 from raypipe.sources import SourceError, load_image
 from raypipe.storage import Storage
 
+FIXTURE_SECONDS = 5.4  # tests/conf/job/fixture.yaml: 1 + 0.75 + 0.9 + 0.75 + 0.75 + 0.75 + 0.5
+FIXTURE_FRAMES = round(FIXTURE_SECONDS * 24)
 REPORT_KEYS = {"frames", "fps", "width", "height", "duration_s", "segments", "detector", "clip_loads",
                "segment_workers_with_torch", "stages", "segment_runs"}
 
@@ -34,11 +36,11 @@ def test_demo_renders_from_the_readme_command(tmp_path):
     assert out == str(tmp_path / "demo.mp4")
     info = ffmpeg.probe(out)
     assert (info["width"], info["height"], info["fps"]) == (1280, 720, 30.0)
-    assert info["frames"] == 450 and info["duration"] == pytest.approx(15.0, abs=0.05)
+    assert info["frames"] == 588 and info["duration"] == pytest.approx(19.6, abs=0.05)
     assert info["audio"]
     report = read_report(tmp_path)
     assert REPORT_KEYS <= set(report)
-    assert report["frames"] == 450 and report["segments"] == 5
+    assert report["frames"] == 588 and report["segments"] == 7
     # No weights here: the demo opted in to the fallback, and the report says what ran.
     assert report["detector"] == "saliency" and report["detector_fallback"]
     assert report["clip_loads"] == 0 and report["segment_workers_with_torch"] == 0
@@ -51,11 +53,11 @@ def test_clip_loads_once_per_render_and_segment_workers_never_import_torch(ray_l
     report = render(cfg, str(tmp_path))
     assert report["detector"].startswith("clip:tiny-clip/")
     assert report["clip_loads"] == 1
-    assert report["segments"] == 4 and len(report["segment_runs"]) == 4
+    assert report["segments"] == 7 and len(report["segment_runs"]) == 7
     assert report["segment_workers_with_torch"] == 0
     assert report["masks_zero_copy"] is True
     assert all(d["method"] in ("clip", "saliency (no CLIP subject)") for d in report["detections"])
-    assert ffmpeg.count_frames(report["output"]) == report["frames"] == 84
+    assert ffmpeg.count_frames(report["output"]) == report["frames"] == FIXTURE_FRAMES
 
 
 @ray.remote
@@ -79,10 +81,10 @@ def test_masks_reach_tasks_zero_copy(ray_local):
 def render_single_process(cfg, out_dir):
     """The same job through the same functions, in this process, with no Ray at all."""
     plan, output = prepare(cfg, str(out_dir))
-    subjects, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts)
-    detections = Detections.pack(subjects)
+    subjects, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts, plan.video_ranges())
+    detections = Detections.pack(subjects, smoothing=cfg.detector.track_smoothing)
     store = Storage(str(out_dir))
-    muxer = Muxer(store, len(plan.segments), plan.total_frames, plan.duration, plan.audio, output)
+    muxer = Muxer(store, len(plan.segments), plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
     for seg in plan.segments:
         muxer.add(render_segment(seg, detections, plan.encode, store))
     muxer.finish()
@@ -96,7 +98,7 @@ def test_distributed_render_equals_single_process_render(ray_local, tmp_path):
     w, h = plan.encode.width, plan.encode.height
     distributed = ffmpeg.decode_frames(report["output"], w, h)
     reference = ffmpeg.decode_frames(single, w, h)
-    assert len(distributed) == len(reference) == plan.total_frames == 84
+    assert len(distributed) == len(reference) == plan.total_frames == FIXTURE_FRAMES
     # Same frames in, same encoder settings: the encoded videos decode bit-exactly alike.
     assert np.array_equal(distributed, reference)
     # Against the raw rendered frames the only loss is H.264 at CRF 18 with 4:2:0 chroma:
@@ -120,7 +122,7 @@ def test_joined_chunks_have_continuous_timestamps_and_the_soundtrack(ray_local, 
     err = subprocess.run([ffmpeg.FFMPEG, "-hide_banner", "-i", report["output"], "-map", "0:v", "-vf", "showinfo",
                           "-f", "null", "-"], capture_output=True, text=True).stderr
     pts = np.array([float(x) for x in re.findall(r"pts_time:([\d.]+)", err)])
-    assert len(pts) == report["frames"] == round(3.5 * 30000 / 1001)
+    assert len(pts) == report["frames"] == round(FIXTURE_SECONDS * 30000 / 1001)
     assert pts[0] == 0.0
     assert np.allclose(np.diff(pts), 1001 / 30000, atol=1e-4)
     info = ffmpeg.probe(report["output"])
@@ -130,8 +132,20 @@ def test_joined_chunks_have_continuous_timestamps_and_the_soundtrack(ray_local, 
 BAD_INPUTS = [
     (["+job=nope"], "job: no config named 'nope'"),
     (["+job=fixture", "job.segments.1.effect=zoomy"], "job.segments[1].effect: unknown effect 'zoomy'"),
-    (["+job=fixture", "job.segments.2.source=/no/such/image.png"], "job.segments[2].source: no such file: /no/such/image.png"),
-    (["+job=fixture", "job.segments.2.source={bad_image}"], "job.segments[2].source: cannot decode image"),
+    (["+job=fixture", "job.segments.4.source=/no/such/image.png"], "job.segments[4].source: no such file: /no/such/image.png"),
+    (["+job=fixture", "job.segments.4.source={bad_image}"], "job.segments[4].source: cannot decode image"),
+    (["+job=fixture", "job.segments.2.source=/no/such/clip.mp4"], "job.segments[2].source: no such file: /no/such/clip.mp4"),
+    (["+job=fixture", "job.segments.2.end=9"], "job.segments[2].end: 9.0 s is past the end of"),
+    (["+job=fixture", "job.segments.2.duration=3.5"], "job.segments[2].duration: the shot shows"),
+    (["+job=fixture", "job.segments.0.speed=2"], "job.segments[0].speed: applies to video sources only"),
+    (["+job=fixture", "job.segments.0.params.zoom=0.5"], "job.segments[0].params: zoom: must be >= 1"),
+    (["+job=fixture", "job.segments.0.transition.type=dissolve"], "job.segments[0].transition.type: unknown transition 'dissolve'"),
+    (["+job=fixture", "job.segments.1.transition.duration=2"], "job.segments[1].transition.duration: 2.0 s is longer than the segment (0.75 s)"),
+    (["+job=fixture", "+job.segments.1.transition.params.direction=sideways"],
+     "job.segments[1].transition.params: direction: must be left, right, up or down"),
+    (["+job=fixture", "job.segments.3.caption.font=No Such Font"], "job.segments[3].caption: no installed font named 'No Such Font'"),
+    (["+job=fixture", "job.segments.3.caption.position=middle"], "job.segments[3].caption.position: unknown position 'middle'"),
+    (["+job=fixture", "render.codec=vp9"], "job.output: vp9 goes in .webm, .mkv files"),
     (["+job=fixture", "job.segments.0.duration=0"], "job.segments[0].duration: must be > 0"),
     (["+job=fixture", "job.segments.3.duration=-1.5"], "job.segments[3].duration: must be > 0"),
     (["+job=fixture", "render.width=321"], "render.width: must be a positive even number"),
@@ -174,7 +188,7 @@ def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, 
     monkeypatch.setattr(driver, "detect_once", detect_then_lose_the_photo)
     run_dir = tmp_path / "run"
     output = tmp_path / "out" / "video.mp4"
-    cfg = compose_job("detector=saliency", f"job.segments.2.source={photo}", f"job.output={output}")
+    cfg = compose_job("detector=saliency", f"job.segments.3.source={photo}", f"job.output={output}")
     with pytest.raises(SourceError, match=f"^no such file: {photo}$"):
         render(cfg, str(run_dir))
     assert not output.exists() and not (run_dir / "segments").exists()
@@ -200,6 +214,6 @@ def test_overrides_reach_the_video_from_a_users_config_dir(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == str(output)
     info = ffmpeg.probe(str(output))
-    assert (info["width"], info["height"], info["fps"], info["frames"]) == (256, 144, 12.0, round(3.5 * 12))
+    assert (info["width"], info["height"], info["fps"], info["frames"]) == (256, 144, 12.0, round(FIXTURE_SECONDS * 12))
     report = read_report(tmp_path / "run")
     assert report["output"] == str(output) and report["fps_exact"] == "12/1"

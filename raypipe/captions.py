@@ -1,0 +1,246 @@
+"""Captions: text laid out once, on the driver, with real fonts; placed in each task away
+from the subject.
+
+Fonts are looked up with fontconfig, the way desktop applications find them. A character
+the chosen font lacks is drawn with an installed font that has it; a character no
+installed font has is an error before anything renders, never a tofu box in the video.
+Layout (shaping, bidirectional text) is Pillow's, with libraqm where it is built in. The
+driver renders each caption to an RGBA bitmap, so worker nodes need no fonts at all.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageColor, ImageDraw, ImageFont, features
+
+from raypipe import RaypipeError
+
+POSITIONS = ("auto", "bottom", "top", "center", "bottom_left", "bottom_right", "top_left", "top_right")
+# Where `auto` looks, in order of preference: the usual subtitle place first.
+_AUTO_ORDER = ("bottom", "top", "bottom_left", "bottom_right", "top_left", "top_right", "center")
+
+
+class CaptionError(RaypipeError, ValueError):
+    pass
+
+
+def _fc(*args: str) -> str | None:
+    exe = shutil.which(args[0])
+    if exe is None:
+        return None
+    return subprocess.run([exe, *args[1:]], capture_output=True, text=True, timeout=30).stdout
+
+
+@functools.lru_cache(maxsize=32)
+def resolve_font(font: str) -> str:
+    """A font file for a path or an installed family name ("DejaVu Sans", "Noto Sans CJK JP:bold")."""
+    if os.sep in font or font.lower().endswith((".ttf", ".otf", ".ttc")):
+        path = os.path.expanduser(font)
+        if not os.path.isfile(path):
+            raise CaptionError(f"no font file at {font}")
+        return path
+    found = _fc("fc-match", "--format=%{file}\t%{family}", font)
+    if found is None:
+        raise CaptionError(f"cannot look up font {font!r}: fontconfig (fc-match) is not installed; give a font file path")
+    path, _, families = found.partition("\t")
+    wanted = font.split(":")[0].strip().lower()
+    # fc-match always answers with something; only a family of that name counts as found.
+    if wanted and wanted not in [f.strip().lower() for f in families.split(",")]:
+        installed = sorted({f.split(",")[0] for f in (_fc("fc-list", ":", "family") or "").split("\n") if f})
+        raise CaptionError(f"no installed font named {font!r} (installed: {', '.join(installed[:12]) or 'none'})")
+    return path
+
+
+@functools.lru_cache(maxsize=64)
+def _charset(path: str) -> tuple[tuple[int, int], ...] | None:
+    """The code point ranges a font file covers, or None when fontconfig cannot say."""
+    out = _fc("fc-query", "--format=%{charset}", path)
+    if not out:
+        return None
+    ranges = []
+    for part in out.split():
+        lo, _, hi = part.partition("-")
+        ranges.append((int(lo, 16), int(hi or lo, 16)))
+    return tuple(ranges)
+
+
+def _covers(path: str, ch: str) -> bool:
+    ranges = _charset(path)
+    return ranges is None or any(lo <= ord(ch) <= hi for lo, hi in ranges)
+
+
+@functools.lru_cache(maxsize=256)
+def _fallback_for(ch: str) -> str:
+    listed = _fc("fc-list", "--format=%{file}\n", f":charset={ord(ch):x}") or ""
+    files = sorted(f for f in listed.split("\n") if f)
+    if not files:
+        raise CaptionError(f"no installed font has a glyph for U+{ord(ch):04X} {ch!r}; install a font that covers it "
+                           f"(for example fonts-noto-cjk for Chinese, Japanese and Korean)")
+    regular = [f for f in files if "bold" not in f.lower() and "italic" not in f.lower() and "oblique" not in f.lower()]
+    return (regular or files)[0]
+
+
+def font_runs(text: str, font_path: str) -> list[tuple[str, str]]:
+    """Split text into (run, font file) so each character is drawn by a font that has it."""
+    runs: list[tuple[str, str]] = []
+    for ch in text:
+        path = font_path if ch.isspace() or _covers(font_path, ch) else _fallback_for(ch)
+        if runs and runs[-1][1] == path:
+            runs[-1] = (runs[-1][0] + ch, path)
+        else:
+            runs.append((ch, path))
+    return runs
+
+
+@dataclass(frozen=True)
+class CaptionStyle:
+    text: str
+    font: str
+    size: float  # fraction of the frame height
+    color: str
+    outline: float  # stroke width, fraction of the text size
+    outline_color: str
+    box: bool
+    box_color: str
+    box_opacity: float
+    position: str
+    margin: float  # fraction of the frame height
+    fade_in: float
+    fade_out: float
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A laid-out caption (straight-alpha RGBA), placed and faded by the segment task."""
+
+    rgba: np.ndarray
+    position: str
+    margin: float
+    fade_in: float
+    fade_out: float
+
+    def opacity(self, t: float, seconds: float) -> float:
+        a = 1.0
+        if self.fade_in > 0:
+            a = min(a, t / self.fade_in)
+        if self.fade_out > 0:
+            a = min(a, (seconds - t) / self.fade_out)
+        return min(max(a, 0.0), 1.0)
+
+    def origins(self, out_w: int, out_h: int) -> dict[str, tuple[int, int]]:
+        h, w = self.rgba.shape[:2]
+        m = round(self.margin * out_h)
+        xs = {"left": m, "center": (out_w - w) // 2, "right": out_w - w - m}
+        ys = {"top": m, "center": (out_h - h) // 2, "bottom": out_h - h - m}
+        return {
+            "bottom": (xs["center"], ys["bottom"]), "top": (xs["center"], ys["top"]),
+            "center": (xs["center"], ys["center"]),
+            "bottom_left": (xs["left"], ys["bottom"]), "bottom_right": (xs["right"], ys["bottom"]),
+            "top_left": (xs["left"], ys["top"]), "top_right": (xs["right"], ys["top"]),
+        }
+
+    def place(self, subject_boxes: list[tuple[float, float, float, float]], out_w: int, out_h: int) -> tuple[int, int]:
+        """The origin of the caption: the given position, or for `auto` the candidate that
+        covers least of the subject over the whole segment (earlier candidates win ties)."""
+        origins = self.origins(out_w, out_h)
+        if self.position != "auto":
+            return origins[self.position]
+        h, w = self.rgba.shape[:2]
+
+        def overlap(origin):
+            x, y = origin
+            return sum(max(0.0, min(x + w, bx1) - max(x, bx0)) * max(0.0, min(y + h, by1) - max(y, by0))
+                       for bx0, by0, bx1, by1 in subject_boxes)
+
+        return origins[min(_AUTO_ORDER, key=lambda name: (round(overlap(origins[name])), _AUTO_ORDER.index(name)))]
+
+
+def _color(value: str, where: str) -> tuple[int, int, int]:
+    try:
+        return ImageColor.getrgb(value)[:3]
+    except ValueError:
+        raise CaptionError(f"{where}: unknown colour {value!r} (use a name like white or #ffcc00)") from None
+
+
+def _wrap(text: str, width: float, measure) -> list[str]:
+    lines = []
+    for para in text.split("\n"):
+        line = ""
+        for word in para.split(" "):
+            trial = word if not line else f"{line} {word}"
+            if line and measure(trial) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
+        lines.append(line)
+    return lines
+
+
+def layout(style: CaptionStyle, out_w: int, out_h: int) -> Caption:
+    """Render the caption's text to an RGBA bitmap sized for this output."""
+    if not style.text.strip():
+        raise CaptionError("text: is empty")
+    color = _color(style.color, "color")
+    outline_color = _color(style.outline_color, "outline_color")
+    box_color = _color(style.box_color, "box_color")
+    primary = resolve_font(style.font)
+    px = max(8, round(style.size * out_h))
+    fonts: dict[str, ImageFont.FreeTypeFont] = {}
+
+    def font(path):
+        if path not in fonts:
+            try:
+                fonts[path] = ImageFont.truetype(path, px, layout_engine=ImageFont.Layout.RAQM
+                                                 if features.check("raqm") else ImageFont.Layout.BASIC)
+            except OSError as e:
+                raise CaptionError(f"cannot load font {path}: {e}") from None
+        return fonts[path]
+
+    def measure(line: str) -> float:
+        return sum(font(p).getlength(run) for run, p in font_runs(line, primary))
+
+    stroke = round(style.outline * px)
+    lines = _wrap(style.text, 0.86 * out_w - 2 * stroke, measure)
+    ascent, descent = font(primary).getmetrics()
+    line_h = round((ascent + descent) * 1.15)
+    pad = round(0.35 * px) if style.box else 0
+    text_w = max(measure(line) for line in lines)
+    w = int(np.ceil(text_w)) + 2 * (stroke + pad)
+    h = line_h * len(lines) + 2 * (stroke + pad)
+    img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    if style.box:
+        draw.rounded_rectangle((0, 0, w - 1, h - 1), radius=pad, fill=(*box_color, round(255 * style.box_opacity)))
+    for i, line in enumerate(lines):
+        x = (w - measure(line)) / 2
+        y = stroke + pad + i * line_h
+        for run, path in font_runs(line, primary):
+            draw.text((x, y), run, font=font(path), fill=(*color, 255), stroke_width=stroke,
+                      stroke_fill=(*outline_color, 255))
+            x += font(path).getlength(run)
+    return Caption(np.asarray(img, np.uint8).copy(), style.position, style.margin, style.fade_in, style.fade_out)
+
+
+def overlay(frame: np.ndarray, caption: Caption, origin: tuple[int, int], opacity: float) -> np.ndarray:
+    """The frame with the caption drawn at origin (clipped to the frame), at this opacity."""
+    if opacity <= 0:
+        return frame
+    x, y = origin
+    h, w = caption.rgba.shape[:2]
+    H, W = frame.shape[:2]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
+    if x0 >= x1 or y0 >= y1:
+        return frame
+    src = caption.rgba[y0 - y : y1 - y, x0 - x : x1 - x]
+    out = frame.copy()
+    region = out[y0:y1, x0:x1]
+    a = src[:, :, 3].astype(np.float32) * (opacity / 255.0)
+    out[y0:y1, x0:x1] = cv2.blendLinear(np.ascontiguousarray(src[:, :, :3]), region, a, 1.0 - a)
+    return out
