@@ -31,8 +31,9 @@ def _demo_frames(width: int, height: int, count: int) -> list[np.ndarray]:
     from raypipe.sources import load_image
 
     img = load_image("sample:astronaut")
-    shot = Shot(img, detect_saliency(img), "ken_burns", make_params("ken_burns", {"zoom": 1.8}), width, height)
-    return [shot.frame(k / (count - 1)) for k in range(count)]
+    subject = detect_saliency(img)
+    shot = Shot("ken_burns", make_params("ken_burns", {"zoom": 1.8}), width, height)
+    return [shot.frame(img, subject, k / (count - 1)) for k in range(count)]
 
 
 def bench_render(args) -> dict:
@@ -116,29 +117,57 @@ def bench_handoff(args) -> dict:
 
 
 def bench_effects(args) -> dict:
-    """Render cost per frame of each effect on one core (cv2 threads = 1), moving cameras
-    sampled over a whole segment so no frame repeats the previous one."""
-    from raypipe.effects import EFFECTS, Shot, make_params
+    """Render cost per frame of each effect, transition and caption on one core (cv2
+    threads = 1), moving cameras sampled over a whole shot so no frame repeats the previous."""
+    from raypipe.captions import CaptionStyle, layout, overlay
+    from raypipe.effects import EFFECTS, TRANSITIONS, Shot, make_params
     from raypipe.saliency import detect_saliency
     from raypipe.sources import load_image
 
     cv2.setNumThreads(1)
-    img = load_image("sample:astronaut")
-    big = cv2.resize(img, (2048, 2048), interpolation=cv2.INTER_CUBIC)  # a camera-sized still
-    subject = detect_saliency(big)
-    result = {"size": f"{args.width}x{args.height}", "source": "2048x2048", "frames": args.frames}
-    for name in EFFECTS:
-        per_frame, setup = [], []
+    w, h, n = args.width, args.height, args.frames
+    stills = []
+    for name in ("astronaut", "coffee"):
+        big = cv2.resize(load_image(f"sample:{name}"), (2048, 2048), interpolation=cv2.INTER_CUBIC)  # camera-sized
+        stills.append((big, detect_saliency(big)))
+    (img, subject), (img_b, subject_b) = stills
+    result = {"size": f"{w}x{h}", "source": "2048x2048", "frames": n, "rounds": args.rounds}
+
+    def timed(make, step) -> dict:
+        per_frame, first = [], []
         for _ in range(args.rounds):
             t0 = time.perf_counter()
-            shot = Shot(big, subject, name, make_params(name, {}), args.width, args.height)
-            setup.append(time.perf_counter() - t0)
+            state = make()
+            step(state, 0.0)  # builds pyramids and blurs: once per shot for a still
+            first.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            for k in range(args.frames):
-                shot.frame(k / (args.frames - 1))
-            per_frame.append((time.perf_counter() - t0) / args.frames)
-        result[name] = {"ms_per_frame": round(statistics.median(per_frame) * 1000, 2),
-                        "setup_ms": round(statistics.median(setup) * 1000, 1)}
+            for k in range(1, n):
+                step(state, k / (n - 1))
+            per_frame.append((time.perf_counter() - t0) / (n - 1))
+        return {"ms_per_frame": round(statistics.median(per_frame) * 1000, 2),
+                "first_frame_ms": round(statistics.median(first) * 1000, 1)}
+
+    def shot(name, params=None):
+        return Shot(name, make_params(name, params or {}), w, h, 3.0)
+
+    # Looks are measured on their animated settings where they have them.
+    animated = {"focus": {"strength": 0.0, "strength_end": 1.0}}
+    for name in EFFECTS:
+        result[f"effect {name}"] = timed(lambda name=name: shot(name, animated.get(name)),
+                                         lambda s, p: s.frame(img, subject, p))
+    for name, tr in TRANSITIONS.items():
+        if tr.blend is None:
+            continue
+        params = make_params(name, {}, TRANSITIONS, "transition")
+        result[f"transition {name} (both shots ken_burns)"] = timed(
+            lambda: (shot("ken_burns"), shot("ken_burns")),
+            lambda s, p, tr=tr, params=params: tr.blend(lambda z=1.0: s[0].frame(img, subject, p, z),
+                                                        lambda z=1.0: s[1].frame(img_b, subject_b, p, z), p, params))
+    frame = shot("static").frame(img, subject, 0.0)
+    style = CaptionStyle("A caption over the picture, two lines of it when the frame is narrow", "DejaVu Sans", 0.05,
+                         "white", 0.08, "black", True, "black", 0.55, "auto", 0.05, 0.3, 0.3)
+    result["caption overlay (laid out once)"] = timed(lambda: layout(style, w, h),
+                                                      lambda cap, p: overlay(frame, cap, (40, h - 200), 0.5 + 0.5 * p))
     return result
 
 

@@ -78,7 +78,7 @@ class Framing:
     def zoomed(self, view: View, zoom: float) -> View:
         """`view` zoomed `zoom` times about the subject's focus point, which keeps its place
         on screen: the camera flies into the subject, not into the middle of the frame."""
-        fx, fy = self.focus(view.h / zoom)
+        fx, fy = self.focus(view.h)
         fx = min(max(fx, view.cx - view.w / 2), view.cx + view.w / 2)
         fy = min(max(fy, view.cy - view.h / 2), view.cy + view.h / 2)
         return View(fx + (view.cx - fx) / zoom, fy + (view.cy - fy) / zoom, view.w / zoom, view.h / zoom)
@@ -374,7 +374,7 @@ class Shot:
         self.blurred = _Cached(lambda img: self._soft_pyramid(img, params.blur))
         self.fill = _Cached(self._fill_pyramid)
         self.alpha = _Cached(lambda mask: self._soft_pyramid(mask, params.feather))
-        self._last = None
+        self._samples: dict[str, tuple] = {}
 
     def _view_h(self, img: np.ndarray) -> float:
         """Source pixels per frame height in the wide view: blur sizes are relative to it."""
@@ -406,32 +406,38 @@ class Shot:
         _, view = self._camera(size, box, p)
         return (*self._to_screen(view, box[0], box[1]), *self._to_screen(view, box[2], box[3]))
 
+    def _sample(self, layer: str, pyramid: Pyramid, key, view: View) -> np.ndarray:
+        """A layer sampled at a view, reused while the view and the layer's input stay the
+        same: an animated look on a still camera re-blends, it does not re-warp."""
+        last = self._samples.get(layer)
+        if last is not None and last[0] is key and last[1] == view:
+            return last[2]
+        out = pyramid.sample(view, self.out_w, self.out_h)
+        self._samples[layer] = (key, view, out)
+        return out
+
     def frame(self, image: np.ndarray, subject: Subject, p: float, zoom: float = 1.0) -> np.ndarray:
         h, w = image.shape[:2]
         framing, view = self._camera((w, h), subject.box, p, zoom)
         look = self.effect.look
-        key = (view, self.params.strength_at(p) if look == "focus" else None)
-        if self._last is not None and self._last[0] == key and self._last[1] is image and self._last[2] is subject.mask:
-            return self._last[3]  # still cameras on stills: one warp per shot, not per frame
-        out = self.sharp(image).sample(view, self.out_w, self.out_h)
+        out = self._sample("sharp", self.sharp(image), image, view)
         if look == "focus":
-            out = self._focus(out, image, subject, view, key[1])
+            out = self._focus(out, image, subject, view, self.params.strength_at(p))
         elif look == "spotlight":
             out = self._spotlight(out, subject, view)
         cov = coverage(view, w, h, self.out_w, self.out_h)
         if cov is not None:
-            out = composite(out, self.fill(image).sample(framing.cover(), self.out_w, self.out_h), cov)
-        self._last = (key, image, subject.mask, out)
+            out = composite(out, self._sample("fill", self.fill(image), image, framing.cover()), cov)
         return out
 
     def _mask(self, subject: Subject, view: View) -> np.ndarray:
-        return self.alpha(subject.mask).sample(view, self.out_w, self.out_h)
+        return self._sample("alpha", self.alpha(subject.mask), subject.mask, view)
 
     def _focus(self, sharp: np.ndarray, image, subject, view, strength: float) -> np.ndarray:
         if strength <= 0:
             return sharp
         if self.params.mode == "blur":
-            back = self.blurred(image).sample(view, self.out_w, self.out_h)
+            back = self._sample("blurred", self.blurred(image), image, view)
         else:
             back = cv2.cvtColor(cv2.cvtColor(sharp, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
         if strength < 1:

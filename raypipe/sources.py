@@ -164,8 +164,10 @@ def read_frames(uri: str, start: float, speed: float, fps, count: int) -> Iterat
 
     Seeking before the input is frame-accurate in ffmpeg (it decodes from the previous
     keyframe and drops what precedes `start`), so a task decodes only its own range.
+    round=up makes each output frame the source frame on screen at its time (the last one
+    at or before it), not one up to half an output frame later.
     """
-    return _decode(uri, start, f"setpts=(PTS-STARTPTS)/{speed!r},fps={fps}", count)
+    return _decode(uri, start, f"setpts=(PTS-STARTPTS)/{speed!r},fps={fps}:round=up", count)
 
 
 def keyframes(uri: str, start: float, end: float, rate: float) -> list[tuple[float, np.ndarray]]:

@@ -101,6 +101,9 @@ def test_distributed_render_equals_single_process_render(ray_local, tmp_path):
     assert len(distributed) == len(reference) == plan.total_frames == FIXTURE_FRAMES
     # Same frames in, same encoder settings: the encoded videos decode bit-exactly alike.
     assert np.array_equal(distributed, reference)
+    # The decoded fade_black (frames 76..81, into segment 4) dips to black in its middle.
+    brightness = distributed.reshape(len(distributed), -1).mean(axis=1)
+    assert brightness[78:80].max() < 0.25 * min(brightness[70], brightness[88])
     # Against the raw rendered frames the only loss is H.264 at CRF 18 with 4:2:0 chroma:
     # the stated bound is 30 dB on every frame at this small size (35 dB on average).
     raw = np.stack([f for seg in plan.segments for f in segment_frames(seg, detections, plan.encode)])
