@@ -144,7 +144,9 @@ class RayCfg:
 
 @dataclass
 class StorageCfg:
-    # Where run files go (segment chunks, detections); null means the Hydra run directory.
+    # Where run files go (segment chunks, report, video): null means the Hydra run
+    # directory; a URI such as s3://bucket/prefix puts <job>/<time>/ there, readable by
+    # every node. S3 endpoint and credentials come from the usual AWS_* variables.
     root: Optional[str] = None
 
 

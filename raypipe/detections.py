@@ -1,6 +1,7 @@
 """Detection results as they travel through the object store.
 
-All masks are packed into one contiguous uint8 buffer, so the whole result is one
+A still has one keyframe; a video has one per sampled time, and `Track` turns them into a
+smooth subject path. All masks are packed into one contiguous uint8 buffer, so the whole result is one
 out-of-band numpy payload: Ray stores it once in shared memory and every segment task on a
 node maps the same pages. `Detections.subject()` hands out views into that buffer, never
 copies. This module is numpy + OpenCV only: segment workers import it, and they must never

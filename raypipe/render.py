@@ -36,7 +36,15 @@ class Stages:
             self.seconds[name] = round(time.perf_counter() - t0, 3)
 
 
-def prepare(cfg: DictConfig, run_dir: str) -> tuple[Plan, str]:
+def run_location(root: str | None, run_dir: str) -> str:
+    """Where a run's files go: the Hydra run directory, or with `storage.root` set (storage
+    every node can reach, s3://...), the same <job>/<time> path under that root."""
+    if not root:
+        return run_dir
+    return root.rstrip("/") + "/" + "/".join(os.path.normpath(run_dir).split(os.sep)[-2:])
+
+
+def prepare(cfg: DictConfig, run_root: str) -> tuple[Plan, str]:
     """Every check that needs no Ray: a bad job fails here, before any work or output."""
     detect.validate(cfg.detector)
     plan = timeline.plan(cfg.job, cfg.render)
@@ -50,11 +58,15 @@ def prepare(cfg: DictConfig, run_dir: str) -> tuple[Plan, str]:
     if plan.audio.path and not exists(plan.audio.path):
         raise JobError("job.audio.path", f"no such file: {plan.audio.path}")
     codec = timeline.CODECS[plan.encode.codec]
-    output = cfg.job.output or os.path.join(run_dir, f"{plan.name}{codec.containers[0]}")
+    output = cfg.job.output or f"{run_root}/{plan.name}{codec.containers[0]}"
     if not output.lower().endswith(codec.containers):
         raise JobError("job.output", f"{plan.encode.codec} goes in {', '.join(codec.containers)} files (got {output})")
     if "://" not in output:
         output = os.path.abspath(output)
+    try:
+        Storage(run_root).check_writable()
+    except OSError as e:
+        raise JobError("storage.root", f"cannot write to {run_root}: {str(e).splitlines()[0]}") from None
     return plan, output
 
 
@@ -99,9 +111,10 @@ def ray_session(rc: DictConfig, stages: Stages):
 def render(cfg: DictConfig, run_dir: str) -> dict:
     stages = Stages()
     t0 = time.perf_counter()
+    run_root = run_location(cfg.storage.root, run_dir)
     with stages("validate"):
-        plan, output = prepare(cfg, run_dir)
-    store = Storage(cfg.storage.root or run_dir)
+        plan, output = prepare(cfg, run_root)
+    store = Storage(run_root)
     with ExitStack() as cleanup:
         cleanup.enter_context(ray_session(cfg.ray, stages))
         cleanup.callback(store.delete_dir, "segments")  # chunks are never left as results
@@ -116,7 +129,14 @@ def render(cfg: DictConfig, run_dir: str) -> dict:
             result = _get(muxer.finish.remote())
     stages.seconds["total"] = round(time.perf_counter() - t0, 3)
     report = _report(plan, result, info, summary, manifests, stages)
-    Storage(run_dir).write_bytes("report.json", json.dumps(report, indent=2).encode())
+    report["run"] = run_root
+    data = json.dumps(report, indent=2).encode()
+    Storage(run_dir).write_bytes("report.json", data)
+    if run_root != run_dir:  # the run's record goes where its video went
+        store.write_bytes("report.json", data)
+        hydra_dir = os.path.join(run_dir, ".hydra")
+        for name in sorted(os.listdir(hydra_dir)) if os.path.isdir(hydra_dir) else ():
+            store.put_file(os.path.join(hydra_dir, name), f".hydra/{name}")
     return report
 
 

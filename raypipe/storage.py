@@ -103,6 +103,15 @@ class Storage:
     def write_bytes(self, rel: str, data: bytes) -> None:
         _atomic_write(*self._locate(rel), lambda out: out.write(data))
 
+    def check_writable(self) -> None:
+        """Fails now, before any work, when the root cannot be written (no bucket, no access)."""
+        fs, base = _root(self.root)
+        fs.create_dir(base, recursive=True)
+        probe = f"{base}/.raypipe-write-check"
+        with fs.open_output_stream(probe) as out:
+            out.write(b"ok")
+        fs.delete_file(probe)
+
     def delete_dir(self, rel: str) -> None:
         fs, path = self._locate(rel)
         if fs.get_file_info(path).type == pafs.FileType.Directory:

@@ -24,9 +24,9 @@ def compose_job(*overrides: str, job: str = "fixture"):
         return compose("config", overrides=[f"hydra.searchpath=[file://{TEST_CONF}]", f"+job={job}", *overrides])
 
 
-def run_cli(*args: str, cwd=ROOT, timeout=300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd=ROOT, timeout=300, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "raypipe", "render", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def read_report(run_dir: Path) -> dict:
