@@ -139,6 +139,8 @@ class RayCfg:
     num_cpus: Optional[int] = None
     object_store_memory: Optional[int] = None
     segment_cpus: float = 1.0
+    # SPREAD puts segments on as many nodes as have room; DEFAULT packs them.
+    segment_strategy: str = "SPREAD"
     log_to_driver: bool = False
 
 

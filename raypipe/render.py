@@ -2,6 +2,7 @@
 segment; a muxer actor joins the chunks with the soundtrack; write the run report."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ from contextlib import ExitStack, contextmanager
 
 import ray
 from omegaconf import DictConfig, OmegaConf
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raypipe import RaypipeError, detect, timeline
 from raypipe.detections import Detections
@@ -47,6 +49,8 @@ def run_location(root: str | None, run_dir: str) -> str:
 def prepare(cfg: DictConfig, run_root: str) -> tuple[Plan, str]:
     """Every check that needs no Ray: a bad job fails here, before any work or output."""
     detect.validate(cfg.detector)
+    if cfg.ray.segment_strategy not in ("SPREAD", "DEFAULT"):
+        raise JobError("ray.segment_strategy", f"must be SPREAD or DEFAULT (got {cfg.ray.segment_strategy!r})")
     plan = timeline.plan(cfg.job, cfg.render)
     for uri in plan.sources:
         index = next(s.index for s in plan.segments if s.shot.source == uri)
@@ -116,19 +120,30 @@ def render(cfg: DictConfig, run_dir: str) -> dict:
         plan, output = prepare(cfg, run_root)
     store = Storage(run_root)
     with ExitStack() as cleanup:
+        if cfg.storage.root:
+            cleanup.callback(store.delete_dir, "inputs")
+            with stages("stage_inputs"):
+                plan = stage_inputs(plan, store)
         cleanup.enter_context(ray_session(cfg.ray, stages))
         cleanup.callback(store.delete_dir, "segments")  # chunks are never left as results
-        muxer = ray.remote(num_cpus=0)(Muxer).remote(
+        # On the driver's own node (the head under `ray job submit`), which lives as long as
+        # the render does: losing a worker node must not lose the chunks collected so far.
+        # Strict, because a soft affinity let Ray place it on a worker node.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        muxer = ray.remote(num_cpus=0, scheduling_strategy=here)(Muxer).remote(
             store, len(plan.segments), plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
         cleanup.callback(_quietly, lambda: ray.get(muxer.close.remote()))
         with stages("detect"):
             detections_ref, info, summary = detect_once(cfg.detector, plan)
         with stages("segments"):
-            manifests = render_segments(plan, detections_ref, store, muxer, cfg.ray.segment_cpus)
+            manifests = render_segments(plan, detections_ref, store, muxer, cfg.ray)
+        # Which nodes hold the detections: one copy per node that ran segments, however many tasks it ran.
+        held_by = ray.experimental.get_object_locations([detections_ref])[detections_ref]["node_ids"]
         with stages("mux"):
             result = _get(muxer.finish.remote())
     stages.seconds["total"] = round(time.perf_counter() - t0, 3)
     report = _report(plan, result, info, summary, manifests, stages)
+    report["detections_held_by_nodes"] = sorted(held_by)
     report["run"] = run_root
     data = json.dumps(report, indent=2).encode()
     Storage(run_dir).write_bytes("report.json", data)
@@ -155,9 +170,23 @@ def detect_once(detector: DictConfig, plan: Plan):
     return ray.put(detections), info, detections.summary()
 
 
-def render_segments(plan: Plan, detections_ref, store: Storage, muxer, cpus: float) -> list:
+def stage_inputs(plan: Plan, store: Storage) -> Plan:
+    """Local files a job names are copied into the run's storage once, so that nodes that do
+    not share the driver's disk read them from there (URIs and samples are read as they are)."""
+    moved = {}
+    for uri in (*plan.sources, plan.audio.path):
+        if uri and "://" not in uri and not uri.startswith("sample:"):
+            digest = hashlib.sha1(uri.encode()).hexdigest()[:10]
+            moved[uri] = store.put_file(uri, f"inputs/{digest}-{os.path.basename(uri)}")
+    return plan.with_sources(moved)
+
+
+def render_segments(plan: Plan, detections_ref, store: Storage, muxer, rc: DictConfig) -> list:
     """One task per segment; each manifest goes to the muxer as soon as its task is done."""
-    task = ray.remote(render_segment).options(num_cpus=cpus)
+    # A task lost with its node is re-run elsewhere (retries are for system failures, not
+    # for our own errors); its chunk's name is fixed, so a re-run overwrites it atomically.
+    task = ray.remote(render_segment).options(num_cpus=rc.segment_cpus, scheduling_strategy=rc.segment_strategy,
+                                              max_retries=3)
     # Longest first: with more segments than CPUs, a long one started last sets the finish time.
     by_length = sorted(plan.segments, key=lambda seg: -seg.frames)
     pending = [task.remote(seg, detections_ref, plan.encode, store) for seg in by_length]

@@ -94,8 +94,13 @@ class Storage:
         fs, base = _root(self.root)
         return fs, f"{base}/{rel}"
 
-    def put_file(self, local_path: str, rel: str) -> None:
+    def uri(self, rel: str) -> str:
+        return f"{self.root.rstrip('/')}/{rel}"
+
+    def put_file(self, local_path: str, rel: str) -> str:
+        """Copies a local file to `rel`, atomically; returns its URI."""
         _atomic_write(*self._locate(rel), _copy_from(local_path))
+        return self.uri(rel)
 
     def fetch(self, rel: str, local_path: str) -> None:
         _fetch(*self._locate(rel), local_path)

@@ -10,7 +10,7 @@ takes over.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 from fractions import Fraction
 
@@ -161,6 +161,18 @@ class Plan:
     @property
     def sources(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(s.source for s in self.shots()))
+
+    def with_sources(self, moved: dict[str, str]) -> "Plan":
+        """The same plan reading each source (and the soundtrack) from where `moved` says."""
+        def shot(s: ShotSpec) -> ShotSpec:
+            return replace(s, source=moved.get(s.source, s.source))
+
+        segments = tuple(replace(seg, shot=shot(seg.shot),
+                                 transition=seg.transition and replace(seg.transition, into=shot(seg.transition.into)))
+                         for seg in self.segments)
+        audio = replace(self.audio, path=moved.get(self.audio.path, self.audio.path),
+                        clips=tuple(replace(c, source=moved.get(c.source, c.source)) for c in self.audio.clips))
+        return replace(self, segments=segments, audio=audio)
 
     def video_ranges(self) -> dict[str, tuple[float, float]]:
         """Per video source, the seconds of it that any shot shows: where detection looks."""

@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,44 @@ def tiny_clip(tmp_path_factory) -> dict:
 
 def overrides(mapping: dict) -> list[str]:
     return [f"{k}={v}" for k, v in mapping.items()]
+
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "raypipe-test", "AWS_SECRET_ACCESS_KEY": "raypipe-secret-not-logged",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3 API (moto's server) on 127.0.0.1 with a bucket `renders`. Its endpoint and
+    credentials are in this process's environment too, so Ray nodes that tests start later
+    inherit them, as nodes of a real cluster get them from their instance's environment."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    client.create_bucket(Bucket="renders")
+    yield env, client
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()
+
+
+def bucket_keys(client, prefix="") -> list[str]:
+    listed = client.list_objects_v2(Bucket="renders", Prefix=prefix)
+    return sorted(o["Key"] for o in listed.get("Contents", []))

@@ -1,42 +1,12 @@
 """Run storage on pyarrow.fs, S3 included: a real S3-compatible server (moto) on 127.0.0.1."""
 import json
-import socket
 
-import boto3
 import cv2
-import pytest
 
-from conftest import read_report, run_cli
+from conftest import CREDENTIALS, bucket_keys as keys, read_report, run_cli
 from raypipe import ffmpeg
 from raypipe.sources import load_image
 from test_render import FIXTURE_FRAMES
-
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "raypipe-test", "AWS_SECRET_ACCESS_KEY": "raypipe-secret-not-logged",
-               "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-@pytest.fixture(scope="module")
-def s3():
-    from moto.server import ThreadedMotoServer
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
-    client.create_bucket(Bucket="renders")
-    yield env, client
-    server.stop()
-
-
-def keys(client, prefix=""):
-    listed = client.list_objects_v2(Bucket="renders", Prefix=prefix)
-    return sorted(o["Key"] for o in listed.get("Contents", []))
-
 
 def test_a_render_reads_sources_from_s3_and_puts_its_run_there(s3, tmp_path):
     env, client = s3

@@ -1,0 +1,151 @@
+"""A real multi-node Ray cluster on this machine: a head and worker nodes as separate
+processes, each worker with its own temp directory and its own object store; S3 storage
+(moto on 127.0.0.1) that every node reaches; a standalone driver and a submitted job."""
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from ray.cluster_utils import Cluster
+
+from conftest import ROOT, bucket_keys, free_port, read_report, run_cli
+from raypipe import ffmpeg
+from raypipe.sources import load_image
+from test_render import FIXTURE_FRAMES
+
+# Detect a lost node in ~2 s rather than the default ~30 s.
+FAST_FAILURE = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500, "health_check_failure_threshold": 4}
+
+
+@contextmanager
+def ray_cluster(workers: int, dashboard: bool = False):
+    # Node temp dirs stay short: Ray's socket paths under them must fit in 107 bytes.
+    tmp = Path(tempfile.mkdtemp(prefix="rpn-"))
+    # The head has no CPUs: every segment and the detector run on the worker nodes.
+    head = {"num_cpus": 0, "_system_config": FAST_FAILURE}
+    if dashboard:
+        head.update(include_dashboard=True, dashboard_port=free_port())
+    cluster = Cluster(initialize_head=True, head_node_args=head)
+    try:
+        nodes = [cluster.add_node(num_cpus=1, temp_dir=str(tmp / f"w{i}")) for i in range(workers)]
+        cluster.wait_for_nodes()
+        yield cluster, nodes
+    finally:
+        cluster.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(s3):
+    with ray_cluster(2, dashboard=True) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    """A local file on the driver's disk: nodes must get it through storage, not this path."""
+    path = tmp_path_factory.mktemp("photos") / "coffee.png"
+    cv2.imwrite(str(path), cv2.cvtColor(load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.fixture(scope="module")
+def single_node(photo, tmp_path_factory):
+    """The same job rendered by an embedded one-node Ray with local storage."""
+    run = tmp_path_factory.mktemp("single") / "fixture" / "run"
+    proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency", f"job.segments.3.source={photo}",
+                   f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return ffmpeg.decode_frames(read_report(run)["output"], 320, 180)
+
+
+def fetch(client, key, path):
+    path.write_bytes(client.get_object(Bucket="renders", Key=key)["Body"].read())
+    return str(path)
+
+
+def test_segments_spread_over_worker_nodes_and_the_video_equals_the_single_node_render(
+        cluster, s3, photo, single_node, tmp_path):
+    c, nodes = cluster
+    env, client = s3
+    run = tmp_path / "outputs" / "fixture" / "spread"
+    proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency", f"ray.address={c.address}",
+                   "storage.root=s3://renders/cluster", f"job.segments.3.source={photo}", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = read_report(run)
+    workers = {n.node_id for n in nodes}
+    ran_on = {r["node_id"] for r in report["segment_runs"]}
+    assert len(ran_on) == 2 and ran_on <= workers  # both worker nodes, never the CPU-less head
+    assert report["masks_zero_copy"] and report["segment_workers_with_torch"] == 0
+    # One copy of the detections per node (the driver's put on the head, one pull per worker
+    # node), however many tasks each node ran: 3 copies for 7 segments.
+    assert len(report["detections_held_by_nodes"]) == 3 and len(report["segment_runs"]) == 7
+    assert ran_on <= set(report["detections_held_by_nodes"])
+    # Nodes read only storage: the driver's local photo was staged into it first.
+    sources = [d["source"] for d in report["detections"]]
+    assert all(s.startswith(("s3://renders/cluster/", "sample:")) for s in sources), sources
+    assert not any(str(photo) == s for s in sources)
+    key = "cluster/fixture/spread/fixture.mp4"
+    assert report["output"] == f"s3://renders/{key}"
+    stored = bucket_keys(client, "cluster/fixture/spread/")
+    assert not [k for k in stored if "/segments/" in k or "/inputs/" in k]  # no chunks or staged inputs left
+    frames = ffmpeg.decode_frames(fetch(client, key, tmp_path / "v.mp4"), 320, 180)
+    assert len(frames) == FIXTURE_FRAMES and np.array_equal(frames, single_node)
+
+
+def test_losing_a_worker_node_mid_render_still_gives_the_complete_video(s3, photo, single_node, tmp_path):
+    with ray_cluster(3) as (c, nodes):
+        storage = tmp_path / "storage"
+        run = tmp_path / "outputs" / "fixture" / "lossy"
+        chunks = storage / "fixture" / "lossy" / "segments"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "raypipe", "render", "--config-dir", "tests/conf", "+job=fixture",
+             "detector=saliency", f"ray.address={c.address}", f"storage.root={storage}",
+             f"job.segments.3.source={photo}", f"hydra.run.dir={run}"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 240
+        while not (chunks.exists() and any(p.suffix == ".mp4" for p in chunks.iterdir())):
+            assert proc.poll() is None and time.time() < deadline, "no segment finished"
+            time.sleep(0.05)
+        done_at_loss = sum(p.suffix == ".mp4" for p in chunks.iterdir())
+        c.remove_node(nodes[0])  # its raylet, workers and object store die with it
+        out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert done_at_loss < 7
+    report = read_report(run)
+    lost = nodes[0].node_id
+    # Whatever the lost node had not finished ran again on the nodes that were left.
+    assert sorted(r["index"] for r in report["segment_runs"]) == list(range(7))
+    assert {r["node_id"] for r in report["segment_runs"]} - {lost} <= {n.node_id for n in nodes[1:]}
+    frames = ffmpeg.decode_frames(report["output"], 320, 180)
+    assert len(frames) == FIXTURE_FRAMES and np.array_equal(frames, single_node)
+
+
+def test_a_job_submitted_through_the_jobs_api_puts_its_run_in_storage(cluster, s3):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    c, _ = cluster
+    env, client = s3
+    jobs = JobSubmissionClient(f"http://{c.webui_url}")
+    job_id = jobs.submit_job(
+        entrypoint=f"{sys.executable} -m raypipe render --config-dir tests/conf +job=fixture detector=saliency "
+                   "ray.address=auto storage.root=s3://renders/jobs hydra.run.dir=outputs/fixture/submitted",
+        runtime_env={"working_dir": str(ROOT), "excludes": ["outputs/", "multirun/", ".benchmarks/"]},
+    )
+    deadline = time.time() + 300
+    while (status := jobs.get_job_status(job_id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+        assert time.time() < deadline, jobs.get_job_logs(job_id)[-3000:]
+        time.sleep(1)
+    logs = jobs.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    run = "jobs/fixture/submitted"
+    assert logs.strip().splitlines()[-1] == f"s3://renders/{run}/fixture.mp4"
+    stored = bucket_keys(client, run + "/")
+    assert {f"{run}/fixture.mp4", f"{run}/report.json", f"{run}/.hydra/config.yaml"} <= set(stored)
+    assert not (ROOT / "outputs" / "fixture" / "submitted").exists()  # nothing in the submitter's tree

@@ -1,0 +1,65 @@
+"""cluster/: the launcher configs pass Ray's own validation; the KubeRay RayJob has the
+structure the operator needs, with this project's Ray version, shared memory and auth."""
+import copy
+import re
+
+import pytest
+import ray
+import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
+
+from conftest import ROOT
+
+CLUSTER = ROOT / "cluster"
+
+
+def load(name):
+    return yaml.safe_load((CLUSTER / name).read_text())
+
+
+def start_commands(cfg):
+    return " ".join(cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"])
+
+
+@pytest.mark.parametrize("name", ["aws.yaml", "onprem.yaml"])
+def test_launcher_configs_pass_rays_validation_as_ray_up_runs_it(name):
+    cfg = load(name)
+    prepared = prepare_config(copy.deepcopy(cfg))  # what `ray up` does before validating
+    validate_config(prepared)
+    commands = start_commands(cfg)
+    assert commands.count("RAY_AUTH_MODE=token") >= 2  # token auth on head and workers
+    assert commands.count("--object-store-memory=") >= 2
+    assert any("~/.ray/auth_token" in str(v) for v in cfg["file_mounts"].values())
+    assert any("pip install" in c and "raypipe" in c for c in cfg["setup_commands"])
+    assert "outputs/**" in cfg["rsync_exclude"]
+
+
+def test_aws_has_autoscaling_cpu_workers_and_an_optional_gpu_type_for_the_detector():
+    cfg = load("aws.yaml")
+    types = cfg["available_node_types"]
+    assert types["cpu_workers"]["max_workers"] > types["cpu_workers"]["min_workers"]
+    assert types["gpu_detector"]["min_workers"] == 0 and types["gpu_detector"]["node_config"]["InstanceType"].startswith("g")
+    assert any("--shm-size" in o for o in cfg["docker"]["run_options"])
+    assert re.search(rf"ray:{re.escape(ray.__version__)}-", cfg["docker"]["image"])
+
+
+def test_kuberay_rayjob_is_complete():
+    job = load("kuberay-rayjob.yaml")
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    spec = job["spec"]
+    assert spec["entrypoint"].startswith("python -m raypipe render ") and "ray.address=auto" in spec["entrypoint"]
+    assert "storage.root=s3://" in spec["entrypoint"]
+    cluster = spec["rayClusterSpec"]
+    assert cluster["rayVersion"] == ray.__version__
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:
+        pod = group["template"]["spec"]
+        container = pod["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token" and "secretKeyRef" in env["RAY_AUTH_TOKEN"]["valueFrom"]
+        shm = [v for v in pod["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory"]
+        assert shm and {"name": shm[0]["name"], "mountPath": "/dev/shm"} in container["volumeMounts"]
+    workers = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
+    assert workers["cpu-workers"]["maxReplicas"] > workers["cpu-workers"]["minReplicas"]
+    gpu = workers["gpu-detector"]
+    assert gpu["minReplicas"] == 0 and gpu["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
