@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m raypipe bench {render,handoff,effects} [options]`.
+"""Benchmarks: `python -m raypipe bench {render,nodes,handoff,effects} [options]`.
 
 Every figure is a median over rounds, and alternatives are measured interleaved in the same
 run, because these machines are shared and noisy: compare ratios, not absolute numbers
@@ -62,6 +62,44 @@ def bench_render(args) -> dict:
         "encoder_peak_rss_mb_median": _median(
             max(s["encoder_peak_rss_mb"] for s in r["segment_runs"]) for r in reports),
         "detector": reports[0]["detector"],
+    }
+
+
+def bench_nodes(args) -> dict:
+    """Whole renders against a Ray cluster of 1, 2, 3... worker nodes started on this
+    machine (separate processes, one CPU each, a CPU-less head); rounds interleave the sizes."""
+    from ray.cluster_utils import Cluster
+
+    walls: dict[int, list[float]] = {n: [] for n in args.nodes}
+    stages: dict[int, list[dict]] = {n: [] for n in args.nodes}
+    with tempfile.TemporaryDirectory(prefix="rpb-") as tmp:
+        for r in range(args.runs):
+            for n in args.nodes:
+                cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+                try:
+                    for i in range(n):
+                        cluster.add_node(num_cpus=1, temp_dir=f"{tmp}/r{r}n{n}w{i}")
+                    cluster.wait_for_nodes()
+                    run_dir = Path(tmp) / f"run{r}-{n}"
+                    t0 = time.perf_counter()
+                    proc = subprocess.run([sys.executable, "-m", "raypipe", "render", *args.overrides,
+                                           f"ray.address={cluster.address}", f"hydra.run.dir={run_dir}"],
+                                          capture_output=True, text=True)
+                    wall = time.perf_counter() - t0
+                finally:
+                    cluster.shutdown()
+                if proc.returncode != 0:
+                    sys.exit(f"render failed: {proc.stderr.strip().splitlines()[-1]}")
+                report = json.loads((run_dir / "report.json").read_text())
+                walls[n].append(wall)
+                stages[n].append(report["stages"])
+                print(f"round {r}, {n} node(s): {wall:.2f} s wall", file=sys.stderr)
+    return {
+        "overrides": args.overrides, "runs": args.runs, "cpus_per_node": 1, "host_cores": os.cpu_count(),
+        **{f"{n} node(s)": {"wall_s_median": _median(walls[n]), "wall_s_all": [round(w, 2) for w in walls[n]],
+                            "segments_s_median": _median(s["segments"] for s in stages[n]),
+                            "detect_s_median": _median(s["detect"] for s in stages[n])}
+           for n in args.nodes},
     }
 
 
@@ -178,6 +216,11 @@ def main(argv: list[str]) -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("overrides", nargs="*", default=["+job=demo"], help="Hydra overrides (default: +job=demo)")
     p.set_defaults(fn=bench_render)
+    p = sub.add_parser("nodes", help="whole renders on local Ray clusters of several worker nodes")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("overrides", nargs="*", default=["+job=demo"], help="Hydra overrides (default: +job=demo)")
+    p.set_defaults(fn=bench_nodes)
     for name, fn, frames in (("handoff", bench_handoff, 120), ("effects", bench_effects, 60)):
         p = sub.add_parser(name, help=fn.__doc__.splitlines()[0])
         p.add_argument("--frames", type=int, default=frames)
