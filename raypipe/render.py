@@ -247,7 +247,8 @@ def _report(plan, result, info, summary, manifests, stages) -> dict:
         "detections": summary,
         "stages": stages.seconds,
         "segment_runs": [
-            {"index": m.index, "start": m.start, "frames": m.frames, "node_id": m.node_id, "pid": m.pid,
+            {"index": m.index, "start": m.start, "frames": m.frames, "node_id": m.node_id, "node_ip": m.node_ip,
+             "pid": m.pid,
              "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb, "encoder_peak_rss_mb": m.encoder_peak_rss_mb}
             for m in manifests
         ],

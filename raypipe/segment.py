@@ -33,6 +33,7 @@ class SegmentManifest:
     frames: int
     seconds: float
     node_id: str
+    node_ip: str
     pid: int
     torch_imported: bool
     masks_in_shared_memory: bool
@@ -123,9 +124,10 @@ def render_segment(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, st
         name = f"segments/{seg.index:05d}{ext}"
         store.put_file(chunk, name)
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+    node_ip = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
     return SegmentManifest(
         index=seg.index, chunk=name, start=seg.start, frames=seg.frames,
-        seconds=round(time.perf_counter() - t0, 3), node_id=node, pid=os.getpid(),
+        seconds=round(time.perf_counter() - t0, 3), node_id=node, node_ip=node_ip, pid=os.getpid(),
         torch_imported="torch" in sys.modules,
         masks_in_shared_memory=in_shared_memory(detections.masks),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

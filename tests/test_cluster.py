@@ -1,7 +1,10 @@
 """A real multi-node Ray cluster on this machine: a head and worker nodes as separate
 processes, each worker with its own temp directory and its own object store; S3 storage
 (moto on 127.0.0.1) that every node reaches; a standalone driver and a submitted job."""
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -9,12 +12,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import boto3
 import cv2
 import numpy as np
 import pytest
 from ray.cluster_utils import Cluster
 
-from conftest import ROOT, bucket_keys, free_port, read_report, run_cli
+from conftest import CREDENTIALS, ROOT, bucket_keys, free_port, read_report, run_cli
 from raypipe import ffmpeg
 from raypipe.sources import load_image
 from test_render import FIXTURE_FRAMES
@@ -149,3 +153,134 @@ def test_a_job_submitted_through_the_jobs_api_puts_its_run_in_storage(cluster, s
     stored = bucket_keys(client, run + "/")
     assert {f"{run}/fixture.mp4", f"{run}/report.json", f"{run}/.hydra/config.yaml"} <= set(stored)
     assert not (ROOT / "outputs" / "fixture" / "submitted").exists()  # nothing in the submitter's tree
+
+
+# ---- across a network: each node in its own Linux network namespace ---------------------
+
+
+class Netns:
+    """A bridge in this namespace and, per node, a namespace joined to it by a veth pair,
+    each with its own address: traffic between nodes crosses a real (virtual) network."""
+
+    def __init__(self, names: list[str]):
+        tag = f"{os.getpid() % 10000}"
+        self.subnet = f"10.{77 + os.getpid() % 150}.0"
+        self.bridge = f"rpb{tag}"
+        self.spaces = {name: f"rp{tag}{name}" for name in names}
+        self.ips = {name: f"{self.subnet}.{i + 1}" for i, name in enumerate(names)}
+        self.host_ip = f"{self.subnet}.254"
+        self._run("ip", "link", "add", self.bridge, "type", "bridge")
+        self._run("ip", "addr", "add", f"{self.host_ip}/24", "dev", self.bridge)
+        self._run("ip", "link", "set", self.bridge, "up")
+        for name, ns in self.spaces.items():
+            self._run("ip", "netns", "add", ns)
+            self._run("ip", "link", "add", f"v{ns}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+            self._run("ip", "link", "set", f"v{ns}", "master", self.bridge, "up")
+            self._run("ip", "netns", "exec", ns, "ip", "addr", "add", f"{self.ips[name]}/24", "dev", "eth0")
+            self._run("ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
+            self._run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+
+    @staticmethod
+    def _run(*cmd):
+        subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+
+    def popen(self, name: str, cmd: list[str], env: dict, **kw) -> subprocess.Popen:
+        return subprocess.Popen(["ip", "netns", "exec", self.spaces[name], *cmd], env={**os.environ, **env},
+                                start_new_session=True, **kw)
+
+    def close(self):
+        for ns in self.spaces.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            subprocess.run(["ip", "link", "del", f"v{ns}"], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """A `ray start --block` node and everything it started: they share its process group."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=15)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def networked_cluster():
+    try:
+        net = Netns(["head", "a", "b"])
+    except (subprocess.CalledProcessError, FileNotFoundError, PermissionError) as e:
+        pytest.skip(f"network namespaces are not available here ({e})")
+    from moto.server import ThreadedMotoServer
+
+    nodes, tmp = [], Path(tempfile.mkdtemp(prefix="rpn-"))
+    s3_server = ThreadedMotoServer(ip_address=net.host_ip, port=free_port(), verbose=False)
+    try:
+        s3_server.start()
+        endpoint = f"http://{net.host_ip}:{s3_server._port}"
+        # The same S3 credentials on every node, as instances get them; auth off, as these
+        # nodes share no token file.
+        env = {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "RAY_AUTH_MODE": "disabled"}
+        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                     aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                     region_name="us-east-1").create_bucket(Bucket="renders")
+        ray_cli = str(Path(sys.executable).with_name("ray"))
+        port = free_port()
+        head = f"{net.ips['head']}:{port}"
+        nodes.append(net.popen("head", [ray_cli, "start", "--head", "--block", f"--node-ip-address={net.ips['head']}",
+                                        f"--port={port}", "--num-cpus=0", f"--temp-dir={tmp}/h",
+                                        "--include-dashboard=false"], env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for_port(net.ips["head"], port)
+        for name in ("a", "b"):
+            nodes.append(net.popen(name, [ray_cli, "start", "--block", f"--address={head}", "--num-cpus=1",
+                                          f"--node-ip-address={net.ips[name]}", f"--temp-dir={tmp}/{name}"], env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        yield net, head, env, endpoint
+    finally:
+        for proc in reversed(nodes):
+            stop(proc)
+        s3_server.stop()
+        net.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_for_port(host: str, port: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            assert time.time() < deadline, f"nothing listens on {host}:{port}"
+            time.sleep(0.2)
+
+
+def test_nodes_in_separate_network_namespaces_render_over_the_network(networked_cluster, photo, single_node, tmp_path):
+    net, head, env, endpoint = networked_cluster
+    run = tmp_path / "outputs" / "fixture" / "netns"
+    # The driver runs in the head's namespace, as `ray job submit` would run it.
+    deadline = time.time() + 60
+    while True:  # both worker nodes registered
+        probe = net.popen("head", [sys.executable, "-c", f"import ray; ray.init(address='{head}', log_to_driver=False); "
+                                  "print(sum(n['Alive'] and n['Resources'].get('CPU', 0) > 0 for n in ray.nodes()))"],
+                          env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if probe.communicate(timeout=60)[0].strip() == "2" or time.time() > deadline:
+            break
+        time.sleep(1)
+    proc = net.popen("head", [sys.executable, "-m", "raypipe", "render", "--config-dir", "tests/conf", "+job=fixture",
+                              "detector=saliency", f"ray.address={head}", "storage.root=s3://renders/netns",
+                              f"job.segments.3.source={photo}", f"hydra.run.dir={run}"],
+                     env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    report = read_report(run)
+    # Segments ran on both worker namespaces, and the detections reached each over the veth network.
+    assert {r["node_ip"] for r in report["segment_runs"]} == {net.ips["a"], net.ips["b"]}
+    assert len(report["detections_held_by_nodes"]) == 3
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    frames = ffmpeg.decode_frames(fetch(client, "netns/fixture/netns/fixture.mp4", tmp_path / "v.mp4"), 320, 180)
+    assert len(frames) == FIXTURE_FRAMES and np.array_equal(frames, single_node)
