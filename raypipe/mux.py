@@ -10,7 +10,7 @@ import time
 
 from raypipe import RaypipeError, ffmpeg
 from raypipe.segment import SegmentManifest
-from raypipe.sources import local_path
+from raypipe.sources import local_path, release_fetched
 from raypipe.storage import Storage, fetch_file, publish_file
 from raypipe.timeline import AudioSpec
 
@@ -62,3 +62,4 @@ class Muxer:
 
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        release_fetched()

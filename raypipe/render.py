@@ -18,7 +18,7 @@ from raypipe import RaypipeError, detect, timeline
 from raypipe.detections import Detections
 from raypipe.mux import Muxer
 from raypipe.segment import render_segment
-from raypipe.sources import SourceError, is_video, load_image
+from raypipe.sources import SourceError, is_video, load_image, release_fetched
 from raypipe.storage import Storage, exists
 from raypipe.timeline import JobError, Plan
 
@@ -116,10 +116,11 @@ def render(cfg: DictConfig, run_dir: str) -> dict:
     stages = Stages()
     t0 = time.perf_counter()
     run_root = run_location(cfg.storage.root, run_dir)
-    with stages("validate"):
-        plan, output = prepare(cfg, run_root)
     store = Storage(run_root)
     with ExitStack() as cleanup:
+        cleanup.callback(release_fetched)  # remote clips the planner fetched to probe
+        with stages("validate"):
+            plan, output = prepare(cfg, run_root)
         if cfg.storage.root:
             cleanup.callback(store.delete_dir, "inputs")
             with stages("stage_inputs"):

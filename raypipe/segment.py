@@ -20,7 +20,7 @@ from raypipe.captions import overlay
 from raypipe.detections import Detections
 from raypipe.effects import TRANSITIONS, Shot
 from raypipe.ffmpeg import ChunkEncoder, chunk_extension
-from raypipe.sources import load_image, read_frames
+from raypipe.sources import load_image, read_frames, release_fetched
 from raypipe.storage import Storage
 from raypipe.timeline import EncodeSpec, SegmentPlan, ShotSpec
 
@@ -117,6 +117,8 @@ def render_segment(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, st
         except BaseException:
             encoder.abort()
             raise
+        finally:
+            release_fetched()
         encoder.close()
         if encoder.frames != seg.frames:
             raise RuntimeError(f"segment {seg.index} rendered {encoder.frames} frames, planned {seg.frames}")

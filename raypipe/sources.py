@@ -87,22 +87,39 @@ class MediaInfo:
     audio: bool
 
 
-@functools.lru_cache(maxsize=8)
+_FETCHED: dict[str, str] = {}
+
+
 def local_path(uri: str) -> str:
-    """A path ffmpeg can open: local files as they are; other URIs fetched once per process."""
+    """A path ffmpeg can open: local files as they are; other URIs fetched once per process
+    and kept until `release_fetched`."""
     if "://" not in uri:
         if not os.path.isfile(uri):
             raise SourceError(f"no such file: {uri}")
         return uri
-    cache = tempfile.mkdtemp(prefix="raypipe-src-")
-    path = os.path.join(cache, "source" + os.path.splitext(uri)[1])
-    try:
-        fetch_file(uri, path)
-    except FileNotFoundError:
-        raise SourceError(f"no such file: {uri}") from None
-    except OSError as e:
-        raise SourceError(f"cannot read {uri}: {e}") from None
-    return path
+    if uri not in _FETCHED:
+        fd, path = tempfile.mkstemp(prefix="raypipe-src-", suffix=os.path.splitext(uri)[1])
+        os.close(fd)
+        try:
+            fetch_file(uri, path)
+        except FileNotFoundError:
+            os.unlink(path)
+            raise SourceError(f"no such file: {uri}") from None
+        except OSError as e:
+            os.unlink(path)
+            raise SourceError(f"cannot read {uri}: {e}") from None
+        _FETCHED[uri] = path
+    return _FETCHED[uri]
+
+
+def release_fetched() -> None:
+    """Delete this process's fetched copies: a Ray worker lives through many renders."""
+    for path in _FETCHED.values():
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    _FETCHED.clear()
 
 
 @functools.lru_cache(maxsize=64)

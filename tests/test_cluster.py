@@ -137,11 +137,19 @@ def test_a_job_submitted_through_the_jobs_api_puts_its_run_in_storage(cluster, s
     c, _ = cluster
     env, client = s3
     jobs = JobSubmissionClient(f"http://{c.webui_url}")
-    job_id = jobs.submit_job(
-        entrypoint=f"{sys.executable} -m raypipe render --config-dir tests/conf +job=fixture detector=saliency "
-                   "ray.address=auto storage.root=s3://renders/jobs hydra.run.dir=outputs/fixture/submitted",
-        runtime_env={"working_dir": str(ROOT), "excludes": ["outputs/", "multirun/", ".benchmarks/"]},
-    )
+    deadline = time.time() + 120
+    while True:  # the head's job agent may still be starting: Ray answers "try again later"
+        try:
+            job_id = jobs.submit_job(
+                entrypoint=f"{sys.executable} -m raypipe render --config-dir tests/conf +job=fixture detector=saliency "
+                           "ray.address=auto storage.root=s3://renders/jobs hydra.run.dir=outputs/fixture/submitted",
+                runtime_env={"working_dir": str(ROOT), "excludes": ["outputs/", "multirun/", ".benchmarks/"]},
+            )
+            break
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.time() > deadline:
+                raise
+            time.sleep(2)
     deadline = time.time() + 300
     while (status := jobs.get_job_status(job_id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
         assert time.time() < deadline, jobs.get_job_logs(job_id)[-3000:]
