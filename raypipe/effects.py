@@ -368,7 +368,7 @@ class Shot:
     """
 
     def __init__(self, effect: str, params, out_w: int, out_h: int, seconds: float = 1.0):
-        self.name, self.effect, self.params = effect, EFFECTS[effect], params
+        self.effect, self.params = EFFECTS[effect], params
         self.out_w, self.out_h, self.seconds = out_w, out_h, seconds
         self.sharp = _Cached(Pyramid)
         self.blurred = _Cached(lambda img: self._soft_pyramid(img, params.blur))

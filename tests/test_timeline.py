@@ -67,3 +67,50 @@ def test_bad_timelines_name_the_field(durations, transitions, field):
 def test_bad_fps(fps):
     with pytest.raises(JobError, match=r"^render\.fps: "):
         job([1.0], fps=fps)
+
+
+def video_plan(segment: dict, before: dict | None = None, fps="30"):
+    """A plan with a 10 s video (probed by a stand-in) after an optional still."""
+    from raypipe.sources import MediaInfo
+
+    segments = ([before] if before else []) + [{"source": "/clips/surf.mp4", **segment}]
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), {"render": {"fps": fps}, "job": {"segments": segments}})
+    return plan(cfg.job, cfg.render, probe=lambda uri: MediaInfo(10.0, 25.0, 640, 360, audio=True))
+
+
+def test_a_video_without_a_duration_plays_its_range_once_lead_in_included():
+    still = {"source": "sample:astronaut", "duration": 1.0, "transition": {"type": "crossfade", "duration": 0.5}}
+    p = video_plan({"start": 2.0, "end": 6.0, "speed": 2.0}, before=still)
+    shot = p.segments[1].shot
+    # 4 s of video at speed 2 is 2 s on screen, 0.5 s of it under the crossfade.
+    assert p.total_frames == 30 + 45 and shot.span_frames == 60
+    assert shot.source_time(shot.span_start) == 2.0
+    assert shot.source_time(shot.span_start + shot.span_frames - 1) == pytest.approx(2.0 + 2 * 59 / 30)
+    assert p.video_ranges() == {"/clips/surf.mp4": (2.0, pytest.approx(2.0 + 2 * 59 / 30))}
+
+
+def test_a_videos_sound_is_placed_where_its_shot_plays():
+    still = {"source": "sample:astronaut", "duration": 1.0, "transition": {"type": "crossfade", "duration": 0.5}}
+    p = video_plan({"start": 1.0, "duration": 2.0, "audio": "keep", "audio_volume": 0.5}, before=still)
+    (clip,) = p.audio.clips
+    assert (clip.source_start, clip.at, clip.seconds, clip.volume, clip.keep) == (1.0, 0.5, 2.5, 0.5, True)
+
+
+@pytest.mark.parametrize("segment,field", [
+    ({"end": 12.0}, "job.segments[0].end"),  # past the end of the file
+    ({"start": 10.5}, "job.segments[0].start"),
+    ({"start": 5.0, "end": 4.0}, "job.segments[0].end"),
+    ({"start": 8.0, "duration": 3.0}, "job.segments[0].duration"),  # needs more video than is left
+    ({"speed": 0}, "job.segments[0].speed"),
+    ({"audio": "loud"}, "job.segments[0].audio"),
+])
+def test_bad_video_trims_name_the_field(segment, field):
+    with pytest.raises(JobError, match="^" + re.escape(field) + ": "):
+        video_plan(segment)
+
+
+def test_video_fields_on_an_image_are_refused():
+    cfg = OmegaConf.merge(OmegaConf.structured(Config),
+                          {"job": {"segments": [{"source": "sample:coffee", "duration": 1.0, "speed": 2.0}]}})
+    with pytest.raises(JobError, match=r"^job\.segments\[0\]\.speed: applies to video sources only"):
+        plan(cfg.job, cfg.render)
