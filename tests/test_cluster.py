@@ -229,9 +229,11 @@ def networked_cluster():
     try:
         s3_server.start()
         endpoint = f"http://{net.host_ip}:{s3_server._port}"
-        # The same S3 credentials on every node, as instances get them; auth off, as these
-        # nodes share no token file.
-        env = {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "RAY_AUTH_MODE": "disabled"}
+        # The same S3 credentials on every node, as instances get them, and token
+        # authentication on, with one token that every node and the driver read.
+        env = {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "RAY_AUTH_MODE": "token"}
+        subprocess.run([str(Path(sys.executable).with_name("ray")), "get-auth-token", "--generate"],
+                       check=True, capture_output=True, timeout=60)
         boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
                      aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                      region_name="us-east-1").create_bucket(Bucket="renders")
@@ -292,3 +294,9 @@ def test_nodes_in_separate_network_namespaces_render_over_the_network(networked_
                           aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
     frames = ffmpeg.decode_frames(fetch(client, "netns/fixture/netns/fixture.mp4", tmp_path / "v.mp4"), 320, 180)
     assert len(frames) == FIXTURE_FRAMES and np.array_equal(frames, single_node)
+    # The cluster is closed to a client without the token.
+    intruder = net.popen("head", [sys.executable, "-c", f"import ray; ray.init(address='{head}')"],
+                         {**env, "RAY_AUTH_TOKEN": "not-the-token"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    _, err = intruder.communicate(timeout=120)
+    assert intruder.returncode != 0 and "auth" in err.lower(), err[-2000:]
