@@ -34,7 +34,9 @@ def ray_cluster(workers: int, dashboard: bool = False):
     # The head has no CPUs: every segment and the detector run on the worker nodes.
     head = {"num_cpus": 0, "_system_config": FAST_FAILURE}
     if dashboard:
-        head.update(include_dashboard=True, dashboard_port=free_port())
+        # The agent that runs submitted jobs gets its own port: another Ray on this host
+        # (the tests' embedded one) may hold the default.
+        head.update(include_dashboard=True, dashboard_port=free_port(), dashboard_agent_listen_port=free_port())
     cluster = Cluster(initialize_head=True, head_node_args=head)
     try:
         nodes = [cluster.add_node(num_cpus=1, temp_dir=str(tmp / f"w{i}")) for i in range(workers)]
@@ -103,6 +105,44 @@ def test_segments_spread_over_worker_nodes_and_the_video_equals_the_single_node_
     assert len(frames) == FIXTURE_FRAMES and np.array_equal(frames, single_node)
 
 
+def test_a_job_submitted_through_the_jobs_api_puts_its_run_in_storage(cluster, s3):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from ray._private.utils import write_ray_address
+
+    c, _ = cluster
+    env, client = s3
+    # The job supervisor resolves the driver's address as `ray.init("auto")` does: with
+    # several clusters on one host (other tests' clusters), the most recently started one.
+    # On a real head there is one; here, name ours as the latest again.
+    write_ray_address(c.address)
+    jobs = JobSubmissionClient(f"http://{c.webui_url}")
+    deadline = time.time() + 120
+    while True:  # the head's job agent may still be starting: Ray answers "try again later"
+        try:
+            job_id = jobs.submit_job(
+                entrypoint=f"{sys.executable} -m raypipe render --config-dir tests/conf +job=fixture detector=saliency "
+                           "ray.address=auto storage.root=s3://renders/jobs hydra.run.dir=outputs/fixture/submitted",
+                runtime_env={"working_dir": str(ROOT), "excludes": ["outputs/", "multirun/", ".benchmarks/"]},
+            )
+            break
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.time() > deadline:
+                raise
+            time.sleep(2)
+    deadline = time.time() + 300
+    while (status := jobs.get_job_status(job_id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+        assert time.time() < deadline, jobs.get_job_logs(job_id)[-3000:]
+        time.sleep(1)
+    logs = jobs.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    run = "jobs/fixture/submitted"
+    assert logs.strip().splitlines()[-1] == f"s3://renders/{run}/fixture.mp4"
+    stored = bucket_keys(client, run + "/")
+    assert {f"{run}/fixture.mp4", f"{run}/report.json", f"{run}/.hydra/config.yaml"} <= set(stored)
+    assert not (ROOT / "outputs" / "fixture" / "submitted").exists()  # nothing in the submitter's tree
+
+
 def test_losing_a_worker_node_mid_render_still_gives_the_complete_video(s3, photo, single_node, tmp_path):
     with ray_cluster(3) as (c, nodes):
         storage = tmp_path / "storage"
@@ -129,38 +169,6 @@ def test_losing_a_worker_node_mid_render_still_gives_the_complete_video(s3, phot
     assert {r["node_id"] for r in report["segment_runs"]} - {lost} <= {n.node_id for n in nodes[1:]}
     frames = ffmpeg.decode_frames(report["output"], 320, 180)
     assert len(frames) == FIXTURE_FRAMES and np.array_equal(frames, single_node)
-
-
-def test_a_job_submitted_through_the_jobs_api_puts_its_run_in_storage(cluster, s3):
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
-    c, _ = cluster
-    env, client = s3
-    jobs = JobSubmissionClient(f"http://{c.webui_url}")
-    deadline = time.time() + 120
-    while True:  # the head's job agent may still be starting: Ray answers "try again later"
-        try:
-            job_id = jobs.submit_job(
-                entrypoint=f"{sys.executable} -m raypipe render --config-dir tests/conf +job=fixture detector=saliency "
-                           "ray.address=auto storage.root=s3://renders/jobs hydra.run.dir=outputs/fixture/submitted",
-                runtime_env={"working_dir": str(ROOT), "excludes": ["outputs/", "multirun/", ".benchmarks/"]},
-            )
-            break
-        except RuntimeError as e:
-            if "No available agent" not in str(e) or time.time() > deadline:
-                raise
-            time.sleep(2)
-    deadline = time.time() + 300
-    while (status := jobs.get_job_status(job_id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-        assert time.time() < deadline, jobs.get_job_logs(job_id)[-3000:]
-        time.sleep(1)
-    logs = jobs.get_job_logs(job_id)
-    assert status == JobStatus.SUCCEEDED, logs[-3000:]
-    run = "jobs/fixture/submitted"
-    assert logs.strip().splitlines()[-1] == f"s3://renders/{run}/fixture.mp4"
-    stored = bucket_keys(client, run + "/")
-    assert {f"{run}/fixture.mp4", f"{run}/report.json", f"{run}/.hydra/config.yaml"} <= set(stored)
-    assert not (ROOT / "outputs" / "fixture" / "submitted").exists()  # nothing in the submitter's tree
 
 
 # ---- across a network: each node in its own Linux network namespace ---------------------
