@@ -12,7 +12,7 @@ import time
 
 from raypipe.detections import CompactSubject, Keyframes, Subject
 from raypipe.saliency import detect_saliency
-from raypipe.sources import keyframes, load_image
+from raypipe.media import ReadCounter, keyframes, load_image
 from raypipe.timeline import JobError
 
 log = logging.getLogger(__name__)
@@ -81,39 +81,38 @@ def clip_loads() -> int:
 
 
 def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
-               video_ranges: dict[str, tuple[float, float]] | None = None) -> tuple[dict[str, Subject | Keyframes], dict]:
+               video_ranges: dict[str, tuple[float, float]] | None = None) -> tuple[dict, dict]:
     """Every source's subject with one detector: stills once, videos at `keyframe_rate`
-    over the seconds of them that the timeline shows."""
+    over the seconds of them that the timeline shows. Results come compacted (masks as
+    PNG) as each frame is done, and frames are decoded one at a time, so the detector's
+    memory stays flat however long a clip is."""
     t0 = time.perf_counter()
     loads_before = clip_loads()
     detector, fallback_reason = make_detector(cfg, prompts)
+    counter = ReadCounter()
 
-    def find(uri, img):
+    def find(uri, img) -> CompactSubject:
         subject = detector.detect(img)
         if subject is None:
             log.warning("CLIP found no subject in %s: using saliency for it", uri)
             subject = detect_saliency(img, method="saliency (no CLIP subject)")
-        return subject
+        return CompactSubject.of(subject)
 
-    subjects: dict[str, Subject | Keyframes] = {}
+    found: dict = {}
     for uri in sources:
         if video_ranges and uri in video_ranges:
             lo, hi = video_ranges[uri]
-            subjects[uri] = [(t, find(uri, img)) for t, img in keyframes(uri, lo, hi, cfg.keyframe_rate)]
+            found[uri] = [(t, find(uri, img)) for t, img in keyframes(uri, lo, hi, cfg.keyframe_rate, counter)]
         else:
-            subjects[uri] = find(uri, load_image(uri))
+            found[uri] = find(uri, load_image(uri, counter))
     info = {
         "detector": detector.name,
         "fallback_reason": fallback_reason,
         "clip_loads": clip_loads() - loads_before,
         "seconds": round(time.perf_counter() - t0, 3),
+        "bytes_read": counter.bytes,
     }
-    return subjects, info
-
-
-def compact(subjects: dict[str, Subject | Keyframes]) -> dict:
-    return {k: [(t, CompactSubject.of(s)) for t, s in v] if isinstance(v, list) else CompactSubject.of(v)
-            for k, v in subjects.items()}
+    return found, info
 
 
 def expand(compacted: dict) -> dict[str, Subject | Keyframes]:
@@ -125,5 +124,4 @@ class DetectorActor:
     The driver wraps it with ray.remote so that it can ask for a GPU where there is one."""
 
     def detect(self, cfg, sources, prompts, video_ranges=None) -> tuple[dict, dict]:
-        subjects, info = detect_all(cfg, sources, prompts, video_ranges)
-        return compact(subjects), info
+        return detect_all(cfg, sources, prompts, video_ranges)

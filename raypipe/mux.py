@@ -1,6 +1,6 @@
-"""The muxer: collects segment chunks as their tasks finish, joins them in timeline order
-with the soundtrack, and publishes the video atomically. Runs as a Ray actor in a render,
-as a plain object in a single-process one."""
+"""The muxer: collects segment manifests as their tasks finish, joins the chunks in timeline
+order with the mixed sound, and publishes the video atomically. Runs as a Ray actor in a
+render, as a plain object in a single-process one."""
 from __future__ import annotations
 
 import os
@@ -8,11 +8,13 @@ import shutil
 import tempfile
 import time
 
-from raypipe import RaypipeError, ffmpeg
+from raypipe import RaypipeError
+from raypipe.media import ReadCounter
+from raypipe.media.audio import AudioSpec, mix
+from raypipe.media.join import join
+from raypipe.media.video import reason
 from raypipe.segment import SegmentManifest
-from raypipe.sources import local_path, release_fetched
-from raypipe.storage import Storage, fetch_file, publish_file
-from raypipe.timeline import AudioSpec
+from raypipe.storage import Storage, publish_file
 
 
 class MuxError(RaypipeError, RuntimeError):
@@ -25,41 +27,34 @@ class Muxer:
         self.store = store
         self.segments, self.total_frames, self.duration = segments, total_frames, duration
         self.audio, self.output, self.codec = audio, output, codec
-        self.tmp = tempfile.mkdtemp(prefix="raypipe-mux-")
-        self.chunks: dict[int, tuple[str, SegmentManifest]] = {}
-        self.local_audio = None
-        if audio.path:
-            # Fetched once, while the segments render; mixed once, so no seam at a boundary.
-            self.local_audio = os.path.join(self.tmp, "audio" + os.path.splitext(audio.path)[1])
-            fetch_file(audio.path, self.local_audio)
+        self.manifests: dict[int, SegmentManifest] = {}
 
     def add(self, manifest: SegmentManifest) -> int:
-        local = os.path.join(self.tmp, os.path.basename(manifest.chunk))
-        self.store.fetch(manifest.chunk, local)
-        self.chunks[manifest.index] = (local, manifest)
-        return len(self.chunks)
+        self.manifests[manifest.index] = manifest
+        return len(self.manifests)
 
     def finish(self) -> dict:
         t0 = time.perf_counter()
+        missing = sorted(set(range(self.segments)) - set(self.manifests))
+        if missing:
+            raise MuxError(f"segments missing at mux time: {missing}")
+        ordered = [self.manifests[i] for i in range(self.segments)]
+        planned = sum(m.frames for m in ordered)
+        if planned != self.total_frames:
+            raise MuxError(f"segments hold {planned} frames, the timeline {self.total_frames}")
+        counter = ReadCounter()
+        sound = mix(self.audio, self.duration, counter)
+        tmp = tempfile.mkdtemp(prefix="raypipe-mux-")
         try:
-            missing = sorted(set(range(self.segments)) - set(self.chunks))
-            if missing:
-                raise MuxError(f"segments missing at mux time: {missing}")
-            ordered = [self.chunks[i] for i in range(self.segments)]
-            planned = sum(m.frames for _, m in ordered)
-            if planned != self.total_frames:
-                raise MuxError(f"segments hold {planned} frames, the timeline {self.total_frames}")
-            out = os.path.join(self.tmp, "final" + os.path.splitext(self.output)[1].lower())
-            clips = [local_path(c.source) for c in self.audio.clips]
-            ffmpeg.mux([p for p, _ in ordered], self.audio, self.duration, self.local_audio, clips, self.codec, out)
-            frames = ffmpeg.count_frames(out)
+            out = os.path.join(tmp, "final" + os.path.splitext(self.output)[1].lower())
+            frames = join([self.store.uri(m.chunk) for m in ordered], sound, self.codec, out, counter)
             if frames != self.total_frames:
                 raise MuxError(f"muxed video has {frames} frames, the timeline {self.total_frames}")
-            publish_file(out, self.output)
-            return {"output": self.output, "frames": frames, "seconds": round(time.perf_counter() - t0, 3)}
+            try:
+                publish_file(out, self.output)
+            except OSError as e:
+                raise MuxError(f"cannot write {self.output}: {reason(e)}") from None
         finally:
-            self.close()
-
-    def close(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        release_fetched()
+            shutil.rmtree(tmp, ignore_errors=True)
+        return {"output": self.output, "frames": frames, "seconds": round(time.perf_counter() - t0, 3),
+                "bytes_read": counter.bytes}

@@ -18,8 +18,9 @@ from raypipe import RaypipeError, detect, timeline
 from raypipe.detections import Detections
 from raypipe.mux import Muxer
 from raypipe.segment import render_segment
-from raypipe.sources import SourceError, is_video, load_image, release_fetched
-from raypipe.storage import Storage, exists
+from raypipe.media import CODECS, MediaError, is_video, load_image
+from raypipe.media.audio import check_audio
+from raypipe.storage import Storage
 from raypipe.timeline import JobError, Plan
 
 log = logging.getLogger("raypipe")
@@ -57,11 +58,14 @@ def prepare(cfg: DictConfig, run_root: str) -> tuple[Plan, str]:
         try:
             if not is_video(uri):  # videos were probed by the planner
                 load_image(uri)  # a full decode: a missing or corrupt image fails here, not in a task
-        except SourceError as e:
+        except MediaError as e:
             raise JobError(f"job.segments[{index}].source", str(e)) from None
-    if plan.audio.path and not exists(plan.audio.path):
-        raise JobError("job.audio.path", f"no such file: {plan.audio.path}")
-    codec = timeline.CODECS[plan.encode.codec]
+    if plan.audio.path:
+        try:
+            check_audio(plan.audio.path)
+        except MediaError as e:
+            raise JobError("job.audio.path", str(e)) from None
+    codec = CODECS[plan.encode.codec]
     output = cfg.job.output or f"{run_root}/{plan.name}{codec.containers[0]}"
     if not output.lower().endswith(codec.containers):
         raise JobError("job.output", f"{plan.encode.codec} goes in {', '.join(codec.containers)} files (got {output})")
@@ -74,6 +78,8 @@ def prepare(cfg: DictConfig, run_root: str) -> tuple[Plan, str]:
     return plan, output
 
 
+# Ray's start-up notices would stand between a failed render and its one-line error.
+_RAY_LOGS = logging.ERROR
 _START_HINT = "start one with `ray start --head`, or leave ray.address unset for an embedded Ray"
 
 
@@ -97,11 +103,11 @@ def ray_session(rc: DictConfig, stages: Stages):
     with stages("ray_start"):
         if rc.address is None:
             ray.init(address="local", num_cpus=rc.num_cpus, object_store_memory=rc.object_store_memory,
-                     include_dashboard=False, log_to_driver=rc.log_to_driver)
+                     include_dashboard=False, log_to_driver=rc.log_to_driver, logging_level=_RAY_LOGS)
         else:
             _check_reachable(rc.address)
             try:
-                ray.init(address=rc.address, log_to_driver=rc.log_to_driver)
+                ray.init(address=rc.address, log_to_driver=rc.log_to_driver, logging_level=_RAY_LOGS)
             except ConnectionError as e:
                 raise JobError("ray.address", f"cannot reach a Ray cluster at {rc.address!r} ({e.args[0].split('.')[0]}); "
                                f"{_START_HINT}") from None
@@ -118,7 +124,6 @@ def render(cfg: DictConfig, run_dir: str) -> dict:
     run_root = run_location(cfg.storage.root, run_dir)
     store = Storage(run_root)
     with ExitStack() as cleanup:
-        cleanup.callback(release_fetched)  # remote clips the planner fetched to probe
         with stages("validate"):
             plan, output = prepare(cfg, run_root)
         if cfg.storage.root:
@@ -133,7 +138,6 @@ def render(cfg: DictConfig, run_dir: str) -> dict:
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         muxer = ray.remote(num_cpus=0, scheduling_strategy=here)(Muxer).remote(
             store, len(plan.segments), plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
-        cleanup.callback(_quietly, lambda: ray.get(muxer.close.remote()))
         with stages("detect"):
             detections_ref, info, summary = detect_once(cfg.detector, plan)
         with stages("segments"):
@@ -201,10 +205,14 @@ def render_segments(plan: Plan, detections_ref, store: Storage, muxer, rc: DictC
                 added.append(muxer.add.remote(m))
         _get(added)
     except BaseException:
-        # Stop the rest before the caller removes the chunks, so none is written after that.
+        # Stop the rest before the caller removes the chunks, so none is written after that:
+        # politely first (a task unwinds and removes its temporary files), then by force.
         for ref in pending:
+            ray.cancel(ref)
+        _, stuck = ray.wait(pending, num_returns=len(pending), timeout=10)
+        for ref in stuck:
             ray.cancel(ref, force=True)
-        ray.wait(pending, num_returns=len(pending), timeout=30)
+        ray.wait(stuck, num_returns=len(stuck), timeout=30)
         raise
     return manifests
 
@@ -246,11 +254,14 @@ def _report(plan, result, info, summary, manifests, stages) -> dict:
         "segment_workers_with_torch": len({(m.node_id, m.pid) for m in manifests if m.torch_imported}),
         "masks_zero_copy": all(m.masks_in_shared_memory for m in manifests),
         "detections": summary,
+        # Bytes each reader took from storage: sources are streamed, never fetched whole.
+        "bytes_read": {"detector": info["bytes_read"], "segments": sum(m.bytes_read for m in manifests),
+                       "mux": result["bytes_read"]},
         "stages": stages.seconds,
         "segment_runs": [
             {"index": m.index, "start": m.start, "frames": m.frames, "node_id": m.node_id, "node_ip": m.node_ip,
              "pid": m.pid,
-             "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb, "encoder_peak_rss_mb": m.encoder_peak_rss_mb}
+             "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb, "bytes_read": m.bytes_read}
             for m in manifests
         ],
     }

@@ -1,6 +1,6 @@
 """One segment: render its frames, encode its chunk, store it, return a small manifest.
 
-Runs in Ray workers, so it imports numpy, OpenCV and ffmpeg helpers only — never torch.
+Runs in Ray workers, so it imports numpy, OpenCV and PyAV only — never torch.
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import ray
 from raypipe.captions import overlay
 from raypipe.detections import Detections
 from raypipe.effects import TRANSITIONS, Shot
-from raypipe.ffmpeg import ChunkEncoder, chunk_extension
-from raypipe.sources import load_image, read_frames, release_fetched
+from raypipe.media import CODECS, ChunkEncoder, EncodeSpec, MediaError, ReadCounter, load_image, read_frames
+from raypipe.media.video import reason
 from raypipe.storage import Storage
-from raypipe.timeline import EncodeSpec, SegmentPlan, ShotSpec
+from raypipe.timeline import SegmentPlan, ShotSpec
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class SegmentManifest:
     pid: int
     torch_imported: bool
     masks_in_shared_memory: bool
-    peak_rss_mb: float  # the worker process
-    encoder_peak_rss_mb: float  # its largest ffmpeg child
+    peak_rss_mb: float  # the worker process, its encoder included
+    bytes_read: int  # from storage, for its sources
 
 
 def in_shared_memory(arr: np.ndarray) -> bool:
@@ -58,15 +58,16 @@ class _ShotStream:
     shot's renderer. A video is decoded from that frame's time only, for as many frames
     as are asked for."""
 
-    def __init__(self, spec: ShotSpec, detections: Detections, enc: EncodeSpec, first: int, count: int):
+    def __init__(self, spec: ShotSpec, detections: Detections, enc: EncodeSpec, first: int, count: int,
+                 counter: ReadCounter | None = None):
         self.spec, self.first = spec, first
         self.track = detections.track(spec.source)
         self.shot = Shot(spec.effect, spec.params, enc.width, enc.height, spec.seconds)
         if spec.clip is None:
-            image, subject = load_image(spec.source), self.track.at(0.0)
+            image, subject = load_image(spec.source, counter), self.track.at(0.0)
             self.frames = iter(lambda: (image, subject), None)
         else:
-            decoded = read_frames(spec.source, spec.source_time(first), spec.clip.speed, enc.fps, count)
+            decoded = read_frames(spec.source, spec.source_time(first), spec.clip.speed, enc.fps, count, counter)
             self.frames = ((img, self.track.at(spec.source_time(k))) for k, img in enumerate(decoded, first))
         self.size = self.track.masks[0].shape[1::-1]  # the source's (width, height)
 
@@ -84,11 +85,12 @@ class _ShotStream:
                 for k in picks]
 
 
-def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec) -> Iterator[np.ndarray]:
+def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec,
+                   counter: ReadCounter | None = None) -> Iterator[np.ndarray]:
     """The segment's frames in order, global frames [seg.start, seg.end)."""
-    main = _ShotStream(seg.shot, detections, enc, seg.start, seg.frames)
+    main = _ShotStream(seg.shot, detections, enc, seg.start, seg.frames, counter)
     tr = seg.transition
-    into = _ShotStream(tr.into, detections, enc, tr.start, tr.frames) if tr else None
+    into = _ShotStream(tr.into, detections, enc, tr.start, tr.frames, counter) if tr else None
     blend = TRANSITIONS[tr.kind].blend if tr else None
     caption = seg.caption
     if caption is not None:
@@ -107,24 +109,26 @@ def render_segment(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, st
     t0 = time.perf_counter()
     # Ray sets OMP_NUM_THREADS to the task's CPUs; OpenCV keeps its own pool and must be told.
     cv2.setNumThreads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    counter = ReadCounter()
+    ext = CODECS[enc.codec].containers[0]
+    # Retries overwrite the same name atomically, so a re-run segment is idempotent.
+    name = f"segments/{seg.index:05d}{ext}"
     with tempfile.TemporaryDirectory(prefix="raypipe-seg-") as tmp:
-        ext = chunk_extension(enc.codec)
         chunk = os.path.join(tmp, "chunk" + ext)
         encoder = ChunkEncoder(chunk, enc)
         try:
-            for frame in segment_frames(seg, detections, enc):
+            for frame in segment_frames(seg, detections, enc, counter):
                 encoder.write(frame)
         except BaseException:
             encoder.abort()
             raise
-        finally:
-            release_fetched()
         encoder.close()
         if encoder.frames != seg.frames:
             raise RuntimeError(f"segment {seg.index} rendered {encoder.frames} frames, planned {seg.frames}")
-        # Retries overwrite the same name atomically, so a re-run segment is idempotent.
-        name = f"segments/{seg.index:05d}{ext}"
-        store.put_file(chunk, name)
+        try:
+            store.put_file(chunk, name)
+        except OSError as e:
+            raise MediaError(f"cannot store {name} in {store.root}: {reason(e)}") from None
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
     node_ip = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
     return SegmentManifest(
@@ -133,5 +137,5 @@ def render_segment(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, st
         torch_imported="torch" in sys.modules,
         masks_in_shared_memory=in_shared_memory(detections.masks),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        encoder_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        bytes_read=counter.bytes,
     )

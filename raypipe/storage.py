@@ -17,7 +17,7 @@ import pyarrow.fs as pafs
 _LOCAL = pafs.LocalFileSystem()
 
 
-def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     if "://" not in uri:
         return _LOCAL, os.path.abspath(uri)
     return pafs.FileSystem.from_uri(uri)
@@ -27,13 +27,8 @@ def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
 def _root(root: str) -> tuple[pafs.FileSystem, str]:
     """One filesystem per run root, reused for every chunk (an S3 filesystem may look up
     its bucket's region when it is made)."""
-    fs, base = _resolve(root)
+    fs, base = resolve(root)
     return fs, base.rstrip("/")
-
-
-def open_input(uri: str):
-    fs, path = _resolve(uri)
-    return fs.open_input_stream(path)
 
 
 def _atomic_write(fs: pafs.FileSystem, path: str, write) -> None:
@@ -59,21 +54,7 @@ def _copy_from(local_path: str):
 
 def publish_file(local_path: str, uri: str) -> None:
     """Copy a finished local file to `uri` atomically (temporary name, then rename)."""
-    _atomic_write(*_resolve(uri), _copy_from(local_path))
-
-
-def _fetch(fs: pafs.FileSystem, path: str, local_path: str) -> None:
-    with fs.open_input_stream(path) as src, open(local_path, "wb") as dst:
-        shutil.copyfileobj(src, dst, 8 << 20)
-
-
-def fetch_file(uri: str, local_path: str) -> None:
-    _fetch(*_resolve(uri), local_path)
-
-
-def exists(uri: str) -> bool:
-    fs, path = _resolve(uri)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
+    _atomic_write(*resolve(uri), _copy_from(local_path))
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
@@ -101,9 +82,6 @@ class Storage:
         """Copies a local file to `rel`, atomically; returns its URI."""
         _atomic_write(*self._locate(rel), _copy_from(local_path))
         return self.uri(rel)
-
-    def fetch(self, rel: str, local_path: str) -> None:
-        _fetch(*self._locate(rel), local_path)
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         _atomic_write(*self._locate(rel), lambda out: out.write(data))

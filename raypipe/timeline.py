@@ -19,23 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 from raypipe import RaypipeError
 from raypipe.captions import POSITIONS, Caption, CaptionError, CaptionStyle, layout
 from raypipe.effects import TRANSITIONS, EffectError, make_params
-from raypipe.sources import MediaInfo, SourceError, is_video, normalize, probe_media
+from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaError, MediaInfo, is_video, normalize
+from raypipe.media import probe as probe_media
+from raypipe.media.audio import AudioSpec, ClipAudio
 
 
-@dataclass(frozen=True)
-class Codec:
-    encoder: str
-    containers: tuple[str, ...]  # output file extensions it can go in
-    audio: str  # the soundtrack's codec in those containers
-
-
-CODECS = {
-    "h264": Codec("libx264", (".mp4", ".m4v", ".mov", ".mkv"), "aac"),
-    "h265": Codec("libx265", (".mp4", ".m4v", ".mov", ".mkv"), "aac"),
-    "vp9": Codec("libvpx-vp9", (".webm", ".mkv"), "libopus"),
-    "prores": Codec("prores_ks", (".mov",), "pcm_s16le"),
-}
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 AUDIO_MODES = ("drop", "mix", "keep")
 
 
@@ -44,17 +32,6 @@ class JobError(RaypipeError, ValueError):
 
     def __init__(self, where: str, message: str):
         super().__init__(f"{where}: {message}")
-
-
-@dataclass(frozen=True)
-class EncodeSpec:
-    width: int
-    height: int
-    fps: Fraction
-    codec: str
-    crf: int
-    preset: str
-    threads: int
 
 
 @dataclass(frozen=True)
@@ -117,29 +94,6 @@ class SegmentPlan:
     @property
     def frames(self) -> int:
         return self.end - self.start
-
-
-@dataclass(frozen=True)
-class ClipAudio:
-    """A video source's own sound, placed on the video's timeline; mixed by the muxer."""
-
-    source: str
-    source_start: float
-    seconds: float  # of output time
-    speed: float
-    at: float  # output seconds
-    volume: float
-    keep: bool  # the soundtrack ducks under it
-
-
-@dataclass(frozen=True)
-class AudioSpec:
-    path: str | None
-    volume: float
-    fade_in: float
-    fade_out: float
-    duck: float = 0.25
-    clips: tuple[ClipAudio, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,6 +170,10 @@ def encode_spec(render: DictConfig) -> EncodeSpec:
             raise JobError(f"render.{key}", f"must be a positive even number of pixels (got {v})")
     if render.codec not in CODECS:
         raise JobError("render.codec", f"unknown codec {render.codec!r} (known: {', '.join(CODECS)})")
+    limit = CODECS[render.codec].max_side
+    if max(render.width, render.height) > limit:
+        raise JobError("render.width" if render.width > limit else "render.height",
+                       f"{render.codec} encodes at most {limit} pixels a side (got {render.width}x{render.height})")
     if not 0 <= render.crf <= 63 or (render.codec != "vp9" and render.crf > 51):
         raise JobError("render.crf", f"must be in 0..{63 if render.codec == 'vp9' else 51} (got {render.crf})")
     if render.preset not in X264_PRESETS:
@@ -250,7 +208,7 @@ _VIDEO_ONLY = {"start": 0.0, "end": None, "speed": 1.0, "audio": "drop"}
 def _clip(where: str, seg, uri: str, probe) -> ClipSpec:
     try:
         media: MediaInfo = probe(uri)
-    except SourceError as e:
+    except MediaError as e:
         raise JobError(f"{where}.source", str(e)) from None
     start = float(_number(seg.start, f"{where}.start"))
     end = media.duration if seg.end is None else float(_number(seg.end, f"{where}.end"))

@@ -8,6 +8,7 @@ from pathlib import Path
 # Before anything imports huggingface_hub: an uncached tag then fails in 0.1 s, not 45 s.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+import imageio_ffmpeg  # noqa: E402
 import pytest  # noqa: E402
 import ray  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
@@ -15,6 +16,8 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from raypipe.config import register  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# The ffmpeg binary, to make test inputs and to check results independently of raypipe's own decoder.
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 TEST_CONF = Path(__file__).resolve().parent / "conf"
 register()
 

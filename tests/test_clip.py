@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from raypipe.clip import ClipDetector, WeightsUnavailable, dense_patch_features, load
 from raypipe.config import DetectorCfg
-from raypipe.detect import detect_all
+from raypipe.detect import detect_all, expand
 
 
 def cfg(**kw):
@@ -41,7 +41,8 @@ def test_checkpoint_loads_through_the_real_path_and_localizes(tiny_clip):
 def test_one_load_serves_every_source(tiny_clip):
     c = cfg(model="tiny-clip", model_config=tiny_clip["detector.model_config"],
             pretrained=tiny_clip["detector.pretrained"])
-    subjects, info = detect_all(c, ("sample:astronaut", "sample:coffee", "sample:rocket"), ("a person",))
+    found, info = detect_all(c, ("sample:astronaut", "sample:coffee", "sample:rocket"), ("a person",))
+    subjects = expand(found)
     assert info["clip_loads"] == 1
     assert tuple(subjects) == ("sample:astronaut", "sample:coffee", "sample:rocket")
     assert subjects["sample:rocket"].mask.shape == (427, 640)
@@ -73,7 +74,8 @@ def test_unknown_tag_and_model_name_mismatch(tiny_clip):
 
 def test_fallback_is_loud_and_recorded(tmp_path, caplog):
     c = cfg(pretrained=str(tmp_path / "nope.bin"), fallback="saliency")
-    subjects, info = detect_all(c, ("sample:chelsea",), ("a cat",))
+    found, info = detect_all(c, ("sample:chelsea",), ("a cat",))
+    subjects = expand(found)
     assert info["detector"] == "saliency" and str(tmp_path / "nope.bin") in info["fallback_reason"]
     assert info["clip_loads"] == 0
     assert subjects["sample:chelsea"].method == "saliency"

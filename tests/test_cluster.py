@@ -19,8 +19,8 @@ import pytest
 from ray.cluster_utils import Cluster
 
 from conftest import CREDENTIALS, ROOT, bucket_keys, free_port, read_report, run_cli
-from raypipe import ffmpeg
-from raypipe.sources import load_image
+from raypipe import media
+from raypipe.media import load_image
 from test_render import FIXTURE_FRAMES
 
 # Detect a lost node in ~2 s rather than the default ~30 s.
@@ -68,7 +68,7 @@ def single_node(photo, tmp_path_factory):
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency", f"job.segments.3.source={photo}",
                    f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return ffmpeg.decode_frames(read_report(run)["output"], 320, 180)
+    return media.decode_all(read_report(run)["output"])
 
 
 def fetch(client, key, path):
@@ -101,7 +101,7 @@ def test_segments_spread_over_worker_nodes_and_the_video_equals_the_single_node_
     assert report["output"] == f"s3://renders/{key}"
     stored = bucket_keys(client, "cluster/fixture/spread/")
     assert not [k for k in stored if "/segments/" in k or "/inputs/" in k]  # no chunks or staged inputs left
-    frames = ffmpeg.decode_frames(fetch(client, key, tmp_path / "v.mp4"), 320, 180)
+    frames = media.decode_all(fetch(client, key, tmp_path / "v.mp4"))
     assert len(frames) == FIXTURE_FRAMES and np.array_equal(frames, single_node)
 
 
@@ -167,7 +167,7 @@ def test_losing_a_worker_node_mid_render_still_gives_the_complete_video(s3, phot
     # Whatever the lost node had not finished ran again on the nodes that were left.
     assert sorted(r["index"] for r in report["segment_runs"]) == list(range(7))
     assert {r["node_id"] for r in report["segment_runs"]} - {lost} <= {n.node_id for n in nodes[1:]}
-    frames = ffmpeg.decode_frames(report["output"], 320, 180)
+    frames = media.decode_all(report["output"])
     assert len(frames) == FIXTURE_FRAMES and np.array_equal(frames, single_node)
 
 
@@ -313,7 +313,7 @@ def test_nodes_in_separate_network_namespaces_render_over_the_network(networked_
     assert len(report["detections_held_by_nodes"]) == 3
     client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
                           aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
-    frames = ffmpeg.decode_frames(fetch(client, "netns/fixture/netns/fixture.mp4", tmp_path / "v.mp4"), 320, 180)
+    frames = media.decode_all(fetch(client, "netns/fixture/netns/fixture.mp4", tmp_path / "v.mp4"))
     assert len(frames) == FIXTURE_FRAMES and np.array_equal(frames, single_node)
     # The cluster is closed to a client without the token.
     intruder = net.popen("head", [sys.executable, "-c", f"import ray; ray.init(address='{head}')"],

@@ -1,14 +1,14 @@
-"""Video sources, codecs and sound: real ffmpeg, real decoded frames and samples."""
+"""Video ranges, codecs and sound: real encoders, real decoded frames and samples."""
 import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import compose_job
-from raypipe import ffmpeg
+from conftest import FFMPEG, compose_job
+from raypipe import media
 from raypipe.config import ASSETS
 from raypipe.render import render
-from raypipe.sources import keyframes, probe_media, read_frames
+from raypipe.media import keyframes, probe, read_frames
 from test_render import FIXTURE_FRAMES, psnr, render_single_process
 
 CLIP = str(ASSETS / "demo_clip.mp4")
@@ -24,9 +24,9 @@ def test_a_range_decodes_to_the_same_frames_as_the_whole_clip():
 
 
 def test_keyframes_sample_the_requested_range_at_the_requested_rate():
-    info = probe_media(CLIP)
+    info = probe(CLIP)
     assert (info.width, info.height, info.fps, info.audio) == (960, 540, 30.0, True)
-    frames = keyframes(CLIP, 0.5, 3.5, 2.0)
+    frames = list(keyframes(CLIP, 0.5, 3.5, 2.0))
     assert [t for t, _ in frames] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
     whole = list(read_frames(CLIP, 0.0, 1.0, 30, 120))
     assert np.array_equal(frames[2][1], whole[45])
@@ -39,7 +39,7 @@ def test_the_subject_of_a_video_is_tracked_across_keyframes(ray_local, tmp_path)
 
 
 def codec_of(path):
-    err = subprocess.run([ffmpeg.FFMPEG, "-hide_banner", "-i", path], capture_output=True, text=True).stderr
+    err = subprocess.run([FFMPEG, "-hide_banner", "-i", path], capture_output=True, text=True).stderr
     return [line for line in err.splitlines() if "Video:" in line][0].split("Video:")[1].split()[0]
 
 
@@ -58,16 +58,15 @@ def test_other_codecs_give_every_frame_at_quality(ray_local, tmp_path, raw_fixtu
     out = tmp_path / f"video{ext}"
     report = render(compose_job("detector=saliency", f"render.codec={codec}", f"job.output={out}"), str(tmp_path))
     assert codec_of(str(out)) == name
-    info = ffmpeg.probe(str(out))
-    assert info["frames"] == report["frames"] == FIXTURE_FRAMES and info["audio"]
-    decoded = ffmpeg.decode_frames(str(out), 320, 180)
+    assert media.count_frames(str(out)) == report["frames"] == FIXTURE_FRAMES and media.probe(str(out)).audio
+    decoded = media.decode_all(str(out))
     scores = [psnr(a, b) for a, b in zip(decoded, raw_fixture)]
     assert len(decoded) == FIXTURE_FRAMES and min(scores) >= floor - 5 and np.mean(scores) >= floor, (min(scores), np.mean(scores))
     assert not (tmp_path / "segments").exists()
 
 
 def band_energy(path, lo_s, hi_s, hz=880.0):
-    pcm = subprocess.run([ffmpeg.FFMPEG, "-loglevel", "error", "-i", path, "-map", "0:a", "-ac", "1", "-ar", "48000",
+    pcm = subprocess.run([FFMPEG, "-loglevel", "error", "-i", path, "-map", "0:a", "-ac", "1", "-ar", "48000",
                           "-f", "f32le", "-"], capture_output=True, check=True).stdout
     x = np.frombuffer(pcm, np.float32)[int(lo_s * 48000):int(hi_s * 48000)]
     spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))

@@ -7,15 +7,15 @@ import pytest
 import ray
 from omegaconf import OmegaConf
 
-from conftest import compose_job, overrides, read_report, run_cli
-from raypipe import ffmpeg
-from raypipe.detect import detect_all
+from conftest import FFMPEG, compose_job, overrides, read_report, run_cli
+from raypipe import media
+from raypipe.detect import detect_all, expand
 from raypipe.detections import Detections
 from raypipe.mux import Muxer
 from raypipe.render import prepare, render
 from raypipe.saliency import detect_saliency
 from raypipe.segment import in_shared_memory, render_segment, segment_frames
-from raypipe.sources import SourceError, load_image
+from raypipe.media import MediaError, load_image
 from raypipe.storage import Storage
 
 FIXTURE_SECONDS = 5.4  # tests/conf/job/fixture.yaml: 1 + 0.75 + 0.9 + 0.75 + 0.75 + 0.75 + 0.5
@@ -34,10 +34,10 @@ def test_demo_renders_from_the_readme_command(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout.strip().splitlines()[-1]
     assert out == str(tmp_path / "demo.mp4")
-    info = ffmpeg.probe(out)
-    assert (info["width"], info["height"], info["fps"]) == (1280, 720, 30.0)
-    assert info["frames"] == 588 and info["duration"] == pytest.approx(19.6, abs=0.05)
-    assert info["audio"]
+    info = media.probe(out)
+    assert (info.width, info.height, info.fps) == (1280, 720, 30.0)
+    assert media.count_frames(out) == 588 and info.duration == pytest.approx(19.6, abs=0.05)
+    assert info.audio
     report = read_report(tmp_path)
     assert REPORT_KEYS <= set(report)
     assert report["frames"] == 588 and report["segments"] == 7
@@ -57,7 +57,7 @@ def test_clip_loads_once_per_render_and_segment_workers_never_import_torch(ray_l
     assert report["segment_workers_with_torch"] == 0
     assert report["masks_zero_copy"] is True
     assert all(d["method"] in ("clip", "saliency (no CLIP subject)") for d in report["detections"])
-    assert ffmpeg.count_frames(report["output"]) == report["frames"] == FIXTURE_FRAMES
+    assert media.count_frames(report["output"]) == report["frames"] == FIXTURE_FRAMES
 
 
 @ray.remote
@@ -82,7 +82,7 @@ def render_single_process(cfg, out_dir):
     """The same job through the same functions, in this process, with no Ray at all."""
     plan, output = prepare(cfg, str(out_dir))
     subjects, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts, plan.video_ranges())
-    detections = Detections.pack(subjects, smoothing=cfg.detector.track_smoothing)
+    detections = Detections.pack(expand(subjects), smoothing=cfg.detector.track_smoothing)
     store = Storage(str(out_dir))
     muxer = Muxer(store, len(plan.segments), plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
     for seg in plan.segments:
@@ -95,9 +95,8 @@ def test_distributed_render_equals_single_process_render(ray_local, tmp_path):
     cfg = compose_job("detector=saliency")
     report = render(cfg, str(tmp_path / "ray"))
     plan, detections, single = render_single_process(cfg, tmp_path / "single")
-    w, h = plan.encode.width, plan.encode.height
-    distributed = ffmpeg.decode_frames(report["output"], w, h)
-    reference = ffmpeg.decode_frames(single, w, h)
+    distributed = media.decode_all(report["output"])
+    reference = media.decode_all(single)
     assert len(distributed) == len(reference) == plan.total_frames == FIXTURE_FRAMES
     # Same frames in, same encoder settings: the encoded videos decode bit-exactly alike.
     assert np.array_equal(distributed, reference)
@@ -122,14 +121,14 @@ def test_distributed_render_equals_single_process_render(ray_local, tmp_path):
 
 def test_joined_chunks_have_continuous_timestamps_and_the_soundtrack(ray_local, tmp_path):
     report = render(compose_job("detector=saliency", "render.fps=30000/1001"), str(tmp_path))
-    err = subprocess.run([ffmpeg.FFMPEG, "-hide_banner", "-i", report["output"], "-map", "0:v", "-vf", "showinfo",
+    err = subprocess.run([FFMPEG, "-hide_banner", "-i", report["output"], "-map", "0:v", "-vf", "showinfo",
                           "-f", "null", "-"], capture_output=True, text=True).stderr
     pts = np.array([float(x) for x in re.findall(r"pts_time:([\d.]+)", err)])
     assert len(pts) == report["frames"] == round(FIXTURE_SECONDS * 30000 / 1001)
     assert pts[0] == 0.0
     assert np.allclose(np.diff(pts), 1001 / 30000, atol=1e-4)
-    info = ffmpeg.probe(report["output"])
-    assert info["audio"] and info["duration"] == pytest.approx(report["duration_s"], abs=0.05)
+    info = media.probe(report["output"])
+    assert info.audio and info.duration == pytest.approx(report["duration_s"], abs=0.05)
 
 
 BAD_INPUTS = [
@@ -192,7 +191,7 @@ def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, 
     run_dir = tmp_path / "run"
     output = tmp_path / "out" / "video.mp4"
     cfg = compose_job("detector=saliency", f"job.segments.3.source={photo}", f"job.output={output}")
-    with pytest.raises(SourceError, match=f"^no such file: {photo}$"):
+    with pytest.raises(MediaError, match=f"^no such file: {photo}$"):
         render(cfg, str(run_dir))
     assert not output.exists() and not (run_dir / "segments").exists()
     assert not list(tmp_path.rglob("*.mp4")) and not (run_dir / "report.json").exists()
@@ -216,7 +215,8 @@ def test_overrides_reach_the_video_from_a_users_config_dir(tmp_path):
                    "render.width=256", "render.height=144", f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == str(output)
-    info = ffmpeg.probe(str(output))
-    assert (info["width"], info["height"], info["fps"], info["frames"]) == (256, 144, 12.0, round(FIXTURE_SECONDS * 12))
+    info = media.probe(str(output))
+    assert (info.width, info.height, info.fps) == (256, 144, 12.0)
+    assert media.count_frames(str(output)) == round(FIXTURE_SECONDS * 12)
     report = read_report(tmp_path / "run")
     assert report["output"] == str(output) and report["fps_exact"] == "12/1"

@@ -4,8 +4,8 @@ import json
 import cv2
 
 from conftest import CREDENTIALS, bucket_keys as keys, read_report, run_cli
-from raypipe import ffmpeg
-from raypipe.sources import load_image
+from raypipe import media
+from raypipe.media import load_image
 from test_render import FIXTURE_FRAMES
 
 def test_a_render_reads_sources_from_s3_and_puts_its_run_there(s3, tmp_path):
@@ -23,7 +23,7 @@ def test_a_render_reads_sources_from_s3_and_puts_its_run_there(s3, tmp_path):
     assert not [k for k in stored if "/segments/" in k or k.endswith(".tmp")]  # no chunks, no half-written files
     video = tmp_path / "fetched.mp4"
     video.write_bytes(client.get_object(Bucket="renders", Key=f"{run}/fixture.mp4")["Body"].read())
-    assert ffmpeg.count_frames(str(video)) == FIXTURE_FRAMES
+    assert media.count_frames(str(video)) == FIXTURE_FRAMES
     report = json.loads(client.get_object(Bucket="renders", Key=f"{run}/report.json")["Body"].read())
     assert report == read_report(run_dir) and report["run"] == f"s3://renders/{run}"
     assert not list(run_dir.glob("*.mp4"))  # the video went to storage, not the local run dir

@@ -71,7 +71,7 @@ def test_bad_fps(fps):
 
 def video_plan(segment: dict, before: dict | None = None, fps="30"):
     """A plan with a 10 s video (probed by a stand-in) after an optional still."""
-    from raypipe.sources import MediaInfo
+    from raypipe.media import MediaInfo
 
     segments = ([before] if before else []) + [{"source": "/clips/surf.mp4", **segment}]
     cfg = OmegaConf.merge(OmegaConf.structured(Config), {"render": {"fps": fps}, "job": {"segments": segments}})

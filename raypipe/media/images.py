@@ -1,0 +1,86 @@
+"""Still images to upright 8-bit sRGB, whatever the file holds.
+
+- Orientation: the EXIF Orientation tag is applied (phones store pixels as the sensor
+  read them and say how to turn them).
+- Depth: 16-bit and 32-bit greyscale are scaled to 8 bits, never clipped.
+- Colour: palette images are expanded; CMYK is converted as Pillow reads it (Adobe's
+  inverted CMYK JPEGs included); an embedded ICC profile is converted to sRGB with
+  relative colorimetric intent, as browsers do.
+- Alpha: composited over black, the colour a video frame has where nothing is drawn.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from raypipe.media.streams import MediaError, ReadCounter, open_source
+
+SAMPLES = ("astronaut", "chelsea", "coffee", "rocket", "cat", "camera", "hubble_deep_field",
+           "immunohistochemistry", "retina", "colorwheel")
+_SRGB = ImageCms.createProfile("sRGB")
+_DEEP = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
+
+
+def _sample(name: str) -> np.ndarray:
+    if name not in SAMPLES:
+        raise MediaError(f"unknown sample {name!r} (known: {', '.join(SAMPLES)})")
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3], dtype=np.uint8)
+
+
+def _eight_bit(im: Image.Image) -> Image.Image:
+    """Deep greyscale scaled to 0..255 (Pillow's own convert clips it: a ramp turns white)."""
+    full = _DEEP[im.mode]
+    a = np.asarray(im, dtype=np.float64)
+    return Image.fromarray(np.round(np.clip(a / full, 0.0, 1.0) * 255.0).astype(np.uint8))
+
+
+def _to_srgb(im: Image.Image, icc: bytes | None, uri: str) -> Image.Image:
+    if icc and im.mode in ("RGB", "L", "CMYK"):
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(im, source, _SRGB, renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                             outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError) as e:
+            raise MediaError(f"cannot apply the ICC profile embedded in {uri}: {e}") from None
+    return im.convert("RGB")
+
+
+def decode_image(data: io.BufferedIOBase, uri: str) -> np.ndarray:
+    try:
+        with Image.open(data) as im:
+            im = ImageOps.exif_transpose(im)
+            icc = im.info.get("icc_profile")
+            if im.mode in ("P", "PA"):
+                im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+            elif im.mode in ("LA", "La", "RGBa"):
+                im = im.convert("RGBA")
+            alpha = np.asarray(im.getchannel("A"), np.uint16) if im.mode == "RGBA" else None
+            if alpha is not None:
+                im = im.convert("RGB")
+            if im.mode in _DEEP:
+                im = _eight_bit(im)
+            rgb = np.asarray(_to_srgb(im, icc, uri), dtype=np.uint8)
+    except MediaError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise MediaError(f"cannot decode image {uri}: {str(e).rstrip('.')}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        raise MediaError(f"cannot decode image {uri}: {e}") from None
+    if alpha is not None:  # over black: premultiply
+        rgb = ((rgb.astype(np.uint16) * alpha[:, :, None] + 127) // 255).astype(np.uint8)
+    return np.ascontiguousarray(rgb)
+
+
+def load_image(uri: str, counter: ReadCounter | None = None) -> np.ndarray:
+    """RGB uint8 (H, W, 3), C-contiguous, upright, sRGB."""
+    if uri.startswith("sample:"):
+        return _sample(uri.split(":", 1)[1])
+    with open_source(uri, counter) as f:
+        return decode_image(f, uri)
