@@ -63,7 +63,7 @@ def hydra_error_line(e: Exception) -> str:
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print("usage: python -m raypipe render +job=NAME [key=value ...]\n"
-              "       python -m raypipe bench {render,handoff,effects} [options]", file=sys.stderr)
+              "       python -m raypipe bench {render,nodes,compare,handoff,effects,media} [options]", file=sys.stderr)
         sys.exit(2)
     command = sys.argv.pop(1)  # Hydra sees only its overrides and flags
     sys.argv[0] = f"python -m raypipe {command}"  # how --help names the program

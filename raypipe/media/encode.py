@@ -118,8 +118,10 @@ class ChunkEncoder:
             if self._error is not None:
                 continue  # keep draining, so a writer never blocks on a dead encoder
             try:
-                frame = convert.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format=self._pix_fmt,
-                                         dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG)
+                # The frame wraps the array's memory (no copy); `rgb` keeps it alive meanwhile.
+                frame = convert.reformat(av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(rgb), format="rgb24"),
+                                         format=self._pix_fmt, dst_colorspace=Colorspace.ITU709,
+                                         dst_color_range=ColorRange.MPEG)
                 # Tagged exactly as the stream is, so libx264 never reconfigures mid-chunk.
                 frame.color_primaries = frame.color_trc = _BT709
                 frame.pts = k
