@@ -30,13 +30,15 @@ def render_main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     if "job" not in hc.runtime.choices:
         _fail("no job selected: pass +job=NAME, a file in conf/job/ (or in --config-dir DIR/job/)")
+    def announce(report: dict) -> None:  # as soon as the video is published, not after Ray's shutdown
+        log.info("rendered %d frames in %.1f s; report: %s/report.json",
+                 report["frames"], report["stages"]["total"], hc.runtime.output_dir)
+        print(report["output"], flush=True)
+
     try:
-        report = render(cfg, hc.runtime.output_dir)
+        render(cfg, hc.runtime.output_dir, on_result=announce)
     except RaypipeError as e:
         _fail(str(e))
-    log.info("rendered %d frames in %.1f s; report: %s/report.json",
-             report["frames"], report["stages"]["total"], hc.runtime.output_dir)
-    print(report["output"], flush=True)
 
 
 def bench_main() -> None:

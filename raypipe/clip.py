@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -44,6 +45,36 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def _cached_hub_repos() -> list[str]:
+    """The model repos in the local Hugging Face cache, as org/name."""
+    home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
+    try:
+        names = os.listdir(os.environ.get("HF_HUB_CACHE", os.path.join(home, "hub")))
+    except OSError:
+        return []
+    return [n[len("models--"):].replace("--", "/") for n in names if n.startswith("models--")]
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def weights_missing(cfg) -> str | None:
+    """Why the configured weights surely cannot be loaded, found without importing torch (a
+    ~4 s import that a render falling back to saliency should not pay); None when they may.
+    Offline, a tag loads only from the cache, where open_clip's hub repos are named after
+    their tags (laion2b_s34b_b79k -> laion/CLIP-ViT-B-32-laion2B-s34B-b79K)."""
+    if not cfg.pretrained:
+        return f"detector.pretrained is null: CLIP needs weights; {hint}"
+    if _is_path(cfg.pretrained):
+        return None if os.path.isfile(cfg.pretrained) else f"detector.pretrained: no checkpoint file at {cfg.pretrained}; {hint}"
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or not _hub_reachable()
+    if not offline or any(_squash(cfg.pretrained) in _squash(repo) for repo in _cached_hub_repos()):
+        return None
+    return (f"detector.pretrained: open_clip tag {cfg.model}/{cfg.pretrained} is not in the local cache and the "
+            f"model hub is unreachable; {hint}")
 
 
 def load(cfg) -> tuple[object, dict]:

@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -72,8 +73,9 @@ def run_sequential(cfg, run_dir: str) -> dict:
     from raypipe.detections import Detections
     from raypipe.mux import Muxer
     from raypipe.render import prepare
-    from raypipe.segment import render_segment
+    from raypipe.segment import render_task
     from raypipe.storage import Storage
+    from raypipe.timeline import split
 
     stages, t0 = {}, time.perf_counter()
     with _timed(stages, "plan"):
@@ -82,14 +84,14 @@ def run_sequential(cfg, run_dir: str) -> dict:
         found, info = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts, plan.video_ranges())
         detections = Detections.pack(expand(found), smoothing=cfg.detector.track_smoothing)
     store = Storage(run_dir)
-    muxer = Muxer(store, len(plan.segments), plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
+    muxer = Muxer(store, plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
     with _timed(stages, "segments"):
-        for seg in plan.segments:
-            muxer.add(render_segment(seg, detections, plan.encode, store))
+        for task in split(plan, None):  # one task per segment: nothing to share the work with
+            muxer.add(render_task(task, detections, plan.encode, store))
     with _timed(stages, "mux"):
         muxer.finish()
     stages["total"] = round(time.perf_counter() - t0, 3)
-    return {"frames": plan.total_frames, "clip_loads": info["clip_loads"], "stages": stages}
+    return {"frames": plan.total_frames, "clip_loads": info["clip_loads"], "stages": stages, "output": output}
 
 
 # ---- pool: the multiprocessing + MoviePy design raypipe replaced ---------------------------
@@ -105,19 +107,30 @@ def _load_detector(detector_cfg, prompts: tuple[str, ...], loads) -> None:
     global _WORKER_DETECTOR
     import cv2
 
-    from raypipe.detect import clip_loads, make_detector
+    from raypipe.clip import ClipDetector, WeightsUnavailable
+    from raypipe.detect import SaliencyDetector, clip_loads
 
     cv2.setNumThreads(1)  # one worker per CPU: parallelism comes from the workers
-    _WORKER_DETECTOR = make_detector(detector_cfg, prompts)
+    if detector_cfg.kind == "clip":  # as the old workers did: import torch, try the weights, then fall back
+        try:
+            _WORKER_DETECTOR = ClipDetector(detector_cfg, prompts)
+        except WeightsUnavailable:
+            _WORKER_DETECTOR = SaliencyDetector()
+    else:
+        _WORKER_DETECTOR = SaliencyDetector()
     with loads.get_lock():
         loads.value += clip_loads()
 
 
 def _as_lists(found):
-    """A source's detections with every mask as nested Python lists, as the old driver sent them."""
+    """A source's detections with every mask at the source's size as nested Python lists,
+    as the old driver sent them."""
+    import cv2
+
     if isinstance(found, list):  # a video's keyframes: [(seconds, subject), ...]
         return [(t, _as_lists(s)) for t, s in found]
-    return found.box, found.mask.tolist(), found.score, found.method
+    mask = cv2.resize(found.mask, found.source_size, interpolation=cv2.INTER_LINEAR)
+    return found.box, mask.tolist(), found.score, found.method
 
 
 def _from_lists(sent):
@@ -202,7 +215,7 @@ def run_pool(cfg, run_dir: str) -> dict:
         video = video.with_duration(_clip_seconds(plan.total_frames, plan.encode.fps))
         _write(video, _soundtrack(plan), plan.encode, output, run_dir)
     stages["total"] = round(time.perf_counter() - t0, 3)
-    return {"frames": plan.total_frames, "clip_loads": clip_loads, "stages": stages}
+    return {"frames": plan.total_frames, "clip_loads": clip_loads, "stages": stages, "output": output}
 
 
 def _soundtrack(plan):
@@ -374,7 +387,8 @@ def run_moviepy(cfg, run_dir: str) -> dict:
     with _timed(stages, "write"):
         _write(video, audio, enc, output, run_dir)
     stages["total"] = round(time.perf_counter() - t0, 3)
-    return {"frames": plan.total_frames, "clip_loads": 0, "stages": stages, "not_expressed": not_expressed}
+    return {"frames": plan.total_frames, "clip_loads": 0, "stages": stages, "not_expressed": not_expressed,
+            "output": output}
 
 
 VARIANTS = {"sequential": run_sequential, "pool": run_pool, "moviepy": run_moviepy}
@@ -443,11 +457,21 @@ class ProcessTree:
                 self.peaks[pid, started] = max(self.peaks.get((pid, started), 0), hwm)
         return live
 
-    def run(self, cmd: list[str], **popen) -> tuple[float, int]:
-        """Runs cmd; returns its wall time (start to exit) and exit code. Processes that
-        outlive it (Ray's workers exit after their raylet) are measured until they exit."""
+    def run(self, cmd: list[str], **popen) -> tuple[float, float, int]:
+        """Runs cmd; returns the seconds to its last line on stdout (its result: the video's
+        path, printed once the video is published) and to its exit, and its exit code.
+        Processes that outlive it (Ray's workers exit after their raylet) are measured until
+        they exit."""
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, **popen)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, **popen)
+        printed = [None]
+
+        def watch() -> None:
+            for _ in proc.stdout:
+                printed[0] = time.perf_counter() - t0
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         while True:
             self.sample()
             try:
@@ -456,6 +480,7 @@ class ProcessTree:
             except subprocess.TimeoutExpired:
                 pass
         wall = time.perf_counter() - t0
+        watcher.join()
         deadline = time.monotonic() + 30
         while live := self.sample():
             if time.monotonic() > deadline:  # a straggler must not spill into the next run
@@ -465,7 +490,7 @@ class ProcessTree:
             _reap()
             time.sleep(POLL_S)
         _reap()
-        return wall, code
+        return printed[0] or wall, wall, code
 
 
 # ---- the benchmark ------------------------------------------------------------------------
@@ -480,22 +505,23 @@ def _run(variant: str, run_dir: str, overrides: list[str]) -> dict:
     tree = ProcessTree()
     err_path = os.path.join(run_dir, "stderr.txt")
     with open(err_path, "w") as err:
-        wall, code = tree.run(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        to_result, wall, code = tree.run(cmd, stderr=err)
     if code != 0:
         tail = "\n".join(Path(err_path).read_text().strip().splitlines()[-15:])
         sys.exit(f"error: {variant} failed (exit {code}); the end of its stderr:\n{tail}")
     result = json.loads(Path(run_dir, "report.json" if variant == "raypipe" else "result.json").read_text())
     peaks = tree.peaks.values()
-    return {"wall_s": wall, "frames": result["frames"], "clip_loads": result["clip_loads"], "stages": result["stages"],
+    return {"result_s": to_result, "exit_s": wall, "frames": result["frames"], "clip_loads": result["clip_loads"], "stages": result["stages"],
             "peak_rss_mb": max(peaks) / 1024, "sum_rss_mb": sum(peaks) / 1024,
             "not_expressed": result.get("not_expressed", [])}
 
 
 def _summary(runs: list[dict], frames: int) -> dict:
-    walls = [r["wall_s"] for r in runs]
+    walls = [r["result_s"] for r in runs]
     median = statistics.median(walls)
     return {
         "median_s": round(median, 2), "min_s": round(min(walls), 2), "max_s": round(max(walls), 2),
+        "exit_median_s": round(statistics.median(r["exit_s"] for r in runs), 2),
         "fps": round(frames / median, 1),
         "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs)),
         "sum_rss_mb": round(statistics.median(r["sum_rss_mb"] for r in runs)),
@@ -518,8 +544,8 @@ def compare(args) -> dict:
                 run_dir = os.path.join(tmp, f"{variant}-{r}")
                 run = _run(variant, run_dir, args.overrides)
                 shutil.rmtree(run_dir)
-                print(f"{f'round {r}/{args.runs}' if r else 'warm-up'}: {variant} {run['wall_s']:.2f} s",
-                      file=sys.stderr)
+                print(f"{f'round {r}/{args.runs}' if r else 'warm-up'}: {variant} {run['result_s']:.2f} s to the "
+                      f"result, {run['exit_s']:.2f} s to exit", file=sys.stderr)
                 if r:
                     runs[variant].append(run)
     frames = next(iter(runs.values()))[0]["frames"]
@@ -538,12 +564,13 @@ def compare(args) -> dict:
 
 def table(result: dict, runs: int, not_expressed: list[str]) -> str:
     lines = [f"{result['job']}: {result['frames']} frames, {result['cpus']} CPUs, medians of {runs} run(s) "
-             "after a warm-up; wall time includes start-up",
-             f"{'variant':<11} {'median s':>8} {'min s':>7} {'max s':>7} {'fps':>6} {'/raypipe':>8} "
+             "after a warm-up; seconds from start-up to the printed result (exit: to the process's exit)",
+             f"{'variant':<11} {'median s':>8} {'min s':>7} {'max s':>7} {'exit s':>7} {'fps':>6} {'/raypipe':>8} "
              f"{'peak RSS MB':>11} {'sum RSS MB':>10} {'CLIP loads':>10}"]
     for name, v in result["variants"].items():
         ratio = result["ratios"].get(name) if name != "raypipe" else 1.0
-        lines.append(f"{name:<11} {v['median_s']:>8.2f} {v['min_s']:>7.2f} {v['max_s']:>7.2f} {v['fps']:>6.1f} "
+        lines.append(f"{name:<11} {v['median_s']:>8.2f} {v['min_s']:>7.2f} {v['max_s']:>7.2f} "
+                     f"{v['exit_median_s']:>7.2f} {v['fps']:>6.1f} "
                      f"{'-' if ratio is None else f'{ratio:.2f}x':>8} {v['peak_rss_mb']:>11} {v['sum_rss_mb']:>10} "
                      f"{v['clip_loads']:>10}")
     lines.append("stages (medians, s):")
@@ -584,3 +611,4 @@ if __name__ == "__main__":  # one run of a variant, in its own process: VARIANT 
     variant, run_dir, *overrides = sys.argv[1:]
     result = VARIANTS[variant](compose(overrides), run_dir)
     Path(run_dir, "result.json").write_text(json.dumps(result))
+    print(result["output"], flush=True)  # as the CLI does: the moment the result is there

@@ -104,6 +104,9 @@ class RenderCfg:
     preset: str = "veryfast"
     # Encoder threads per segment task; parallelism comes from running tasks side by side.
     encoder_threads: int = 1
+    # A segment longer than this is rendered by several tasks over contiguous frame ranges;
+    # null: enough tasks to keep every CPU of the cluster busy (see README, Performance).
+    max_frames_per_task: Optional[int] = None
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Detection, once per render: one detector, one pass over every distinct source.
 
-This module stays free of torch: the CLIP detector lives in `raypipe.clip` and is imported
-only when `detector.kind` is clip, inside the detector actor's process.
+This module stays free of torch: the CLIP detector lives in `raypipe.clip`, which imports
+torch only when weights may be there to load, in the driver (or, for a GPU, in one actor).
 """
 from __future__ import annotations
 
@@ -64,8 +64,12 @@ def make_detector(cfg, prompts: tuple[str, ...]):
     """The configured detector, and why it is not the configured one when it fell back."""
     if cfg.kind == "saliency":
         return SaliencyDetector(), None
-    from raypipe.clip import ClipDetector, WeightsUnavailable
+    from raypipe.clip import ClipDetector, WeightsUnavailable, weights_missing
 
+    missing = weights_missing(cfg) if cfg.fallback == "saliency" else None
+    if missing:  # fall back without importing torch
+        log.warning("CLIP UNAVAILABLE, FALLING BACK TO SALIENCY: %s", missing)
+        return SaliencyDetector(), missing
     try:
         return ClipDetector(cfg, prompts), None
     except WeightsUnavailable as e:

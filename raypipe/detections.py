@@ -9,7 +9,7 @@ import torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -17,12 +17,32 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Subject:
-    """The subject of one source: box in source pixels (x0, y0, x1, y1) and a 0/255 mask."""
+    """The subject of one source: box in source pixels (x0, y0, x1, y1) and a 0..255 mask
+    over the whole source, possibly at a lower resolution than the source's `size`."""
 
     box: tuple[float, float, float, float]
     mask: np.ndarray
     score: float
     method: str
+    size: tuple[int, int] | None = None  # the source's (width, height); None: the mask's
+
+    @property
+    def source_size(self) -> tuple[int, int]:
+        return self.size or (self.mask.shape[1], self.mask.shape[0])
+
+
+# Masks travel at most this many pixels on their long side: CLIP's map is a patch grid
+# (at most 28x28 by default) and saliency works 128 pixels wide, so a full-resolution mask
+# of a 12-megapixel photo would move 12 MB through the object store to carry no more detail.
+MASK_SIDE = 512
+
+
+def bounded(mask: np.ndarray, side: int = MASK_SIDE) -> np.ndarray:
+    h, w = mask.shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return mask
+    return cv2.resize(mask, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 @dataclass(frozen=True)
@@ -35,17 +55,18 @@ class CompactSubject:
     mask_png: bytes
     score: float
     method: str
+    size: tuple[int, int]
 
     @classmethod
     def of(cls, s: Subject) -> "CompactSubject":
-        ok, png = cv2.imencode(".png", s.mask)
+        ok, png = cv2.imencode(".png", bounded(s.mask))
         if not ok:
             raise ValueError("could not encode a mask")
-        return cls(s.box, png.tobytes(), s.score, s.method)
+        return cls(s.box, png.tobytes(), s.score, s.method, s.source_size)
 
     def subject(self) -> Subject:
         mask = cv2.imdecode(np.frombuffer(self.mask_png, np.uint8), cv2.IMREAD_UNCHANGED)
-        return Subject(self.box, mask, self.score, self.method)
+        return Subject(self.box, mask, self.score, self.method, self.size)
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,7 @@ class Track:
     score: float
     method: str
     smoothing: float  # seconds (the Gaussian's sigma)
+    size: tuple[int, int]  # the source's (width, height)
 
     def box_at(self, t: float) -> tuple[float, float, float, float]:
         if len(self.times) == 1:
@@ -83,7 +105,7 @@ class Track:
         return cv2.addWeighted(self.masks[k - 1], 1.0 - a, self.masks[k], a, 0.0)
 
     def at(self, t: float) -> Subject:
-        return Subject(self.box_at(t), self.mask_at(t), self.score, self.method)
+        return Subject(self.box_at(t), self.mask_at(t), self.score, self.method, self.size)
 
 
 Keyframes = list[tuple[float, Subject]]
@@ -100,6 +122,7 @@ class Detections:
     masks: np.ndarray  # flat uint8: every keyframe's mask back to back
     offsets: np.ndarray  # (k + 1,) int64 into `masks`
     shapes: np.ndarray  # (k, 2) int64: (height, width) per mask
+    sizes: np.ndarray  # (n, 2) int64: (width, height) per source
     smoothing: float = 0.5
 
     @classmethod
@@ -108,7 +131,7 @@ class Detections:
         tracks = [v if isinstance(v, list) else [(0.0, v)] for v in (items[k] for k in keys)]
         first = np.zeros(len(keys) + 1, np.int64)
         np.cumsum([len(t) for t in tracks], out=first[1:])
-        flat = [kf for t in tracks for kf in t]
+        flat = [(t, replace(s, mask=bounded(s.mask), size=s.source_size)) for track in tracks for t, s in track]
         subjects = [s for _, s in flat]
         offsets = np.zeros(len(flat) + 1, np.int64)
         np.cumsum([s.mask.size for s in subjects], out=offsets[1:])
@@ -125,6 +148,7 @@ class Detections:
             masks=masks,
             offsets=offsets,
             shapes=np.array([s.mask.shape[:2] for s in subjects], np.int64).reshape(-1, 2),
+            sizes=np.array([track[0][1].source_size for track in tracks], np.int64).reshape(-1, 2),
             smoothing=smoothing,
         )
 
@@ -137,12 +161,23 @@ class Detections:
         lo, hi = int(self.first[i]), int(self.first[i + 1])
         return Track(self.times[lo:hi], self.boxes[lo:hi].astype(np.float64),
                      tuple(self._mask(k) for k in range(lo, hi)), float(self.scores[lo:hi].mean()),
-                     self.methods[lo], self.smoothing)
+                     self.methods[lo], self.smoothing, self._size(i))
+
+    def _size(self, i: int) -> tuple[int, int]:
+        return int(self.sizes[i][0]), int(self.sizes[i][1])
+
+    @property
+    def nbytes(self) -> int:
+        """What this puts in the object store (its arrays; the rest is a few hundred bytes)."""
+        return sum(a.nbytes for a in (self.first, self.times, self.boxes, self.scores, self.masks, self.offsets,
+                                      self.shapes, self.sizes))
 
     def subject(self, key: str) -> Subject:
         """The subject of a still (the first keyframe of a video)."""
-        k = int(self.first[self.keys.index(key)])
-        return Subject(tuple(float(v) for v in self.boxes[k]), self._mask(k), float(self.scores[k]), self.methods[k])
+        i = self.keys.index(key)
+        k = int(self.first[i])
+        return Subject(tuple(float(v) for v in self.boxes[k]), self._mask(k), float(self.scores[k]), self.methods[k],
+                       self._size(i))
 
     def summary(self) -> list[dict]:
         out = []

@@ -315,16 +315,20 @@ class Effect:
     params: type
     camera: Callable[[Framing, object, float, float], View]
     look: str | None = None  # shading that uses the subject's mask: focus or spotlight
+    # What a 1080p frame costs on one core (`bench effects`): each frame of a moving camera,
+    # and the first frame of a source (pyramids, blurs), which a video pays on every frame.
+    frame_ms: float = 0.0
+    setup_ms: float = 0.0
 
 
 EFFECTS: dict[str, Effect] = {
-    "static": Effect(StaticParams, static_camera),
-    "ken_burns": Effect(KenBurnsParams, ken_burns_camera),
-    "punch_in": Effect(PunchInParams, punch_in_camera),
-    "pan": Effect(PanParams, pan_camera),
-    "reframe": Effect(ReframeParams, reframe_camera),
-    "focus": Effect(FocusParams, static_camera, look="focus"),
-    "spotlight": Effect(SpotlightParams, static_camera, look="spotlight"),
+    "static": Effect(StaticParams, static_camera, frame_ms=0.0, setup_ms=38),
+    "ken_burns": Effect(KenBurnsParams, ken_burns_camera, frame_ms=18.9, setup_ms=36),
+    "punch_in": Effect(PunchInParams, punch_in_camera, frame_ms=6.0, setup_ms=36),
+    "pan": Effect(PanParams, pan_camera, frame_ms=15.2, setup_ms=19),
+    "reframe": Effect(ReframeParams, reframe_camera, frame_ms=9.9, setup_ms=85),
+    "focus": Effect(FocusParams, static_camera, look="focus", frame_ms=10.8, setup_ms=34),
+    "spotlight": Effect(SpotlightParams, static_camera, look="spotlight", frame_ms=7.9, setup_ms=61),
 }
 
 
@@ -354,9 +358,9 @@ class _Cached:
     def __init__(self, make):
         self.make, self.key, self.value = make, None, None
 
-    def __call__(self, arr: np.ndarray):
+    def __call__(self, arr: np.ndarray, *more):
         if self.key is not arr:
-            self.key, self.value = arr, self.make(arr)
+            self.key, self.value = arr, self.make(arr, *more)
         return self.value
 
 
@@ -373,7 +377,7 @@ class Shot:
         self.sharp = _Cached(Pyramid)
         self.blurred = _Cached(lambda img: self._soft_pyramid(img, params.blur))
         self.fill = _Cached(self._fill_pyramid)
-        self.alpha = _Cached(lambda mask: self._soft_pyramid(mask, params.feather))
+        self.alpha = _Cached(lambda mask, size: self._soft_pyramid(mask, params.feather, size))
         self._samples: dict[str, tuple] = {}
 
     def _view_h(self, img: np.ndarray) -> float:
@@ -381,9 +385,11 @@ class Shot:
         h, w = img.shape[:2]
         return min(h, w * self.out_h / self.out_w)
 
-    def _soft_pyramid(self, img: np.ndarray, sigma: float) -> Pyramid:
+    def _soft_pyramid(self, img: np.ndarray, sigma: float, base: tuple[int, int] | None = None) -> Pyramid:
+        """`img` blurred by sigma (a fraction of the frame height), sampled in the coordinates
+        of `base` (default: its own size; a mask may be smaller than its source)."""
         h, w = img.shape[:2]
-        return Pyramid(soft(img, sigma * self._view_h(img)) if sigma > 0 else img, base=(w, h))
+        return Pyramid(soft(img, sigma * self._view_h(img)) if sigma > 0 else img, base=base or (w, h))
 
     def _fill_pyramid(self, img: np.ndarray) -> Pyramid:
         p = self.params if isinstance(self.params, ReframeParams) else ReframeParams()
@@ -431,7 +437,7 @@ class Shot:
         return out
 
     def _mask(self, subject: Subject, view: View) -> np.ndarray:
-        return self._sample("alpha", self.alpha(subject.mask), subject.mask, view)
+        return self._sample("alpha", self.alpha(subject.mask, subject.source_size), subject.mask, view)
 
     def _focus(self, sharp: np.ndarray, image, subject, view, strength: float) -> np.ndarray:
         if strength <= 0:
@@ -550,12 +556,13 @@ def zoom_through(a: Side, b: Side, alpha: float, params: ZoomThroughParams) -> n
 class Transition:
     params: type
     blend: Callable[[Side, Side, float, object], np.ndarray] | None
+    blend_ms: float = 0.0  # a 1080p frame's blending on one core, beyond rendering its sides
 
 
 TRANSITIONS: dict[str, Transition] = {
     "cut": Transition(NoParams, None),
-    "crossfade": Transition(NoParams, crossfade),
-    "fade_black": Transition(NoParams, fade_black),
-    "wipe": Transition(WipeParams, wipe),
-    "zoom_through": Transition(ZoomThroughParams, zoom_through),
+    "crossfade": Transition(NoParams, crossfade, blend_ms=2.0),
+    "fade_black": Transition(NoParams, fade_black, blend_ms=1.0),
+    "wipe": Transition(WipeParams, wipe, blend_ms=8.0),
+    "zoom_through": Transition(ZoomThroughParams, zoom_through, blend_ms=2.0),
 }

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from raypipe import RaypipeError
 from raypipe.media import ReadCounter
@@ -22,28 +23,33 @@ class MuxError(RaypipeError, RuntimeError):
 
 
 class Muxer:
-    def __init__(self, store: Storage, segments: int, total_frames: int, duration: float, audio: AudioSpec,
-                 output: str, codec: str):
+    def __init__(self, store: Storage, total_frames: int, duration: float, audio: AudioSpec, output: str,
+                 codec: str):
         self.store = store
-        self.segments, self.total_frames, self.duration = segments, total_frames, duration
+        self.total_frames, self.duration = total_frames, duration
         self.audio, self.output, self.codec = audio, output, codec
-        self.manifests: dict[int, SegmentManifest] = {}
+        self.manifests: dict[int, SegmentManifest] = {}  # by first frame
+        # The sound depends on no chunk: it is mixed while the segments render.
+        self._counter = ReadCounter()
+        self._sound = ThreadPoolExecutor(max_workers=1).submit(mix, audio, duration, self._counter)
 
     def add(self, manifest: SegmentManifest) -> int:
-        self.manifests[manifest.index] = manifest
+        self.manifests[manifest.start] = manifest
         return len(self.manifests)
 
     def finish(self) -> dict:
         t0 = time.perf_counter()
-        missing = sorted(set(range(self.segments)) - set(self.manifests))
-        if missing:
-            raise MuxError(f"segments missing at mux time: {missing}")
-        ordered = [self.manifests[i] for i in range(self.segments)]
-        planned = sum(m.frames for m in ordered)
-        if planned != self.total_frames:
-            raise MuxError(f"segments hold {planned} frames, the timeline {self.total_frames}")
-        counter = ReadCounter()
-        sound = mix(self.audio, self.duration, counter)
+        ordered, at = [], 0
+        while at < self.total_frames:  # the chunks must tile the timeline, in order, exactly
+            if at not in self.manifests:
+                raise MuxError(f"no chunk holds frame {at} at mux time")
+            ordered.append(self.manifests[at])
+            at += ordered[-1].frames
+        if at != self.total_frames or len(ordered) != len(self.manifests):
+            raise MuxError(f"chunks hold frames up to {at} in {len(self.manifests)} pieces; the timeline has "
+                           f"{self.total_frames}")
+        counter = self._counter
+        sound = self._sound.result()
         tmp = tempfile.mkdtemp(prefix="raypipe-mux-")
         try:
             out = os.path.join(tmp, "final" + os.path.splitext(self.output)[1].lower())

@@ -1,4 +1,5 @@
-"""One segment: render its frames, encode its chunk, store it, return a small manifest.
+"""One task: render a range of one segment's frames, encode its chunk, store it, return a
+small manifest.
 
 Runs in Ray workers, so it imports numpy, OpenCV and PyAV only — never torch.
 """
@@ -22,7 +23,7 @@ from raypipe.effects import TRANSITIONS, Shot
 from raypipe.media import CODECS, ChunkEncoder, EncodeSpec, MediaError, ReadCounter, load_image, read_frames
 from raypipe.media.video import reason
 from raypipe.storage import Storage
-from raypipe.timeline import SegmentPlan, ShotSpec
+from raypipe.timeline import SegmentPlan, ShotSpec, TaskPlan
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class _ShotStream:
         else:
             decoded = read_frames(spec.source, spec.source_time(first), spec.clip.speed, enc.fps, count, counter)
             self.frames = ((img, self.track.at(spec.source_time(k))) for k, img in enumerate(decoded, first))
-        self.size = self.track.masks[0].shape[1::-1]  # the source's (width, height)
+        self.size = self.track.size
 
     def next(self) -> Callable[[float], np.ndarray]:
         """The next frame, as a renderer of it at a given extra zoom (for transitions)."""
@@ -85,18 +86,25 @@ class _ShotStream:
                 for k in picks]
 
 
-def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec,
-                   counter: ReadCounter | None = None) -> Iterator[np.ndarray]:
-    """The segment's frames in order, global frames [seg.start, seg.end)."""
-    main = _ShotStream(seg.shot, detections, enc, seg.start, seg.frames, counter)
+def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, counter: ReadCounter | None = None,
+                   start: int | None = None, end: int | None = None) -> Iterator[np.ndarray]:
+    """The segment's frames in order, global frames [start, end) (default: all of it). Any
+    range gives the same pixels as the whole segment does there: every frame is a function
+    of its global index alone."""
+    start = seg.start if start is None else start
+    end = seg.end if end is None else end
+    main = _ShotStream(seg.shot, detections, enc, start, end - start, counter)
     tr = seg.transition
-    into = _ShotStream(tr.into, detections, enc, tr.start, tr.frames, counter) if tr else None
+    into = None
+    if tr is not None and end > tr.start:
+        first = max(tr.start, start)
+        into = _ShotStream(tr.into, detections, enc, first, end - first, counter)
     blend = TRANSITIONS[tr.kind].blend if tr else None
     caption = seg.caption
-    if caption is not None:
+    if caption is not None:  # placed over the whole segment, so every task places it alike
         origin = caption.place(main.screen_boxes(range(seg.start, seg.end)), enc.width, enc.height)
         seconds = float(seg.frames / enc.fps)
-    for k in range(seg.start, seg.end):
+    for k in range(start, end):
         a = main.next()
         frame = blend(a, into.next(), tr.alpha(k), tr.params) if tr and k >= tr.start else a()
         if caption is not None:
@@ -105,26 +113,25 @@ def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec,
         yield frame
 
 
-def render_segment(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, store: Storage) -> SegmentManifest:
+def render_task(task: TaskPlan, detections: Detections, enc: EncodeSpec, store: Storage) -> SegmentManifest:
     t0 = time.perf_counter()
     # Ray sets OMP_NUM_THREADS to the task's CPUs; OpenCV keeps its own pool and must be told.
     cv2.setNumThreads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     counter = ReadCounter()
     ext = CODECS[enc.codec].containers[0]
-    # Retries overwrite the same name atomically, so a re-run segment is idempotent.
-    name = f"segments/{seg.index:05d}{ext}"
+    name = task.chunk(ext)
     with tempfile.TemporaryDirectory(prefix="raypipe-seg-") as tmp:
         chunk = os.path.join(tmp, "chunk" + ext)
         encoder = ChunkEncoder(chunk, enc)
         try:
-            for frame in segment_frames(seg, detections, enc, counter):
+            for frame in segment_frames(task.segment, detections, enc, counter, task.start, task.end):
                 encoder.write(frame)
         except BaseException:
             encoder.abort()
             raise
         encoder.close()
-        if encoder.frames != seg.frames:
-            raise RuntimeError(f"segment {seg.index} rendered {encoder.frames} frames, planned {seg.frames}")
+        if encoder.frames != task.frames:
+            raise RuntimeError(f"task {name} rendered {encoder.frames} frames, planned {task.frames}")
         try:
             store.put_file(chunk, name)
         except OSError as e:
@@ -132,7 +139,7 @@ def render_segment(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, st
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
     node_ip = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
     return SegmentManifest(
-        index=seg.index, chunk=name, start=seg.start, frames=seg.frames,
+        index=task.segment.index, chunk=name, start=task.start, frames=task.frames,
         seconds=round(time.perf_counter() - t0, 3), node_id=node, node_ip=node_ip, pid=os.getpid(),
         torch_imported="torch" in sys.modules,
         masks_in_shared_memory=in_shared_memory(detections.masks),

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from raypipe import RaypipeError
 from raypipe.captions import POSITIONS, Caption, CaptionError, CaptionStyle, layout
-from raypipe.effects import TRANSITIONS, EffectError, make_params
+from raypipe.effects import EFFECTS, TRANSITIONS, EffectError, make_params
 from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaError, MediaInfo, is_video, normalize
 from raypipe.media import probe as probe_media
 from raypipe.media.audio import AudioSpec, ClipAudio
@@ -94,6 +94,58 @@ class SegmentPlan:
     @property
     def frames(self) -> int:
         return self.end - self.start
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """Global frames [start, end) of one segment: what one task renders into one chunk."""
+
+    segment: SegmentPlan
+    start: int
+    end: int
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+    def chunk(self, extension: str) -> str:
+        """Its chunk's name in the run's storage; a retry writes the same name."""
+        return f"segments/{self.segment.index:05d}-{self.start:07d}{extension}"
+
+
+# Per 1080p frame on one core: the encoder (libx264 veryfast, `bench media`) and decoding a
+# video source's frame, for estimating what a task costs.
+ENCODE_MS = 28.0
+DECODE_MS = 6.0
+
+
+def _shot_ms(shot: ShotSpec) -> float:
+    effect = EFFECTS[shot.effect]
+    return effect.frame_ms + (effect.setup_ms + DECODE_MS if shot.clip else 0.0)
+
+
+def estimated_ms(task: TaskPlan) -> float:
+    """CPU time a task should take at 1080p, for ordering (costliest first), not for promises:
+    a video decodes and rebuilds its pyramids every frame, a still only once."""
+    seg = task.segment
+    main = _shot_ms(seg.shot)
+    ms = main * task.frames + (0.0 if seg.shot.clip else EFFECTS[seg.shot.effect].setup_ms) + ENCODE_MS * task.frames
+    tr = seg.transition
+    if tr is not None:
+        overlap = max(0, task.end - max(tr.start, task.start))
+        ms += overlap * (_shot_ms(tr.into) + TRANSITIONS[tr.kind].blend_ms)
+    return ms
+
+
+def split(plan: "Plan", max_frames: int | None) -> tuple[TaskPlan, ...]:
+    """Each segment as tasks of at most `max_frames` frames, as even as the count allows
+    (None: one task per segment). Ranges are contiguous and in timeline order."""
+    tasks = []
+    for seg in plan.segments:
+        parts = 1 if max_frames is None else -(-seg.frames // max_frames)
+        bounds = [seg.start + (seg.frames * i) // parts for i in range(parts + 1)]
+        tasks.extend(TaskPlan(seg, a, b) for a, b in zip(bounds, bounds[1:]))
+    return tuple(tasks)
 
 
 @dataclass(frozen=True)

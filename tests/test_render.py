@@ -14,9 +14,10 @@ from raypipe.detections import Detections
 from raypipe.mux import Muxer
 from raypipe.render import prepare, render
 from raypipe.saliency import detect_saliency
-from raypipe.segment import in_shared_memory, render_segment, segment_frames
+from raypipe.segment import in_shared_memory, render_task, segment_frames
 from raypipe.media import MediaError, load_image
 from raypipe.storage import Storage
+from raypipe.timeline import estimated_ms, split
 
 FIXTURE_SECONDS = 5.4  # tests/conf/job/fixture.yaml: 1 + 0.75 + 0.9 + 0.75 + 0.75 + 0.75 + 0.5
 FIXTURE_FRAMES = round(FIXTURE_SECONDS * 24)
@@ -84,17 +85,23 @@ def render_single_process(cfg, out_dir):
     subjects, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts, plan.video_ranges())
     detections = Detections.pack(expand(subjects), smoothing=cfg.detector.track_smoothing)
     store = Storage(str(out_dir))
-    muxer = Muxer(store, len(plan.segments), plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
-    for seg in plan.segments:
-        muxer.add(render_segment(seg, detections, plan.encode, store))
+    muxer = Muxer(store, plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
+    for task in split(plan, cfg.render.max_frames_per_task):
+        muxer.add(render_task(task, detections, plan.encode, store))
     muxer.finish()
     return plan, detections, output
 
 
-def test_distributed_render_equals_single_process_render(ray_local, tmp_path):
-    cfg = compose_job("detector=saliency")
+# None: one task per segment here (the fixture's segments are short); 7: every segment split,
+# segment 2's range (frames 42..63, the video clip) at 58, inside its zoom_through (57..63).
+@pytest.mark.parametrize("max_frames", [None, 7], ids=["whole segments", "split at 7 frames"])
+def test_distributed_render_equals_single_process_render(ray_local, tmp_path, max_frames):
+    cfg = compose_job("detector=saliency", f"render.max_frames_per_task={'null' if max_frames is None else max_frames}")
     report = render(cfg, str(tmp_path / "ray"))
     plan, detections, single = render_single_process(cfg, tmp_path / "single")
+    if max_frames:
+        starts = {r["start"] for r in report["segment_runs"]}
+        assert report["tasks"] == len(report["segment_runs"]) == 22 and 58 in starts
     distributed = media.decode_all(report["output"])
     reference = media.decode_all(single)
     assert len(distributed) == len(reference) == plan.total_frames == FIXTURE_FRAMES
@@ -117,6 +124,34 @@ def test_distributed_render_equals_single_process_render(ray_local, tmp_path):
                 assert scores[k] > psnr(distributed[k], raw[j]), (k, j)
                 checked += 1
     assert checked >= 10
+
+
+def test_a_range_of_a_segment_renders_the_frames_the_whole_segment_has_there(ray_local):
+    """The seams are invisible before encoding: any split of a segment (inside a transition,
+    inside a video clip, one frame long) gives exactly the whole segment's frames."""
+    cfg = compose_job("detector=saliency")
+    plan, _ = prepare(cfg, "unused")
+    found, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts, plan.video_ranges())
+    detections = Detections.pack(expand(found))
+    seg = plan.segments[2]  # the clip under punch_in, then its zoom_through (frames 57..63) into segment 3
+    whole = list(segment_frames(seg, detections, plan.encode))
+    for cuts in ([58], [43, 44, 60], [50, 57, 63]):
+        bounds = [seg.start, *cuts, seg.end]
+        pieces = [f for a, b in zip(bounds, bounds[1:]) for f in segment_frames(seg, detections, plan.encode, None, a, b)]
+        assert len(pieces) == len(whole) and all(np.array_equal(p, w) for p, w in zip(pieces, whole)), cuts
+
+
+def test_tasks_split_long_segments_evenly_and_the_costliest_go_first():
+    cfg = compose_job("detector=saliency")
+    plan, _ = prepare(cfg, "unused")
+    tasks = split(plan, 10)
+    assert [t.start for t in tasks][:4] == [0, 8, 16, 24] and tasks[-1].end == plan.total_frames
+    assert all(a.end == b.start for a, b in zip(tasks, tasks[1:])) and max(t.frames for t in tasks) <= 10
+    assert len(split(plan, None)) == len(plan.segments)
+    # Per frame, a video range (decoded, pyramids rebuilt every frame) outweighs a still's.
+    video = next(t for t in tasks if t.segment.shot.clip is not None)
+    still = next(t for t in tasks if t.segment.shot.effect == "static")
+    assert estimated_ms(video) / video.frames > 1.5 * estimated_ms(still) / still.frames
 
 
 def test_joined_chunks_have_continuous_timestamps_and_the_soundtrack(ray_local, tmp_path):
@@ -180,14 +215,14 @@ def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, 
 
     photo = tmp_path / "coffee.png"
     cv2.imwrite(str(photo), cv2.cvtColor(load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
-    real_detect_once = driver.detect_once
+    real_detect = driver.detect_here
 
     def detect_then_lose_the_photo(*args):
-        found = real_detect_once(*args)
+        found = real_detect(*args)
         photo.unlink()  # after validation and detection, before the segment tasks read it
         return found
 
-    monkeypatch.setattr(driver, "detect_once", detect_then_lose_the_photo)
+    monkeypatch.setattr(driver, "detect_here", detect_then_lose_the_photo)
     run_dir = tmp_path / "run"
     output = tmp_path / "out" / "video.mp4"
     cfg = compose_job("detector=saliency", f"job.segments.3.source={photo}", f"job.output={output}")
@@ -220,3 +255,28 @@ def test_overrides_reach_the_video_from_a_users_config_dir(tmp_path):
     assert media.count_frames(str(output)) == round(FIXTURE_SECONDS * 12)
     report = read_report(tmp_path / "run")
     assert report["output"] == str(output) and report["fps_exact"] == "12/1"
+
+
+def test_the_driver_renders_the_costliest_task_only_while_ray_is_still_starting(tmp_path):
+    """The head start claims its task only if detection is done before Ray is up; then the
+    driver renders it (a real chunk in storage), and Ray must not get it again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from raypipe.render import HeadStart, detect_here, ordered_tasks
+
+    cfg = compose_job("detector=saliency")
+    plan, _ = prepare(cfg, str(tmp_path))
+    tasks = ordered_tasks(plan, cfg, 2)
+    store = Storage(str(tmp_path))
+    with ThreadPoolExecutor(2) as threads:
+        found = threads.submit(detect_here, cfg.detector, plan)
+        found.result()
+        early = HeadStart(tasks[0]).start(threads, found, plan, store)
+        manifest = early.future.result()  # Ray "starts" only after the driver took the task
+        assert early.claim() is tasks[0]
+        assert (manifest.start, manifest.frames) == (tasks[0].start, tasks[0].frames)
+        assert (tmp_path / manifest.chunk).is_file()
+
+        late = HeadStart(tasks[0])  # Ray up first: the driver leaves every task to Ray
+        assert late.claim() is None
+        assert late.start(threads, found, plan, store).future.result() is None
