@@ -8,7 +8,6 @@ import logging
 import math
 import os
 import socket
-import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -226,10 +225,10 @@ class HeadStart:
         return self
 
     def _run(self, found: Future, plan: Plan, store: Storage):
-        detections, _ = found.result()
+        detections, info = found.result()
         with self._lock:
-            # A driver that loaded a model holds its memory, and its task would carry torch.
-            if self._ray_up or "torch" in sys.modules:
+            # A driver that loaded a model holds its memory: leave the rendering to Ray.
+            if self._ray_up or info["clip_loads"]:
                 return None
             self._claimed = True
         return render_task(self.task, detections, plan.encode, store)
@@ -244,10 +243,10 @@ class HeadStart:
 # Tasks per CPU when long segments are split: enough that the last ones to finish are short
 # (a tail of at most ~1/3 of a task per CPU), few enough that per-task start-up stays small.
 TASKS_PER_CPU = 3
-# The fewest frames a split task gets: a task's fixed cost (~0.15 s: scheduling, opening
-# its sources, the first frame's pyramids, the encoder's start and the chunk's upload, in
-# `bench compare` runs) stays under a tenth of its work at ~50 ms a frame.
-MIN_TASK_FRAMES = 30
+# The fewest frames a split task gets (Remotion Lambda's floor too): a task's fixed cost
+# (~0.1 s: scheduling, opening its sources, the first frame's pyramids, the encoder's start
+# and the chunk's upload) stays around a tenth of its work at ~50 ms a 1080p frame.
+MIN_TASK_FRAMES = 20
 
 
 def ordered_tasks(plan: Plan, cfg: DictConfig, slots: float) -> list[timeline.TaskPlan]:

@@ -24,6 +24,10 @@ from raypipe.media import load_image
 from test_render import FIXTURE_FRAMES
 
 # Detect a lost node in ~2 s rather than the default ~30 s.
+# Every render here splits the fixture the same way (13 tasks), whatever the cluster's size,
+# so that their videos can be compared bit for bit: chunks start with a key frame.
+SPLIT = "render.max_frames_per_task=12"
+TASKS = 13
 FAST_FAILURE = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500, "health_check_failure_threshold": 4}
 
 
@@ -66,7 +70,7 @@ def single_node(photo, tmp_path_factory):
     """The same job rendered by an embedded one-node Ray with local storage."""
     run = tmp_path_factory.mktemp("single") / "fixture" / "run"
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency", f"job.segments.3.source={photo}",
-                   f"hydra.run.dir={run}")
+                   SPLIT, f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return media.decode_all(read_report(run)["output"])
 
@@ -82,7 +86,7 @@ def test_segments_spread_over_worker_nodes_and_the_video_equals_the_single_node_
     env, client = s3
     run = tmp_path / "outputs" / "fixture" / "spread"
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency", f"ray.address={c.address}",
-                   "storage.root=s3://renders/cluster", f"job.segments.3.source={photo}", f"hydra.run.dir={run}")
+                   "storage.root=s3://renders/cluster", f"job.segments.3.source={photo}", SPLIT, f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = read_report(run)
     workers = {n.node_id for n in nodes}
@@ -90,8 +94,8 @@ def test_segments_spread_over_worker_nodes_and_the_video_equals_the_single_node_
     assert len(ran_on) == 2 and ran_on <= workers  # both worker nodes, never the CPU-less head
     assert report["masks_zero_copy"] and report["segment_workers_with_torch"] == 0
     # One copy of the detections per node (the driver's put on the head, one pull per worker
-    # node), however many tasks each node ran: 3 copies for 7 segments.
-    assert len(report["detections_held_by_nodes"]) == 3 and len(report["segment_runs"]) == 7
+    # node), however many tasks each node ran: 3 copies for 13 tasks.
+    assert len(report["detections_held_by_nodes"]) == 3 and len(report["segment_runs"]) == TASKS
     assert ran_on <= set(report["detections_held_by_nodes"])
     # Nodes read only storage: the driver's local photo was staged into it first.
     sources = [d["source"] for d in report["detections"]]
@@ -151,7 +155,7 @@ def test_losing_a_worker_node_mid_render_still_gives_the_complete_video(s3, phot
         proc = subprocess.Popen(
             [sys.executable, "-m", "raypipe", "render", "--config-dir", "tests/conf", "+job=fixture",
              "detector=saliency", f"ray.address={c.address}", f"storage.root={storage}",
-             f"job.segments.3.source={photo}", f"hydra.run.dir={run}"],
+             f"job.segments.3.source={photo}", SPLIT, f"hydra.run.dir={run}"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 240
         while not (chunks.exists() and any(p.suffix == ".mp4" for p in chunks.iterdir())):
@@ -161,11 +165,14 @@ def test_losing_a_worker_node_mid_render_still_gives_the_complete_video(s3, phot
         c.remove_node(nodes[0])  # its raylet, workers and object store die with it
         out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
-    assert done_at_loss < 7
+    assert done_at_loss < TASKS
     report = read_report(run)
     lost = nodes[0].node_id
-    # Whatever the lost node had not finished ran again on the nodes that were left.
-    assert sorted(r["index"] for r in report["segment_runs"]) == list(range(7))
+    # Whatever the lost node had not finished ran again on the nodes that were left: the
+    # tasks' ranges still tile the timeline exactly.
+    runs = sorted(report["segment_runs"], key=lambda r: r["start"])
+    assert [r["start"] for r in runs] == [0, *np.cumsum([r["frames"] for r in runs])[:-1]] and len(runs) == TASKS
+    assert {r["index"] for r in runs} == set(range(7))
     assert {r["node_id"] for r in report["segment_runs"]} - {lost} <= {n.node_id for n in nodes[1:]}
     frames = media.decode_all(report["output"])
     assert len(frames) == FIXTURE_FRAMES and np.array_equal(frames, single_node)
@@ -303,7 +310,7 @@ def test_nodes_in_separate_network_namespaces_render_over_the_network(networked_
         time.sleep(1)
     proc = net.popen("head", [sys.executable, "-m", "raypipe", "render", "--config-dir", "tests/conf", "+job=fixture",
                               "detector=saliency", f"ray.address={head}", "storage.root=s3://renders/netns",
-                              f"job.segments.3.source={photo}", f"hydra.run.dir={run}"],
+                              f"job.segments.3.source={photo}", SPLIT, f"hydra.run.dir={run}"],
                      env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]

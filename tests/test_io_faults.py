@@ -59,8 +59,8 @@ def test_a_clip_in_s3_is_streamed_by_the_ranges_each_task_shows(s3, long_clip, t
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = read_report(run_dir)
     reads = [s["bytes_read"] for s in report["segment_runs"]]
-    # Each task shows a quarter of the clip: it reads its range and the index, not the file.
-    assert len(reads) == 3 and all(0 < r < 0.45 * size for r in reads), (reads, size)
+    # Each task shows at most a quarter of the clip: it reads its range and the index, not the file.
+    assert len(reads) == report["tasks"] >= 3 and all(0 < r < 0.45 * size for r in reads), (reads, size)
     assert report["bytes_read"]["segments"] == sum(reads)
     assert not list(tmp.iterdir())  # no fetched copies, no temporary folders
     # The frames are the clip's: segment 1 opens on the frame at 2.0 s (frame 60), which it
