@@ -4,8 +4,6 @@ render, as a plain object in a single-process one."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +13,7 @@ from raypipe.media.audio import AudioSpec, mix
 from raypipe.media.join import join
 from raypipe.media.video import reason
 from raypipe.segment import SegmentManifest
-from raypipe.storage import Storage, publish_file
+from raypipe.storage import Storage, publishing
 
 
 class MuxError(RaypipeError, RuntimeError):
@@ -50,17 +48,12 @@ class Muxer:
                            f"{self.total_frames}")
         counter = self._counter
         sound = self._sound.result()
-        tmp = tempfile.mkdtemp(prefix="raypipe-mux-")
         try:
-            out = os.path.join(tmp, "final" + os.path.splitext(self.output)[1].lower())
-            frames = join([self.store.uri(m.chunk) for m in ordered], sound, self.codec, out, counter)
-            if frames != self.total_frames:
-                raise MuxError(f"muxed video has {frames} frames, the timeline {self.total_frames}")
-            try:
-                publish_file(out, self.output)
-            except OSError as e:
-                raise MuxError(f"cannot write {self.output}: {reason(e)}") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            with publishing(self.output, os.path.splitext(self.output)[1].lower()) as out:
+                frames = join([self.store.uri(m.chunk) for m in ordered], sound, self.codec, out, counter)
+                if frames != self.total_frames:
+                    raise MuxError(f"muxed video has {frames} frames, the timeline {self.total_frames}")
+        except OSError as e:
+            raise MuxError(f"cannot write {self.output}: {reason(e)}") from None
         return {"output": self.output, "frames": frames, "seconds": round(time.perf_counter() - t0, 3),
                 "bytes_read": counter.bytes}

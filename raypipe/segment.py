@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import resource
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -120,22 +119,22 @@ def render_task(task: TaskPlan, detections: Detections, enc: EncodeSpec, store: 
     counter = ReadCounter()
     ext = CODECS[enc.codec].containers[0]
     name = task.chunk(ext)
-    with tempfile.TemporaryDirectory(prefix="raypipe-seg-") as tmp:
-        chunk = os.path.join(tmp, "chunk" + ext)
-        encoder = ChunkEncoder(chunk, enc)
-        try:
-            for frame in segment_frames(task.segment, detections, enc, counter, task.start, task.end):
-                encoder.write(frame)
-        except BaseException:
-            encoder.abort()
-            raise
-        encoder.close()
-        if encoder.frames != task.frames:
-            raise RuntimeError(f"task {name} rendered {encoder.frames} frames, planned {task.frames}")
-        try:
-            store.put_file(chunk, name)
-        except OSError as e:
-            raise MediaError(f"cannot store {name} in {store.root}: {reason(e)}") from None
+    try:
+        # Encoded where it is stored (a local run directory) or uploaded once (S3); a retry
+        # writes the same name, atomically.
+        with store.writing(name, ext) as chunk:
+            encoder = ChunkEncoder(chunk, enc)
+            try:
+                for frame in segment_frames(task.segment, detections, enc, counter, task.start, task.end):
+                    encoder.write(frame)
+            except BaseException:
+                encoder.abort()
+                raise
+            encoder.close()
+            if encoder.frames != task.frames:
+                raise RuntimeError(f"task {name} rendered {encoder.frames} frames, planned {task.frames}")
+    except OSError as e:
+        raise MediaError(f"cannot store {name} in {store.root}: {reason(e)}") from None
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
     node_ip = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
     return SegmentManifest(

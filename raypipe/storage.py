@@ -8,8 +8,11 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import tempfile
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import pyarrow.fs as pafs
 
@@ -52,9 +55,28 @@ def _copy_from(local_path: str):
     return write
 
 
-def publish_file(local_path: str, uri: str) -> None:
-    """Copy a finished local file to `uri` atomically (temporary name, then rename)."""
-    _atomic_write(*resolve(uri), _copy_from(local_path))
+@contextmanager
+def publishing(uri: str, suffix: str = "") -> Iterator[str]:
+    """A local path to write a file to; when the block ends without error, the file appears
+    at `uri` atomically. On a local filesystem it is written beside its target and renamed,
+    so a chunk or a video is never copied; elsewhere it is written to a temporary folder,
+    uploaded, and removed. `suffix` ends the temporary name (encoders pick formats by it)."""
+    fs, path = resolve(uri)
+    if isinstance(fs, pafs.LocalFileSystem):
+        parent, name = os.path.split(path)
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".{name}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    else:
+        with tempfile.TemporaryDirectory(prefix="raypipe-out-") as folder:
+            tmp = os.path.join(folder, "file" + suffix)
+            yield tmp
+            _atomic_write(fs, path, _copy_from(tmp))
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
@@ -82,6 +104,10 @@ class Storage:
         """Copies a local file to `rel`, atomically; returns its URI."""
         _atomic_write(*self._locate(rel), _copy_from(local_path))
         return self.uri(rel)
+
+    def writing(self, rel: str, suffix: str = ""):
+        """`publishing` a file of this run: a local path to write to, stored at `rel` after."""
+        return publishing(self.uri(rel), suffix)
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         _atomic_write(*self._locate(rel), lambda out: out.write(data))

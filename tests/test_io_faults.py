@@ -105,13 +105,17 @@ def test_an_encoder_that_runs_out_of_disk_mid_chunk_says_so(tiny_disk):
 
 
 def test_a_render_on_a_full_disk_fails_in_one_line_with_the_reason(tiny_disk, tmp_path):
+    """The run directory (where chunks are encoded, in place) fills up mid-chunk."""
     output = tmp_path / "out" / "video.mp4"
-    env = {"TMPDIR": str(tiny_disk), "RAY_TMPDIR": tempfile.gettempdir()}
+    tmp, tmp_env = watched_tmp(tmp_path)
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency", "render.width=1280",
-                   "render.height=720", "render.crf=0", f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}",
-                   env=env)
+                   "render.height=720", "render.crf=0", f"job.output={output}", f"hydra.run.dir={tiny_disk / 'run'}",
+                   env=tmp_env)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "No space left on device" in lines[0], lines
     assert not output.exists() and not list(tmp_path.rglob("*.mp4"))
-    assert not list(tiny_disk.iterdir())  # the failed tasks removed their temporary folders
+    # Nothing but Hydra's own record is left: no chunk, no half-written temporary file.
+    left = [p.relative_to(tiny_disk) for p in tiny_disk.rglob("*") if p.is_file()]
+    assert all(p.parts[1] in (".hydra", "render.log") for p in left), left
+    assert not list(tmp.iterdir())

@@ -54,7 +54,7 @@ def test_clip_loads_once_per_render_and_segment_workers_never_import_torch(ray_l
     report = render(cfg, str(tmp_path))
     assert report["detector"].startswith("clip:tiny-clip/")
     assert report["clip_loads"] == 1
-    assert report["segments"] == 7 and len(report["segment_runs"]) == 7
+    assert report["segments"] == 7 and len(report["segment_runs"]) == report["tasks"] >= 7
     assert report["segment_workers_with_torch"] == 0
     assert report["masks_zero_copy"] is True
     assert all(d["method"] in ("clip", "saliency (no CLIP subject)") for d in report["detections"])
@@ -92,14 +92,14 @@ def render_single_process(cfg, out_dir):
     return plan, detections, output
 
 
-# None: one task per segment here (the fixture's segments are short); 7: every segment split,
-# segment 2's range (frames 42..63, the video clip) at 58, inside its zoom_through (57..63).
-@pytest.mark.parametrize("max_frames", [None, 7], ids=["whole segments", "split at 7 frames"])
+# 1000: one task per segment; 7: every segment split, segment 2's range (frames 42..63, the
+# video clip) at 58, inside its zoom_through (57..63).
+@pytest.mark.parametrize("max_frames", [1000, 7], ids=["whole segments", "split at 7 frames"])
 def test_distributed_render_equals_single_process_render(ray_local, tmp_path, max_frames):
-    cfg = compose_job("detector=saliency", f"render.max_frames_per_task={'null' if max_frames is None else max_frames}")
+    cfg = compose_job("detector=saliency", f"render.max_frames_per_task={max_frames}")
     report = render(cfg, str(tmp_path / "ray"))
     plan, detections, single = render_single_process(cfg, tmp_path / "single")
-    if max_frames:
+    if max_frames == 7:
         starts = {r["start"] for r in report["segment_runs"]}
         assert report["tasks"] == len(report["segment_runs"]) == 22 and 58 in starts
     distributed = media.decode_all(report["output"])
