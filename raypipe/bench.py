@@ -446,12 +446,12 @@ def main(argv: list[str]) -> None:
     sub = parser.add_subparsers(dest="which", required=True)
     p = sub.add_parser("render", help="whole CLI renders; medians of wall time, stages and worker memory")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("overrides", nargs="*", default=["+job=demo"], help="Hydra overrides (default: +job=demo)")
+    p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
     p.set_defaults(fn=bench_render)
     p = sub.add_parser("nodes", help="whole renders on local Ray clusters of several worker nodes")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("overrides", nargs="*", default=["+job=demo"], help="Hydra overrides (default: +job=demo)")
+    p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
     p.set_defaults(fn=bench_nodes)
     from raypipe import compare  # the side-by-side benchmark lives in its own module
     compare.add_parser(sub)
@@ -467,5 +467,10 @@ def main(argv: list[str]) -> None:
         if name == "media":  # internal: the bench runs each variant through these in a fresh process
             p.add_argument("--worker", choices=_VARIANTS, help=argparse.SUPPRESS)
             p.add_argument("--dir", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    # Hydra overrides may come before or after the options; argparse takes them in one run.
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not hasattr(args, "overrides") or any(x.startswith("-") for x in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if hasattr(args, "overrides"):
+        args.overrides = [*args.overrides, *extra] or ["+job=demo"]
     print(json.dumps(args.fn(args), indent=2))

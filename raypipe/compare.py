@@ -589,7 +589,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="bench.json", help="where the results go (default: ./bench.json)")
     p.add_argument("--variants", type=_variant_list, default=list(NAMES),
                    help=f"comma-separated, of {','.join(NAMES)} (default: all)")
-    p.add_argument("overrides", nargs="*", default=["+job=demo"], help="Hydra overrides (default: +job=demo)")
+    p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
     p.set_defaults(fn=compare)
 
 
