@@ -57,6 +57,10 @@ def prepare(cfg: DictConfig, run_root: str) -> tuple[Plan, str]:
         raise JobError("render.max_frames_per_task", f"must be >= 1 or null (got {cfg.render.max_frames_per_task})")
     if cfg.ray.segment_strategy not in ("SPREAD", "DEFAULT"):
         raise JobError("ray.segment_strategy", f"must be SPREAD or DEFAULT (got {cfg.ray.segment_strategy!r})")
+    name = str(cfg.job.name)
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise JobError("job.name", f"must be a plain name, no path (got {name!r}); to put the video elsewhere, "
+                                   "set job.output")
     plan = timeline.plan(cfg.job, cfg.render)
     for uri in plan.sources:
         index = next(s.index for s in plan.segments if s.shot.source == uri)
@@ -76,11 +80,23 @@ def prepare(cfg: DictConfig, run_root: str) -> tuple[Plan, str]:
         raise JobError("job.output", f"{plan.encode.codec} goes in {', '.join(codec.containers)} files (got {output})")
     if "://" not in output:
         output = os.path.abspath(output)
+        _check_local_dir_writable(os.path.dirname(output))
     try:
         Storage(run_root).check_writable()
     except OSError as e:
         raise JobError("storage.root", f"cannot write to {run_root}: {str(e).splitlines()[0]}") from None
     return plan, output
+
+
+def _check_local_dir_writable(folder: str) -> None:
+    """job.output's folder, or the nearest one that exists (the render creates the rest),
+    must be writable: found now, not after every segment has rendered. Nothing is created."""
+    while not os.path.isdir(folder):
+        if os.path.exists(folder):
+            raise JobError("job.output", f"{folder} is a file, not a folder")
+        folder = os.path.dirname(folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise JobError("job.output", f"cannot write to {folder}: permission denied")
 
 
 # Ray's start-up notices would stand between a failed render and its one-line error.

@@ -116,7 +116,7 @@ class Storage:
         """Fails now, before any work, when the root cannot be written (no bucket, no access)."""
         fs, base = _root(self.root)
         fs.create_dir(base, recursive=True)
-        probe = f"{base}/.raypipe-write-check"
+        probe = f"{base}/.raypipe-write-check-{uuid.uuid4().hex[:12]}"  # renders check side by side
         with fs.open_output_stream(probe) as out:
             out.write(b"ok")
         fs.delete_file(probe)

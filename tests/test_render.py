@@ -186,6 +186,8 @@ BAD_INPUTS = [
     (["+job=fixture", "job.segments.0.duration=0"], "job.segments[0].duration: must be > 0"),
     (["+job=fixture", "job.segments.3.duration=-1.5"], "job.segments[3].duration: must be > 0"),
     (["+job=fixture", "render.width=321"], "render.width: must be a positive even number"),
+    (["+job=fixture", "render.width=100000", "render.height=100000"], "render.width: h264 encodes at most 16384 pixels a side"),
+    (["+job=fixture", "job.name=../escape"], "job.name: must be a plain name, no path"),
     (["+job=fixture", "render.height=0"], "render.height: must be a positive even number"),
     (["+job=fixture", "render.colour=red"], "render.colour: Key 'colour' not in 'RenderCfg'"),
     (["+job=fixture", "render.fps=0"], "render.fps: must be > 0"),
@@ -207,6 +209,16 @@ def test_bad_input_is_one_clear_line_and_leaves_nothing(args, message, tmp_path)
     assert len(lines) == 1 and lines[0].startswith("error: " + message), proc.stderr
     assert not output.exists() and not output.parent.exists()
     assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("report.json"))
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output's folder should be")
+    proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency",
+                   f"job.output={blocker / 'video.mp4'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: job.output: {blocker} is a file, not a folder"]
+    assert "segment 0" not in proc.stdout and not list(tmp_path.rglob("*.mp4"))
 
 
 def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, tmp_path, monkeypatch):
