@@ -6,6 +6,7 @@ with the key's name before anything starts. Value checks that need more than a t
 """
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -164,9 +165,16 @@ class Config:
     storage: StorageCfg = field(default_factory=StorageCfg)
 
 
+# This process's render: part of its run directory's name, so that two renders started in
+# the same second never share a directory, chunks or a default output.
+RUN_ID = secrets.token_hex(3)
+
+
 def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="raypipe_schema", node=Config)
     if not OmegaConf.has_resolver("asset"):
         # ${asset:NAME} is a file shipped with raypipe (the demo soundtrack).
         OmegaConf.register_new_resolver("asset", lambda name: str(ASSETS / name))
+    if not OmegaConf.has_resolver("run_id"):
+        OmegaConf.register_new_resolver("run_id", lambda: RUN_ID)

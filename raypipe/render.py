@@ -189,6 +189,7 @@ def render(cfg: DictConfig, run_dir: str, on_result=None) -> dict:
         stages.seconds["total"] = round(time.perf_counter() - t0, 3)
         report = _report(plan, result, info, detections, manifests, stages)
         report.update(detections_held_by_nodes=sorted(held_by), run=run_root, tasks=len(tasks),
+                      run_id=os.path.basename(os.path.normpath(run_dir)),
                       max_frames_per_task=max(t.frames for t in tasks))
         data = json.dumps(report, indent=2).encode()
         Storage(run_dir).write_bytes("report.json", data)

@@ -1,13 +1,14 @@
 """End to end: real Ray, real ffmpeg, real decoded frames."""
 import re
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 import ray
 from omegaconf import OmegaConf
 
-from conftest import FFMPEG, compose_job, overrides, read_report, run_cli
+from conftest import FFMPEG, ROOT, compose_job, overrides, read_report, run_cli
 from raypipe import media
 from raypipe.detect import detect_all, expand
 from raypipe.detections import Detections
@@ -209,6 +210,24 @@ def test_bad_input_is_one_clear_line_and_leaves_nothing(args, message, tmp_path)
     assert len(lines) == 1 and lines[0].startswith("error: " + message), proc.stderr
     assert not output.exists() and not output.parent.exists()
     assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("report.json"))
+
+
+def test_two_renders_started_together_never_share_a_run(tmp_path):
+    """Each render's run directory carries its own id (the default template's ${run_id:}),
+    so its chunks and default output are its own, and each prints the file it produced."""
+    run_dir = f"{tmp_path}/${{job.name}}/${{now:%Y-%m-%d_%H-%M-%S}}-${{run_id:}}"
+    procs = [subprocess.Popen([sys.executable, "-m", "raypipe", "render", "--config-dir", "tests/conf", "+job=fixture",
+                               "detector=saliency", "render.width=160", "render.height=90", f"render.fps={fps}",
+                               f"hydra.run.dir={run_dir}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for fps in (24, 12)]
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        outputs.append(out.strip().splitlines()[-1])
+    assert outputs[0] != outputs[1]
+    assert [media.probe(o).fps for o in outputs] == [24.0, 12.0]
+    assert [media.count_frames(o) for o in outputs] == [round(FIXTURE_SECONDS * 24), round(FIXTURE_SECONDS * 12)]
 
 
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
