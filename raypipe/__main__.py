@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 import hydra
@@ -23,6 +24,25 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+class _Stopped(BaseException):
+    """SIGTERM (what `ray job stop` sends) before Ray's own handler is in place."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Stopped(signum)
+
+
+def _interrupted(signum: int) -> None:
+    """By now the render has unwound: tasks cancelled, chunks and temporary files removed."""
+    print(f"interrupted: {signal.Signals(signum).name}: the render was stopped and its partial files removed",
+          file=sys.stderr)
+    sys.exit(128 + signum)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def render_main(cfg: DictConfig) -> None:
     from raypipe.render import render  # after Hydra has parsed: `--help` stays instant
@@ -30,15 +50,25 @@ def render_main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     if "job" not in hc.runtime.choices:
         _fail("no job selected: pass +job=NAME, a file in conf/job/ (or in --config-dir DIR/job/)")
+
     def announce(report: dict) -> None:  # as soon as the video is published, not after Ray's shutdown
         log.info("rendered %d frames in %.1f s; report: %s/report.json",
                  report["frames"], report["stages"]["total"], hc.runtime.output_dir)
         print(report["output"], flush=True)
 
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         render(cfg, hc.runtime.output_dir, on_result=announce)
     except RaypipeError as e:
         _fail(str(e))
+    except KeyboardInterrupt:
+        _interrupted(signal.SIGINT)
+    except _Stopped as e:
+        _interrupted(e.signum)
+    except SystemExit as e:
+        if e.code == signal.SIGTERM:  # Ray's SIGTERM handler, set when Ray starts, exits this way
+            _interrupted(signal.SIGTERM)
+        raise
 
 
 def bench_main() -> None:

@@ -2,15 +2,18 @@
 segments is read by byte ranges, a full disk and an encoder failing mid-chunk each end the
 render with one line that carries the system's own reason, and nothing is left behind."""
 import os
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 
 import cv2
 import numpy as np
 import pytest
 
 import media_inputs as mi
-from conftest import read_report, run_cli
+from conftest import ROOT, read_report, run_cli
 from raypipe import media
 from raypipe.media import ChunkEncoder, EncodeSpec, MediaError
 from raypipe.timeline import parse_fps
@@ -118,4 +121,29 @@ def test_a_render_on_a_full_disk_fails_in_one_line_with_the_reason(tiny_disk, tm
     # Nothing but Hydra's own record is left: no chunk, no half-written temporary file.
     left = [p.relative_to(tiny_disk) for p in tiny_disk.rglob("*") if p.is_file()]
     assert all(p.parts[1] in (".hydra", "render.log") for p in left), left
+    assert not list(tmp.iterdir())
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, signum, code):
+    """SIGTERM (what `ray job stop` sends) or Ctrl-C mid-render: the tasks are cancelled, the
+    chunks and temporary files removed, one line says so, and the exit code is 128 + signal."""
+    tmp, tmp_env = watched_tmp(tmp_path)
+    run = tmp_path / "run"
+    output = tmp_path / "out" / "video.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "raypipe", "render", "--config-dir", "tests/conf", "+job=fixture",
+                             "detector=saliency", "render.width=640", "render.height=360",
+                             "render.max_frames_per_task=6", f"job.output={output}", f"hydra.run.dir={run}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **tmp_env})
+    deadline = time.time() + 120
+    while not list((run / "segments").glob("0*.mp4")):  # mid-render: a first chunk is stored
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-2000:]
+    lines = err.strip().splitlines()
+    assert lines == [f"interrupted: {signal.Signals(signum).name}: the render was stopped and its partial files removed"]
+    assert not output.exists() and not (run / "segments").exists() and not list(tmp_path.rglob("*.mp4"))
     assert not list(tmp.iterdir())
