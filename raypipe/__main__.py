@@ -43,7 +43,7 @@ def _interrupted(signum: int) -> None:
     sys.exit(128 + signum)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def render_main(cfg: DictConfig) -> None:
     from raypipe.render import render  # after Hydra has parsed: `--help` stays instant
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package
 NAMES = ("raypipe", "sequential", "pool", "moviepy")
 POLL_S = 0.1
 

@@ -24,7 +24,7 @@ register()
 
 def compose_job(*overrides: str, job: str = "fixture"):
     """The config `python -m raypipe render --config-dir tests/conf +job=...` would get."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "raypipe" / "conf"), version_base="1.3"):
         return compose("config", overrides=[f"hydra.searchpath=[file://{TEST_CONF}]", f"+job={job}", *overrides])
 
 
