@@ -95,11 +95,14 @@ def noise_frames(count, width=640, height=360):
     return (rng.integers(0, 256, (height, width, 3), np.uint8) for _ in range(count))
 
 
-def test_an_encoder_that_runs_out_of_disk_mid_chunk_says_so(tiny_disk):
+def test_an_encoder_that_runs_out_of_disk_mid_chunk_says_so(tmp_path):
+    # /dev/full answers every write with ENOSPC, as a full disk does, and needs no root.
+    chunk = tmp_path / "chunk.mp4"
+    chunk.symlink_to("/dev/full")
     enc = EncodeSpec(640, 360, parse_fps(30), "h264", 0, "ultrafast", 1)
-    encoder = ChunkEncoder(str(tiny_disk / "chunk.mp4"), enc)
+    encoder = ChunkEncoder(str(chunk), enc)
     with pytest.raises(MediaError) as e:
-        for frame in noise_frames(60):  # lossless noise: far more than 192 KiB
+        for frame in noise_frames(60):  # lossless noise: the container's first write fails
             encoder.write(frame)
         encoder.close()
     message = str(e.value)
