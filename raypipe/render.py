@@ -326,13 +326,6 @@ def render_tasks(tasks, detections_ref, enc, store: Storage, muxer, rc: DictConf
     return manifests
 
 
-def _quietly(fn) -> None:
-    try:
-        fn()
-    except Exception as e:  # cleanup must not hide the error that brought us here
-        log.debug("cleanup step failed: %s", e)
-
-
 def _get(refs):
     """ray.get that re-raises our own one-line errors from inside tasks and actors as they were."""
     try:

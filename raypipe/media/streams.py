@@ -82,8 +82,3 @@ def open_source(uri: str, counter: ReadCounter | None = None) -> io.BufferedRead
     # local reads stay small, since a decoder seeking about a file would discard the rest.
     remote = not isinstance(fs, pafs.LocalFileSystem)
     return io.BufferedReader(_Counted(native, counter), buffer_size=(1 << 20) if remote else (64 << 10))
-
-
-def exists(uri: str) -> bool:
-    fs, path = resolve(uri)
-    return fs.get_file_info(path).type == pafs.FileType.File
