@@ -1,13 +1,20 @@
 """Run storage on pyarrow.fs: a local path by default, or any URI pyarrow resolves (s3://…).
 
-Every write is atomic: the bytes go to a temporary name beside the target, then a rename
-makes them visible, so a reader never sees a half-written chunk, report or video.
+Every write is atomic, so a reader never sees a half-written chunk, report or video. On a
+local disk the bytes go to a temporary name beside the target and a rename shows them. On
+S3 a PUT is already atomic (so is a multipart upload, which shows nothing until it is
+completed): the complete file goes straight to its key, with no copy and no delete (a copy
+fails above 5 GiB). Other filesystems get temp-then-move.
+
+Temporary names carry their writer's host and pid, so that a later sweep (the cache's) can
+tell the leftovers of a killed process from a write in progress.
 """
 from __future__ import annotations
 
 import functools
+import mmap
 import os
-import shutil
+import socket
 import tempfile
 import uuid
 from contextlib import contextmanager
@@ -34,25 +41,70 @@ def _root(root: str) -> tuple[pafs.FileSystem, str]:
     return fs, base.rstrip("/")
 
 
-def _atomic_write(fs: pafs.FileSystem, path: str, write) -> None:
+HOST = socket.gethostname()
+TMP_MARK = ".tmp"
+
+
+def temp_name(name: str, suffix: str = "") -> str:
+    """A hidden temporary name for `name`, unique, that says which process writes it."""
+    return f".{name}~{HOST}~{os.getpid()}~{uuid.uuid4().hex[:6]}{TMP_MARK}{suffix}"
+
+
+def writer_of(name: str) -> tuple[str, int] | None:
+    """(host, pid) of a temporary name made by `temp_name`; None for any other name."""
+    if not name.startswith(".") or TMP_MARK not in name:
+        return None
+    parts = name[: name.rindex(TMP_MARK)].rsplit("~", 3)  # hostnames have no "~"
+    return (parts[1], int(parts[2])) if len(parts) == 4 and parts[2].isdigit() else None
+
+
+def _is_s3(fs: pafs.FileSystem) -> bool:
+    return fs.type_name == "s3"
+
+
+def _atomic_write(fs: pafs.FileSystem, path: str, data) -> None:
+    """Writes `data` (bytes or a memory map of a complete file) to `path` atomically."""
     parent, name = path.rsplit("/", 1)
+    if _is_s3(fs):  # no folders to make: pyarrow would PUT a marker object for each level
+        _put(fs, path, data)
+        return
     fs.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp = f"{parent}/{temp_name(name)}"
     try:
         with fs.open_output_stream(tmp) as out:
-            write(out)
+            out.write(data)
         fs.move(tmp, path)
     except BaseException:
         _delete_quietly(fs, tmp)
         raise
 
 
-def _copy_from(local_path: str):
-    def write(out):
-        with open(local_path, "rb") as src:
-            shutil.copyfileobj(src, out, 8 << 20)
+def _put(fs: pafs.FileSystem, path: str, data) -> None:
+    """One object, whole: the data is complete before the stream opens and goes in one
+    write call, so no error of ours can end the stream early. pyarrow closes (and so
+    completes) a stream whatever happened; an interrupt between opening and writing would
+    publish an empty object, which is therefore removed."""
+    out = fs.open_output_stream(path)
+    written = False
+    try:
+        out.write(data)
+        written = True
+    finally:
+        try:
+            out.close()
+        finally:
+            if not written:
+                _delete_quietly(fs, path)
 
-    return write
+
+@contextmanager
+def _mapped(local_path: str):
+    with open(local_path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            yield b""
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            yield mm
 
 
 @contextmanager
@@ -60,12 +112,12 @@ def publishing(uri: str, suffix: str = "") -> Iterator[str]:
     """A local path to write a file to; when the block ends without error, the file appears
     at `uri` atomically. On a local filesystem it is written beside its target and renamed,
     so a chunk or a video is never copied; elsewhere it is written to a temporary folder,
-    uploaded, and removed. `suffix` ends the temporary name (encoders pick formats by it)."""
+    uploaded whole, and removed. `suffix` ends the temporary name (encoders pick formats by it)."""
     fs, path = resolve(uri)
     if isinstance(fs, pafs.LocalFileSystem):
         parent, name = os.path.split(path)
         os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{name}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
+        tmp = os.path.join(parent, temp_name(name, suffix))
         try:
             yield tmp
             os.replace(tmp, path)
@@ -76,7 +128,8 @@ def publishing(uri: str, suffix: str = "") -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="raypipe-out-") as folder:
             tmp = os.path.join(folder, "file" + suffix)
             yield tmp
-            _atomic_write(fs, path, _copy_from(tmp))
+            with _mapped(tmp) as data:
+                _atomic_write(fs, path, data)
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
@@ -102,7 +155,8 @@ class Storage:
 
     def put_file(self, local_path: str, rel: str) -> str:
         """Copies a local file to `rel`, atomically; returns its URI."""
-        _atomic_write(*self._locate(rel), _copy_from(local_path))
+        with _mapped(local_path) as data:
+            _atomic_write(*self._locate(rel), data)
         return self.uri(rel)
 
     def writing(self, rel: str, suffix: str = ""):
@@ -110,12 +164,43 @@ class Storage:
         return publishing(self.uri(rel), suffix)
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        _atomic_write(*self._locate(rel), lambda out: out.write(data))
+        _atomic_write(*self._locate(rel), data)
+
+    def read_bytes(self, rel: str) -> bytes:
+        fs, path = self._locate(rel)
+        with fs.open_input_stream(path) as f:
+            return f.read()
+
+    def files(self, rel: str = "") -> list[tuple[str, int, float]]:
+        """Every file under `rel`, recursively: (path relative to the root, bytes, mtime)."""
+        fs, path = self._locate(rel)
+        base = _root(self.root)[1]
+        infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), recursive=True, allow_not_found=True))
+        return [(i.path[len(base) + 1:], i.size, i.mtime.timestamp() if i.mtime else 0.0)
+                for i in infos if i.type == pafs.FileType.File]
+
+    def exists(self, rel: str) -> bool:
+        fs, path = self._locate(rel)
+        return fs.get_file_info(path).type == pafs.FileType.File
+
+    def delete(self, rel: str) -> None:
+        _delete_quietly(*self._locate(rel))
+
+    def touch(self, rel: str) -> None:
+        """Marks a file as just used, for eviction by last use. Object stores cannot change an
+        object's time without rewriting it, so there the time stays the last write's."""
+        fs, path = self._locate(rel)
+        if isinstance(fs, pafs.LocalFileSystem):
+            try:
+                os.utime(path)
+            except OSError:
+                pass
 
     def check_writable(self) -> None:
         """Fails now, before any work, when the root cannot be written (no bucket, no access)."""
         fs, base = _root(self.root)
-        fs.create_dir(base, recursive=True)
+        if not _is_s3(fs):
+            fs.create_dir(base, recursive=True)
         probe = f"{base}/.raypipe-write-check-{uuid.uuid4().hex[:12]}"  # renders check side by side
         with fs.open_output_stream(probe) as out:
             out.write(b"ok")
