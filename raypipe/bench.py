@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m raypipe bench {render,nodes,compare,handoff,effects,media} [options]`.
+"""Benchmarks: `python -m raypipe bench {render,nodes,compare,cache,handoff,effects,media} [options]`.
 
 Every figure is a median over rounds, and alternatives are measured interleaved in the same
 run, because these machines are shared and noisy: compare ratios, not absolute numbers
@@ -38,21 +38,74 @@ def _demo_frames(width: int, height: int, count: int) -> list[np.ndarray]:
     return [shot.frame(img, subject, k / (count - 1)) for k in range(count)]
 
 
+def _first_render(run_dir) -> list[str]:
+    """An empty cache of its own, so every run measures a first render."""
+    return [f"cache.root={run_dir}/cache"]
+
+
+def _render(overrides: list[str], run_dir: Path) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "raypipe", "render", *overrides, f"hydra.run.dir={run_dir}"],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"render failed: {proc.stderr.strip().splitlines()[-1]}")
+    return wall, json.loads((run_dir / "report.json").read_text())
+
+
+def bench_cache(args) -> dict:
+    """Re-renders through the CLI against a first render: unchanged, one caption edited, and
+    a driver killed half-way (SIGKILL) then the same command run again."""
+    rows: dict[str, list[float]] = {k: [] for k in ("first", "unchanged", "caption", "resumed")}
+    work: dict[str, list[float]] = {k: [] for k in ("unchanged", "caption", "resumed")}
+    killed_at = []
+    with tempfile.TemporaryDirectory(prefix="raypipe-bench-") as tmp:
+        for r in range(args.runs):
+            base = [*args.overrides, f"cache.root={tmp}/cache-{r}"]
+            edit = f"job.segments.{args.caption_segment}.caption.text=edited in round {r}"
+            for name, extra in (("first", []), ("unchanged", []), ("caption", [edit])):
+                wall, report = _render([*base, *extra], Path(tmp) / f"{name}-{r}")
+                rows[name].append(wall)
+                if name != "first":
+                    work[name].append(report["cache"]["frames_rendered"] / report["frames"])
+                tasks = report["tasks"]
+            # The driver killed once half of the tasks' chunks are stored, then run again.
+            cache = Path(tmp) / f"kill-cache-{r}"
+            killed = [*args.overrides, f"cache.root={cache}"]
+            proc = subprocess.Popen([sys.executable, "-m", "raypipe", "render", *killed,
+                                     f"hydra.run.dir={tmp}/killed-{r}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            while len(list(cache.rglob("[0-9]*.mp4"))) < tasks / 2 and proc.poll() is None:
+                time.sleep(0.01)
+            proc.kill()
+            proc.wait()
+            killed_at.append(len(list(cache.rglob("[0-9]*.mp4"))) / tasks)
+            wall, report = _render(killed, Path(tmp) / f"resumed-{r}")
+            rows["resumed"].append(wall)
+            work["resumed"].append(report["cache"]["frames_rendered"] / report["frames"])
+            print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in rows.items()), file=sys.stderr)
+    first = _median(rows["first"])
+    return {
+        "overrides": args.overrides, "runs": args.runs, "tasks": tasks,
+        "wall_s_median": {k: _median(v) for k, v in rows.items()},
+        "wall_s_all": {k: [round(x, 2) for x in v] for k, v in rows.items()},
+        # Each round's re-render against the first render of the same round.
+        "of_first_render_median": {k: _median(w / f for w, f in zip(rows[k], rows["first"]))
+                                   for k in ("unchanged", "caption", "resumed")},
+        "frames_rendered_fraction_median": {k: _median(v) for k, v in work.items()},
+        "killed_at_chunks_fraction_median": _median(killed_at),
+        "first_render_s": first,
+    }
+
+
 def bench_render(args) -> dict:
     """Whole renders through the CLI, start-up included, as a user runs them."""
     runs = []
     with tempfile.TemporaryDirectory(prefix="raypipe-bench-") as tmp:
         for i in range(args.runs):
             run_dir = Path(tmp) / f"run{i}"
-            t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "raypipe", "render", *args.overrides,
-                                   f"hydra.run.dir={run_dir}"], capture_output=True, text=True)
-            wall = time.perf_counter() - t0
-            if proc.returncode != 0:
-                sys.exit(f"render failed: {proc.stderr.strip().splitlines()[-1]}")
-            report = json.loads((run_dir / "report.json").read_text())
-            runs.append((wall, report))
-            print(f"run {i}: {wall:.2f} s wall", file=sys.stderr)
+            runs.append(_render([*args.overrides, *_first_render(run_dir)], run_dir))
+            print(f"run {i}: {runs[-1][0]:.2f} s wall", file=sys.stderr)
     reports = [r for _, r in runs]
     return {
         "job": reports[0]["job"], "frames": reports[0]["frames"], "runs": args.runs,
@@ -83,8 +136,8 @@ def bench_nodes(args) -> dict:
                     run_dir = Path(tmp) / f"run{r}-{n}"
                     t0 = time.perf_counter()
                     proc = subprocess.run([sys.executable, "-m", "raypipe", "render", *args.overrides,
-                                           f"ray.address={cluster.address}", f"hydra.run.dir={run_dir}"],
-                                          capture_output=True, text=True)
+                                           f"ray.address={cluster.address}", f"hydra.run.dir={run_dir}",
+                                           *_first_render(run_dir)], capture_output=True, text=True)
                     wall = time.perf_counter() - t0
                 finally:
                     cluster.shutdown()
@@ -453,6 +506,11 @@ def main(argv: list[str]) -> None:
     p.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
     p.set_defaults(fn=bench_nodes)
+    p = sub.add_parser("cache", help="re-renders: unchanged, one caption edited, a killed driver's rerun")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--caption-segment", type=int, default=0, help="the segment whose caption is edited")
+    p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
+    p.set_defaults(fn=bench_cache)
     from raypipe import compare  # the side-by-side benchmark lives in its own module
     compare.add_parser(sub)
     for name, fn, frames, (width, height) in (("handoff", bench_handoff, 120, (1280, 720)),

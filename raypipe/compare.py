@@ -66,10 +66,10 @@ def run_sequential(cfg, run_dir: str) -> dict:
         found, info = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts, plan.video_ranges())
         detections = Detections.pack(expand(found), smoothing=cfg.detector.track_smoothing)
     store = Storage(run_dir)
-    muxer = Muxer(store, plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
+    muxer = Muxer(plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
     with timed(stages, "segments"):
         for task in split(plan, None):  # one task per segment: nothing to share the work with
-            muxer.add(render_task(task, detections, plan.encode, store))
+            muxer.add(render_task(task, detections, plan.encode, store, task.chunk(plan.encode.chunk_extension)))
     with timed(stages, "mux"):
         muxer.finish()
     stages["total"] = round(time.perf_counter() - t0, 3)
@@ -184,7 +184,9 @@ class ProcessTree:
 def _run(variant: str, run_dir: str, overrides: list[str]) -> dict:
     os.makedirs(run_dir)
     if variant == "raypipe":
-        cmd = [sys.executable, "-m", "raypipe", "render", *overrides, f"hydra.run.dir={run_dir}"]
+        # An empty cache: a first render, as the other variants make (they have no cache).
+        cmd = [sys.executable, "-m", "raypipe", "render", *overrides, f"hydra.run.dir={run_dir}",
+               f"cache.root={run_dir}/cache"]
     else:
         cmd = [sys.executable, "-m", "raypipe.compare", variant, run_dir, *overrides]
     tree = ProcessTree()

@@ -108,6 +108,8 @@ class RenderCfg:
     # A segment longer than this is rendered by several tasks over contiguous frame ranges;
     # null: enough tasks to keep every CPU of the cluster busy (see README, Performance).
     max_frames_per_task: Optional[int] = None
+    # Reuse detections and chunks that an earlier render already made (see cache.*).
+    cache: bool = True
 
 
 @dataclass
@@ -157,12 +159,22 @@ class StorageCfg:
 
 
 @dataclass
+class CacheCfg:
+    # Content-addressed detections and chunks. null: under storage.root when it is set (every
+    # node reaches it), else $RAYPIPE_CACHE_DIR, else the user's cache directory.
+    root: Optional[str] = None
+    # Size bound; beyond it, the least recently used entries go first.
+    max_gb: float = 20.0
+
+
+@dataclass
 class Config:
     job: JobCfg = field(default_factory=JobCfg)
     render: RenderCfg = field(default_factory=RenderCfg)
     detector: DetectorCfg = field(default_factory=DetectorCfg)
     ray: RayCfg = field(default_factory=RayCfg)
     storage: StorageCfg = field(default_factory=StorageCfg)
+    cache: CacheCfg = field(default_factory=CacheCfg)
 
 
 # This process's render: part of its run directory's name, so that two renders started in

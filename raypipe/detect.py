@@ -5,11 +5,14 @@ torch only when weights may be there to load, in the driver (or, for a GPU, in o
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import time
+from types import SimpleNamespace
 
+from raypipe.cache import Detection, DetectionCache
 from raypipe.detections import CompactSubject, Keyframes, Subject
 from raypipe.saliency import detect_saliency
 from raypipe.media import ReadCounter, keyframes, load_image
@@ -60,16 +63,33 @@ class SaliencyDetector:
         return detect_saliency(rgb)
 
 
+def resolve_kind(cfg) -> tuple[str, str | None]:
+    """The detector that will run, and why it is not the configured one; found without
+    importing torch (so the detection cache's keys cost nothing)."""
+    return _resolve(cfg.kind, cfg.fallback, cfg.model, cfg.pretrained)
+
+
+@functools.lru_cache(maxsize=8)
+def _resolve(kind, fallback, model, pretrained) -> tuple[str, str | None]:
+    if kind == "clip" and fallback == "saliency":
+        from raypipe.clip import weights_missing
+
+        missing = weights_missing(SimpleNamespace(model=model, pretrained=pretrained))
+        if missing:
+            return "saliency", missing
+    return kind, None
+
+
 def make_detector(cfg, prompts: tuple[str, ...]):
     """The configured detector, and why it is not the configured one when it fell back."""
-    if cfg.kind == "saliency":
-        return SaliencyDetector(), None
-    from raypipe.clip import ClipDetector, WeightsUnavailable, weights_missing
-
-    missing = weights_missing(cfg) if cfg.fallback == "saliency" else None
+    kind, missing = resolve_kind(cfg)
     if missing:  # fall back without importing torch
         log.warning("CLIP UNAVAILABLE, FALLING BACK TO SALIENCY: %s", missing)
         return SaliencyDetector(), missing
+    if kind == "saliency":
+        return SaliencyDetector(), None
+    from raypipe.clip import ClipDetector, WeightsUnavailable
+
     try:
         return ClipDetector(cfg, prompts), None
     except WeightsUnavailable as e:
@@ -85,17 +105,20 @@ def clip_loads() -> int:
 
 
 def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
-               video_ranges: dict[str, tuple[float, float]] | None = None) -> tuple[dict, dict]:
+               video_ranges: dict[str, tuple[float, float]] | None = None,
+               cache: DetectionCache | None = None) -> tuple[dict, dict]:
     """Every source's subject with one detector: stills once, videos at `keyframe_rate`
     over the seconds of them that the timeline shows. Results come compacted (masks as
     PNG) as each frame is done, and frames are decoded one at a time, so the detector's
-    memory stays flat however long a clip is."""
+    memory stays flat however long a clip is. Sources in `cache` are read from it, and the
+    detector (a model load) is made only if one is not."""
     t0 = time.perf_counter()
     loads_before = clip_loads()
-    detector, fallback_reason = make_detector(cfg, prompts)
     counter = ReadCounter()
+    made: list = []  # (detector, fallback_reason), once the first source misses the cache
 
     def find(uri, img) -> CompactSubject:
+        detector = made[0][0]
         subject = detector.detect(img)
         if subject is None:
             log.warning("CLIP found no subject in %s: using saliency for it", uri)
@@ -103,15 +126,32 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
         return CompactSubject.of(subject)
 
     found: dict = {}
+    reused: list[Detection] = []
     for uri in sources:
+        hit = cache.get(uri) if cache else None
+        if hit is not None:
+            found[uri] = hit.value
+            reused.append(hit)
+            continue
+        if not made:
+            made.append(make_detector(cfg, prompts))
         if video_ranges and uri in video_ranges:
             lo, hi = video_ranges[uri]
             found[uri] = [(t, find(uri, img)) for t, img in keyframes(uri, lo, hi, cfg.keyframe_rate, counter)]
         else:
             found[uri] = find(uri, load_image(uri, counter))
+        if cache:
+            cache.put(uri, Detection(found[uri], made[0][0].name, made[0][1]))
+    if made:
+        name, reason = made[0][0].name, made[0][1]
+    elif reused:  # every source was cached: the detector that made the entries (one key for all)
+        name, reason = reused[0].detector, reused[0].fallback_reason
+    else:
+        name, reason = resolve_kind(cfg)[0], None
     info = {
-        "detector": detector.name,
-        "fallback_reason": fallback_reason,
+        "detector": name,
+        "fallback_reason": reason,
+        "detections_reused": len(reused),
         "clip_loads": clip_loads() - loads_before,
         "seconds": round(time.perf_counter() - t0, 3),
         "bytes_read": counter.bytes,
@@ -127,5 +167,5 @@ class DetectorActor:
     """Holds the detector's process: in a render it is the only one that may import torch.
     The driver wraps it with ray.remote so that it can ask for a GPU where there is one."""
 
-    def detect(self, cfg, sources, prompts, video_ranges=None) -> tuple[dict, dict]:
-        return detect_all(cfg, sources, prompts, video_ranges)
+    def detect(self, cfg, sources, prompts, video_ranges=None, cache=None) -> tuple[dict, dict]:
+        return detect_all(cfg, sources, prompts, video_ranges, cache)

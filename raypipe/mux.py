@@ -13,7 +13,7 @@ from raypipe.media.audio import AudioSpec, mix
 from raypipe.media.join import join
 from raypipe.media.video import reason
 from raypipe.segment import SegmentManifest
-from raypipe.storage import Storage, publishing
+from raypipe.storage import publishing
 
 
 class MuxError(RaypipeError, RuntimeError):
@@ -21,9 +21,7 @@ class MuxError(RaypipeError, RuntimeError):
 
 
 class Muxer:
-    def __init__(self, store: Storage, total_frames: int, duration: float, audio: AudioSpec, output: str,
-                 codec: str):
-        self.store = store
+    def __init__(self, total_frames: int, duration: float, audio: AudioSpec, output: str, codec: str):
         self.total_frames, self.duration = total_frames, duration
         self.audio, self.output, self.codec = audio, output, codec
         self.manifests: dict[int, SegmentManifest] = {}  # by first frame
@@ -50,7 +48,7 @@ class Muxer:
         sound = self._sound.result()
         try:
             with publishing(self.output, os.path.splitext(self.output)[1].lower()) as out:
-                frames = join([self.store.uri(m.chunk) for m in ordered], sound, self.codec, out, counter)
+                frames = join([m.chunk for m in ordered], sound, self.codec, out, counter)
                 if frames != self.total_frames:
                     raise MuxError(f"muxed video has {frames} frames, the timeline {self.total_frames}")
         except OSError as e:

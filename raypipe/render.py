@@ -8,18 +8,21 @@ import logging
 import math
 import os
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
 
 import ray
 from omegaconf import DictConfig, OmegaConf
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from raypipe import RaypipeError, detect, timeline
+from raypipe import RaypipeError, cache, detect, timeline
+from raypipe.cache import ChunkCache, DetectionCache
 from raypipe.detections import Detections
-from raypipe.mux import Muxer
+from raypipe.mux import Muxer, MuxError
 from raypipe.segment import SegmentManifest, render_task
 from raypipe.media import CODECS, MediaError, is_video, load_image
 from raypipe.media.audio import check_audio
@@ -85,6 +88,16 @@ def prepare(cfg: DictConfig, run_root: str) -> tuple[Plan, str]:
         Storage(run_root).check_writable()
     except OSError as e:
         raise JobError("storage.root", f"cannot write to {run_root}: {str(e).splitlines()[0]}") from None
+    cache_root = cache.default_root(cfg)
+    if cfg.cache.max_gb <= 0:
+        raise JobError("cache.max_gb", f"must be > 0 (got {cfg.cache.max_gb}); to render without a cache, set "
+                                       "render.cache=false")
+    if cache_root is not None:
+        try:
+            Storage(cache_root).check_writable()
+        except OSError as e:
+            raise JobError("cache.root", f"cannot write to {cache_root}: {str(e).splitlines()[0]}; set cache.root, "
+                                         "or render.cache=false") from None
     return plan, output
 
 
@@ -149,48 +162,66 @@ def render(cfg: DictConfig, run_dir: str, on_result=None) -> dict:
     with ExitStack() as cleanup:
         with stages("validate"):
             plan, output = prepare(cfg, run_root)
-        if cfg.storage.root:
+        tasks, head = None, None
+        with stages("cache_lookup"):
+            reuse = Reuse.look_up(cfg, plan, store)
+            if cfg.ray.address is None and not ray.is_initialized():  # an embedded Ray: its CPUs are known now
+                tasks = reuse.pending(ordered_tasks(plan, cfg, (cfg.ray.num_cpus or os.cpu_count() or 1)
+                                                    / cfg.ray.segment_cpus))
+        if cfg.storage.root and tasks != []:
             cleanup.callback(store.delete_dir, "inputs")
             with stages("stage_inputs"):
-                plan = stage_inputs(plan, store)
+                plan, reuse = stage_inputs(plan, store, reuse)
+                if tasks:  # the same ranges, of the segments that read the staged files
+                    tasks = [replace(t, segment=plan.segments[t.segment.index]) for t in tasks]
         # Registered before the driver's own threads, so it runs after they have stopped:
-        # chunks are never left as results.
+        # chunks outside the cache are never left as results.
         cleanup.callback(store.delete_dir, "segments")
         threads = cleanup.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="driver"))
         # Subjects are found while Ray starts: detection needs Ray only to reach a GPU.
-        found = threads.submit(detect_here, cfg.detector, plan) if cfg.detector.num_gpus == 0 else None
-        tasks, head = None, None
-        if cfg.ray.address is None and not ray.is_initialized():  # an embedded Ray: its CPUs are known now
-            tasks = ordered_tasks(plan, cfg, (cfg.ray.num_cpus or os.cpu_count() or 1) / cfg.ray.segment_cpus)
-            if found is not None:
-                head = HeadStart(tasks[0]).start(threads, found, plan, store)
-        cleanup.enter_context(ray_session(cfg.ray, stages))
-        head_task = head.claim() if head else None
-        # On the driver's own node (the head under `ray job submit`), which lives as long as
-        # the render does: losing a worker node must not lose the chunks collected so far.
-        # Strict, because a soft affinity let Ray place it on a worker node.
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        muxer = ray.remote(num_cpus=0, scheduling_strategy=here)(Muxer).remote(
-            store, plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
-        with stages("detect"):  # what is left of it once Ray is up
-            detections, info = found.result() if found else detect_in_actor(cfg.detector, plan)
-            detections_ref = ray.put(detections)  # the one put of this render
-        if tasks is None:
-            cpus = ray.cluster_resources().get("CPU", 1.0) / cfg.ray.segment_cpus
-            tasks = ordered_tasks(plan, cfg, cpus)
-        with stages("segments"):
-            remote = [t for t in tasks if t is not head_task]
-            manifests = render_tasks(remote, detections_ref, plan.encode, store, muxer, cfg.ray,
-                                     head.future if head_task else None)
-        # Which nodes hold the detections: one copy per node that ran tasks, however many it ran.
-        held_by = ray.experimental.get_object_locations([detections_ref])[detections_ref]["node_ids"]
-        with stages("mux"):
-            result = _get(muxer.finish.remote())
+        found = threads.submit(detect_here, cfg.detector, plan, reuse.detections) \
+            if cfg.detector.num_gpus == 0 or tasks == [] else None
+        if tasks == []:  # every chunk is cached: nothing to distribute, so no Ray
+            manifests, held_by, runs = list(reuse.manifests), [], Runs()
+            with stages("detect"):  # cached too, for the report
+                detections, info = found.result()
+            muxer = Muxer(plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
+            for m in manifests:
+                muxer.add(m)
+            with stages("mux"):
+                result = muxer.finish()
+        else:
+            if tasks is not None and found is not None:
+                head = HeadStart(tasks[0], reuse.target(tasks[0])).start(threads, found, plan)
+            cleanup.enter_context(ray_session(cfg.ray, stages))
+            head_task = head.claim() if head else None
+            muxer = MuxerLink(plan, output)
+            with stages("detect"):  # what is left of it once Ray is up
+                detections, info = found.result() if found else detect_in_actor(cfg.detector, plan, reuse.detections)
+                detections_ref = ray.put(detections)  # the one put of this render
+            if tasks is None:
+                cpus = ray.cluster_resources().get("CPU", 1.0) / cfg.ray.segment_cpus
+                tasks = reuse.pending(ordered_tasks(plan, cfg, cpus))
+            for m in reuse.manifests:
+                muxer.add(m)
+            with stages("segments"):
+                remote = [t for t in tasks if t is not head_task]
+                runs = render_tasks(remote, detections_ref, plan.encode, reuse.target, muxer, cfg.ray,
+                                    head.future if head_task else None)
+                manifests = [*reuse.manifests, *runs.manifests]
+            # Which nodes hold the detections: one copy per node that ran tasks, however many it ran.
+            held_by = ray.experimental.get_object_locations([detections_ref])[detections_ref]["node_ids"]
+            with stages("mux"):
+                result = muxer.finish()
+        with stages("cache_evict"):
+            evicted = reuse.evict(cfg.cache.max_gb, manifests)
         stages.seconds["total"] = round(time.perf_counter() - t0, 3)
         report = _report(plan, result, info, detections, manifests, stages)
-        report.update(detections_held_by_nodes=sorted(held_by), run=run_root, tasks=len(tasks),
+        report.update(detections_held_by_nodes=sorted(held_by), run=run_root, tasks=len(manifests),
                       run_id=os.path.basename(os.path.normpath(run_dir)),
-                      max_frames_per_task=max(t.frames for t in tasks))
+                      max_frames_per_task=max(m.frames for m in manifests),
+                      retries=runs.retries, muxer_restarts=getattr(muxer, "restarts", 0),
+                      cache=reuse.summary(manifests, info, evicted))
         data = json.dumps(report, indent=2).encode()
         Storage(run_dir).write_bytes("report.json", data)
         if run_root != run_dir:  # the run's record goes where its video went
@@ -203,19 +234,87 @@ def render(cfg: DictConfig, run_dir: str, on_result=None) -> dict:
     return report
 
 
-def detect_here(detector: DictConfig, plan: Plan) -> tuple[Detections, dict]:
+@dataclass
+class Reuse:
+    """What earlier renders left that this one can use: detections by source, chunks by range.
+    Without a cache (render.cache=false) every frame is rendered into the run's storage."""
+
+    root: str | None
+    detections: DetectionCache | None
+    chunks: ChunkCache | None
+    keys: dict[int, str]  # segment index -> chunk key
+    run_store: Storage
+    ext: str
+    manifests: tuple[SegmentManifest, ...] = ()  # the cached chunks this render uses
+
+    @classmethod
+    def look_up(cls, cfg: DictConfig, plan: Plan, run_store: Storage) -> "Reuse":
+        root = cache.default_root(cfg)
+        if root is None:
+            return cls(None, None, None, {}, run_store, plan.encode.chunk_extension)
+        ids = {uri: cache.source_id(uri) for uri in plan.sources}
+        kind, _ = detect.resolve_kind(cfg.detector)
+        det_keys = cache.detection_keys(cfg.detector, kind, plan, ids)
+        keys = cache.segment_keys(plan, ids, det_keys, cfg.detector.track_smoothing)
+        return cls(root, DetectionCache(root, det_keys), ChunkCache(root, plan.encode.chunk_extension), keys,
+                   run_store, plan.encode.chunk_extension)
+
+    def pending(self, tasks: list[timeline.TaskPlan]) -> list[timeline.TaskPlan]:
+        """The tasks whose chunks are not cached; the cached ones become this render's manifests."""
+        if self.chunks is None:
+            return tasks
+        left, found = [], []
+        for t in tasks:
+            store, name = self.target(t)
+            if self.chunks.holds(name):
+                found.append(SegmentManifest(t.segment.index, store.uri(name), t.start, t.frames, 0.0, "", "", 0,
+                                             False, False, 0.0, 0, reused=True))
+            else:
+                left.append(t)
+        self.manifests = tuple(found)
+        return left
+
+    def moved(self, moved: dict[str, str]) -> "Reuse":
+        """The same, for a plan whose sources were staged elsewhere (keys follow content)."""
+        if self.detections is None:
+            return self
+        keys = {moved.get(uri, uri): key for uri, key in self.detections.keys.items()}
+        return replace(self, detections=DetectionCache(self.root, keys))
+
+    def target(self, task: timeline.TaskPlan) -> tuple[Storage, str]:
+        """Where a task's chunk goes: the cache, or the run's storage."""
+        if self.chunks is None:
+            return self.run_store, task.chunk(self.ext)
+        return self.chunks.store, self.chunks.name(self.keys[task.segment.index], task.segment, task.start, task.end)
+
+    def evict(self, max_gb: float, manifests) -> dict:
+        if self.root is None:
+            return {}
+        used = {m.chunk[len(self.chunks.store.root.rstrip("/")) + 1:] for m in manifests}
+        return cache.evict(self.root, int(max_gb * 1e9), used)
+
+    def summary(self, manifests, info: dict, evicted: dict) -> dict:
+        if self.root is None:
+            return {"enabled": False}
+        return {"enabled": True, "root": self.root, "detections_reused": info.get("detections_reused", 0),
+                "chunks_reused": sum(m.reused for m in manifests),
+                "frames_reused": sum(m.frames for m in manifests if m.reused),
+                "frames_rendered": sum(m.frames for m in manifests if not m.reused), **evicted}
+
+
+def detect_here(detector: DictConfig, plan: Plan, found: DetectionCache | None) -> tuple[Detections, dict]:
     """One pass over the distinct sources in the driver, packed for the object store."""
     compacted, info = detect.detect_all(OmegaConf.to_object(detector), plan.sources, plan.prompts,
-                                        plan.video_ranges())
+                                        plan.video_ranges(), found)
     return _packed(detector, compacted, info)
 
 
-def detect_in_actor(detector: DictConfig, plan: Plan) -> tuple[Detections, dict]:
+def detect_in_actor(detector: DictConfig, plan: Plan, found: DetectionCache | None) -> tuple[Detections, dict]:
     """The same pass in one actor on a node with a GPU, for a detector that asks for one."""
     actor = ray.remote(detect.DetectorActor).options(num_cpus=detector.num_cpus, num_gpus=detector.num_gpus).remote()
     try:
         compacted, info = _get(actor.detect.remote(OmegaConf.to_object(detector), plan.sources, plan.prompts,
-                                                   plan.video_ranges()))
+                                                   plan.video_ranges(), found))
     finally:
         ray.kill(actor)  # the model's memory goes back before the segments need it
     return _packed(detector, compacted, info)
@@ -233,22 +332,23 @@ class HeadStart:
     wait for it anyway. It starts only once detection is done (without loading a model) and
     only if Ray is not up by then; otherwise every task goes to Ray as usual."""
 
-    def __init__(self, task: timeline.TaskPlan):
-        self.task, self._lock, self._ray_up, self._claimed = task, threading.Lock(), False, False
+    def __init__(self, task: timeline.TaskPlan, target: tuple[Storage, str]):
+        self.task, self.target = task, target
+        self._lock, self._ray_up, self._claimed = threading.Lock(), False, False
         self.future: Future | None = None
 
-    def start(self, threads: ThreadPoolExecutor, found: Future, plan: Plan, store: Storage) -> "HeadStart":
-        self.future = threads.submit(self._run, found, plan, store)
+    def start(self, threads: ThreadPoolExecutor, found: Future, plan: Plan) -> "HeadStart":
+        self.future = threads.submit(self._run, found, plan)
         return self
 
-    def _run(self, found: Future, plan: Plan, store: Storage):
+    def _run(self, found: Future, plan: Plan):
         detections, info = found.result()
         with self._lock:
             # A driver that loaded a model holds its memory: leave the rendering to Ray.
             if self._ray_up or info["clip_loads"]:
                 return None
             self._claimed = True
-        return render_task(self.task, detections, plan.encode, store)
+        return render_task(self.task, detections, plan.encode, *self.target)
 
     def claim(self) -> timeline.TaskPlan | None:
         """Called once Ray is up: the task the driver took, if it took one."""
@@ -275,7 +375,7 @@ def ordered_tasks(plan: Plan, cfg: DictConfig, slots: float) -> list[timeline.Ta
     return sorted(timeline.split(plan, max_frames), key=lambda t: -timeline.estimated_ms(t))
 
 
-def stage_inputs(plan: Plan, store: Storage) -> Plan:
+def stage_inputs(plan: Plan, store: Storage, reuse: "Reuse") -> tuple[Plan, "Reuse"]:
     """Local files a job names are copied into the run's storage once, so that nodes that do
     not share the driver's disk read them from there (URIs and samples are read as they are)."""
     moved = {}
@@ -283,47 +383,104 @@ def stage_inputs(plan: Plan, store: Storage) -> Plan:
         if uri and "://" not in uri and not uri.startswith("sample:"):
             digest = hashlib.sha1(uri.encode()).hexdigest()[:10]
             moved[uri] = store.put_file(uri, f"inputs/{digest}-{os.path.basename(uri)}")
-    return plan.with_sources(moved)
+    return plan.with_sources(moved), reuse.moved(moved)
 
 
-def render_tasks(tasks, detections_ref, enc, store: Storage, muxer, rc: DictConfig, head: Future | None) -> list:
+# Attempts for a task whose worker or node was lost (a system failure; our own errors are
+# never retried): each attempt writes the same chunk name, atomically.
+ATTEMPTS = 4
+
+
+@dataclass
+class Runs:
+    manifests: list = field(default_factory=list)
+    retries: list = field(default_factory=list)  # {"start", "frames", "attempt", "reason"} per re-run
+
+
+def render_tasks(tasks, detections_ref, enc, target, muxer: "MuxerLink", rc: DictConfig, head: Future | None) -> Runs:
     """One Ray task per frame range, in the order given; each manifest goes to the muxer as
-    soon as its task is done, the driver's own head-start task's too."""
-    # A task lost with its node is re-run elsewhere (retries are for system failures, not
-    # for our own errors); its chunk's name is fixed, so a re-run overwrites it atomically.
+    soon as its task is done, the driver's own head-start task's too. A task lost with its
+    worker or its node runs again (the driver counts it, so the report says so)."""
     remote = ray.remote(render_task).options(num_cpus=rc.segment_cpus, scheduling_strategy=rc.segment_strategy,
-                                             max_retries=3)
-    pending = [remote.remote(t, detections_ref, enc, store) for t in tasks]
-    manifests, added = [], []
+                                             max_retries=0)
+    pending = {remote.remote(t, detections_ref, enc, *target(t)): (t, 1) for t in tasks}
+    runs = Runs()
 
     def collect(m: SegmentManifest) -> None:
         log.info("segment %d, frames %d-%d: %.1f s on node %s", m.index, m.start, m.start + m.frames - 1,
                  m.seconds, m.node_id[:8])
-        manifests.append(m)
-        added.append(muxer.add.remote(m))
+        runs.manifests.append(m)
+        muxer.add(m)
 
     try:
         while pending:
-            done, pending = ray.wait(pending, num_returns=1, timeout=0.2 if head and not head.done() else None)
-            for m in _get(done):
-                collect(m)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2 if head and not head.done() else None)
+            for ref in done:
+                task, attempt = pending.pop(ref)
+                try:
+                    collect(_get(ref))
+                except (ray.exceptions.RayTaskError, ray.exceptions.TaskCancelledError):
+                    raise
+                except ray.exceptions.RayError as e:  # the worker or its node died under it
+                    reason = str(e).strip().splitlines()[0]
+                    if attempt >= ATTEMPTS:
+                        raise RenderError(f"segment {task.segment.index}, frames {task.start}-{task.end - 1}: lost "
+                                          f"{ATTEMPTS} times ({reason})") from None
+                    log.warning("segment %d, frames %d-%d: lost (%s); running it again", task.segment.index,
+                                task.start, task.end - 1, reason)
+                    runs.retries.append({"start": task.start, "frames": task.frames, "attempt": attempt + 1,
+                                         "reason": type(e).__name__})
+                    pending[remote.remote(task, detections_ref, enc, *target(task))] = (task, attempt + 1)
             if head is not None and head.done():
                 collect(head.result())
                 head = None
         if head is not None:
             collect(head.result())
-        _get(added)
     except BaseException:
         # Stop the rest before the caller removes the chunks, so none is written after that:
         # politely first (a task unwinds and removes its temporary files), then by force.
-        for ref in pending:
+        refs = list(pending)
+        for ref in refs:
             ray.cancel(ref)
-        _, stuck = ray.wait(pending, num_returns=len(pending), timeout=10)
+        _, stuck = ray.wait(refs, num_returns=len(refs), timeout=10)
         for ref in stuck:
             ray.cancel(ref, force=True)
         ray.wait(stuck, num_returns=len(stuck), timeout=30)
         raise
-    return manifests
+    return runs
+
+
+class RenderError(RaypipeError, RuntimeError):
+    pass
+
+
+class MuxerLink:
+    """The muxer actor, on the driver's own node (the head under `ray job submit`, which lives
+    as long as the render does; strict, because a soft affinity let Ray place it on a worker
+    node). The driver keeps every manifest it sends, so a muxer lost mid-collection (its
+    process killed) is made again, once, and given them all again: the chunks are in storage."""
+
+    def __init__(self, plan: Plan, output: str):
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self._make = lambda: ray.remote(num_cpus=0, scheduling_strategy=here)(Muxer).remote(
+            plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
+        self.actor, self.sent, self.acks, self.restarts = self._make(), [], [], 0
+
+    def add(self, m: SegmentManifest) -> None:
+        self.sent.append(m)
+        self.acks.append(self.actor.add.remote(m))
+
+    def finish(self) -> dict:
+        while True:
+            try:
+                return _get([*self.acks, self.actor.finish.remote()])[-1]
+            except ray.exceptions.RayActorError as e:
+                if self.restarts:
+                    raise MuxError(f"the muxer was lost twice ({str(e).strip().splitlines()[0]})") from None
+                log.warning("the muxer was lost; starting it again with the %d chunks so far", len(self.sent))
+                self.restarts += 1
+                self.actor = self._make()
+                self.acks = [self.actor.add.remote(m) for m in self.sent]
 
 
 def _get(refs):
@@ -338,7 +495,7 @@ def _get(refs):
 
 def _report(plan, result, info, detections: Detections, manifests, stages) -> dict:
     manifests = sorted(manifests, key=lambda m: m.start)
-    in_ray = [m for m in manifests if m.pid != os.getpid()]  # not the driver's head start
+    in_ray = [m for m in manifests if not m.reused and m.pid != os.getpid()]  # not the driver's head start
     enc = plan.encode
     return {
         "job": plan.name,
@@ -357,6 +514,7 @@ def _report(plan, result, info, detections: Detections, manifests, stages) -> di
         "segment_workers_with_torch": len({(m.node_id, m.pid) for m in in_ray if m.torch_imported}),
         "masks_zero_copy": all(m.masks_in_shared_memory for m in in_ray),
         "frames_rendered_by_the_driver": sum(m.frames for m in manifests if m.pid == os.getpid()),
+        "driver_imported_torch": "torch" in sys.modules,
         "detections": detections.summary(),
         "object_store_bytes": detections.nbytes,  # the render's one put
         "detect_s": info["seconds"],  # the pass itself, which ran while Ray started
@@ -365,8 +523,8 @@ def _report(plan, result, info, detections: Detections, manifests, stages) -> di
                        "mux": result["bytes_read"]},
         "stages": stages.seconds,
         "segment_runs": [  # one entry per task: a segment's frames [start, start + frames)
-            {"index": m.index, "start": m.start, "frames": m.frames, "node_id": m.node_id, "node_ip": m.node_ip,
-             "pid": m.pid,
+            {"index": m.index, "start": m.start, "frames": m.frames, "reused": m.reused, "node_id": m.node_id,
+             "node_ip": m.node_ip, "pid": m.pid,
              "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb, "bytes_read": m.bytes_read}
             for m in manifests
         ],

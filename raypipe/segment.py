@@ -19,7 +19,7 @@ import ray
 from raypipe.captions import overlay
 from raypipe.detections import Detections
 from raypipe.effects import TRANSITIONS, Shot
-from raypipe.media import CODECS, ChunkEncoder, EncodeSpec, MediaError, ReadCounter, load_image, read_frames
+from raypipe.media import ChunkEncoder, EncodeSpec, MediaError, ReadCounter, load_image, read_frames
 from raypipe.media.video import reason
 from raypipe.storage import Storage
 from raypipe.timeline import SegmentPlan, ShotSpec, TaskPlan
@@ -28,7 +28,7 @@ from raypipe.timeline import SegmentPlan, ShotSpec, TaskPlan
 @dataclass(frozen=True)
 class SegmentManifest:
     index: int
-    chunk: str  # relative to the run's storage
+    chunk: str  # its URI
     start: int
     frames: int
     seconds: float
@@ -39,6 +39,7 @@ class SegmentManifest:
     masks_in_shared_memory: bool
     peak_rss_mb: float  # the worker process, its encoder included
     bytes_read: int  # from storage, for its sources
+    reused: bool = False  # found in the chunk cache, not rendered by this render
 
 
 def in_shared_memory(arr: np.ndarray) -> bool:
@@ -112,13 +113,15 @@ def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, co
         yield frame
 
 
-def render_task(task: TaskPlan, detections: Detections, enc: EncodeSpec, store: Storage) -> SegmentManifest:
+def render_task(task: TaskPlan, detections: Detections, enc: EncodeSpec, store: Storage, name: str
+                ) -> SegmentManifest:
+    """Renders the task's frames into the chunk `name` of `store` (the chunk cache, or the run's
+    own storage)."""
     t0 = time.perf_counter()
     # Ray sets OMP_NUM_THREADS to the task's CPUs; OpenCV keeps its own pool and must be told.
     cv2.setNumThreads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     counter = ReadCounter()
-    ext = CODECS[enc.codec].containers[0]
-    name = task.chunk(ext)
+    ext = enc.chunk_extension
     try:
         # Encoded where it is stored (a local run directory) or uploaded once (S3); a retry
         # writes the same name, atomically.
@@ -138,7 +141,7 @@ def render_task(task: TaskPlan, detections: Detections, enc: EncodeSpec, store: 
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
     node_ip = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
     return SegmentManifest(
-        index=task.segment.index, chunk=name, start=task.start, frames=task.frames,
+        index=task.segment.index, chunk=store.uri(name), start=task.start, frames=task.frames,
         seconds=round(time.perf_counter() - t0, 3), node_id=node, node_ip=node_ip, pid=os.getpid(),
         torch_imported="torch" in sys.modules,
         masks_in_shared_memory=in_shared_memory(detections.masks),

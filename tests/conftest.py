@@ -37,6 +37,14 @@ def read_report(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "report.json").read_text())
 
 
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path_factory, monkeypatch) -> Path:
+    """A fresh cache for each test (renders inside a test share it; the user's is never touched)."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("RAYPIPE_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One embedded Ray for the in-process renders; address="local" so it never joins a running cluster."""

@@ -151,17 +151,17 @@ def test_losing_a_worker_node_mid_render_still_gives_the_complete_video(s3, phot
     with ray_cluster(3) as (c, nodes):
         storage = tmp_path / "storage"
         run = tmp_path / "outputs" / "fixture" / "lossy"
-        chunks = storage / "fixture" / "lossy" / "segments"
+        chunks = storage / "cache" / "chunks"  # under storage.root, which every node reaches
         proc = subprocess.Popen(
             [sys.executable, "-m", "raypipe", "render", "--config-dir", "tests/conf", "+job=fixture",
              "detector=saliency", f"ray.address={c.address}", f"storage.root={storage}",
              f"job.segments.3.source={photo}", SPLIT, f"hydra.run.dir={run}"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 240
-        while not (chunks.exists() and any(p.suffix == ".mp4" for p in chunks.iterdir())):
+        while not any(chunks.rglob("[0-9]*.mp4")):  # a chunk's name starts with its range
             assert proc.poll() is None and time.time() < deadline, "no segment finished"
             time.sleep(0.05)
-        done_at_loss = sum(p.suffix == ".mp4" for p in chunks.iterdir())
+        done_at_loss = len(list(chunks.rglob("[0-9]*.mp4")))
         c.remove_node(nodes[0])  # its raylet, workers and object store die with it
         out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
@@ -174,6 +174,8 @@ def test_losing_a_worker_node_mid_render_still_gives_the_complete_video(s3, phot
     assert [r["start"] for r in runs] == [0, *np.cumsum([r["frames"] for r in runs])[:-1]] and len(runs) == TASKS
     assert {r["index"] for r in runs} == set(range(7))
     assert {r["node_id"] for r in report["segment_runs"]} - {lost} <= {n.node_id for n in nodes[1:]}
+    # The lost node's tasks were run again, and the driver counted each re-run.
+    assert report["retries"] and all(r["attempt"] >= 2 for r in report["retries"]), report["retries"]
     frames = media.decode_all(report["output"])
     assert len(frames) == FIXTURE_FRAMES and np.array_equal(frames, single_node)
 

@@ -2,6 +2,7 @@
 segments is read by byte ranges, a full disk and an encoder failing mid-chunk each end the
 render with one line that carries the system's own reason, and nothing is left behind."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,27 +111,35 @@ def test_an_encoder_that_runs_out_of_disk_mid_chunk_says_so(tmp_path):
     assert encoder.frames < 60  # it stopped at the failure, not after rendering everything
 
 
+CHUNK = re.compile(r"\d{7}-\d{7}\.mp4")  # a whole chunk in the cache, named by its frame range
+CACHED = re.compile(rf"{CHUNK.pattern}|[0-9a-f]{{32}}\.parquet")  # or a source's detections
+
+
 def test_a_render_on_a_full_disk_fails_in_one_line_with_the_reason(tiny_disk, tmp_path):
-    """The run directory (where chunks are encoded, in place) fills up mid-chunk."""
+    """The disk with the run directory and the cache (where chunks are encoded, in place)
+    fills up mid-chunk."""
     output = tmp_path / "out" / "video.mp4"
     tmp, tmp_env = watched_tmp(tmp_path)
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency", "render.width=1280",
                    "render.height=720", "render.crf=0", f"job.output={output}", f"hydra.run.dir={tiny_disk / 'run'}",
-                   env=tmp_env)
+                   f"cache.root={tiny_disk / 'cache'}", env=tmp_env)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "No space left on device" in lines[0], lines
     assert not output.exists() and not list(tmp_path.rglob("*.mp4"))
-    # Nothing but Hydra's own record is left: no chunk, no half-written temporary file.
+    # Nothing but Hydra's own record and whole chunks in the cache (for the next try) is
+    # left: no half-written temporary file.
     left = [p.relative_to(tiny_disk) for p in tiny_disk.rglob("*") if p.is_file()]
-    assert all(p.parts[1] in (".hydra", "render.log") for p in left), left
+    assert all(p.parts[1] in (".hydra", "render.log") or p.parts[0] == "cache" and CACHED.fullmatch(p.name)
+               for p in left), left
     assert not list(tmp.iterdir())
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
-def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, signum, code):
-    """SIGTERM (what `ray job stop` sends) or Ctrl-C mid-render: the tasks are cancelled, the
-    chunks and temporary files removed, one line says so, and the exit code is 128 + signal."""
+def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, cache_dir, signum, code):
+    """SIGTERM (what `ray job stop` sends) or Ctrl-C mid-render: the tasks are cancelled, their
+    temporary files removed (whole chunks stay in the cache, for the next try), one line says
+    so, and the exit code is 128 + signal."""
     tmp, tmp_env = watched_tmp(tmp_path)
     run = tmp_path / "run"
     output = tmp_path / "out" / "video.mp4"
@@ -140,7 +149,7 @@ def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, signum, code):
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **tmp_env})
     deadline = time.time() + 120
-    while not list((run / "segments").glob("0*.mp4")):  # mid-render: a first chunk is stored
+    while not list(cache_dir.rglob("0*.mp4")):  # mid-render: a first chunk is stored
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
         time.sleep(0.05)
     proc.send_signal(signum)
@@ -150,3 +159,4 @@ def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, signum, code):
     assert lines == [f"interrupted: {signal.Signals(signum).name}: the render was stopped and its partial files removed"]
     assert not output.exists() and not (run / "segments").exists() and not list(tmp_path.rglob("*.mp4"))
     assert not list(tmp.iterdir())
+    assert all(CHUNK.fullmatch(p.name) for p in cache_dir.rglob("*.mp4")), list(cache_dir.rglob("*.mp4"))

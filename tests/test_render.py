@@ -86,9 +86,9 @@ def render_single_process(cfg, out_dir):
     subjects, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts, plan.video_ranges())
     detections = Detections.pack(expand(subjects), smoothing=cfg.detector.track_smoothing)
     store = Storage(str(out_dir))
-    muxer = Muxer(store, plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
+    muxer = Muxer(plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
     for task in split(plan, cfg.render.max_frames_per_task):
-        muxer.add(render_task(task, detections, plan.encode, store))
+        muxer.add(render_task(task, detections, plan.encode, store, task.chunk(plan.encode.chunk_extension)))
     muxer.finish()
     return plan, detections, output
 
@@ -300,14 +300,15 @@ def test_the_driver_renders_the_costliest_task_only_while_ray_is_still_starting(
     tasks = ordered_tasks(plan, cfg, 2)
     store = Storage(str(tmp_path))
     with ThreadPoolExecutor(2) as threads:
-        found = threads.submit(detect_here, cfg.detector, plan)
+        found = threads.submit(detect_here, cfg.detector, plan, None)
         found.result()
-        early = HeadStart(tasks[0]).start(threads, found, plan, store)
+        target = (store, tasks[0].chunk(plan.encode.chunk_extension))
+        early = HeadStart(tasks[0], target).start(threads, found, plan)
         manifest = early.future.result()  # Ray "starts" only after the driver took the task
         assert early.claim() is tasks[0]
         assert (manifest.start, manifest.frames) == (tasks[0].start, tasks[0].frames)
-        assert (tmp_path / manifest.chunk).is_file()
+        assert manifest.chunk == store.uri(target[1]) and (tmp_path / target[1]).is_file()
 
-        late = HeadStart(tasks[0])  # Ray up first: the driver leaves every task to Ray
+        late = HeadStart(tasks[0], target)  # Ray up first: the driver leaves every task to Ray
         assert late.claim() is None
-        assert late.start(threads, found, plan, store).future.result() is None
+        assert late.start(threads, found, plan).future.result() is None

@@ -31,6 +31,32 @@ def test_a_render_reads_sources_from_s3_and_puts_its_run_there(s3, tmp_path):
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in (run_dir / "render.log").read_text()
 
 
+def test_s3_objects_are_put_whole_once_and_the_cache_there_serves_the_next_render(s3, tmp_path):
+    """In a versioned bucket a temporary object moved into place (a copy and a delete) would
+    leave a version and a delete marker behind: every object here has exactly one version."""
+    env, client = s3
+    client.create_bucket(Bucket="direct")
+    client.put_bucket_versioning(Bucket="direct", VersioningConfiguration={"Status": "Enabled"})
+    for run in ("first", "second"):
+        proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency", "storage.root=s3://direct/r",
+                       f"hydra.run.dir={tmp_path / 'outputs' / 'fixture' / run}", env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = (read_report(tmp_path / "outputs" / "fixture" / run) for run in ("first", "second"))
+    versions = client.list_object_versions(Bucket="direct")
+    # Deleted by design: the writability checks' probes, the staged inputs (after the render)
+    # and pyarrow's folder markers; never a temporary copy of a result.
+    probe = ".raypipe-write-check-"
+    deleted = [m["Key"] for m in versions.get("DeleteMarkers", [])]
+    assert all(probe in k or "/inputs/" in k or k.endswith("/") for k in deleted), deleted
+    keys = [v["Key"] for v in versions["Versions"] if probe not in v["Key"]]
+    assert not [k for k in keys if ".tmp" in k]
+    keys = [k for k in keys if not k.endswith("/")]  # pyarrow keeps a folder's marker after a delete in it
+    assert len(keys) == len(set(keys)) and "r/fixture/second/fixture.mp4" in keys
+    chunks = [k for k in keys if k.startswith("r/cache/chunks/")]
+    assert len(chunks) == first["tasks"] == second["cache"]["chunks_reused"] and second["cache"]["frames_rendered"] == 0
+    assert second["cache"]["root"] == "s3://direct/r/cache"
+
+
 def test_an_unwritable_storage_root_is_one_line_before_any_work(s3, tmp_path):
     env, client = s3
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency",

@@ -51,6 +51,10 @@ class EncodeSpec:
     preset: str
     threads: int
 
+    @property
+    def chunk_extension(self) -> str:
+        return CODECS[self.codec].containers[0]
+
 
 @functools.lru_cache(maxsize=1)
 def _x264_cpu() -> dict[str, str]:

@@ -1,0 +1,133 @@
+"""Faults survived with the same video: a worker killed mid-task, the muxer killed
+mid-collection, the driver killed half-way and the command run again, and 200 large photos
+under a small object store. (A worker node removed mid-render: tests/test_cluster.py.)"""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from conftest import ROOT, compose_job, read_report, run_cli
+from raypipe import media
+from raypipe.render import render
+
+# Small tasks, so that there are many of them to kill in the middle of.
+SPLIT = "render.max_frames_per_task=6"
+
+
+def ray_processes(title: str) -> list[int]:
+    """Pids of Ray workers whose process title starts with `title` (Ray sets it to what runs)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(title.encode()):
+                pids.append(int(entry))
+    return pids
+
+
+class Killer(threading.Thread):
+    """SIGKILLs the first process titled `title` once `ready()` holds."""
+
+    def __init__(self, title: str, ready=lambda: True):
+        super().__init__(daemon=True)
+        self.title, self.ready, self.killed = title, ready, None
+
+    def run(self):
+        deadline = time.monotonic() + 120
+        while self.killed is None and time.monotonic() < deadline:
+            pids = ray_processes(self.title) if self.ready() else []
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                self.killed = pids[0]
+            time.sleep(0.005)
+
+
+def leftovers(*roots: Path) -> list[Path]:
+    return [p for root in roots for p in root.rglob("*") if ".tmp" in p.name or p.name == "segments"]
+
+
+def test_a_worker_killed_mid_task_is_run_again_and_the_video_is_unchanged(ray_local, tmp_path, cache_dir):
+    clean = render(compose_job("detector=saliency", SPLIT, "render.cache=false"), str(tmp_path / "clean"))
+    killer = Killer("ray::render_task")
+    killer.start()
+    report = render(compose_job("detector=saliency", SPLIT), str(tmp_path / "faulty"))
+    killer.join()
+    assert killer.killed is not None
+    assert [r["reason"] for r in report["retries"]] == ["WorkerCrashedError"] and report["retries"][0]["attempt"] == 2
+    assert np.array_equal(media.decode_all(report["output"]), media.decode_all(clean["output"]))
+    # The killed worker's half-written chunk was swept (its writer is dead); nothing else is left.
+    assert not leftovers(tmp_path, cache_dir) and report["cache"]["temp_files_swept"] <= 1
+
+
+def test_the_muxer_killed_mid_collection_starts_again_and_the_video_is_unchanged(ray_local, tmp_path, cache_dir):
+    clean = render(compose_job("detector=saliency", SPLIT, "render.cache=false"), str(tmp_path / "clean"))
+    chunks = cache_dir / "chunks"
+    killer = Killer("ray::Muxer", ready=lambda: len(list(chunks.rglob("[0-9]*.mp4"))) >= 3)
+    killer.start()
+    report = render(compose_job("detector=saliency", SPLIT), str(tmp_path / "faulty"))
+    killer.join()
+    assert killer.killed is not None and report["muxer_restarts"] == 1
+    assert report["frames"] == clean["frames"]
+    assert np.array_equal(media.decode_all(report["output"]), media.decode_all(clean["output"]))
+    assert not leftovers(tmp_path, cache_dir)
+
+
+def test_a_driver_killed_half_way_resumes_when_the_command_runs_again(tmp_path, cache_dir):
+    args = ["--config-dir", "tests/conf", "+job=fixture", "detector=saliency", SPLIT, "ray.num_cpus=1"]
+    tmp_before = set(os.listdir("/tmp"))
+    proc = subprocess.Popen([sys.executable, "-m", "raypipe", "render", *args, f"hydra.run.dir={tmp_path / 'killed'}"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chunks, deadline = cache_dir / "chunks", time.monotonic() + 240
+    while len(list(chunks.rglob("[0-9]*.mp4"))) < 11:  # of 23 tasks
+        assert proc.poll() is None and time.monotonic() < deadline, "the render ended before half-way"
+        time.sleep(0.02)
+    proc.kill()  # SIGKILL: no handler runs, nothing is cleaned up by the driver
+    proc.wait()
+    done_at_kill = len(list(chunks.rglob("[0-9]*.mp4")))
+    again = run_cli(*args, f"hydra.run.dir={tmp_path / 'again'}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    clean = run_cli(*args, "render.cache=false", f"hydra.run.dir={tmp_path / 'clean'}")
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    report, reference = read_report(tmp_path / "again"), read_report(tmp_path / "clean")
+    assert report["cache"]["chunks_reused"] >= done_at_kill - 1 >= 10
+    assert report["cache"]["frames_rendered"] <= 0.6 * report["frames"]
+    assert np.array_equal(media.decode_all(report["output"]), media.decode_all(reference["output"]))
+    assert not leftovers(tmp_path, cache_dir)
+    assert not [n for n in set(os.listdir("/tmp")) - tmp_before if n.startswith("raypipe")]
+
+
+def test_two_hundred_12_megapixel_photos_render_under_a_small_object_store(tmp_path):
+    photos, colours = tmp_path / "photos", []
+    photos.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(200):
+        colour = rng.integers(30, 226, 3)
+        image = np.empty((3000, 4000, 3), np.uint8)
+        image[:] = colour
+        cv2.circle(image, (int(rng.integers(800, 3200)), int(rng.integers(600, 2400))), 300, (255, 255, 255), -1)
+        cv2.imwrite(str(photos / f"{i:03d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        colours.append(colour[::-1])  # written as BGR
+    conf = tmp_path / "conf" / "job"
+    conf.mkdir(parents=True)
+    segments = "\n".join(f"    - {{source: {photos / f'{i:03d}.jpg'}, duration: 0.25}}" for i in range(200))
+    (conf / "many.yaml").write_text(f"# @package _global_\njob:\n  name: many\n  segments:\n{segments}\n"
+                                    "render: {width: 160, height: 90, fps: 8}\n")
+    store_bytes = 80 * 1024 * 1024
+    done = run_cli("--config-dir", str(tmp_path / "conf"), "+job=many", "detector=saliency",
+                   f"ray.object_store_memory={store_bytes}", f"hydra.run.dir={tmp_path / 'run'}", timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = read_report(tmp_path / "run")
+    assert report["frames"] == 400 and report["object_store_bytes"] < store_bytes / 2
+    frames = media.decode_all(report["output"])
+    # Each photo's two frames show its own colour (the subject, white, is mostly out of the corner).
+    corners = frames[:, :12, :12].reshape(200, 2, -1, 3).mean(axis=(1, 2))
+    assert np.abs(corners - np.array(colours)).max() < 12
