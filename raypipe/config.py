@@ -148,6 +148,10 @@ class RayCfg:
     # SPREAD puts segments on as many nodes as have room; DEFAULT packs them.
     segment_strategy: str = "SPREAD"
     log_to_driver: bool = False
+    # An embedded Ray starts only for more work than this (estimated seconds on one core):
+    # about what its start costs, so that a small job or edit renders sooner in the driver
+    # alone. 0: start it whenever there is a frame to render.
+    min_work_s: float = 2.5
 
 
 @dataclass

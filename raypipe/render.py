@@ -162,13 +162,15 @@ def render(cfg: DictConfig, run_dir: str, on_result=None) -> dict:
     with ExitStack() as cleanup:
         with stages("validate"):
             plan, output = prepare(cfg, run_root)
-        tasks, head = None, None
+        tasks = None
         with stages("cache_lookup"):
             reuse = Reuse.look_up(cfg, plan, store)
             if cfg.ray.address is None and not ray.is_initialized():  # an embedded Ray: its CPUs are known now
                 tasks = reuse.pending(ordered_tasks(plan, cfg, (cfg.ray.num_cpus or os.cpu_count() or 1)
                                                     / cfg.ray.segment_cpus))
-        if cfg.storage.root and tasks != []:
+        here = tasks is not None and cfg.detector.num_gpus == 0 and not worth_starting_ray(tasks, plan.encode,
+                                                                                          cfg.ray.min_work_s)
+        if cfg.storage.root and not here:
             cleanup.callback(store.delete_dir, "inputs")
             with stages("stage_inputs"):
                 plan, reuse = stage_inputs(plan, store, reuse)
@@ -180,48 +182,21 @@ def render(cfg: DictConfig, run_dir: str, on_result=None) -> dict:
         threads = cleanup.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="driver"))
         # Subjects are found while Ray starts: detection needs Ray only to reach a GPU.
         found = threads.submit(detect_here, cfg.detector, plan, reuse.detections) \
-            if cfg.detector.num_gpus == 0 or tasks == [] else None
-        if tasks == []:  # every chunk is cached: nothing to distribute, so no Ray
-            manifests, held_by, runs = list(reuse.manifests), [], Runs()
-            with stages("detect"):  # cached too, for the report
-                detections, info = found.result()
-            muxer = Muxer(plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
-            for m in manifests:
-                muxer.add(m)
-            with stages("mux"):
-                result = muxer.finish()
+            if cfg.detector.num_gpus == 0 else None
+        if here:
+            done = render_here(plan, output, tasks, reuse, found, stages)
         else:
-            if tasks is not None and found is not None:
-                head = HeadStart(tasks[0], reuse.target(tasks[0])).start(threads, found, plan)
-            cleanup.enter_context(ray_session(cfg.ray, stages))
-            head_task = head.claim() if head else None
-            muxer = MuxerLink(plan, output)
-            with stages("detect"):  # what is left of it once Ray is up
-                detections, info = found.result() if found else detect_in_actor(cfg.detector, plan, reuse.detections)
-                detections_ref = ray.put(detections)  # the one put of this render
-            if tasks is None:
-                cpus = ray.cluster_resources().get("CPU", 1.0) / cfg.ray.segment_cpus
-                tasks = reuse.pending(ordered_tasks(plan, cfg, cpus))
-            for m in reuse.manifests:
-                muxer.add(m)
-            with stages("segments"):
-                remote = [t for t in tasks if t is not head_task]
-                runs = render_tasks(remote, detections_ref, plan.encode, reuse.target, muxer, cfg.ray,
-                                    head.future if head_task else None)
-                manifests = [*reuse.manifests, *runs.manifests]
-            # Which nodes hold the detections: one copy per node that ran tasks, however many it ran.
-            held_by = ray.experimental.get_object_locations([detections_ref])[detections_ref]["node_ids"]
-            with stages("mux"):
-                result = muxer.finish()
+            done = render_on_ray(cfg, plan, output, tasks, reuse, found, threads, cleanup, stages)
+        manifests = [*reuse.manifests, *done.runs.manifests]
         with stages("cache_evict"):
             evicted = reuse.evict(cfg.cache.max_gb, manifests)
         stages.seconds["total"] = round(time.perf_counter() - t0, 3)
-        report = _report(plan, result, info, detections, manifests, stages)
-        report.update(detections_held_by_nodes=sorted(held_by), run=run_root, tasks=len(manifests),
+        report = _report(plan, done.result, done.info, done.detections, manifests, stages)
+        report.update(detections_held_by_nodes=done.held_by, run=run_root, tasks=len(manifests),
                       run_id=os.path.basename(os.path.normpath(run_dir)),
-                      max_frames_per_task=max(m.frames for m in manifests),
-                      retries=runs.retries, muxer_restarts=getattr(muxer, "restarts", 0),
-                      cache=reuse.summary(manifests, info, evicted))
+                      max_frames_per_task=max(m.frames for m in manifests), ray_started=not here,
+                      retries=done.runs.retries, muxer_restarts=done.muxer_restarts,
+                      cache=reuse.summary(manifests, done.info, evicted))
         data = json.dumps(report, indent=2).encode()
         Storage(run_dir).write_bytes("report.json", data)
         if run_root != run_dir:  # the run's record goes where its video went
@@ -232,6 +207,71 @@ def render(cfg: DictConfig, run_dir: str, on_result=None) -> dict:
         if on_result is not None:
             on_result(report)
     return report
+
+
+def worth_starting_ray(tasks: list[timeline.TaskPlan], enc, min_work_s: float) -> bool:
+    """Ray pays off only with two tasks or more to run side by side, and only when one
+    process would not be done before Ray had even started (`ray_start` in report.json: 2.3 to
+    3.7 s here; the driver renders while it starts, so a render with Ray ends no sooner)."""
+    if not tasks or min_work_s <= 0:
+        return bool(tasks)
+    pixels = enc.width * enc.height / (1920 * 1080)  # the estimates are for 1080p frames
+    return len(tasks) > 1 and sum(timeline.estimated_ms(t) for t in tasks) * pixels / 1000 > min_work_s
+
+
+@dataclass
+class Done:
+    runs: "Runs"
+    result: dict
+    detections: Detections
+    info: dict
+    held_by: list = field(default_factory=list)  # nodes that held the detections
+    muxer_restarts: int = 0
+
+
+def render_here(plan: Plan, output: str, tasks, reuse: "Reuse", found: Future, stages: Stages) -> Done:
+    """Everything in the driver, with no Ray: an unchanged job (every chunk cached), or an
+    edit too small for Ray to pay off."""
+    with stages("detect"):
+        detections, info = found.result()
+    muxer = Muxer(plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
+    for m in reuse.manifests:
+        muxer.add(m)
+    runs = Runs()
+    with stages("segments"):
+        for task in tasks:
+            runs.manifests.append(render_task(task, detections, plan.encode, *reuse.target(task)))
+            muxer.add(runs.manifests[-1])
+    with stages("mux"):
+        result = muxer.finish()
+    return Done(runs, result, detections, info)
+
+
+def render_on_ray(cfg: DictConfig, plan: Plan, output: str, tasks, reuse: "Reuse", found: Future | None,
+                  threads: ThreadPoolExecutor, cleanup: ExitStack, stages: Stages) -> Done:
+    """One Ray task per frame range (the driver takes the costliest while its embedded Ray
+    starts), a muxer actor, and the detections put once."""
+    head = HeadStart(tasks[0], reuse.target(tasks[0])).start(threads, found, plan) if tasks and found else None
+    cleanup.enter_context(ray_session(cfg.ray, stages))
+    head_task = head.claim() if head else None
+    muxer = MuxerLink(plan, output)
+    with stages("detect"):  # what is left of it once Ray is up
+        detections, info = found.result() if found else detect_in_actor(cfg.detector, plan, reuse.detections)
+        detections_ref = ray.put(detections)  # the one put of this render
+    if tasks is None:
+        cpus = ray.cluster_resources().get("CPU", 1.0) / cfg.ray.segment_cpus
+        tasks = reuse.pending(ordered_tasks(plan, cfg, cpus))
+    for m in reuse.manifests:
+        muxer.add(m)
+    with stages("segments"):
+        remote = [t for t in tasks if t is not head_task]
+        runs = render_tasks(remote, detections_ref, plan.encode, reuse.target, muxer, cfg.ray,
+                            head.future if head_task else None)
+    # Which nodes hold the detections: one copy per node that ran tasks, however many it ran.
+    held_by = ray.experimental.get_object_locations([detections_ref])[detections_ref]["node_ids"]
+    with stages("mux"):
+        result = muxer.finish()
+    return Done(runs, result, detections, info, sorted(held_by), muxer.restarts)
 
 
 @dataclass

@@ -24,18 +24,25 @@ def md5(path) -> str:
 
 
 def test_an_unchanged_job_renders_nothing_again_and_starts_no_ray(tmp_path):
-    first = run_cli(*FIXTURE, f"hydra.run.dir={tmp_path / 'first'}")
+    first = run_cli(*FIXTURE, "ray.min_work_s=0", f"hydra.run.dir={tmp_path / 'first'}")  # on Ray, however small
     assert first.returncode == 0, first.stderr[-2000:]
-    second = run_cli(*FIXTURE, f"hydra.run.dir={tmp_path / 'second'}")
+    second = run_cli(*FIXTURE, "ray.min_work_s=0", f"hydra.run.dir={tmp_path / 'second'}")
     assert second.returncode == 0, second.stderr[-2000:]
     a, b = read_report(tmp_path / "first"), read_report(tmp_path / "second")
     assert a["cache"]["chunks_reused"] == 0 and a["cache"]["frames_rendered"] == a["frames"]
     assert b["cache"]["chunks_reused"] == b["tasks"] == a["tasks"] and b["cache"]["frames_rendered"] == 0
     assert all(r["reused"] for r in b["segment_runs"])
     assert b["cache"]["detections_reused"] == len(b["detections"]) == 5
-    assert "ray_start" not in b["stages"] and "segments" not in b["stages"]
+    assert "ray_start" not in b["stages"] and b["stages"]["segments"] < 0.01
     # Same chunks, same sound: the same file, byte for byte, at its own run's path.
     assert b["output"] == str(tmp_path / "second" / "fixture.mp4") and md5(a["output"]) == md5(b["output"])
+    assert a["ray_started"] and not b["ray_started"]
+    # An edit this small renders its one segment in the driver: Ray would start slower than that.
+    third = run_cli(*FIXTURE, "job.segments.3.caption.text=Edited", f"hydra.run.dir={tmp_path / 'third'}")
+    assert third.returncode == 0, third.stderr[-2000:]
+    c = read_report(tmp_path / "third")
+    assert not c["ray_started"] and {r["index"] for r in c["segment_runs"] if not r["reused"]} == {3}
+    assert c["frames_rendered_by_the_driver"] == c["cache"]["frames_rendered"] > 0
 
 
 def test_editing_one_caption_re_renders_only_that_segment(ray_local, tmp_path):

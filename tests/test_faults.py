@@ -84,7 +84,8 @@ def test_the_muxer_killed_mid_collection_starts_again_and_the_video_is_unchanged
 def test_a_driver_killed_half_way_resumes_when_the_command_runs_again(tmp_path, cache_dir):
     args = ["--config-dir", "tests/conf", "+job=fixture", "detector=saliency", SPLIT, "ray.num_cpus=1"]
     tmp_before = set(os.listdir("/tmp"))
-    proc = subprocess.Popen([sys.executable, "-m", "raypipe", "render", *args, f"hydra.run.dir={tmp_path / 'killed'}"],
+    proc = subprocess.Popen([sys.executable, "-m", "raypipe", "render", *args, "ray.min_work_s=0",
+                             f"hydra.run.dir={tmp_path / 'killed'}"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     chunks, deadline = cache_dir / "chunks", time.monotonic() + 240
     while len(list(chunks.rglob("[0-9]*.mp4"))) < 11:  # of 23 tasks

@@ -135,8 +135,11 @@ def test_a_render_on_a_full_disk_fails_in_one_line_with_the_reason(tiny_disk, tm
     assert not list(tmp.iterdir())
 
 
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
-def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, cache_dir, signum, code):
+# SIGTERM while Ray tasks render; Ctrl-C while the driver renders alone (told to, at a size
+# that keeps it busy for seconds).
+@pytest.mark.parametrize("signum,code,min_work,size", [(signal.SIGTERM, 143, 0, 360), (signal.SIGINT, 130, 1e6, 720)],
+                         ids=["SIGTERM on Ray", "SIGINT in the driver"])
+def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, cache_dir, signum, code, min_work, size):
     """SIGTERM (what `ray job stop` sends) or Ctrl-C mid-render: the tasks are cancelled, their
     temporary files removed (whole chunks stay in the cache, for the next try), one line says
     so, and the exit code is 128 + signal."""
@@ -144,8 +147,9 @@ def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, cache_dir, signum
     run = tmp_path / "run"
     output = tmp_path / "out" / "video.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "raypipe", "render", "--config-dir", "tests/conf", "+job=fixture",
-                             "detector=saliency", "render.width=640", "render.height=360",
-                             "render.max_frames_per_task=6", f"job.output={output}", f"hydra.run.dir={run}"],
+                             "detector=saliency", f"render.width={size * 16 // 9}", f"render.height={size}",
+                             "render.max_frames_per_task=6", f"ray.min_work_s={min_work}", f"job.output={output}",
+                             f"hydra.run.dir={run}"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **tmp_env})
     deadline = time.time() + 120
