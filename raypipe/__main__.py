@@ -12,7 +12,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from raypipe import RaypipeError
+from raypipe import Interrupted, RaypipeError, stop, stop_requested
 from raypipe.config import register
 
 log = logging.getLogger("raypipe")
@@ -24,23 +24,18 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-class _Stopped(BaseException):
-    """SIGTERM (what `ray job stop` sends) before Ray's own handler is in place."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _on_sigterm(signum, frame) -> None:
-    raise _Stopped(signum)
-
-
 def _interrupted(signum: int) -> None:
     """By now the render has unwound: tasks cancelled, chunks and temporary files removed."""
     print(f"interrupted: {signal.Signals(signum).name}: the render was stopped and its partial files removed",
           file=sys.stderr)
     sys.exit(128 + signum)
+
+
+def _unraisable(unraisable) -> None:
+    """A stop raised inside a callback that cannot raise (PyAV's I/O, a weakref's) is dropped
+    there and raised again by the render's next check: it needs no traceback."""
+    if not isinstance(unraisable.exc_value, (Interrupted, KeyboardInterrupt)):
+        sys.__unraisablehook__(unraisable)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -56,14 +51,18 @@ def render_main(cfg: DictConfig) -> None:
                  report["frames"], report["stages"]["total"], hc.runtime.output_dir)
         print(report["output"], flush=True)
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, stop)  # what `ray job stop` sends
+    signal.signal(signal.SIGINT, stop)
+    sys.unraisablehook = _unraisable
     try:
         render(cfg, hc.runtime.output_dir, on_result=announce)
     except RaypipeError as e:
+        if stop_requested():  # a read or write cut short by the stop, failing on its way out
+            _interrupted(stop_requested())
         _fail(str(e))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a SIGINT before the handler was in place
         _interrupted(signal.SIGINT)
-    except _Stopped as e:
+    except Interrupted as e:
         _interrupted(e.signum)
     except SystemExit as e:
         if e.code == signal.SIGTERM:  # Ray's SIGTERM handler, set when Ray starts, exits this way

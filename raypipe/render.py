@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import signal
 import socket
 import sys
 import threading
@@ -19,7 +20,7 @@ import ray
 from omegaconf import DictConfig, OmegaConf
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from raypipe import RaypipeError, cache, detect, timeline
+from raypipe import RaypipeError, cache, check_stop, detect, timeline
 from raypipe.cache import ChunkCache, DetectionCache
 from raypipe.detections import Detections
 from raypipe.mux import Muxer, MuxError
@@ -134,6 +135,9 @@ def ray_session(rc: DictConfig, stages: Stages):
     if ray.is_initialized():
         yield
         return
+    # Ray puts in its own SIGTERM handler (an immediate exit); the caller's, which unwinds the
+    # render and removes its partial files, is put back.
+    handler = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     with stages("ray_start"):
         if rc.address is None:
             ray.init(address="local", num_cpus=rc.num_cpus, object_store_memory=rc.object_store_memory,
@@ -145,6 +149,8 @@ def ray_session(rc: DictConfig, stages: Stages):
             except ConnectionError as e:
                 raise JobError("ray.address", f"cannot reach a Ray cluster at {rc.address!r} ({e.args[0].split('.')[0]}); "
                                f"{_START_HINT}") from None
+    if callable(handler):
+        signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
@@ -242,6 +248,7 @@ def render_here(plan: Plan, output: str, tasks, reuse: "Reuse", found: Future, s
         for task in tasks:
             runs.manifests.append(render_task(task, detections, plan.encode, *reuse.target(task)))
             muxer.add(runs.manifests[-1])
+    check_stop()  # never publish a render that was told to stop
     with stages("mux"):
         result = muxer.finish()
     return Done(runs, result, detections, info)
@@ -269,6 +276,7 @@ def render_on_ray(cfg: DictConfig, plan: Plan, output: str, tasks, reuse: "Reuse
                             head.future if head_task else None)
     # Which nodes hold the detections: one copy per node that ran tasks, however many it ran.
     held_by = ray.experimental.get_object_locations([detections_ref])[detections_ref]["node_ids"]
+    check_stop()
     with stages("mux"):
         result = muxer.finish()
     return Done(runs, result, detections, info, sorted(held_by), muxer.restarts)
@@ -454,7 +462,8 @@ def render_tasks(tasks, detections_ref, enc, target, muxer: "MuxerLink", rc: Dic
 
     try:
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2 if head and not head.done() else None)
+            check_stop()
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2 if head and not head.done() else 1.0)
             for ref in done:
                 task, attempt = pending.pop(ref)
                 try:

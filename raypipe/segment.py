@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import ray
 
+from raypipe import check_stop
 from raypipe.captions import overlay
 from raypipe.detections import Detections
 from raypipe.effects import TRANSITIONS, Shot
@@ -129,6 +130,7 @@ def render_task(task: TaskPlan, detections: Detections, enc: EncodeSpec, store: 
             encoder = ChunkEncoder(chunk, enc)
             try:
                 for frame in segment_frames(task.segment, detections, enc, counter, task.start, task.end):
+                    check_stop()
                     encoder.write(frame)
             except BaseException:
                 encoder.abort()
