@@ -1,4 +1,5 @@
-"""`python -m raypipe render +job=NAME [overrides]`: Hydra parses everything after the command."""
+"""`python -m raypipe {render,preview,detect,bench} ...`: Hydra parses what follows a command,
+less the flags of our own (`--quiet`, `--frames`, `--at`, `--scale`)."""
 from __future__ import annotations
 
 import logging
@@ -38,24 +39,23 @@ def _unraisable(unraisable) -> None:
         sys.__unraisablehook__(unraisable)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def render_main(cfg: DictConfig) -> None:
-    from raypipe.render import render  # after Hydra has parsed: `--help` stays instant
+# Our own flags, taken out of the command line before Hydra parses the rest (its overrides).
+FLAGS: dict = {"quiet": False, "frames": False, "at": [], "scale": 0.25}
 
+
+def _run(work) -> None:
+    """Runs `work(run_dir)` with the CLI's contract: one `error:` line and exit 2 for bad
+    input, `interrupted: ...` and 128 + signal when stopped, partial files removed."""
     hc = HydraConfig.get()
     if "job" not in hc.runtime.choices:
         _fail("no job selected: pass +job=NAME, a file in conf/job/ (or in --config-dir DIR/job/)")
-
-    def announce(report: dict) -> None:  # as soon as the video is published, not after Ray's shutdown
-        log.info("rendered %d frames in %.1f s; report: %s/report.json",
-                 report["frames"], report["stages"]["total"], hc.runtime.output_dir)
-        print(report["output"], flush=True)
-
+    if FLAGS["quiet"]:
+        log.setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, stop)  # what `ray job stop` sends
     signal.signal(signal.SIGINT, stop)
     sys.unraisablehook = _unraisable
     try:
-        render(cfg, hc.runtime.output_dir, on_result=announce)
+        work(hc.runtime.output_dir)
     except RaypipeError as e:
         if stop_requested():  # a read or write cut short by the stop, failing on its way out
             _interrupted(stop_requested())
@@ -70,13 +70,88 @@ def render_main(cfg: DictConfig) -> None:
         raise
 
 
+def _announce(run_dir: str):
+    def announce(report: dict) -> None:  # as soon as the video is published, not after Ray's shutdown
+        log.info("rendered %d frames in %.1f s; report: %s/report.json", report["frames"], report["stages"]["total"],
+                 run_dir)
+        print(report["output"], flush=True)
+
+    return announce
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def render_main(cfg: DictConfig) -> None:
+    from raypipe.render import render  # after Hydra has parsed: `--help` stays instant
+
+    _run(lambda run_dir: render(cfg, run_dir, on_result=_announce(run_dir), quiet=FLAGS["quiet"]))
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def preview_main(cfg: DictConfig) -> None:
+    from raypipe import preview
+
+    def work(run_dir: str) -> None:
+        if FLAGS["frames"] or FLAGS["at"]:
+            for path in preview.still_frames(cfg, run_dir, FLAGS["at"] or None):
+                print(path, flush=True)
+        else:
+            print(preview.preview_video(cfg, run_dir, FLAGS["scale"], quiet=FLAGS["quiet"])["output"], flush=True)
+
+    _run(work)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def detect_main(cfg: DictConfig) -> None:
+    from raypipe import preview
+
+    def work(run_dir: str) -> None:
+        path, info = preview.detection_sheet(cfg, run_dir)
+        if info["fallback_reason"]:
+            log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
+        print(path, flush=True)
+
+    _run(work)
+
+
 def bench_main() -> None:
     from raypipe.bench import main as bench
 
     bench(sys.argv[1:])
 
 
-COMMANDS = {"render": render_main, "bench": bench_main}
+COMMANDS = {
+    "render": (render_main, "render a job: +job=NAME [key=value ...] [--quiet]"),
+    "preview": (preview_main, "a quick look: the timeline at 1/4 size [--scale F], or PNGs [--frames | --at S]"),
+    "detect": (detect_main, "detection only: detections.png, each source with its box, mask outline, score"),
+    "bench": (bench_main, "benchmarks: render, nodes, compare, cache, handoff, effects, media"),
+}
+USAGE = "usage: python -m raypipe COMMAND +job=NAME [key=value ...]\n\ncommands:\n" + "".join(
+    f"  {name:<8} {text}\n" for name, (_, text) in COMMANDS.items()) + (
+    "\n`python -m raypipe COMMAND --help` shows a command's own options and the config keys.")
+
+
+def _take_flags(argv: list[str]) -> list[str]:
+    """Removes our flags from the command line (Hydra would reject them) into FLAGS."""
+    rest, it = [], iter(argv)
+    for arg in it:
+        name, eq, value = arg.partition("=")
+        if name == "--quiet":
+            FLAGS["quiet"] = True
+        elif name == "--frames":
+            FLAGS["frames"] = True
+        elif name in ("--at", "--scale"):
+            value = value if eq else next(it, "")
+            try:
+                number = float(value)
+            except ValueError:
+                _fail(f"{name}: expected a number of {'seconds' if name == '--at' else 'the size'} (got {value!r})")
+            if name == "--at":
+                FLAGS["at"].append(number)
+            else:
+                FLAGS["scale"] = number
+        else:
+            rest.append(arg)
+    return rest
 
 
 def hydra_error_line(e: Exception) -> str:
@@ -92,16 +167,20 @@ def hydra_error_line(e: Exception) -> str:
 
 
 def main() -> None:
+    if len(sys.argv) >= 2 and sys.argv[1] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        print("usage: python -m raypipe render +job=NAME [key=value ...]\n"
-              "       python -m raypipe bench {render,nodes,compare,handoff,effects,media} [options]", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         sys.exit(2)
     command = sys.argv.pop(1)  # Hydra sees only its overrides and flags
     sys.argv[0] = f"python -m raypipe {command}"  # how --help names the program
+    if command != "bench":
+        sys.argv[1:] = _take_flags(sys.argv[1:])
     # Let Hydra's errors reach us, to be reported on one line rather than as Hydra's dump.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
-        COMMANDS[command]()
+        COMMANDS[command][0]()
     except (HydraException, OmegaConfBaseException) as e:
         print(f"error: {hydra_error_line(e)}", file=sys.stderr)
         sys.exit(2)

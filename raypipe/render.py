@@ -20,10 +20,11 @@ import ray
 from omegaconf import DictConfig, OmegaConf
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from raypipe import RaypipeError, cache, check_stop, detect, timeline
+from raypipe import RaypipeError, cache, check_stop, detect, report_html, sheet, timeline
 from raypipe.cache import ChunkCache, DetectionCache
 from raypipe.detections import Detections
 from raypipe.mux import Muxer, MuxError
+from raypipe.progress import Board, Progress, Reporter
 from raypipe.segment import SegmentManifest, render_task
 from raypipe.media import CODECS, MediaError, is_video, load_image
 from raypipe.media.audio import check_audio
@@ -158,9 +159,10 @@ def ray_session(rc: DictConfig, stages: Stages):
             ray.shutdown()
 
 
-def render(cfg: DictConfig, run_dir: str, on_result=None) -> dict:
+def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False) -> dict:
     """Renders the job; `on_result(report)` is called once the video is published, before
-    Ray shuts down (~1.3 s of waiting for its processes that nobody needs to sit through)."""
+    Ray shuts down (~1.3 s of waiting for its processes that nobody needs to sit through).
+    Progress goes to stderr (a bar on a terminal) unless `quiet`."""
     stages = Stages()
     t0 = time.perf_counter()
     run_root = run_location(cfg.storage.root, run_dir)
@@ -190,9 +192,9 @@ def render(cfg: DictConfig, run_dir: str, on_result=None) -> dict:
         found = threads.submit(detect_here, cfg.detector, plan, reuse.detections) \
             if cfg.detector.num_gpus == 0 else None
         if here:
-            done = render_here(plan, output, tasks, reuse, found, stages)
+            done = render_here(plan, output, tasks, reuse, found, stages, quiet)
         else:
-            done = render_on_ray(cfg, plan, output, tasks, reuse, found, threads, cleanup, stages)
+            done = render_on_ray(cfg, plan, output, tasks, reuse, found, threads, cleanup, stages, quiet)
         manifests = [*reuse.manifests, *done.runs.manifests]
         with stages("cache_evict"):
             evicted = reuse.evict(cfg.cache.max_gb, manifests)
@@ -212,7 +214,23 @@ def render(cfg: DictConfig, run_dir: str, on_result=None) -> dict:
                 store.put_file(os.path.join(hydra_dir, name), f".hydra/{name}")
         if on_result is not None:
             on_result(report)
+        with stages("report_html"):  # after the result is out: a page for people, not the video
+            write_html(cfg, plan, done, report, run_dir, store)
     return report
+
+
+def write_html(cfg: DictConfig, plan: Plan, done: "Done", report: dict, run_dir: str, store: Storage) -> None:
+    """report.html beside report.json (and beside the video, with storage.root set)."""
+    try:
+        image = sheet.detection_sheet(plan, done.detections, done.info["detector"], cfg.detector.keyframe_rate)
+        strips = report_html.segment_frames(report, [(s.start, s.end) for s in plan.segments])
+        page = report_html.render_html(report, OmegaConf.to_yaml(cfg), image, strips).encode()
+    except (MediaError, OSError, ValueError) as e:  # the video is out; say why the page is not
+        log.warning("report.html not written: %s", str(e).splitlines()[0])
+        return
+    Storage(run_dir).write_bytes("report.html", page)
+    if store.root != run_dir:
+        store.write_bytes("report.html", page)
 
 
 def worth_starting_ray(tasks: list[timeline.TaskPlan], enc, min_work_s: float) -> bool:
@@ -235,7 +253,12 @@ class Done:
     muxer_restarts: int = 0
 
 
-def render_here(plan: Plan, output: str, tasks, reuse: "Reuse", found: Future, stages: Stages) -> Done:
+def _progress(plan: Plan, tasks, reuse: "Reuse", quiet: bool) -> Progress:
+    return Progress(plan.total_frames, len(tasks) + len(reuse.manifests), sum(m.frames for m in reuse.manifests),
+                    len(reuse.manifests), quiet)
+
+
+def render_here(plan: Plan, output: str, tasks, reuse: "Reuse", found: Future, stages: Stages, quiet: bool) -> Done:
     """Everything in the driver, with no Ray: an unchanged job (every chunk cached), or an
     edit too small for Ray to pay off."""
     with stages("detect"):
@@ -243,11 +266,17 @@ def render_here(plan: Plan, output: str, tasks, reuse: "Reuse", found: Future, s
     muxer = Muxer(plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
     for m in reuse.manifests:
         muxer.add(m)
-    runs = Runs()
+    runs, progress, made = Runs(), _progress(plan, tasks, reuse, quiet), 0
     with stages("segments"):
         for task in tasks:
-            runs.manifests.append(render_task(task, detections, plan.encode, *reuse.target(task)))
-            muxer.add(runs.manifests[-1])
+            m = render_task(task, detections, plan.encode, *reuse.target(task),
+                            report=lambda frames: progress.update(made + frames, 1))
+            made += m.frames
+            runs.manifests.append(m)
+            muxer.add(m)
+            progress.update(made, 0)
+            progress.task_done(_done_line(m))
+    progress.close()
     check_stop()  # never publish a render that was told to stop
     with stages("mux"):
         result = muxer.finish()
@@ -255,7 +284,7 @@ def render_here(plan: Plan, output: str, tasks, reuse: "Reuse", found: Future, s
 
 
 def render_on_ray(cfg: DictConfig, plan: Plan, output: str, tasks, reuse: "Reuse", found: Future | None,
-                  threads: ThreadPoolExecutor, cleanup: ExitStack, stages: Stages) -> Done:
+                  threads: ThreadPoolExecutor, cleanup: ExitStack, stages: Stages, quiet: bool) -> Done:
     """One Ray task per frame range (the driver takes the costliest while its embedded Ray
     starts), a muxer actor, and the detections put once."""
     head = HeadStart(tasks[0], reuse.target(tasks[0])).start(threads, found, plan) if tasks and found else None
@@ -272,8 +301,12 @@ def render_on_ray(cfg: DictConfig, plan: Plan, output: str, tasks, reuse: "Reuse
         muxer.add(m)
     with stages("segments"):
         remote = [t for t in tasks if t is not head_task]
-        runs = render_tasks(remote, detections_ref, plan.encode, reuse.target, muxer, cfg.ray,
-                            head.future if head_task else None)
+        progress = _progress(plan, tasks, reuse, quiet)
+        try:
+            runs = render_tasks(remote, detections_ref, plan.encode, reuse.target, muxer, cfg.ray,
+                                head.future if head_task else None, progress)
+        finally:
+            progress.close()
     # Which nodes hold the detections: one copy per node that ran tasks, however many it ran.
     held_by = ray.experimental.get_object_locations([detections_ref])[detections_ref]["node_ids"]
     check_stop()
@@ -445,25 +478,39 @@ class Runs:
     retries: list = field(default_factory=list)  # {"start", "frames", "attempt", "reason"} per re-run
 
 
-def render_tasks(tasks, detections_ref, enc, target, muxer: "MuxerLink", rc: DictConfig, head: Future | None) -> Runs:
+def _done_line(m: SegmentManifest) -> str:
+    return (f"segment {m.index}, frames {m.start}-{m.start + m.frames - 1}: {m.seconds:.1f} s on node "
+            f"{m.node_id[:8] or 'driver'}")
+
+
+def render_tasks(tasks, detections_ref, enc, target, muxer: "MuxerLink", rc: DictConfig, head: Future | None,
+                 progress: Progress) -> Runs:
     """One Ray task per frame range, in the order given; each manifest goes to the muxer as
     soon as its task is done, the driver's own head-start task's too. A task lost with its
-    worker or its node runs again (the driver counts it, so the report says so)."""
+    worker or its node runs again (the driver counts it, so the report says so). The tasks
+    report their frames to a board that the driver reads for its progress display."""
     remote = ray.remote(render_task).options(num_cpus=rc.segment_cpus, scheduling_strategy=rc.segment_strategy,
                                              max_retries=0)
-    pending = {remote.remote(t, detections_ref, enc, *target(t)): (t, 1) for t in tasks}
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    board = ray.remote(num_cpus=0, scheduling_strategy=here)(Board).remote()
+
+    def submit(t: timeline.TaskPlan):
+        return remote.remote(t, detections_ref, enc, *target(t), report=Reporter(board, t.start))
+
+    pending = {submit(t): (t, 1) for t in tasks}
     runs = Runs()
 
     def collect(m: SegmentManifest) -> None:
-        log.info("segment %d, frames %d-%d: %.1f s on node %s", m.index, m.start, m.start + m.frames - 1,
-                 m.seconds, m.node_id[:8])
         runs.manifests.append(m)
         muxer.add(m)
+        board.done.remote(m.start, m.frames)
+        progress.task_done(_done_line(m))
 
     try:
         while pending:
             check_stop()
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2 if head and not head.done() else 1.0)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2 if head and not head.done() else 0.5)
+            progress.update(*ray.get(board.snapshot.remote()))
             for ref in done:
                 task, attempt = pending.pop(ref)
                 try:
@@ -479,12 +526,14 @@ def render_tasks(tasks, detections_ref, enc, target, muxer: "MuxerLink", rc: Dic
                                 task.start, task.end - 1, reason)
                     runs.retries.append({"start": task.start, "frames": task.frames, "attempt": attempt + 1,
                                          "reason": type(e).__name__})
-                    pending[remote.remote(task, detections_ref, enc, *target(task))] = (task, attempt + 1)
+                    pending[submit(task)] = (task, attempt + 1)
             if head is not None and head.done():
                 collect(head.result())
                 head = None
         if head is not None:
             collect(head.result())
+        progress.update(*ray.get(board.snapshot.remote()))
+        ray.kill(board)
     except BaseException:
         # Stop the rest before the caller removes the chunks, so none is written after that:
         # politely first (a task unwinds and removes its temporary files), then by force.
@@ -522,7 +571,9 @@ class MuxerLink:
     def finish(self) -> dict:
         while True:
             try:
-                return _get([*self.acks, self.actor.finish.remote()])[-1]
+                result = _get([*self.acks, self.actor.finish.remote()])[-1]
+                ray.kill(self.actor)  # its process goes now, not whenever Ray collects the handle
+                return result
             except ray.exceptions.RayActorError as e:
                 if self.restarts:
                     raise MuxError(f"the muxer was lost twice ({str(e).strip().splitlines()[0]})") from None
@@ -574,7 +625,8 @@ def _report(plan, result, info, detections: Detections, manifests, stages) -> di
         "segment_runs": [  # one entry per task: a segment's frames [start, start + frames)
             {"index": m.index, "start": m.start, "frames": m.frames, "reused": m.reused, "node_id": m.node_id,
              "node_ip": m.node_ip, "pid": m.pid,
-             "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb, "bytes_read": m.bytes_read}
+             "seconds": m.seconds, "started": round(m.started, 3), "peak_rss_mb": m.peak_rss_mb,
+             "bytes_read": m.bytes_read}
             for m in manifests
         ],
     }

@@ -41,6 +41,7 @@ class SegmentManifest:
     peak_rss_mb: float  # the worker process, its encoder included
     bytes_read: int  # from storage, for its sources
     reused: bool = False  # found in the chunk cache, not rendered by this render
+    started: float = 0.0  # wall-clock time (epoch seconds) the task began
 
 
 def in_shared_memory(arr: np.ndarray) -> bool:
@@ -114,11 +115,11 @@ def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, co
         yield frame
 
 
-def render_task(task: TaskPlan, detections: Detections, enc: EncodeSpec, store: Storage, name: str
-                ) -> SegmentManifest:
+def render_task(task: TaskPlan, detections: Detections, enc: EncodeSpec, store: Storage, name: str,
+                report: Callable[[int], None] | None = None) -> SegmentManifest:
     """Renders the task's frames into the chunk `name` of `store` (the chunk cache, or the run's
-    own storage)."""
-    t0 = time.perf_counter()
+    own storage); `report(frames)` hears how far it has got."""
+    t0, started = time.perf_counter(), time.time()
     # Ray sets OMP_NUM_THREADS to the task's CPUs; OpenCV keeps its own pool and must be told.
     cv2.setNumThreads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     counter = ReadCounter()
@@ -132,6 +133,8 @@ def render_task(task: TaskPlan, detections: Detections, enc: EncodeSpec, store: 
                 for frame in segment_frames(task.segment, detections, enc, counter, task.start, task.end):
                     check_stop()
                     encoder.write(frame)
+                    if report is not None:
+                        report(encoder.frames)
             except BaseException:
                 encoder.abort()
                 raise
@@ -148,5 +151,5 @@ def render_task(task: TaskPlan, detections: Detections, enc: EncodeSpec, store: 
         torch_imported="torch" in sys.modules,
         masks_in_shared_memory=in_shared_memory(detections.masks),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        bytes_read=counter.bytes,
+        bytes_read=counter.bytes, started=started,
     )

@@ -1,0 +1,87 @@
+"""Contact sheets: images in a grid, each with a caption line under it. The detection sheet
+draws what the detector found on each source: the box, the mask's outline, the score and
+the detector that ran. `annotate` and `grid` are pure; `detection_sheet` reads the sources."""
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+import os
+
+from raypipe.detections import Detections, Subject
+from raypipe.media import keyframes, load_image
+from raypipe.timeline import Plan
+
+BOX = (60, 220, 90)  # RGB
+OUTLINE = (255, 210, 40)
+
+
+@functools.lru_cache(maxsize=1)
+def _font() -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=13)
+
+
+def annotate(image: np.ndarray, subject: Subject, width: int) -> np.ndarray:
+    """The image scaled to `width`, with the subject's box and mask outline drawn on it."""
+    h, w = image.shape[:2]
+    scale = width / w
+    thumb = cv2.resize(image, (width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(subject.mask, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    contours, _ = cv2.findContours((mask >= 128).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(thumb, contours, -1, OUTLINE, 2, cv2.LINE_AA)
+    sx, sy = thumb.shape[1] / subject.source_size[0], thumb.shape[0] / subject.source_size[1]
+    x0, y0, x1, y1 = subject.box
+    cv2.rectangle(thumb, (round(x0 * sx), round(y0 * sy)), (round(x1 * sx), round(y1 * sy)), BOX, 2, cv2.LINE_AA)
+    return thumb
+
+
+def grid(tiles: list[tuple[np.ndarray, str]], columns: int = 4, gap: int = 8) -> np.ndarray:
+    """Tiles (RGB images of one width) in rows, each with its caption below, on dark grey."""
+    if not tiles:
+        raise ValueError("nothing to lay out")
+    width = max(t.shape[1] for t, _ in tiles)
+    line = 18
+    rows = [tiles[i:i + columns] for i in range(0, len(tiles), columns)]
+    heights = [max(t.shape[0] for t, _ in row) + line for row in rows]
+    out = Image.new("RGB", (gap + columns * (width + gap), gap + sum(h + gap for h in heights)), (32, 32, 32))
+    draw, y = ImageDraw.Draw(out), gap
+    for row, h in zip(rows, heights):
+        for i, (tile, caption) in enumerate(row):
+            x = gap + i * (width + gap)
+            out.paste(Image.fromarray(tile), (x, y))
+            text = caption
+            while draw.textlength(text, font=_font()) > width and len(text) > 1:
+                text = text[:-2] + "…"
+            draw.text((x, y + tile.shape[0] + 2), text, fill=(235, 235, 235), font=_font())
+        y += h + gap
+    return np.asarray(out)
+
+
+SHEET_TILE = 320  # pixels wide, per source or keyframe
+SHEET_KEYFRAMES = 6  # at most, per video source
+
+
+def _name(uri: str) -> str:
+    return uri if uri.startswith("sample:") else os.path.basename(uri.rstrip("/"))
+
+
+def detection_sheet(plan: Plan, detections: Detections, detector: str, keyframe_rate: float) -> np.ndarray:
+    """Each still, and up to SHEET_KEYFRAMES frames of each video over the seconds the
+    timeline shows, with the box and mask outline that the effects use (a video's: its
+    smoothed track), the score and the detector."""
+    ranges, tiles = plan.video_ranges(), []
+    for uri in plan.sources:
+        track = detections.track(uri)
+        if uri in ranges:
+            lo, hi = ranges[uri]
+            rate = min(keyframe_rate, (SHEET_KEYFRAMES - 1) / max(hi - lo, 1e-3))
+            shots = [(f" at {t:.1f} s", img, track.at(t)) for t, img in keyframes(uri, lo, hi, rate)]
+        else:
+            shots = [("", load_image(uri), track.at(0.0))]
+        for when, img, subject in shots:
+            how = detector if subject.method == detector else f"{detector} ({subject.method})"
+            tiles.append((annotate(img, subject, SHEET_TILE), f"{_name(uri)}{when} · {subject.score:.2f} · {how}"))
+    return grid(tiles)
