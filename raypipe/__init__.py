@@ -1,4 +1,9 @@
-"""raypipe: a subject-aware video renderer that scales from a laptop to a Ray cluster."""
+"""raypipe: a subject-aware video renderer that scales from a laptop to a Ray cluster.
+
+`raypipe.render`, `raypipe.detect` and `raypipe.preview` are the CLI's commands as functions
+(see `raypipe.api`); they are imported on first use, so that `import raypipe` stays light
+for the segment workers, which import this package too.
+"""
 
 
 class RaypipeError(Exception):
@@ -33,3 +38,11 @@ def stop_requested() -> int | None:
 def check_stop() -> None:
     if _STOPS:
         raise Interrupted(_STOPS[0])
+
+
+def __getattr__(name: str):
+    if name in ("render", "detect", "preview", "Result", "Detected"):
+        from raypipe import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'raypipe' has no attribute {name!r}")

@@ -9,12 +9,12 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from raypipe import Interrupted, RaypipeError, stop, stop_requested
-from raypipe.config import register
+from raypipe.config import hydra_error_line, register
 
 log = logging.getLogger("raypipe")
 register()
@@ -81,31 +81,31 @@ def _announce(run_dir: str):
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def render_main(cfg: DictConfig) -> None:
-    from raypipe.render import render  # after Hydra has parsed: `--help` stays instant
+    from raypipe.driver import render  # after Hydra has parsed: `--help` stays instant
 
     _run(lambda run_dir: render(cfg, run_dir, on_result=_announce(run_dir), quiet=FLAGS["quiet"]))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def preview_main(cfg: DictConfig) -> None:
-    from raypipe import preview
+    from raypipe import quicklook
 
     def work(run_dir: str) -> None:
         if FLAGS["frames"] or FLAGS["at"]:
-            for path in preview.still_frames(cfg, run_dir, FLAGS["at"] or None):
+            for path in quicklook.still_frames(cfg, run_dir, FLAGS["at"] or None):
                 print(path, flush=True)
         else:
-            print(preview.preview_video(cfg, run_dir, FLAGS["scale"], quiet=FLAGS["quiet"])["output"], flush=True)
+            print(quicklook.preview_video(cfg, run_dir, FLAGS["scale"], quiet=FLAGS["quiet"])["output"], flush=True)
 
     _run(work)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def detect_main(cfg: DictConfig) -> None:
-    from raypipe import preview
+    from raypipe import quicklook
 
     def work(run_dir: str) -> None:
-        path, info = preview.detection_sheet(cfg, run_dir)
+        path, info, _ = quicklook.detection_sheet(cfg, run_dir)
         if info["fallback_reason"]:
             log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
         print(path, flush=True)
@@ -152,18 +152,6 @@ def _take_flags(argv: list[str]) -> list[str]:
         else:
             rest.append(arg)
     return rest
-
-
-def hydra_error_line(e: Exception) -> str:
-    """Hydra's composition errors span many lines; the user needs the key or file and why."""
-    if isinstance(e, MissingConfigException) and e.missing_cfg_file:
-        group, _, name = e.missing_cfg_file.rpartition("/")
-        options = f" (available: {', '.join(sorted(e.options))})" if e.options else ""
-        return f"{group or 'config'}: no config named {name!r}{options}"
-    cause = e if isinstance(e, OmegaConfBaseException) else e.__cause__
-    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-        return f"{cause.full_key}: {str(cause).splitlines()[0]}"
-    return str(e).strip().splitlines()[0]
 
 
 def main() -> None:

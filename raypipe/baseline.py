@@ -45,7 +45,7 @@ def _load_detector(detector_cfg, prompts: tuple[str, ...], loads) -> None:
     import cv2
 
     from raypipe.clip import ClipDetector, WeightsUnavailable
-    from raypipe.detect import SaliencyDetector, clip_loads
+    from raypipe.detector import SaliencyDetector, clip_loads
 
     cv2.setNumThreads(1)  # one worker per CPU: parallelism comes from the workers
     if detector_cfg.kind == "clip":  # as the old workers did: import torch, try the weights, then fall back
@@ -126,8 +126,8 @@ def run_pool(cfg, run_dir: str) -> dict:
     from moviepy import VideoFileClip, concatenate_videoclips
     from omegaconf import OmegaConf
 
-    from raypipe.detect import detect_all, expand
-    from raypipe.render import prepare
+    from raypipe.detector import detect_all, expand
+    from raypipe.driver import prepare
 
     stages, t0 = {}, time.perf_counter()
     detector_cfg = OmegaConf.to_object(cfg.detector)

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 _PACKAGE = Path(__file__).parent
 # The code that decides a detection, and the code that decides a chunk's pixels and bits.
-_DETECT_CODE = ("detect.py", "saliency.py", "clip.py", "detections.py", "media/images.py", "media/video.py",
+_DETECT_CODE = ("detector.py", "saliency.py", "clip.py", "detections.py", "media/images.py", "media/video.py",
                 "media/hdr.py")
 _RENDER_CODE = ("segment.py", "effects.py", "captions.py", "detections.py", "timeline.py", "media/images.py",
                 "media/video.py", "media/hdr.py", "media/encode.py")

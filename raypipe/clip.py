@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from raypipe import RaypipeError
-from raypipe.detect import WEIGHTS_HINT as hint
-from raypipe.detect import is_checkpoint_path as _is_path
+from raypipe.detector import WEIGHTS_HINT as hint
+from raypipe.detector import is_checkpoint_path as _is_path
 from raypipe.detections import Subject, subject_from_heat
 
 log = logging.getLogger(__name__)

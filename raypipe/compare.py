@@ -51,10 +51,10 @@ def compose(overrides: list[str]):
 def run_sequential(cfg, run_dir: str) -> dict:
     from omegaconf import OmegaConf
 
-    from raypipe.detect import detect_all, expand
+    from raypipe.detector import detect_all, expand
     from raypipe.detections import Detections
     from raypipe.mux import Muxer
-    from raypipe.render import prepare
+    from raypipe.driver import prepare
     from raypipe.segment import render_task
     from raypipe.storage import Storage
     from raypipe.timeline import split

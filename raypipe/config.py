@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.errors import MissingConfigException
 from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -194,3 +196,17 @@ def register() -> None:
         OmegaConf.register_new_resolver("asset", lambda name: str(ASSETS / name))
     if not OmegaConf.has_resolver("run_id"):
         OmegaConf.register_new_resolver("run_id", lambda: RUN_ID)
+
+
+def hydra_error_line(e: Exception) -> str:
+    """Hydra's composition errors span many lines; the user needs the key or file and why."""
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file:
+        group, _, name = e.missing_cfg_file.rpartition("/")
+        options = f" (available: {', '.join(sorted(e.options))})" if e.options else ""
+        return f"{group or 'config'}: no config named {name!r}{options}"
+    cause = e
+    while cause is not None:  # the OmegaConf error that names the key, however deep Hydra wrapped it
+        if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+            return f"{cause.full_key}: {str(cause).splitlines()[0]}"
+        cause = cause.__cause__ or cause.__context__
+    return str(e).strip().splitlines()[0]

@@ -53,7 +53,7 @@ def _stages(stages: dict) -> str:
     return f'<table class="stages">{rows}<tr><th>total</th><th class="num">{total:.2f} s</th><td></td></tr></table>'
 
 
-def _timeline(runs: list[dict]) -> str:
+def task_timeline(runs: list[dict]) -> str:
     """An SVG lane per (node, worker process); a bar per task from its start to its end."""
     made = [r for r in runs if not r.get("reused") and r.get("started")]
     if not made:
@@ -116,7 +116,7 @@ pre {{ background: #f6f6f6; padding: 10px; overflow: auto; max-height: 400px; }}
 <h1>raypipe: {html.escape(report["job"])}</h1>
 <table>{fact_rows}</table>
 <h2>Stages</h2>{_stages(report["stages"])}
-<h2>Tasks</h2>{_timeline(report["segment_runs"])}
+<h2>Tasks</h2>{task_timeline(report["segment_runs"])}
 <h2>Detections</h2>{sheet}
 <h2>Segments: first, middle and last frame</h2>{thumbs}
 <h2>Config</h2><pre>{html.escape(config_yaml)}</pre>

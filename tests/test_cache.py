@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 
 from conftest import compose_job, overrides, read_report, run_cli
 from raypipe import cache, media
-from raypipe.detect import detect_all
-from raypipe.render import Reuse, prepare, render
+from raypipe.detector import detect_all
+from raypipe.driver import Reuse, prepare, render
 from raypipe.storage import HOST, Storage, temp_name
 
 FIXTURE = ("--config-dir", "tests/conf", "+job=fixture", "detector=saliency")

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from raypipe.clip import ClipDetector, WeightsUnavailable, dense_patch_features, load
 from raypipe.config import DetectorCfg
-from raypipe.detect import detect_all, expand
+from raypipe.detector import detect_all, expand
 
 
 def cfg(**kw):

@@ -14,7 +14,7 @@ import numpy as np
 
 from conftest import ROOT, compose_job, read_report, run_cli
 from raypipe import media
-from raypipe.render import render
+from raypipe.driver import render
 
 # Small tasks, so that there are many of them to kill in the middle of.
 SPLIT = "render.max_frames_per_task=6"

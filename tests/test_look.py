@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT, compose_job, read_report, run_cli
 from raypipe import media, progress
-from raypipe.render import Reuse, detect_here, ordered_tasks, prepare
+from raypipe.driver import Reuse, detect_here, ordered_tasks, prepare
 from raypipe.segment import render_task
 from raypipe.sheet import BOX
 from raypipe.storage import Storage

@@ -7,7 +7,7 @@ import pytest
 from conftest import FFMPEG, compose_job
 from raypipe import media
 from raypipe.config import ASSETS
-from raypipe.render import render
+from raypipe.driver import render
 from raypipe.media import keyframes, probe, read_frames
 from test_render import FIXTURE_FRAMES, psnr, render_single_process
 

@@ -10,10 +10,10 @@ from omegaconf import OmegaConf
 
 from conftest import FFMPEG, ROOT, compose_job, overrides, read_report, run_cli
 from raypipe import media
-from raypipe.detect import detect_all, expand
+from raypipe.detector import detect_all, expand
 from raypipe.detections import Detections
 from raypipe.mux import Muxer
-from raypipe.render import prepare, render
+from raypipe.driver import prepare, render
 from raypipe.saliency import detect_saliency
 from raypipe.segment import in_shared_memory, render_task, segment_frames
 from raypipe.media import MediaError, load_image
@@ -242,7 +242,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
 
 def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, tmp_path, monkeypatch):
     import cv2
-    import raypipe.render as driver
+    import raypipe.driver as driver
 
     photo = tmp_path / "coffee.png"
     cv2.imwrite(str(photo), cv2.cvtColor(load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
@@ -293,7 +293,7 @@ def test_the_driver_renders_the_costliest_task_only_while_ray_is_still_starting(
     driver renders it (a real chunk in storage), and Ray must not get it again."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from raypipe.render import HeadStart, detect_here, ordered_tasks
+    from raypipe.driver import HeadStart, detect_here, ordered_tasks
 
     cfg = compose_job("detector=saliency")
     plan, _ = prepare(cfg, str(tmp_path))

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from raypipe import sheet
 from raypipe.detections import Detections
-from raypipe.render import Reuse, detect_here, prepare, render
+from raypipe.driver import Reuse, detect_here, prepare, render
 from raypipe.segment import segment_frames
 from raypipe.storage import Storage
 from raypipe.timeline import JobError, Plan
@@ -28,11 +28,12 @@ def _png(path: str, rgb) -> str:
     return path
 
 
-def detection_sheet(cfg: DictConfig, run_dir: str) -> tuple[str, dict]:
-    """`detections.png` in the run directory (see `sheet.detection_sheet`)."""
+def detection_sheet(cfg: DictConfig, run_dir: str) -> tuple[str, dict, Detections]:
+    """`detections.png` in the run directory (see `sheet.detection_sheet`), the detector's
+    info and the detections."""
     plan, detections, info = _detected(cfg, run_dir)
     image = sheet.detection_sheet(plan, detections, info["detector"], cfg.detector.keyframe_rate)
-    return _png(os.path.join(run_dir, "detections.png"), image), info
+    return _png(os.path.join(run_dir, "detections.png"), image), info, detections
 
 
 def still_frames(cfg: DictConfig, run_dir: str, seconds: list[float] | None) -> list[str]:

@@ -20,7 +20,7 @@ import ray
 from omegaconf import DictConfig, OmegaConf
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from raypipe import RaypipeError, cache, check_stop, detect, report_html, sheet, timeline
+from raypipe import RaypipeError, cache, check_stop, detector, report_html, sheet, timeline
 from raypipe.cache import ChunkCache, DetectionCache
 from raypipe.detections import Detections
 from raypipe.mux import Muxer, MuxError
@@ -57,7 +57,7 @@ def run_location(root: str | None, run_dir: str) -> str:
 
 def prepare(cfg: DictConfig, run_root: str) -> tuple[Plan, str]:
     """Every check that needs no Ray: a bad job fails here, before any work or output."""
-    detect.validate(cfg.detector)
+    detector.validate(cfg.detector)
     if cfg.render.max_frames_per_task is not None and cfg.render.max_frames_per_task < 1:
         raise JobError("render.max_frames_per_task", f"must be >= 1 or null (got {cfg.render.max_frames_per_task})")
     if cfg.ray.segment_strategy not in ("SPREAD", "DEFAULT"):
@@ -334,7 +334,7 @@ class Reuse:
         if root is None:
             return cls(None, None, None, {}, run_store, plan.encode.chunk_extension)
         ids = {uri: cache.source_id(uri) for uri in plan.sources}
-        kind, _ = detect.resolve_kind(cfg.detector)
+        kind, _ = detector.resolve_kind(cfg.detector)
         det_keys = cache.detection_keys(cfg.detector, kind, plan, ids)
         keys = cache.segment_keys(plan, ids, det_keys, cfg.detector.track_smoothing)
         return cls(root, DetectionCache(root, det_keys), ChunkCache(root, plan.encode.chunk_extension), keys,
@@ -383,28 +383,28 @@ class Reuse:
                 "frames_rendered": sum(m.frames for m in manifests if not m.reused), **evicted}
 
 
-def detect_here(detector: DictConfig, plan: Plan, found: DetectionCache | None) -> tuple[Detections, dict]:
+def detect_here(settings: DictConfig, plan: Plan, found: DetectionCache | None) -> tuple[Detections, dict]:
     """One pass over the distinct sources in the driver, packed for the object store."""
-    compacted, info = detect.detect_all(OmegaConf.to_object(detector), plan.sources, plan.prompts,
-                                        plan.video_ranges(), found)
-    return _packed(detector, compacted, info)
+    compacted, info = detector.detect_all(OmegaConf.to_object(settings), plan.sources, plan.prompts,
+                                          plan.video_ranges(), found)
+    return _packed(settings, compacted, info)
 
 
-def detect_in_actor(detector: DictConfig, plan: Plan, found: DetectionCache | None) -> tuple[Detections, dict]:
+def detect_in_actor(settings: DictConfig, plan: Plan, found: DetectionCache | None) -> tuple[Detections, dict]:
     """The same pass in one actor on a node with a GPU, for a detector that asks for one."""
-    actor = ray.remote(detect.DetectorActor).options(num_cpus=detector.num_cpus, num_gpus=detector.num_gpus).remote()
+    actor = ray.remote(detector.DetectorActor).options(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus).remote()
     try:
-        compacted, info = _get(actor.detect.remote(OmegaConf.to_object(detector), plan.sources, plan.prompts,
+        compacted, info = _get(actor.detect.remote(OmegaConf.to_object(settings), plan.sources, plan.prompts,
                                                    plan.video_ranges(), found))
     finally:
         ray.kill(actor)  # the model's memory goes back before the segments need it
-    return _packed(detector, compacted, info)
+    return _packed(settings, compacted, info)
 
 
-def _packed(detector: DictConfig, compacted: dict, info: dict) -> tuple[Detections, dict]:
+def _packed(settings: DictConfig, compacted: dict, info: dict) -> tuple[Detections, dict]:
     if info["fallback_reason"]:
         log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
-    return Detections.pack(detect.expand(compacted), smoothing=detector.track_smoothing), info
+    return Detections.pack(detector.expand(compacted), smoothing=settings.track_smoothing), info
 
 
 class HeadStart:

@@ -1,0 +1,129 @@
+"""The Python API: the CLI's commands as functions, for notebooks and programs.
+
+    import raypipe
+    result = raypipe.render("demo", ["render.fps=24"])
+    result.video, result.report["stages"], result.run_dir
+
+`job` is a job name (a file in the package's conf/job/), a path to a job YAML (as in
+conf/job/), or a dict built in Python: either the job section itself
+({"name": ..., "segments": [...]}) or a config fragment ({"job": {...}, "render": {...}}).
+Overrides are the CLI's (`render.width=640`, `detector=saliency`). Errors are the CLI's
+one-line `RaypipeError`s.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from raypipe import RaypipeError
+from raypipe.config import hydra_error_line, register
+
+CONF = Path(__file__).parent / "conf"
+
+
+class ConfigError(RaypipeError, ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Result:
+    video: str  # the published video's path or URI
+    report: dict  # report.json's content
+    run_dir: str  # where report.json, report.html and the config are
+
+
+@dataclass(frozen=True)
+class Detected:
+    sheet: str  # detections.png
+    detections: list[dict]  # per source: box, score, method (and a video's keyframes)
+    detector: str
+    run_dir: str
+
+
+def config(job: str | os.PathLike | Mapping, overrides: Sequence[str] = ()) -> DictConfig:
+    """The composed config the CLI would get for `+job=... overrides`, checked against the schema."""
+    register()
+    with tempfile.TemporaryDirectory(prefix="raypipe-conf-") as extra:
+        name = _job_file(job, Path(extra))
+        searchpath = [f"hydra.searchpath=[file://{extra}]"] if name.startswith("_api") else []
+        try:
+            with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+                return compose("config", overrides=[*searchpath, f"+job={name}", *overrides])
+        except (HydraException, OmegaConfBaseException) as e:
+            raise ConfigError(hydra_error_line(e)) from None
+
+
+def _job_file(job, folder: Path) -> str:
+    """A job name as it is; a YAML file or a dict written as a job config Hydra can compose."""
+    if isinstance(job, Mapping):
+        fragment = dict(job) if "job" in job else {"job": dict(job)}
+    elif isinstance(job, os.PathLike) or str(job).endswith((".yaml", ".yml")):
+        path = Path(job)
+        if not path.is_file():
+            raise ConfigError(f"job: no such file: {path}")
+        fragment = None
+        text = path.read_text()
+    else:
+        return str(job)
+    (folder / "job").mkdir()
+    if fragment is not None:
+        text = yaml.safe_dump(fragment, sort_keys=False, allow_unicode=True)
+    if "# @package" not in text.split("\n", 1)[0]:
+        text = "# @package _global_\n" + text
+    (folder / "job" / "_api.yaml").write_text(text)
+    return "_api"
+
+
+def _run_dir(cfg: DictConfig, run_dir: str | os.PathLike | None) -> str:
+    """The CLI's layout, outputs/<job>/<time>-<id>, with an id of its own per call."""
+    if run_dir is None:
+        run_dir = Path("outputs") / cfg.job.name / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}-{secrets.token_hex(3)}"
+    run_dir = Path(run_dir).absolute()
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    return str(run_dir)
+
+
+def render(job, overrides: Sequence[str] = (), run_dir=None, quiet: bool = True) -> Result:
+    """Renders the job (see the module's doc); progress on stderr unless `quiet`."""
+    from raypipe.driver import render as run
+
+    cfg = config(job, overrides)
+    folder = _run_dir(cfg, run_dir)
+    report = run(cfg, folder, quiet=quiet)
+    return Result(report["output"], report, folder)
+
+
+def detect(job, overrides: Sequence[str] = (), run_dir=None) -> Detected:
+    """Detection only, through the detection cache: the contact sheet and what was found."""
+    from raypipe.quicklook import detection_sheet
+
+    cfg = config(job, overrides)
+    folder = _run_dir(cfg, run_dir)
+    sheet, info, detections = detection_sheet(cfg, folder)
+    return Detected(sheet, detections.summary(), info["detector"], folder)
+
+
+def preview(job, overrides: Sequence[str] = (), run_dir=None, scale: float = 0.25,
+            at: Sequence[float] | None = None, frames: bool = False) -> Result | list[str]:
+    """The timeline small and fast (a Result), or PNG frames: at `at` seconds, or with
+    `frames` each segment's first, middle and last frame (a list of paths)."""
+    from raypipe.quicklook import preview_video, still_frames
+
+    cfg = config(job, overrides)
+    folder = _run_dir(cfg, run_dir)
+    if at or frames:
+        return still_frames(cfg, folder, list(at) if at else None)
+    report = preview_video(cfg, folder, scale)
+    return Result(report["output"], report, folder)
