@@ -63,3 +63,15 @@ def test_kuberay_rayjob_is_complete():
     assert workers["cpu-workers"]["maxReplicas"] > workers["cpu-workers"]["minReplicas"]
     gpu = workers["gpu-detector"]
     assert gpu["minReplicas"] == 0 and gpu["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+
+
+def test_the_dockerfile_builds_on_rays_image_at_the_pinned_version_with_the_package_and_its_configs():
+    pinned = re.search(r'"ray\[default\]==([\d.]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    docker = (ROOT / "Dockerfile").read_text()
+    assert re.search(rf"^ARG BASE=rayproject/ray:{re.escape(pinned)}-py3\d+-cpu$", docker, re.M)
+    assert "COPY --chown=ray:users raypipe ./raypipe" in docker and "pip install" in docker
+    # The package data the image installs has the configs (`pip install .` reads pyproject's list).
+    assert (ROOT / "raypipe" / "conf" / "config.yaml").is_file()
+    images = re.findall(r"image: (\S+)", (CLUSTER / "kuberay-rayjob.yaml").read_text())
+    assert images and all(i.startswith("ghcr.io/example/raypipe:") for i in images)
+    assert ray.__version__ == pinned
