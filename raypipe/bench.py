@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m raypipe bench {render,nodes,compare,cache,handoff,effects,media} [options]`.
+"""Benchmarks: `python -m raypipe bench {render,nodes,compare,cache,clip,handoff,effects,media} [options]`.
 
 Every figure is a median over rounds, and alternatives are measured interleaved in the same
 run, because these machines are shared and noisy: compare ratios, not absolute numbers
@@ -95,6 +95,62 @@ def bench_cache(args) -> dict:
         "frames_rendered_fraction_median": {k: _median(v) for k, v in work.items()},
         "killed_at_chunks_fraction_median": _median(killed_at),
         "first_render_s": first,
+    }
+
+
+# An open_clip architecture small enough to measure the code path around the model (the
+# tests use the same one); the cost of an architecture does not depend on its weights.
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def bench_clip(args) -> dict:
+    """CLIP detection per image, one image per forward pass against `--batch`, through the
+    detector's own path (prepare, forward, subject), on random weights saved as a checkpoint."""
+    import open_clip
+    import torch
+    from omegaconf import OmegaConf
+
+    from raypipe.clip import ClipDetector
+    from raypipe.config import DetectorCfg
+    from raypipe.media import load_image
+    from raypipe.media.images import SAMPLES
+
+    torch.manual_seed(0)
+    images = [load_image(f"sample:{SAMPLES[i % len(SAMPLES)]}") for i in range(args.sources)]
+    per_image: dict[int, list[float]] = {1: [], args.batch: []}
+    with tempfile.TemporaryDirectory(prefix="raypipe-bench-") as tmp:
+        config = None
+        if args.model == "tiny-clip":
+            config = Path(tmp) / "tiny-clip.json"
+            config.write_text(json.dumps(TINY_CLIP))
+            open_clip.add_model_config(config)
+        size = [args.size, args.size] if args.size else None
+        model = open_clip.create_model(args.model, force_image_size=tuple(size) if size else None)
+        checkpoint = Path(tmp) / "open_clip_pytorch_model.bin"
+        torch.save(model.state_dict(), checkpoint)
+        del model
+        detectors = {b: ClipDetector(OmegaConf.structured(DetectorCfg(
+            model=args.model, pretrained=str(checkpoint), model_config=str(config) if config else None,
+            image_size=size, batch_size=b, num_cpus=os.cpu_count() or 1)), ("a person", "an animal"))
+            for b in per_image}
+        for r in range(args.rounds + 1):  # the first round warms up
+            for b, det in detectors.items():
+                t0 = time.perf_counter()
+                for i in range(0, len(images), b):
+                    det.detect_prepared([det.prepare(img) for img in images[i:i + b]])
+                if r:
+                    per_image[b].append((time.perf_counter() - t0) / len(images))
+    one, batched = _median(per_image[1]), _median(per_image[args.batch])
+    return {
+        "model": args.model, "input": list(detectors[1].model.visual.image_size), "sources": args.sources,
+        "rounds": args.rounds, "threads": torch.get_num_threads(),
+        "ms_per_image": {"batch 1": round(one * 1000, 2), f"batch {args.batch}": round(batched * 1000, 2)},
+        "images_per_s": {"batch 1": round(1 / one, 1), f"batch {args.batch}": round(1 / batched, 1)},
+        "speedup": round(one / batched, 2),
     }
 
 
@@ -506,6 +562,13 @@ def main(argv: list[str]) -> None:
     p.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
     p.set_defaults(fn=bench_nodes)
+    p = sub.add_parser("clip", help="CLIP detection per image: one per forward pass against batched")
+    p.add_argument("--model", default="tiny-clip", help="an open_clip architecture (random weights)")
+    p.add_argument("--size", type=int, default=None, help="input side in pixels (default: the model's)")
+    p.add_argument("--sources", type=int, default=16)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=3)
+    p.set_defaults(fn=bench_clip)
     p = sub.add_parser("cache", help="re-renders: unchanged, one caption edited, a killed driver's rerun")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--caption-segment", type=int, default=0, help="the segment whose caption is edited")

@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,7 +23,8 @@ import numpy as np
 from raypipe import RaypipeError
 from raypipe.detector import WEIGHTS_HINT as hint
 from raypipe.detector import is_checkpoint_path as _is_path
-from raypipe.detections import Subject, subject_from_heat
+from raypipe.detections import Subject, bounded, subject_from_heat
+from raypipe.saliency import detect_saliency
 
 log = logging.getLogger(__name__)
 
@@ -124,42 +126,78 @@ def load(cfg) -> tuple[object, dict]:
     return model, {"mean": pre["mean"], "std": pre["std"], "tokenizer": open_clip.get_tokenizer(name)}
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One image ready for the model: its input tensor's pixels, a copy at most MASK_SIDE a
+    side (the heat and the mask are made at that size, as they travel), and its size."""
+
+    pixels: np.ndarray  # (h, w, 3) float32, normalised, at the model's input size
+    small: np.ndarray  # RGB uint8
+    size: tuple[int, int]  # the source's (width, height)
+
+
 class ClipDetector:
+    """CLIP on the sources, `batch` images per forward pass, on the GPU when the detector asks
+    for one and the node has it."""
+
     def __init__(self, cfg, prompts: tuple[str, ...]):
         import torch
 
         t0 = time.perf_counter()
         self.cfg = cfg
+        self.device = "cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+        if cfg.num_gpus > 0 and self.device == "cpu":
+            log.warning("detector.num_gpus=%s but torch sees no GPU here: CLIP runs on the CPU", cfg.num_gpus)
         self.model, pre = load(cfg)
+        self.model.to(self.device)
+        self.batch = max(1, int(cfg.batch_size))
         self.mean = np.asarray(pre["mean"], np.float32)
         self.std = np.asarray(pre["std"], np.float32)
         self.n_fg = len(prompts)
         with torch.inference_mode():
-            self.text = torch.stack([self._embed(pre["tokenizer"], p) for p in (*prompts, *cfg.background_prompts)])
+            tokenizer = pre["tokenizer"]
+            self.text = torch.stack([self._embed(tokenizer, p) for p in (*prompts, *cfg.background_prompts)])
         self.name = f"clip:{cfg.model}/{os.path.basename(str(cfg.pretrained))}"
-        log.info("CLIP %s loaded in %.1f s", self.name, time.perf_counter() - t0)
+        log.info("CLIP %s loaded on %s in %.1f s", self.name, self.device, time.perf_counter() - t0)
 
     def _embed(self, tokenizer, prompt: str):
         import torch.nn.functional as F
 
-        e = F.normalize(self.model.encode_text(tokenizer([t.format(prompt) for t in TEMPLATES])), dim=-1)
+        tokens = tokenizer([t.format(prompt) for t in TEMPLATES]).to(self.device)
+        e = F.normalize(self.model.encode_text(tokens), dim=-1)
         return F.normalize(e.mean(0), dim=-1)
 
-    def heat(self, rgb: np.ndarray) -> np.ndarray:
-        """P(subject) per pixel, [0, 1], at the source's size."""
-        import torch
-
+    def prepare(self, rgb: np.ndarray) -> Prepared:
         ih, iw = self.model.visual.image_size
         x = cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-        x = torch.from_numpy((x - self.mean) / self.std).permute(2, 0, 1)[None]
+        return Prepared((x - self.mean) / self.std, bounded(rgb), (rgb.shape[1], rgb.shape[0]))
+
+    def heats(self, items: list[Prepared]) -> list[np.ndarray]:
+        """P(subject) per pixel, [0, 1], at each item's small size: one forward pass."""
+        import torch
+
+        x = torch.from_numpy(np.stack([p.pixels for p in items])).permute(0, 3, 1, 2).to(self.device)
         with torch.inference_mode():
             feats = dense_patch_features(self.model, x, self.cfg.method)
             probs = (self.cfg.logit_scale * feats @ self.text.T).softmax(-1)
-            fg = probs[0, :, :, : self.n_fg].sum(-1).numpy()
-        return cv2.resize(fg, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+            fg = probs[..., : self.n_fg].sum(-1).float().cpu().numpy()
+        return [cv2.resize(f, (p.small.shape[1], p.small.shape[0]), interpolation=cv2.INTER_LINEAR)
+                for f, p in zip(fg, items)]
 
-    def detect(self, rgb: np.ndarray) -> Subject | None:
-        return subject_from_heat(self.heat(rgb), self.cfg.threshold, "clip")
+    def detect_prepared(self, items: list[Prepared]) -> list[Subject]:
+        out = []
+        for p, heat in zip(items, self.heats(items)):
+            subject = subject_from_heat(heat, self.cfg.threshold, "clip")
+            if subject is None:
+                log.warning("CLIP found no subject in an image: using saliency for it")
+                subject = detect_saliency(p.small, method="saliency (no CLIP subject)")
+            sx, sy = p.size[0] / p.small.shape[1], p.size[1] / p.small.shape[0]
+            x0, y0, x1, y1 = subject.box
+            out.append(replace(subject, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy), size=p.size))
+        return out
+
+    def detect(self, rgb: np.ndarray) -> Subject:
+        return self.detect_prepared([self.prepare(rgb)])[0]
 
 
 def dense_patch_features(model, images, mode: str = "clearclip"):

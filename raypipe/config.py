@@ -136,8 +136,12 @@ class DetectorCfg:
     keyframe_rate: float = 2.0
     track_smoothing: float = 0.5
     num_cpus: float = 1.0
-    # Ask for a GPU on clusters that have one; segment tasks only ever ask for CPUs.
+    # Ask for a GPU on clusters that have one: the model and its inputs then live on it (one
+    # actor on a GPU node; report.json's detector_device says where it ran). Segment tasks
+    # only ever ask for CPUs.
     num_gpus: float = 0.0
+    # Images per CLIP forward pass.
+    batch_size: int = 16
 
 
 @dataclass

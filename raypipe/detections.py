@@ -73,8 +73,11 @@ class CompactSubject:
 class Track:
     """A source's subject over time: keyframes in source seconds (one, at 0, for a still).
 
-    The box at time t is a Gaussian-weighted mean of the keyframe boxes: a smooth function
-    of t, so a camera that follows it cannot jitter however noisy single detections are.
+    The box at time t is a local-linear fit of the keyframe boxes with Gaussian weights (a
+    smooth function of t, so a camera that follows it cannot jitter however noisy single
+    detections are). A weighted mean would be pulled toward the middle near the ends of the
+    keyframes (~26 px of lag for 100 px/s at 0.5 s of smoothing); a line through the
+    weighted points follows a moving subject to the last frame.
     """
 
     times: np.ndarray
@@ -88,10 +91,20 @@ class Track:
     def box_at(self, t: float) -> tuple[float, float, float, float]:
         if len(self.times) == 1:
             return tuple(float(v) for v in self.boxes[0])
-        w = np.exp(-0.5 * ((self.times - t) / max(self.smoothing, 1e-3)) ** 2)
-        if w.sum() < 1e-12:  # far outside the keyframes: the nearest one
-            w = (np.abs(self.times - t) == np.abs(self.times - t).min()).astype(np.float64)
-        return tuple(float(v) for v in (w[:, None] * self.boxes).sum(0) / w.sum())
+        # Past the keyframes by more than one interval, the path holds still rather than
+        # extrapolating a motion nobody saw.
+        step = float(np.median(np.diff(self.times)))
+        t = min(max(t, self.times[0] - step), self.times[-1] + step)
+        d = self.times - t
+        w = np.exp(-0.5 * (d / max(self.smoothing, 1e-3)) ** 2)
+        if w.sum() < 1e-12:  # keyframes far apart against the smoothing: the nearest one
+            w = (np.abs(d) == np.abs(d).min()).astype(np.float64)
+        s0, s1, s2 = w.sum(), (w * d).sum(), (w * d * d).sum()
+        t0, t1 = w @ self.boxes, (w * d) @ self.boxes
+        det = s0 * s2 - s1 * s1
+        if det <= 1e-9 * s0 * max(s2, 1e-12):  # one keyframe carries all the weight: its box
+            return tuple(float(v) for v in t0 / s0)
+        return tuple(float(v) for v in (s2 * t0 - s1 * t1) / det)
 
     def mask_at(self, t: float) -> np.ndarray:
         """Linear between the two keyframes around t; a view into shared memory at a keyframe."""

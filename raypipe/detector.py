@@ -58,9 +58,18 @@ def validate(cfg) -> None:
 
 class SaliencyDetector:
     name = "saliency"
+    device = "cpu"
+    batch = 1
 
     def detect(self, rgb):
         return detect_saliency(rgb)
+
+    @staticmethod
+    def prepare(rgb):
+        return rgb
+
+    def detect_prepared(self, images):
+        return [detect_saliency(rgb) for rgb in images]
 
 
 def resolve_kind(cfg) -> tuple[str, str | None]:
@@ -108,25 +117,34 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                video_ranges: dict[str, tuple[float, float]] | None = None,
                cache: DetectionCache | None = None) -> tuple[dict, dict]:
     """Every source's subject with one detector: stills once, videos at `keyframe_rate`
-    over the seconds of them that the timeline shows. Results come compacted (masks as
-    PNG) as each frame is done, and frames are decoded one at a time, so the detector's
+    over the seconds of them that the timeline shows. Images go to the detector in batches
+    (CLIP: `batch_size` per forward pass, each held only as the model's input and a copy at
+    most 512 px a side), and results come compacted (masks as PNG), so the detector's
     memory stays flat however long a clip is. Sources in `cache` are read from it, and the
     detector (a model load) is made only if one is not."""
     t0 = time.perf_counter()
     loads_before = clip_loads()
     counter = ReadCounter()
     made: list = []  # (detector, fallback_reason), once the first source misses the cache
-
-    def find(uri, img) -> CompactSubject:
-        detector = made[0][0]
-        subject = detector.detect(img)
-        if subject is None:
-            log.warning("CLIP found no subject in %s: using saliency for it", uri)
-            subject = detect_saliency(img, method="saliency (no CLIP subject)")
-        return CompactSubject.of(subject)
-
+    pending: list = []  # (uri, seconds or None for a still, prepared image): one batch at most
     found: dict = {}
+
+    def flush() -> None:
+        subjects = made[0][0].detect_prepared([p for _, _, p in pending])
+        for (uri, t, _), subject in zip(pending, subjects):
+            if t is None:
+                found[uri] = CompactSubject.of(subject)
+            else:
+                found[uri].append((t, CompactSubject.of(subject)))
+        pending.clear()
+
+    def add(uri, t, img) -> None:
+        pending.append((uri, t, made[0][0].prepare(img)))
+        if len(pending) >= made[0][0].batch:
+            flush()
+
     reused: list[Detection] = []
+    detected = []
     for uri in sources:
         hit = cache.get(uri) if cache else None
         if hit is not None:
@@ -135,13 +153,19 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
             continue
         if not made:
             made.append(make_detector(cfg, prompts))
+        detected.append(uri)
         if video_ranges and uri in video_ranges:
             lo, hi = video_ranges[uri]
-            found[uri] = [(t, find(uri, img)) for t, img in keyframes(uri, lo, hi, cfg.keyframe_rate, counter)]
+            found[uri] = []
+            for t, img in keyframes(uri, lo, hi, cfg.keyframe_rate, counter):
+                add(uri, t, img)
         else:
-            found[uri] = find(uri, load_image(uri, counter))
-        if cache:
-            cache.put(uri, Detection(found[uri], made[0][0].name, made[0][1]))
+            found[uri] = None  # keeps the sources' order; filled when its batch runs
+            add(uri, None, load_image(uri, counter))
+    if pending:
+        flush()
+    for uri in detected if cache else ():
+        cache.put(uri, Detection(found[uri], made[0][0].name, made[0][1]))
     if made:
         name, reason = made[0][0].name, made[0][1]
     elif reused:  # every source was cached: the detector that made the entries (one key for all)
@@ -152,6 +176,7 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
         "detector": name,
         "fallback_reason": reason,
         "detections_reused": len(reused),
+        "device": made[0][0].device if made else None,
         "clip_loads": clip_loads() - loads_before,
         "seconds": round(time.perf_counter() - t0, 3),
         "bytes_read": counter.bytes,

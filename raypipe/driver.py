@@ -609,6 +609,7 @@ def _report(plan, result, info, detections: Detections, manifests, stages) -> di
         "segments": len(plan.segments),
         "detector": info["detector"],
         "detector_fallback": info["fallback_reason"],
+        "detector_device": info.get("device"),  # None: every detection came from the cache
         "clip_loads": info["clip_loads"],
         "segment_workers": len({(m.node_id, m.pid) for m in in_ray}),
         "segment_workers_with_torch": len({(m.node_id, m.pid) for m in in_ray if m.torch_imported}),

@@ -53,11 +53,7 @@ def ray_local():
     ray.shutdown()
 
 
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
+from raypipe.bench import TINY_CLIP  # noqa: E402  (the tiny architecture the benchmark measures too)
 
 
 @pytest.fixture(scope="session")

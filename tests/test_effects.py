@@ -266,6 +266,22 @@ def test_a_noisy_keyframe_track_gives_a_smooth_subject_path():
     assert np.abs(path[15:-15, 0] - (100 + 40 * t[15:-15])).mean() < 8  # and it still follows the subject
 
 
+@pytest.mark.parametrize("speed", [100, 300])
+def test_a_moving_subjects_track_has_no_lag_at_either_end_of_its_keyframes(speed):
+    """A subject crossing the frame at `speed` px/s, detected exactly at 2 keyframes a second
+    over 3 s: every frame of the range, the first and last included, is on the subject."""
+    times = np.arange(0, 3.01, 0.5)
+    x = 100 + speed * times
+    mask = np.zeros((360, 640), np.uint8)
+    items = {"clip": [(float(t), Subject((a, 50.0, a + 80, 130.0), mask, 0.5, "test")) for t, a in zip(times, x)]}
+    track = Detections.pack(items, smoothing=0.5).track("clip")
+    t = np.arange(0, 3.0 + 1e-9, 1 / 30)  # every frame, ends included
+    path = np.array([track.box_at(v)[0] for v in t])
+    assert np.abs(path - (100 + speed * t)).max() < 0.5  # was 26 px at 100 px/s (a weighted mean)
+    # Beyond one keyframe interval past the ends it holds still instead of extrapolating.
+    assert track.box_at(10.0) == track.box_at(3.5) and track.box_at(-10.0) == track.box_at(-0.5)
+
+
 # ---- parameters -----------------------------------------------------------------------
 
 
