@@ -126,10 +126,16 @@ def load(cfg) -> tuple[object, dict]:
     return model, {"mean": pre["mean"], "std": pre["std"], "tokenizer": open_clip.get_tokenizer(name)}
 
 
+# The side the heat map and the mask are made at: the heat is a patch grid (7x7 for ViT-B/32
+# at 224 px, 28x28 for ViT-B/16 at 448), which 256 px carries with room to spare; thresholding
+# and labelling at the source's full size cost more than the forward pass of a batch.
+HEAT_SIDE = 256
+
+
 @dataclass(frozen=True)
 class Prepared:
-    """One image ready for the model: its input tensor's pixels, a copy at most MASK_SIDE a
-    side (the heat and the mask are made at that size, as they travel), and its size."""
+    """One image ready for the model: its input tensor's pixels, a copy at most HEAT_SIDE a
+    side (the heat and the mask are made at that size), and the source's size."""
 
     pixels: np.ndarray  # (h, w, 3) float32, normalised, at the model's input size
     small: np.ndarray  # RGB uint8
@@ -170,7 +176,7 @@ class ClipDetector:
     def prepare(self, rgb: np.ndarray) -> Prepared:
         ih, iw = self.model.visual.image_size
         x = cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-        return Prepared((x - self.mean) / self.std, bounded(rgb), (rgb.shape[1], rgb.shape[0]))
+        return Prepared((x - self.mean) / self.std, bounded(rgb, HEAT_SIDE), (rgb.shape[1], rgb.shape[0]))
 
     def heats(self, items: list[Prepared]) -> list[np.ndarray]:
         """P(subject) per pixel, [0, 1], at each item's small size: one forward pass."""

@@ -117,9 +117,9 @@ class RenderCfg:
 @dataclass
 class DetectorCfg:
     kind: str = "clip"  # clip | saliency
-    model: str = "ViT-B-32"
+    model: str = "ViT-B-16"
     # An open_clip pretrained tag, or a path to a local checkpoint file.
-    pretrained: Optional[str] = "laion2b_s34b_b79k"
+    pretrained: Optional[str] = "laion2b_s34b_b88k"
     # Optional open_clip model-config JSON for custom or fine-tuned architectures.
     model_config: Optional[str] = None
     # null: fail when the weights are unavailable; saliency: fall back, loudly.

@@ -31,13 +31,12 @@ def test_checkpoint_loads_through_the_real_path_and_localizes(tiny_clip):
     img = np.ascontiguousarray(skimage.data.coffee())  # 600x400
     subject = ClipDetector(c, ("a cup",)).detect(img)
     assert subject is not None and subject.method in ("clip", "saliency (no CLIP subject)")
-    # The mask is made at most 512 px a side, as it travels; the box is in the source's pixels.
-    assert subject.mask.shape == (341, 512) and subject.mask.dtype == np.uint8 and subject.source_size == (600, 400)
+    # The mask is made at most 256 px a side (the heat is a patch grid); the box is in the source's pixels.
+    assert subject.mask.shape == (171, 256) and subject.mask.dtype == np.uint8 and subject.source_size == (600, 400)
     assert set(np.unique(subject.mask)) <= {0, 255} and subject.mask.any()
     ys, xs = np.nonzero(subject.mask)
-    scale = 600 / 512
-    assert subject.box == pytest.approx((xs.min() * scale, ys.min() * 400 / 341, (xs.max() + 1) * scale,
-                                         (ys.max() + 1) * 400 / 341))
+    sx, sy = 600 / 256, 400 / 171
+    assert subject.box == pytest.approx((xs.min() * sx, ys.min() * sy, (xs.max() + 1) * sx, (ys.max() + 1) * sy))
 
 
 def test_one_load_serves_every_source(tiny_clip):
@@ -48,7 +47,7 @@ def test_one_load_serves_every_source(tiny_clip):
     assert info["clip_loads"] == 1
     assert tuple(subjects) == ("sample:astronaut", "sample:coffee", "sample:rocket")
     rocket = subjects["sample:rocket"]
-    assert rocket.source_size == (640, 427) and rocket.mask.shape == (342, 512)  # masks travel at most 512 px a side
+    assert rocket.source_size == (640, 427) and rocket.mask.shape == (171, 256)  # CLIP's masks: 256 px a side
 
 
 def test_missing_checkpoint_says_what_was_looked_for_and_how_to_supply_it(tmp_path):

@@ -269,7 +269,7 @@ def test_unavailable_weights_stop_the_render_before_any_segment(tmp_path):
                    f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: detector.pretrained: ") and "ViT-B-32/laion2b_s34b_b79k" in last
+    assert last.startswith("error: detector.pretrained: ") and "ViT-B-16/laion2b_s34b_b88k" in last
     assert "detector=saliency" in last
     assert "segment 0" not in proc.stdout and not output.exists()
     assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("report.json"))
