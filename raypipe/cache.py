@@ -286,4 +286,15 @@ def evict(root: str, max_bytes: int, keep: set[str]) -> dict:
             continue
         store.delete(rel)
         total, removed, freed = total - size, removed + 1, freed + size
+    if (removed or swept) and "://" not in root:  # object stores have no folders to leave behind
+        _remove_empty_folders(root)
     return {"bytes": total, "evicted_files": removed, "evicted_bytes": freed, "temp_files_swept": swept}
+
+
+def _remove_empty_folders(root: str) -> None:
+    for folder, subfolders, files in os.walk(root, topdown=False):
+        if folder != root and not files:
+            try:
+                os.rmdir(folder)  # fails, harmlessly, if a render has just written into it
+            except OSError:
+                pass

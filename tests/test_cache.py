@@ -140,6 +140,7 @@ def test_eviction_removes_the_least_recently_used_past_the_bound_and_dead_writer
     assert left == {old, fresh, kept, live}, left
     assert report == {"bytes": 3000, "evicted_files": 2, "evicted_bytes": 2000, "temp_files_swept": 2}
     assert oldest not in left and older not in left and gone not in left and stale not in left
+    assert not (tmp_path / "chunks" / "a" / "a").exists() and (tmp_path / "chunks" / "a").is_dir()  # no empty folders
 
 
 def test_without_the_cache_nothing_is_kept_or_reused(tmp_path, cache_dir):
