@@ -123,7 +123,7 @@ COMMANDS = {
     "render": (render_main, "render a job: +job=NAME [key=value ...] [--quiet]"),
     "preview": (preview_main, "a quick look: the timeline at 1/4 size [--scale F], or PNGs [--frames | --at S]"),
     "detect": (detect_main, "detection only: detections.png, each source with its box, mask outline, score"),
-    "bench": (bench_main, "benchmarks: render, nodes, compare, cache, clip, handoff, effects, media"),
+    "bench": (bench_main, "benchmarks: render, nodes, compare, cache, detect, clip, handoff, effects, media"),
 }
 USAGE = "usage: python -m raypipe COMMAND +job=NAME [key=value ...]\n\ncommands:\n" + "".join(
     f"  {name:<8} {text}\n" for name, (_, text) in COMMANDS.items()) + (

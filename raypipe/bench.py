@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m raypipe bench {render,nodes,compare,cache,clip,handoff,effects,media} [options]`.
+"""Benchmarks: `python -m raypipe bench {render,nodes,compare,cache,detect,clip,handoff,effects,media} [options]`.
 
 Every figure is a median over rounds, and alternatives are measured interleaved in the same
 run, because these machines are shared and noisy: compare ratios, not absolute numbers
@@ -152,6 +152,21 @@ def bench_clip(args) -> dict:
         "images_per_s": {"batch 1": round(1 / one, 1), f"batch {args.batch}": round(1 / batched, 1)},
         "speedup": round(one / batched, 2),
     }
+
+
+def bench_detect(args) -> dict:
+    """The detector against labelled images: box IoU, how much of each face every effect keeps
+    in frame, time per image (see raypipe/score.py)."""
+    from omegaconf import OmegaConf
+
+    from raypipe import score
+    from raypipe.api import config
+
+    detector = OmegaConf.to_object(config("demo", args.overrides).detector)
+    result = score.run(detector, args.labels)
+    if not args.per_image:
+        result.pop("per_image")
+    return result
 
 
 def bench_render(args) -> dict:
@@ -562,6 +577,11 @@ def main(argv: list[str]) -> None:
     p.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
     p.set_defaults(fn=bench_nodes)
+    p = sub.add_parser("detect", help="the detector against labelled images: box IoU, faces kept in frame")
+    p.add_argument("--labels", default=str(Path(__file__).resolve().parents[1] / "tests" / "data" / "detect_labels.json"))
+    p.add_argument("--per-image", action="store_true", help="also each image's box, IoU and faces kept")
+    p.add_argument("overrides", nargs="*", default=[], help="detector overrides (default: detector=saliency)")
+    p.set_defaults(fn=bench_detect)
     p = sub.add_parser("clip", help="CLIP detection per image: one per forward pass against batched")
     p.add_argument("--model", default="tiny-clip", help="an open_clip architecture (random weights)")
     p.add_argument("--size", type=int, default=None, help="input side in pixels (default: the model's)")
@@ -593,5 +613,5 @@ def main(argv: list[str]) -> None:
     if extra and (not hasattr(args, "overrides") or any(x.startswith("-") for x in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if hasattr(args, "overrides"):
-        args.overrides = [*args.overrides, *extra] or ["+job=demo"]
+        args.overrides = [*args.overrides, *extra] or (["detector=saliency"] if args.which == "detect" else ["+job=demo"])
     print(json.dumps(args.fn(args), indent=2))

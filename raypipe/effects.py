@@ -407,10 +407,12 @@ class Shot:
     def _to_screen(self, view: View, x: float, y: float) -> tuple[float, float]:
         return ((x - view.cx + view.w / 2) * self.out_w / view.w, (y - view.cy + view.h / 2) * self.out_h / view.h)
 
-    def screen_box(self, size: tuple[int, int], box, p: float) -> tuple[float, float, float, float]:
-        """The subject's box in output pixels at progress p, without rendering."""
+    def screen_box(self, size: tuple[int, int], box, p: float, region=None) -> tuple[float, float, float, float]:
+        """Where `region` (default: the subject's box itself) is in output pixels at progress
+        p, with the camera framing the subject's `box`; without rendering."""
         _, view = self._camera(size, box, p)
-        return (*self._to_screen(view, box[0], box[1]), *self._to_screen(view, box[2], box[3]))
+        x0, y0, x1, y1 = box if region is None else region
+        return (*self._to_screen(view, x0, y0), *self._to_screen(view, x1, y1))
 
     def _sample(self, layer: str, pyramid: Pyramid, key, view: View) -> np.ndarray:
         """A layer sampled at a view, reused while the view and the layer's input stay the
