@@ -163,10 +163,7 @@ def bench_detect(args) -> dict:
     from raypipe.api import config
 
     detector = OmegaConf.to_object(config("demo", args.overrides).detector)
-    result = score.run(detector, args.labels)
-    if not args.per_image:
-        result.pop("per_image")
-    return result
+    return score.run(detector, args.labels, per_image=args.per_image)
 
 
 def bench_render(args) -> dict:

@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 
 _PACKAGE = Path(__file__).parent
 # The code that decides a detection, and the code that decides a chunk's pixels and bits.
-_DETECT_CODE = ("detector.py", "saliency.py", "clip.py", "detections.py", "media/images.py", "media/video.py",
+_DETECT_CODE = ("detector.py", "saliency.py", "clip.py", "faces.py", "detections.py", "media/images.py", "media/video.py",
                 "media/hdr.py")
-_RENDER_CODE = ("segment.py", "effects.py", "captions.py", "detections.py", "timeline.py", "media/images.py",
+_RENDER_CODE = ("segment.py", "effects.py", "captions.py", "detections.py", "faces.py", "timeline.py", "media/images.py",
                 "media/video.py", "media/hdr.py", "media/encode.py")
 # Another render may be about to read an entry it has just looked up: eviction leaves entries
 # used this recently alone, and temporary files of writers on other hosts this long.
@@ -134,6 +134,7 @@ def detection_keys(detector, kind: str, plan: Plan, ids: dict[str, str]) -> dict
                     detector.threshold, list(detector.background_prompts), list(plan.prompts))
     else:
         settings = (kind,)
+    settings = (*settings, "faces" if detector.faces else "no faces")
     ranges = plan.video_ranges()
     version = code_version(_DETECT_CODE)
     return {uri: digest(version, ids[uri], settings,
@@ -175,6 +176,7 @@ _DETECTION_SCHEMA = pa.schema([
     ("x0", pa.float64()), ("y0", pa.float64()), ("x1", pa.float64()), ("y1", pa.float64()),
     ("score", pa.float64()), ("method", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
     ("mask_png", pa.binary()),
+    ("faces", pa.list_(pa.float64())),  # each face's head box, 4 numbers apiece
 ])
 
 
@@ -211,7 +213,9 @@ class DetectionCache:
             return None
         store.touch(name)
         subjects = [(r["t"], CompactSubject((r["x0"], r["y0"], r["x1"], r["y1"]), r["mask_png"], r["score"],
-                                            r["method"], (r["width"], r["height"]))) for r in rows]
+                                            r["method"], (r["width"], r["height"]),
+                                            tuple(tuple(r["faces"][i:i + 4]) for i in range(0, len(r["faces"]), 4))))
+                    for r in rows]
         value = subjects[0][1] if rows[0]["t"] is None else subjects
         return Detection(value, meta["detector"], meta["fallback_reason"])
 
@@ -219,7 +223,8 @@ class DetectionCache:
         pairs = [(None, found.value)] if isinstance(found.value, CompactSubject) else found.value
         columns = {name: [] for name in _DETECTION_SCHEMA.names}
         for t, c in pairs:
-            for name, v in zip(_DETECTION_SCHEMA.names, (t, *c.box, c.score, c.method, *c.size, c.mask_png)):
+            faces = [float(v) for face in c.faces for v in face]
+            for name, v in zip(_DETECTION_SCHEMA.names, (t, *c.box, c.score, c.method, *c.size, c.mask_png, faces)):
                 columns[name].append(v)
         meta = {"detector": found.detector, "fallback_reason": found.fallback_reason, "source": uri}
         table = pa.table(columns, schema=_DETECTION_SCHEMA.with_metadata({"raypipe": json.dumps(meta)}))

@@ -142,6 +142,9 @@ class DetectorCfg:
     num_gpus: float = 0.0
     # Images per CLIP forward pass.
     batch_size: int = 16
+    # Faces (OpenCV's Haar cascades) beside the subject's mask: every shot keeps them whole,
+    # and zooms aim at them.
+    faces: bool = True
 
 
 @dataclass

@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from raypipe.faces import union
+
 
 @dataclass(frozen=True)
 class Subject:
@@ -25,10 +27,16 @@ class Subject:
     score: float
     method: str
     size: tuple[int, int] | None = None  # the source's (width, height); None: the mask's
+    faces: tuple = ()  # each face's whole head with headroom, in source pixels (raypipe.faces)
 
     @property
     def source_size(self) -> tuple[int, int]:
         return self.size or (self.mask.shape[1], self.mask.shape[0])
+
+    @property
+    def key(self) -> tuple[float, float, float, float] | None:
+        """What the framing must keep whole: every face (None: no face was found)."""
+        return union(self.faces)
 
 
 # Masks travel at most this many pixels on their long side: CLIP's map is a patch grid
@@ -56,17 +64,18 @@ class CompactSubject:
     score: float
     method: str
     size: tuple[int, int]
+    faces: tuple = ()
 
     @classmethod
     def of(cls, s: Subject) -> "CompactSubject":
         ok, png = cv2.imencode(".png", bounded(s.mask))
         if not ok:
             raise ValueError("could not encode a mask")
-        return cls(s.box, png.tobytes(), s.score, s.method, s.source_size)
+        return cls(s.box, png.tobytes(), s.score, s.method, s.source_size, tuple(s.faces))
 
     def subject(self) -> Subject:
         mask = cv2.imdecode(np.frombuffer(self.mask_png, np.uint8), cv2.IMREAD_UNCHANGED)
-        return Subject(self.box, mask, self.score, self.method, self.size)
+        return Subject(self.box, mask, self.score, self.method, self.size, self.faces)
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,15 @@ class Track:
     method: str
     smoothing: float  # seconds (the Gaussian's sigma)
     size: tuple[int, int]  # the source's (width, height)
+    heads: np.ndarray | None = None  # (k, 4): each keyframe's faces' union; NaN where none
+
+    def key_at(self, t: float) -> tuple[float, float, float, float] | None:
+        """The faces to keep whole at time t: the nearest keyframe's (faces are found on
+        keyframes; between them the framing holds the nearest)."""
+        if self.heads is None:
+            return None
+        k = int(np.argmin(np.abs(self.times - t)))
+        return None if np.isnan(self.heads[k, 0]) else tuple(float(v) for v in self.heads[k])
 
     def box_at(self, t: float) -> tuple[float, float, float, float]:
         if len(self.times) == 1:
@@ -118,7 +136,8 @@ class Track:
         return cv2.addWeighted(self.masks[k - 1], 1.0 - a, self.masks[k], a, 0.0)
 
     def at(self, t: float) -> Subject:
-        return Subject(self.box_at(t), self.mask_at(t), self.score, self.method, self.size)
+        key = self.key_at(t)
+        return Subject(self.box_at(t), self.mask_at(t), self.score, self.method, self.size, (key,) if key else ())
 
 
 Keyframes = list[tuple[float, Subject]]
@@ -137,6 +156,8 @@ class Detections:
     shapes: np.ndarray  # (k, 2) int64: (height, width) per mask
     sizes: np.ndarray  # (n, 2) int64: (width, height) per source
     smoothing: float = 0.5
+    heads: np.ndarray | None = None  # (k, 4) float32: each keyframe's faces' union, NaN where none
+    face_counts: np.ndarray | None = None  # (k,) int32
 
     @classmethod
     def pack(cls, items: dict[str, Subject | Keyframes], smoothing: float = 0.5) -> "Detections":
@@ -163,6 +184,8 @@ class Detections:
             shapes=np.array([s.mask.shape[:2] for s in subjects], np.int64).reshape(-1, 2),
             sizes=np.array([track[0][1].source_size for track in tracks], np.int64).reshape(-1, 2),
             smoothing=smoothing,
+            heads=np.array([s.key or (np.nan,) * 4 for s in subjects], np.float32).reshape(-1, 4),
+            face_counts=np.array([len(s.faces) for s in subjects], np.int32),
         )
 
     def _mask(self, k: int) -> np.ndarray:
@@ -174,7 +197,7 @@ class Detections:
         lo, hi = int(self.first[i]), int(self.first[i + 1])
         return Track(self.times[lo:hi], self.boxes[lo:hi].astype(np.float64),
                      tuple(self._mask(k) for k in range(lo, hi)), float(self.scores[lo:hi].mean()),
-                     self.methods[lo], self.smoothing, self._size(i))
+                     self.methods[lo], self.smoothing, self._size(i), self.heads[lo:hi].astype(np.float64))
 
     def _size(self, i: int) -> tuple[int, int]:
         return int(self.sizes[i][0]), int(self.sizes[i][1])
@@ -183,21 +206,25 @@ class Detections:
     def nbytes(self) -> int:
         """What this puts in the object store (its arrays; the rest is a few hundred bytes)."""
         return sum(a.nbytes for a in (self.first, self.times, self.boxes, self.scores, self.masks, self.offsets,
-                                      self.shapes, self.sizes))
+                                      self.shapes, self.sizes, self.heads, self.face_counts))
 
     def subject(self, key: str) -> Subject:
         """The subject of a still (the first keyframe of a video)."""
         i = self.keys.index(key)
         k = int(self.first[i])
+        key = self.heads[k]
         return Subject(tuple(float(v) for v in self.boxes[k]), self._mask(k), float(self.scores[k]), self.methods[k],
-                       self._size(i))
+                       self._size(i), () if np.isnan(key[0]) else (tuple(float(v) for v in key),))
 
     def summary(self) -> list[dict]:
         out = []
         for i, key in enumerate(self.keys):
             lo, hi = int(self.first[i]), int(self.first[i + 1])
+            faces = int(self.face_counts[lo:hi].max())
+            # Which signals decided this source's framing: the subject's mask, and its faces.
             entry = {"source": key, "box": [round(float(v), 1) for v in self.boxes[lo]],
-                     "score": round(float(self.scores[lo:hi].mean()), 4), "method": self.methods[lo]}
+                     "score": round(float(self.scores[lo:hi].mean()), 4), "method": self.methods[lo],
+                     "faces": faces, "framed_by": f"{self.methods[lo]}+faces" if faces else self.methods[lo]}
             if hi - lo > 1 or self.times[lo] != 0:
                 entry["keyframes"] = hi - lo
                 entry["seconds"] = [round(float(self.times[lo]), 3), round(float(self.times[hi - 1]), 3)]

@@ -10,10 +10,12 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 from raypipe.cache import Detection, DetectionCache
 from raypipe.detections import CompactSubject, Keyframes, Subject
+from raypipe.faces import find_faces
 from raypipe.saliency import detect_saliency
 from raypipe.media import ReadCounter, keyframes, load_image
 from raypipe.timeline import JobError
@@ -126,12 +128,13 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
     loads_before = clip_loads()
     counter = ReadCounter()
     made: list = []  # (detector, fallback_reason), once the first source misses the cache
-    pending: list = []  # (uri, seconds or None for a still, prepared image): one batch at most
+    pending: list = []  # (uri, seconds or None for a still, prepared image, faces): one batch at most
     found: dict = {}
 
     def flush() -> None:
-        subjects = made[0][0].detect_prepared([p for _, _, p in pending])
-        for (uri, t, _), subject in zip(pending, subjects):
+        subjects = made[0][0].detect_prepared([p for _, _, p, _ in pending])
+        for (uri, t, _, heads), subject in zip(pending, subjects):
+            subject = replace(subject, faces=heads)
             if t is None:
                 found[uri] = CompactSubject.of(subject)
             else:
@@ -139,7 +142,7 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
         pending.clear()
 
     def add(uri, t, img) -> None:
-        pending.append((uri, t, made[0][0].prepare(img)))
+        pending.append((uri, t, made[0][0].prepare(img), find_faces(img) if cfg.faces else ()))
         if len(pending) >= made[0][0].batch:
             flush()
 

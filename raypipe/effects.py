@@ -36,21 +36,50 @@ def _clamp_view(cx: float, cy: float, w: float, h: float, src_w: int, src_h: int
     return View(cx, cy, w, h)
 
 
+# Room kept around the faces' box in a view, as a fraction of its size (the cascades' head
+# boxes are estimates: a little more keeps the hair and the chin).
+KEY_MARGIN = 0.08
+
+
 @dataclass(frozen=True)
 class Framing:
-    """What every camera knows: source size, output aspect and the subject's box."""
+    """What every camera knows: source size, output aspect, the subject's box and, where faces
+    were found, the box that holds them all (heads with headroom), which every view that can
+    hold it keeps whole."""
 
     src_w: int
     src_h: int
     aspect: float
     box: tuple[float, float, float, float]
+    key: tuple[float, float, float, float] | None = None
+
+    def keep_key(self, cx: float, cy: float, w: float, h: float) -> tuple[float, float]:
+        """The centre nearest (cx, cy) of a w x h view that holds the faces whole (or, when
+        they do not fit, is centred on them, heads first)."""
+        if self.key is None:
+            return cx, cy
+        kx0, ky0, kx1, ky1 = self.key
+        mx, my = KEY_MARGIN * (kx1 - kx0), KEY_MARGIN * (ky1 - ky0)  # room around the heads, where it fits
+        if kx1 - kx0 + 2 * mx <= w:
+            kx0, kx1 = kx0 - mx, kx1 + mx
+        if ky1 - ky0 + 2 * my <= h:
+            ky0, ky1 = ky0 - my, ky1 + my
+        cx = min(max(cx, kx1 - w / 2), kx0 + w / 2) if kx1 - kx0 <= w else (kx0 + kx1) / 2
+        cy = min(max(cy, ky1 - h / 2), ky0 + h / 2) if ky1 - ky0 <= h else ky0 + h / 2
+        return cx, cy
 
     def focus(self, view_h: float) -> tuple[float, float]:
         """Where a view of height view_h should centre: the subject's centre, or, for a
-        subject taller than the view, its top part — heads and faces are at the top."""
+        subject taller than the view, its top part (heads and faces are at the top). With
+        faces: a view too small for the whole subject aims at the faces, and any view holds
+        them whole where they fit."""
         x0, y0, x1, y1 = self.box
+        w = view_h * self.aspect
+        if self.key is not None and (y1 - y0 > view_h or x1 - x0 > w):
+            kx0, ky0, kx1, ky1 = self.key
+            return self.keep_key((kx0 + kx1) / 2, (ky0 + ky1) / 2, w, view_h)
         cy = (y0 + y1) / 2 if y1 - y0 <= view_h else y0 + view_h / 2
-        return (x0 + x1) / 2, cy
+        return self.keep_key((x0 + x1) / 2, cy, w, view_h)
 
     def cover(self) -> View:
         """The largest view of the output's aspect inside the source, as near the subject as fits."""
@@ -59,15 +88,23 @@ class Framing:
         return _clamp_view(*self.focus(h), w, h, self.src_w, self.src_h)
 
     def toward_subject(self, zoom: float) -> View:
-        """The wide view zoomed `zoom` times toward the subject's focus point."""
-        w = self.cover().w / zoom
+        """The wide view zoomed `zoom` times toward the subject's focus point; with faces, no
+        closer than keeps them whole (a punch-in stops at the face rather than cut it)."""
+        cover = self.cover()
+        if self.key is not None:
+            kw = (self.key[2] - self.key[0]) * (1 + 2 * KEY_MARGIN)
+            kh = (self.key[3] - self.key[1]) * (1 + 2 * KEY_MARGIN)
+            zoom = min(zoom, max(1.0, min(cover.w / kw, cover.h / kh)))
+        w = cover.w / zoom
         h = w / self.aspect
         return _clamp_view(*self.focus(h), w, h, self.src_w, self.src_h)
 
     def fit(self, margin: float) -> View:
         """The cover view when the subject (plus margin) fits in it; otherwise the smallest
         view that holds the subject, reaching past the source where it must."""
-        x0, y0, x1, y1 = self.box
+        x0, y0, x1, y1 = self.box if self.key is None else (
+            min(self.box[0], self.key[0]), min(self.box[1], self.key[1]),
+            max(self.box[2], self.key[2]), max(self.box[3], self.key[3]))
         bw, bh = (x1 - x0) * (1 + 2 * margin), (y1 - y0) * (1 + 2 * margin)
         cover = self.cover()
         if bw <= cover.w and bh <= cover.h:
@@ -302,7 +339,8 @@ def pan_camera(framing: Framing, params: PanParams, p: float, seconds: float) ->
             start = "top" if end.cy > framing.src_h / 2 else "bottom"
     cx = {"left": end.w / 2, "right": framing.src_w - end.w / 2}.get(start, end.cx)
     cy = {"top": end.h / 2, "bottom": framing.src_h - end.h / 2}.get(start, end.cy)
-    begin = _clamp_view(cx, cy, end.w, end.h, framing.src_w, framing.src_h)
+    # It starts as far toward that edge as keeps the faces whole: a pan never shows half a face.
+    begin = _clamp_view(*framing.keep_key(cx, cy, end.w, end.h), end.w, end.h, framing.src_w, framing.src_h)
     return framing.between(begin, end, ease(p, params.easing))
 
 
@@ -399,18 +437,19 @@ class Shot:
         fill = soft(img, p.fill_blur * self._view_h(img))
         return Pyramid(cv2.convertScaleAbs(fill, alpha=1.0 - p.fill_dim), base=(w, h))
 
-    def _camera(self, size: tuple[int, int], box, p: float, zoom: float = 1.0) -> tuple[Framing, View]:
-        framing = Framing(size[0], size[1], self.out_w / self.out_h, box)
+    def _camera(self, size: tuple[int, int], box, p: float, zoom: float = 1.0, key=None) -> tuple[Framing, View]:
+        framing = Framing(size[0], size[1], self.out_w / self.out_h, box, key)
         view = self.effect.camera(framing, self.params, p, self.seconds)
         return framing, (view if zoom == 1.0 else framing.zoomed(view, zoom))
 
     def _to_screen(self, view: View, x: float, y: float) -> tuple[float, float]:
         return ((x - view.cx + view.w / 2) * self.out_w / view.w, (y - view.cy + view.h / 2) * self.out_h / view.h)
 
-    def screen_box(self, size: tuple[int, int], box, p: float, region=None) -> tuple[float, float, float, float]:
+    def screen_box(self, size: tuple[int, int], box, p: float, region=None, key=None
+                   ) -> tuple[float, float, float, float]:
         """Where `region` (default: the subject's box itself) is in output pixels at progress
-        p, with the camera framing the subject's `box`; without rendering."""
-        _, view = self._camera(size, box, p)
+        p, with the camera framing the subject's `box` (and faces `key`); without rendering."""
+        _, view = self._camera(size, box, p, key=key)
         x0, y0, x1, y1 = box if region is None else region
         return (*self._to_screen(view, x0, y0), *self._to_screen(view, x1, y1))
 
@@ -426,7 +465,7 @@ class Shot:
 
     def frame(self, image: np.ndarray, subject: Subject, p: float, zoom: float = 1.0) -> np.ndarray:
         h, w = image.shape[:2]
-        framing, view = self._camera((w, h), subject.box, p, zoom)
+        framing, view = self._camera((w, h), subject.box, p, zoom, subject.key)
         look = self.effect.look
         out = self._sample("sharp", self.sharp(image), image, view)
         if look == "focus":

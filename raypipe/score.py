@@ -52,21 +52,21 @@ def scene(size, body, head, seed: int) -> np.ndarray:
     return img
 
 
-def face_kept(subject_box, face, size, effect: str, out: tuple[int, int]) -> float:
+def face_kept(subject_box, face, size, effect: str, out: tuple[int, int], key=None) -> float:
     """The smallest fraction of the face's area on screen over the shot, with the camera
-    framing the detected subject."""
+    framing the detected subject (and the faces the detector found, `key`)."""
     shot = Shot(effect, make_params(effect, {}), out[0], out[1], SHOT_S)
     area = (face[2] - face[0]) * (face[3] - face[1])
     worst = 1.0
     for p in np.linspace(0.0, 1.0, STEPS):
-        x0, y0, x1, y1 = shot.screen_box(size, subject_box, float(p), region=face)
+        x0, y0, x1, y1 = shot.screen_box(size, subject_box, float(p), region=face, key=key)
         scale = (x1 - x0) * (y1 - y0) / area  # screen pixels per source pixel, squared
         seen = max(0.0, min(x1, out[0]) - max(x0, 0.0)) * max(0.0, min(y1, out[1]) - max(y0, 0.0))
         worst = min(worst, seen / (area * scale))
     return worst
 
 
-def run(detector_cfg, labels_path: str | os.PathLike) -> dict:
+def run(detector_cfg, labels_path: str | os.PathLike, per_image: bool = True) -> dict:
     """Detects every labelled image with `detector_cfg` (a DetectorCfg) and scores it."""
     labels = json.loads(Path(labels_path).read_text())["images"]
     with tempfile.TemporaryDirectory(prefix="raypipe-score-") as tmp:
@@ -91,8 +91,9 @@ def run(detector_cfg, labels_path: str | os.PathLike) -> dict:
                "iou": round(iou(subject.box, item["subject"]), 3), "box": [round(v) for v in subject.box]}
         if item["face"]:
             row["face_kept"] = {f"{effect} {aspect}": round(face_kept(subject.box, item["face"], subject.source_size,
-                                                                      effect, out), 3)
+                                                                      effect, out, subject.key), 3)
                                 for effect in EFFECTS for aspect, out in ASPECTS.items()}
+        row["faces_found"] = len(subject.faces)
         rows.append(row)
     kept = [v for r in rows for v in r.get("face_kept", {}).values()]
     return {
@@ -104,5 +105,5 @@ def run(detector_cfg, labels_path: str | os.PathLike) -> dict:
         "face_kept_mean": round(float(np.mean(kept)), 3) if kept else None,
         "face_kept_worst": round(float(np.min(kept)), 3) if kept else None,
         "ms_per_image": round(1000 * seconds / len(rows), 1),
-        "per_image": rows,
+        **({"per_image": rows} if per_image else {}),
     }

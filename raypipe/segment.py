@@ -84,8 +84,8 @@ class _ShotStream:
     def screen_boxes(self, frames: range, samples: int = 9) -> list[tuple[float, float, float, float]]:
         """Where the subject appears on screen at a few of these frames (for caption placement)."""
         picks = sorted({frames[round(i * (len(frames) - 1) / max(samples - 1, 1))] for i in range(samples)})
-        return [self.shot.screen_box(self.size, self.track.box_at(self.spec.source_time(k)), self.spec.progress(k))
-                for k in picks]
+        return [self.shot.screen_box(self.size, self.track.box_at(t), self.spec.progress(k), key=self.track.key_at(t))
+                for k, t in ((k, self.spec.source_time(k)) for k in picks)]
 
 
 def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, counter: ReadCounter | None = None,

@@ -1,0 +1,44 @@
+"""Faces as a framing signal: found with OpenCV's cascades, carried with the subject through
+the cache and the object store, and kept whole by every camera."""
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from raypipe.config import DetectorCfg
+from raypipe.detections import Detections
+from raypipe.detector import detect_all, expand
+from raypipe.effects import EFFECTS, Shot, make_params
+from raypipe.faces import find_faces
+from raypipe.media import load_image
+
+
+def test_a_face_is_found_as_a_whole_head_and_nothing_is_found_where_there_is_none():
+    [head] = find_faces(load_image("sample:astronaut"))
+    x0, y0, x1, y1 = head
+    assert x0 < 165 and y0 < 40 and x1 > 285 and 165 < y1 < 230  # hair to chin, by hand: 150-300 x 15-170
+    assert find_faces(load_image("sample:coffee")) == () and find_faces(load_image("sample:rocket")) == ()
+    [profile] = find_faces(load_image("sample:camera"))  # a face in profile, from the other cascade
+    assert profile[0] < 200 < profile[2] and profile[1] < 100 < profile[3]
+
+
+def test_faces_travel_with_the_subject_and_the_report_says_they_framed_it():
+    found, _ = detect_all(OmegaConf.structured(DetectorCfg(kind="saliency")), ("sample:astronaut", "sample:rocket"),
+                          ("a person",))
+    packed = Detections.pack(expand(found))
+    assert len(packed.subject("sample:astronaut").faces) == 1 and packed.subject("sample:rocket").faces == ()
+    assert packed.track("sample:astronaut").at(0.0).key == packed.subject("sample:astronaut").key
+    summary = {s["source"]: s for s in packed.summary()}
+    assert summary["sample:astronaut"]["framed_by"] == "saliency+faces" and summary["sample:rocket"]["faces"] == 0
+
+
+@pytest.mark.parametrize("out", [(1920, 1080), (1080, 1920)], ids=["16:9", "9:16"])
+def test_every_camera_keeps_the_faces_whole_all_through_its_shot(out):
+    image = load_image("sample:astronaut")
+    found, _ = detect_all(OmegaConf.structured(DetectorCfg(kind="saliency")), ("sample:astronaut",), ("a person",))
+    subject = expand(found)["sample:astronaut"]
+    for effect in EFFECTS:
+        shot = Shot(effect, make_params(effect, {}), *out, 3.0)
+        for p in np.linspace(0, 1, 21):
+            x0, y0, x1, y1 = shot.screen_box((512, 512), subject.box, float(p), region=subject.key, key=subject.key)
+            assert x0 >= -0.5 and y0 >= -0.5 and x1 <= out[0] + 0.5 and y1 <= out[1] + 0.5, (effect, p)
+    assert image.shape == (512, 512, 3)
