@@ -78,6 +78,9 @@ class CompactSubject:
         return Subject(self.box, mask, self.score, self.method, self.size, self.faces)
 
 
+FACE_HOLD_S = 1.0
+
+
 @dataclass(frozen=True)
 class Track:
     """A source's subject over time: keyframes in source seconds (one, at 0, for a still).
@@ -99,12 +102,16 @@ class Track:
     heads: np.ndarray | None = None  # (k, 4): each keyframe's faces' union; NaN where none
 
     def key_at(self, t: float) -> tuple[float, float, float, float] | None:
-        """The faces to keep whole at time t: the nearest keyframe's (faces are found on
-        keyframes; between them the framing holds the nearest)."""
+        """The faces to keep whole at time t: those of the nearest keyframe that has any,
+        within FACE_HOLD_S (a cascade misses a face that turns or fills the frame for a
+        keyframe or two; the face has not left)."""
         if self.heads is None:
             return None
-        k = int(np.argmin(np.abs(self.times - t)))
-        return None if np.isnan(self.heads[k, 0]) else tuple(float(v) for v in self.heads[k])
+        found = np.flatnonzero(~np.isnan(self.heads[:, 0]))
+        if not len(found):
+            return None
+        k = found[int(np.argmin(np.abs(self.times[found] - t)))]
+        return tuple(float(v) for v in self.heads[k]) if abs(self.times[k] - t) <= FACE_HOLD_S else None
 
     def box_at(self, t: float) -> tuple[float, float, float, float]:
         if len(self.times) == 1:

@@ -42,3 +42,15 @@ def test_every_camera_keeps_the_faces_whole_all_through_its_shot(out):
             x0, y0, x1, y1 = shot.screen_box((512, 512), subject.box, float(p), region=subject.key, key=subject.key)
             assert x0 >= -0.5 and y0 >= -0.5 and x1 <= out[0] + 0.5 and y1 <= out[1] + 0.5, (effect, p)
     assert image.shape == (512, 512, 3)
+
+
+def test_a_video_holds_a_face_through_keyframes_that_miss_it_for_up_to_a_second():
+    from raypipe.detections import Subject
+
+    mask = np.zeros((90, 160), np.uint8)
+    head = (40.0, 0.0, 90.0, 60.0)
+    items = {"clip": [(t, Subject((10.0, 0.0, 150.0, 90.0), mask, 0.5, "test", (160, 90), faces))
+                      for t, faces in ((0.0, (head,)), (0.5, ()), (1.0, ()), (1.5, ()))]}
+    track = Detections.pack(items).track("clip")
+    assert track.key_at(0.0) == track.key_at(0.9) == head
+    assert track.key_at(1.5) is None  # 1.5 s after it was last seen
