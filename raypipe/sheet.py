@@ -1,6 +1,6 @@
 """Contact sheets: images in a grid, each with a caption line under it. The detection sheet
-draws what the detector found on each source: the box, the mask's outline, the score and
-the detector that ran. `annotate` and `grid` are pure; `detection_sheet` reads the sources."""
+draws what the detector found on each source: the box (green), the mask's outline (yellow),
+the faces (magenta), the score and the detector that ran. `annotate` and `grid` are pure; `detection_sheet` reads the sources."""
 from __future__ import annotations
 
 import functools
@@ -17,6 +17,7 @@ from raypipe.timeline import Plan
 
 BOX = (60, 220, 90)  # RGB
 OUTLINE = (255, 210, 40)
+FACE = (235, 70, 200)
 
 
 @functools.lru_cache(maxsize=1)
@@ -25,7 +26,7 @@ def _font() -> ImageFont.ImageFont:
 
 
 def annotate(image: np.ndarray, subject: Subject, width: int) -> np.ndarray:
-    """The image scaled to `width`, with the subject's box and mask outline drawn on it."""
+    """The image scaled to `width`, with the subject's box, mask outline and faces drawn on it."""
     h, w = image.shape[:2]
     scale = width / w
     thumb = cv2.resize(image, (width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
@@ -33,8 +34,9 @@ def annotate(image: np.ndarray, subject: Subject, width: int) -> np.ndarray:
     contours, _ = cv2.findContours((mask >= 128).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(thumb, contours, -1, OUTLINE, 2, cv2.LINE_AA)
     sx, sy = thumb.shape[1] / subject.source_size[0], thumb.shape[0] / subject.source_size[1]
-    x0, y0, x1, y1 = subject.box
-    cv2.rectangle(thumb, (round(x0 * sx), round(y0 * sy)), (round(x1 * sx), round(y1 * sy)), BOX, 2, cv2.LINE_AA)
+    for box, colour in [(subject.box, BOX), *((face, FACE) for face in subject.faces)]:
+        x0, y0, x1, y1 = box
+        cv2.rectangle(thumb, (round(x0 * sx), round(y0 * sy)), (round(x1 * sx), round(y1 * sy)), colour, 2, cv2.LINE_AA)
     return thumb
 
 
@@ -83,5 +85,6 @@ def detection_sheet(plan: Plan, detections: Detections, detector: str, keyframe_
             shots = [("", load_image(uri), track.at(0.0))]
         for when, img, subject in shots:
             how = detector if subject.method == detector else f"{detector} ({subject.method})"
+            how += f" + {len(subject.faces)} face{'s' * (len(subject.faces) != 1)}" if subject.faces else ""
             tiles.append((annotate(img, subject, SHEET_TILE), f"{_name(uri)}{when} · {subject.score:.2f} · {how}"))
     return grid(tiles)
