@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raypipe.detections import CompactSubject
-from raypipe.storage import HOST, Storage, resolve, writer_of
+from raypipe.storage import Storage, resolve, writer_gone, writer_of
 from raypipe.timeline import Plan, SegmentPlan, ShotSpec
 
 log = logging.getLogger(__name__)
@@ -257,18 +257,6 @@ class ChunkCache:
 
 # --- both -------------------------------------------------------------------------------
 
-def _writer_gone(host: str, pid: int) -> bool:
-    if host != HOST:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass
-    return False
-
-
 def evict(root: str, max_bytes: int, keep: set[str]) -> dict:
     """Bounds the cache: removes the temporary files of writers that died (killed renders),
     then the least recently used entries until it holds at most `max_bytes`. Entries in
@@ -278,7 +266,7 @@ def evict(root: str, max_bytes: int, keep: set[str]) -> dict:
     for rel, size, mtime in store.files():
         writer = writer_of(rel.rsplit("/", 1)[-1])
         if writer is not None:
-            if _writer_gone(*writer) or now - mtime > STALE_TEMP_S:
+            if writer_gone(*writer) or now - mtime > STALE_TEMP_S:
                 store.delete(rel)
                 swept += 1
             continue

@@ -223,7 +223,7 @@ def write_html(cfg: DictConfig, plan: Plan, done: "Done", report: dict, run_dir:
     """report.html beside report.json (and beside the video, with storage.root set)."""
     try:
         image = sheet.detection_sheet(plan, done.detections, done.info["detector"], cfg.detector.keyframe_rate)
-        strips = report_html.segment_frames(report, [(s.start, s.end) for s in plan.segments])
+        strips = report_html.thumbnails(report, [(s.start, s.end) for s in plan.segments])
         page = report_html.render_html(report, OmegaConf.to_yaml(cfg), image, strips).encode()
     except (MediaError, OSError, ValueError) as e:  # the video is out; say why the page is not
         log.warning("report.html not written: %s", str(e).splitlines()[0])

@@ -27,11 +27,13 @@ def _cascades() -> tuple:
                  for name in ("haarcascade_frontalface_alt2.xml", "haarcascade_profileface.xml"))
 
 
-def _iou(a, b) -> float:
+def iou(a, b) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    union_ = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union_ if union_ > 0 else 0.0
 
 
 def find_faces(rgb: np.ndarray) -> tuple[tuple[float, float, float, float], ...]:
@@ -50,7 +52,7 @@ def find_faces(rgb: np.ndarray) -> tuple[tuple[float, float, float, float], ...]
                    key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
     kept: list = []
     for b in boxes:  # the same face seen by two cascades, or both ways: the larger box
-        if all(_iou(b, k) < 0.3 for k in kept):
+        if all(iou(b, k) < 0.3 for k in kept):
             kept.append(b)
     heads = []
     for x0, y0, x1, y1 in kept:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -22,10 +23,10 @@ def _img(rgb: np.ndarray) -> str:
     return f"data:image/jpeg;base64,{base64.b64encode(data.tobytes()).decode()}"
 
 
-def segment_frames(report: dict, segments: list[tuple[int, int]]) -> list[list[tuple[int, np.ndarray]]]:
+def thumbnails(report: dict, segments: list[tuple[int, int]]) -> list[list[tuple[int, np.ndarray]]]:
     """The first, middle and last frame of each segment ([start, end) global frames), read
     back from the published video, as thumbnails."""
-    fps = eval_fps(report["fps_exact"])
+    fps = Fraction(report["fps_exact"])
     strips = []
     for start, end in segments:
         picks = sorted({start, (start + end - 1) // 2, end - 1})
@@ -37,11 +38,6 @@ def segment_frames(report: dict, segments: list[tuple[int, int]]) -> list[list[t
                 strip.append((k, cv2.resize(frame, (THUMB_W, round(h * THUMB_W / w)), interpolation=cv2.INTER_AREA)))
         strips.append(strip)
     return strips
-
-
-def eval_fps(text: str) -> float:
-    num, _, den = text.partition("/")
-    return float(num) / float(den or 1)
 
 
 def _stages(stages: dict) -> str:

@@ -18,19 +18,12 @@ import numpy as np
 
 from raypipe.detector import detect_all, expand
 from raypipe.effects import Shot, make_params
+from raypipe.faces import iou
 
 EFFECTS = ("static", "ken_burns", "punch_in", "pan", "reframe")
 ASPECTS = {"16:9": (1920, 1080), "9:16": (1080, 1920)}
 SHOT_S = 3.0
 STEPS = 31  # frames sampled across each shot
-
-
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def scene(size, body, head, seed: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import mmap
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -56,6 +57,35 @@ def writer_of(name: str) -> tuple[str, int] | None:
         return None
     parts = name[: name.rindex(TMP_MARK)].rsplit("~", 3)  # hostnames have no "~"
     return (parts[1], int(parts[2])) if len(parts) == 4 and parts[2].isdigit() else None
+
+
+def writer_gone(host: str, pid: int) -> bool:
+    """Whether the process that made a temporary file or folder has died (known only for
+    processes of this host)."""
+    if host != HOST:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
+_UPLOADS = "raypipe-out-"
+
+
+def _upload_folder() -> str:
+    """A local folder for a file on its way to remote storage, named by this process. A
+    process killed mid-upload (SIGKILL runs no cleanup) leaves its folder; the next one to
+    make a folder here removes such leftovers."""
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        pid = name[len(_UPLOADS):].split("-", 1)[0]
+        if name.startswith(_UPLOADS) and pid.isdigit() and writer_gone(HOST, int(pid)):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{_UPLOADS}{os.getpid()}-")
 
 
 def _is_s3(fs: pafs.FileSystem) -> bool:
@@ -125,11 +155,14 @@ def publishing(uri: str, suffix: str = "") -> Iterator[str]:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     else:
-        with tempfile.TemporaryDirectory(prefix="raypipe-out-") as folder:
+        folder = _upload_folder()
+        try:
             tmp = os.path.join(folder, "file" + suffix)
             yield tmp
             with _mapped(tmp) as data:
                 _atomic_write(fs, path, data)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:

@@ -1,5 +1,6 @@
 """Run storage on pyarrow.fs, S3 included: a real S3-compatible server (moto) on 127.0.0.1."""
 import json
+import os
 
 import cv2
 
@@ -65,3 +66,24 @@ def test_an_unwritable_storage_root_is_one_line_before_any_work(s3, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: storage.root: cannot write to s3://no-such-bucket/runs/"), lines
     assert "segment 0" not in proc.stdout
+
+
+def test_an_upload_folder_left_by_a_killed_process_is_removed_by_the_next_upload(tmp_path, monkeypatch):
+    """A process SIGKILLed mid-upload to S3 runs no cleanup: its folder stays in TMPDIR until
+    the next process that uploads sees that its writer is dead."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from raypipe import storage
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = tmp_path / f"raypipe-out-{dead.pid}-abcd"
+    left.mkdir()
+    (left / "file.mp4").write_bytes(b"half")
+    mine = tmp_path / f"raypipe-out-{os.getpid()}-efgh"  # a live writer's: left alone
+    mine.mkdir()
+    new = storage._upload_folder()
+    assert not left.exists() and mine.exists() and os.path.basename(new).startswith(f"raypipe-out-{os.getpid()}-")
