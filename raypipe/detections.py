@@ -81,6 +81,22 @@ class CompactSubject:
 FACE_HOLD_S = 1.0
 
 
+def _local_linear(times: np.ndarray, values: np.ndarray, t: float, sigma: float) -> tuple[float, ...]:
+    """The value at t of a line fitted through (times, values) with Gaussian weights."""
+    if len(times) == 1:
+        return tuple(float(v) for v in values[0])
+    d = times - t
+    w = np.exp(-0.5 * (d / max(sigma, 1e-3)) ** 2)
+    if w.sum() < 1e-12:  # keyframes far apart against the smoothing: the nearest one
+        w = (np.abs(d) == np.abs(d).min()).astype(np.float64)
+    s0, s1, s2 = w.sum(), (w * d).sum(), (w * d * d).sum()
+    t0, t1 = w @ values, (w * d) @ values
+    det = s0 * s2 - s1 * s1
+    if det <= 1e-9 * s0 * max(s2, 1e-12):  # one keyframe carries all the weight: its value
+        return tuple(float(v) for v in t0 / s0)
+    return tuple(float(v) for v in (s2 * t0 - s1 * t1) / det)
+
+
 @dataclass(frozen=True)
 class Track:
     """A source's subject over time: keyframes in source seconds (one, at 0, for a still).
@@ -102,16 +118,19 @@ class Track:
     heads: np.ndarray | None = None  # (k, 4): each keyframe's faces' union; NaN where none
 
     def key_at(self, t: float) -> tuple[float, float, float, float] | None:
-        """The faces to keep whole at time t: those of the nearest keyframe that has any,
-        within FACE_HOLD_S (a cascade misses a face that turns or fills the frame for a
-        keyframe or two; the face has not left)."""
+        """The faces to keep whole at time t, smoothed over the keyframes that found any like
+        the subject's box (a camera that keeps them whole then glides with them instead of
+        jumping at each keyframe), held within FACE_HOLD_S of the nearest (a cascade misses
+        a face that turns or fills the frame for a keyframe or two; the face has not left)."""
         if self.heads is None:
             return None
         found = np.flatnonzero(~np.isnan(self.heads[:, 0]))
-        if not len(found):
+        if not len(found) or np.min(np.abs(self.times[found] - t)) > FACE_HOLD_S:
             return None
-        k = found[int(np.argmin(np.abs(self.times[found] - t)))]
-        return tuple(float(v) for v in self.heads[k]) if abs(self.times[k] - t) <= FACE_HOLD_S else None
+        times = self.times[found]
+        # Beyond the first and last sighting the faces stay where they were last seen.
+        return _local_linear(times, self.heads[found].astype(np.float64), min(max(t, times[0]), times[-1]),
+                             self.smoothing)
 
     def box_at(self, t: float) -> tuple[float, float, float, float]:
         if len(self.times) == 1:
@@ -119,17 +138,8 @@ class Track:
         # Past the keyframes by more than one interval, the path holds still rather than
         # extrapolating a motion nobody saw.
         step = float(np.median(np.diff(self.times)))
-        t = min(max(t, self.times[0] - step), self.times[-1] + step)
-        d = self.times - t
-        w = np.exp(-0.5 * (d / max(self.smoothing, 1e-3)) ** 2)
-        if w.sum() < 1e-12:  # keyframes far apart against the smoothing: the nearest one
-            w = (np.abs(d) == np.abs(d).min()).astype(np.float64)
-        s0, s1, s2 = w.sum(), (w * d).sum(), (w * d * d).sum()
-        t0, t1 = w @ self.boxes, (w * d) @ self.boxes
-        det = s0 * s2 - s1 * s1
-        if det <= 1e-9 * s0 * max(s2, 1e-12):  # one keyframe carries all the weight: its box
-            return tuple(float(v) for v in t0 / s0)
-        return tuple(float(v) for v in (s2 * t0 - s1 * t1) / det)
+        return _local_linear(self.times, self.boxes, min(max(t, self.times[0] - step), self.times[-1] + step),
+                             self.smoothing)
 
     def mask_at(self, t: float) -> np.ndarray:
         """Linear between the two keyframes around t; a view into shared memory at a keyframe."""

@@ -54,3 +54,20 @@ def test_a_video_holds_a_face_through_keyframes_that_miss_it_for_up_to_a_second(
     track = Detections.pack(items).track("clip")
     assert track.key_at(0.0) == track.key_at(0.9) == head
     assert track.key_at(1.5) is None  # 1.5 s after it was last seen
+
+
+def test_a_moving_face_glides_between_keyframes_instead_of_jumping_at_each():
+    from raypipe.detections import Subject
+
+    mask = np.zeros((90, 160), np.uint8)
+    speed = 200.0  # px/s; keyframes every 0.5 s, so the nearest keyframe's face is up to 50 px off
+
+    def head(t):
+        return (100.0 + speed * t, 50.0, 200.0 + speed * t, 170.0)
+
+    items = {"clip": [(t, Subject((0.0, 0.0, 1280.0, 720.0), mask, 0.5, "test", (1280, 720), (head(t),)))
+                      for t in np.arange(0.0, 3.01, 0.5)]}
+    track = Detections.pack(items).track("clip")
+    for t in np.arange(0.0, 3.001, 1 / 30):
+        assert np.allclose(track.key_at(t), head(t), atol=0.5), t
+    assert track.key_at(3.5) == pytest.approx(head(3.0), abs=0.5)  # held where it was last seen
