@@ -47,3 +47,19 @@ def test_the_no_weights_detector_scores_at_least_its_measured_floor():
     assert all(r["faces_found"] == 0 for r in result["per_image"] if r["kind"] == "object")  # no false faces
     without = score.run(OmegaConf.structured(DetectorCfg(kind="saliency", faces=False)), LABELS)
     assert without["face_shots_whole"] < 0.5 < result["face_shots_whole"]
+
+
+def test_the_benchmark_scores_clip_through_the_command_the_readme_gives(tiny_clip):
+    """The README's CLIP rows are made by `bench detect detector=clip detector.pretrained=...`:
+    that command loads a real checkpoint file (here the tiny one's random weights) and scores
+    it on the same set, so the rows can be filled wherever the weights are."""
+    import subprocess
+    import sys
+
+    overrides = [f"{k}={v}" for k, v in tiny_clip.items()]
+    proc = subprocess.run([sys.executable, "-m", "raypipe", "bench", "detect", "detector=clip", *overrides],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["detector"].startswith("clip:tiny-clip/") and result["images"] == 8 and result["face_shots"] == 60
+    assert 0.0 <= result["mean_iou"] <= 1.0 and result["ms_per_image"] > 0
