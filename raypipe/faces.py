@@ -38,6 +38,15 @@ def iou(a, b) -> float:
     return inter / union_ if union_ > 0 else 0.0
 
 
+def _overlap(a, b) -> float:
+    """How much of the smaller box lies in the other: a face found again inside itself at
+    another scale has a small IoU with it but is the same face."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / smaller if smaller > 0 else 0.0
+
+
 def find_faces(rgb: np.ndarray) -> tuple[tuple[float, float, float, float], ...]:
     """Each face's whole head with headroom, in the image's pixels, largest first."""
     h, w = rgb.shape[:2]
@@ -53,8 +62,8 @@ def find_faces(rgb: np.ndarray) -> tuple[tuple[float, float, float, float], ...]
     boxes = sorted(((x / scale, y / scale, (x + bw) / scale, (y + bh) / scale) for x, y, bw, bh in found),
                    key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
     kept: list = []
-    for b in boxes:  # the same face seen by two cascades, or both ways: the larger box
-        if all(iou(b, k) < 0.3 for k in kept):
+    for b in boxes:  # the same face seen by two cascades, both ways or at two scales: the larger box
+        if all(_overlap(b, k) < 0.5 for k in kept):
             kept.append(b)
     heads = []
     for x0, y0, x1, y1 in kept:

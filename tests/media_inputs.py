@@ -111,15 +111,18 @@ def encode_rgb(path, frames: np.ndarray, fps: int = 24, *, codec_args=("-c:v", "
 # ---- rotated phone video ------------------------------------------------------------
 
 
-def rotated_clip(folder, rotation: int, width=192, height=108, fps=24, count=24) -> tuple[Path, np.ndarray]:
-    """A landscape H.264 clip rewrapped with `-display_rotation ROTATION` (counter-clockwise
-    degrees, as ffmpeg defines it), the way phones store portrait video: coded pixels as the
-    sensor saw them plus a display matrix. Returns (path, upright frames) where the upright
-    frames are the source frames turned by numpy: np.rot90(frame, ROTATION // 90) turns
-    counter-clockwise."""
+def rotated_clip(folder, rotation: int, width=192, height=108, fps=24, count=24,
+                 frames: np.ndarray | None = None) -> tuple[Path, np.ndarray]:
+    """A landscape H.264 clip (of `frames`, default the moving marker) rewrapped with
+    `-display_rotation ROTATION` (counter-clockwise degrees, as ffmpeg defines it), the way
+    phones store portrait video: coded pixels as the sensor saw them plus a display matrix.
+    Returns (path, upright frames) where the upright frames are the source frames turned by
+    numpy: np.rot90(frame, ROTATION // 90) turns counter-clockwise."""
     folder = Path(folder)
-    frames = marked_frames(width, height, count)
-    plain = folder / f"plain_{width}x{height}.mp4"
+    if frames is None:
+        frames = marked_frames(width, height, count)
+    count, height, width = frames.shape[:3]
+    plain = folder / f"plain_{width}x{height}x{count}.mp4"
     if not plain.exists():
         encode_rgb(plain, frames, fps)
     path = folder / f"rotated_{rotation}.mp4"
@@ -145,10 +148,11 @@ STORE = {
 }
 
 
-def exif_jpeg(folder, orientation: int, width=120, height=80) -> tuple[Path, np.ndarray]:
-    """A JPEG whose pixels, with its EXIF Orientation tag applied, are the quadrant picture
-    (landscape, width x height). Returns (path, upright picture)."""
-    upright = quadrant_picture(width, height)
+def exif_jpeg(folder, orientation: int, width=120, height=80, picture: np.ndarray | None = None
+              ) -> tuple[Path, np.ndarray]:
+    """A JPEG whose pixels, with its EXIF Orientation tag applied, are `picture` (default
+    the quadrant picture, landscape, width x height). Returns (path, upright picture)."""
+    upright = quadrant_picture(width, height) if picture is None else picture
     stored = np.ascontiguousarray(STORE[orientation](upright))
     exif = Image.Exif()
     exif[0x0112] = orientation  # Orientation

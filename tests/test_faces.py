@@ -71,3 +71,33 @@ def test_a_moving_face_glides_between_keyframes_instead_of_jumping_at_each():
     for t in np.arange(0.0, 3.001, 1 / 30):
         assert np.allclose(track.key_at(t), head(t), atol=0.5), t
     assert track.key_at(3.5) == pytest.approx(head(3.0), abs=0.5)  # held where it was last seen
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_a_phone_photo_stored_sideways_has_its_face_found_upright(tmp_path, orientation):
+    from media_inputs import exif_jpeg
+
+    from raypipe.faces import iou
+
+    path, upright = exif_jpeg(tmp_path, orientation, picture=load_image("sample:astronaut")[:, 64:448])
+    found, _ = detect_all(OmegaConf.structured(DetectorCfg(kind="saliency")), (str(path),), ("a person",))
+    [head] = expand(found)[str(path)].faces
+    [expected] = find_faces(upright)  # on the picture as the phone showed it
+    assert iou(head, expected) > 0.9, (head, expected)
+
+
+def test_a_phone_video_stored_sideways_has_its_face_found_upright_on_every_keyframe(tmp_path):
+    from media_inputs import rotated_clip
+
+    from raypipe.faces import iou
+
+    portrait = load_image("sample:astronaut")[:, 64:448]  # 384 x 512, as the phone showed it
+    path, upright = rotated_clip(tmp_path, 90, frames=np.repeat(np.rot90(portrait, -1)[None], 12, axis=0))
+    assert upright.shape[1:3] == (512, 384)
+    found, _ = detect_all(OmegaConf.structured(DetectorCfg(kind="saliency", keyframe_rate=4.0)), (str(path),),
+                          ("a person",), video_ranges={str(path): (0.0, 0.5)})
+    keyframes = expand(found)[str(path)]
+    [expected] = find_faces(portrait)
+    assert len(keyframes) >= 2
+    for t, subject in keyframes:
+        assert len(subject.faces) == 1 and iou(subject.faces[0], expected) > 0.85, (t, subject.faces)
