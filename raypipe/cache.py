@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -235,6 +236,9 @@ class DetectionCache:
 
 # --- chunks -----------------------------------------------------------------------------
 
+_CHUNK_NAME = re.compile(r"(\d{7})-(\d{7})(\.\w+)")
+
+
 class ChunkCache:
     def __init__(self, root: str, ext: str):
         self.store, self.ext = Storage(root), ext
@@ -247,12 +251,20 @@ class ChunkCache:
         """A chunk of global frames [start, end), named by its range inside its segment."""
         return f"{self._folder(key)}/{start - seg.start:07d}-{end - seg.start:07d}{self.ext}"
 
-    def holds(self, name: str) -> bool:
-        """Whether the chunk is cached (marking it as just used)."""
-        if not self.store.exists(name):
-            return False
+    def ranges(self, key: str) -> dict[int, list[int]]:
+        """The whole chunks cached for a segment key, whatever task ranges made them: first
+        frame -> the ends of the chunks that start there (relative to the segment's start).
+        One listing per segment; temporary files of unfinished writes do not match."""
+        found: dict[int, list[int]] = {}
+        for rel, _, _ in self.store.files(self._folder(key)):
+            m = _CHUNK_NAME.fullmatch(rel.rsplit("/", 1)[-1])
+            if m and m.group(3) == self.ext:
+                found.setdefault(int(m.group(1)), []).append(int(m.group(2)))
+        return found
+
+    def use(self, name: str) -> None:
+        """Marks a chunk as just used, for eviction by last use."""
         self.store.touch(name)
-        return True
 
 
 # --- both -------------------------------------------------------------------------------

@@ -341,19 +341,34 @@ class Reuse:
                    run_store, plan.encode.chunk_extension)
 
     def pending(self, tasks: list[timeline.TaskPlan]) -> list[timeline.TaskPlan]:
-        """The tasks whose chunks are not cached; the cached ones become this render's manifests."""
+        """The tasks still to render: the frames of each segment that no cached chunk holds,
+        in the planned ranges cut at the cached ones. Cached chunks are used whatever ranges
+        made them (another machine's core count splits segments differently), as every frame
+        is a function of its global index alone; they become this render's manifests."""
         if self.chunks is None:
             return tasks
         left, found = [], []
-        for t in tasks:
-            store, name = self.target(t)
-            if self.chunks.holds(name):
-                found.append(SegmentManifest(t.segment.index, store.uri(name), t.start, t.frames, 0.0, "", "", 0,
-                                             False, False, 0.0, 0, reused=True))
-            else:
-                left.append(t)
+        for index in dict.fromkeys(t.segment.index for t in tasks):
+            planned = sorted((t for t in tasks if t.segment.index == index), key=lambda t: t.start)
+            seg, key = planned[0].segment, self.keys[index]
+            cached = {seg.start + a: [seg.start + b for b in ends if seg.start + b <= seg.end]
+                      for a, ends in self.chunks.ranges(key).items()}
+            pos = seg.start
+            while pos < seg.end:
+                if cached.get(pos):
+                    end = max(cached[pos])
+                    name = self.chunks.name(key, seg, pos, end)
+                    self.chunks.use(name)
+                    found.append(SegmentManifest(index, self.chunks.store.uri(name), pos, end - pos, 0.0, "", "", 0,
+                                                 False, False, 0.0, 0, reused=True))
+                    pos = end
+                    continue
+                gap_end = min([a for a, ends in cached.items() if a > pos and ends] + [seg.end])
+                left += [timeline.TaskPlan(seg, max(t.start, pos), min(t.end, gap_end))
+                         for t in planned if t.start < gap_end and t.end > pos]
+                pos = gap_end
         self.manifests = tuple(found)
-        return left
+        return sorted(left, key=lambda t: -timeline.estimated_ms(t))
 
     def moved(self, moved: dict[str, str]) -> "Reuse":
         """The same, for a plan whose sources were staged elsewhere (keys follow content)."""

@@ -160,3 +160,36 @@ def test_an_unwritable_cache_is_one_line_before_any_work(tmp_path):
     assert done.returncode == 2 and done.stderr.startswith("error: cache.root: cannot write to")
     assert "render.cache=false" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "fixture.mp4").exists()
+
+
+def test_chunks_made_in_other_task_ranges_serve_and_only_the_frames_they_miss_render(cache_dir, tmp_path):
+    """A render on a machine with another core count splits its segments differently: the
+    chunks another split made still serve it, and only the frames no chunk holds render."""
+    def run(name, max_frames):
+        return render(compose_job("detector=saliency", f"render.max_frames_per_task={max_frames}"),
+                      str(tmp_path / name))
+
+    small = run("small", 20)
+    assert small["tasks"] > small["segments"] and small["cache"]["chunks_reused"] == 0
+    large = run("large", 50)  # would be fewer, longer tasks: every frame is already in a chunk
+    assert large["cache"]["frames_rendered"] == 0 and large["cache"]["chunks_reused"] == small["tasks"]
+    assert md5(large["output"]) == md5(small["output"])
+    # Chunks lost (evicted, or their render killed): a third split renders exactly their frames.
+    chunks = sorted(p for p in cache_dir.rglob("*.mp4") if "chunks" in p.parts)
+    lost = chunks[1::3]
+    frames_lost = 0
+    for p in lost:
+        a, b = (int(v) for v in p.stem.split("-"))
+        frames_lost += b - a
+        p.unlink()
+    third = run("third", 35)
+    assert third["cache"]["frames_rendered"] == frames_lost > 0
+    assert third["cache"]["chunks_reused"] == small["tasks"] - len(lost)
+    video, before = media.decode_all(third["output"]), media.decode_all(small["output"])
+    fresh = np.zeros(len(video), bool)
+    for r in third["segment_runs"]:
+        fresh[r["start"]:r["start"] + r["frames"]] |= not r["reused"]
+    assert fresh.sum() == frames_lost and np.array_equal(video[~fresh], before[~fresh])
+    # The frames rendered again are the same frames, encoded in other chunks: within the encoder's noise.
+    err = np.mean((video[fresh].astype(np.float64) - before[fresh]) ** 2)
+    assert 10 * np.log10(255 ** 2 / max(err, 1e-9)) > 40
