@@ -40,12 +40,13 @@ def _unraisable(unraisable) -> None:
 
 
 # Our own flags, taken out of the command line before Hydra parses the rest (its overrides).
-FLAGS: dict = {"quiet": False, "frames": False, "at": [], "scale": 0.25}
+FLAGS: dict = {"quiet": False, "frames": False, "at": [], "scale": 0.25, "composed": False}
 
 
 def _run(work) -> None:
     """Runs `work(run_dir)` with the CLI's contract: one `error:` line and exit 2 for bad
     input, `interrupted: ...` and 128 + signal when stopped, partial files removed."""
+    FLAGS["composed"] = True
     hc = HydraConfig.get()
     if "job" not in hc.runtime.choices:
         _fail("no job selected: pass +job=NAME, a file in conf/job/ (or in --config-dir DIR/job/)")
@@ -170,8 +171,14 @@ def main() -> None:
     try:
         COMMANDS[command][0]()
     except (HydraException, OmegaConfBaseException) as e:
-        print(f"error: {hydra_error_line(e)}", file=sys.stderr)
-        sys.exit(2)
+        _fail(hydra_error_line(e))
+    except Exception as e:
+        if command == "bench" or FLAGS["composed"]:
+            raise
+        # OmegaConf fails with a bare AssertionError or AttributeError on some overrides (a key
+        # under a node that is null): the overrides' fault all the same, said on one line.
+        overrides = " ".join(a for a in sys.argv[1:] if "=" in a)
+        _fail(f"the overrides could not be applied to the config ({overrides}): {type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":

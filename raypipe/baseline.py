@@ -311,7 +311,7 @@ def run_moviepy(cfg, run_dir: str) -> dict:
         captions = []
         for seg in plan.segments:
             style = cfg.job.segments[seg.index].caption
-            if style is not None:
+            if style is not None and str(style.text).strip():
                 if style.position == "auto":
                     not_expressed.append(f"segment {seg.index}: caption position auto (clear of the subject): "
                                          "bottom instead")

@@ -54,21 +54,25 @@ def _render(overrides: list[str], run_dir: Path) -> tuple[float, dict]:
 
 
 def bench_cache(args) -> dict:
-    """Re-renders through the CLI against a first render: unchanged, one caption edited, and
-    a driver killed half-way (SIGKILL) then the same command run again."""
-    rows: dict[str, list[float]] = {k: [] for k in ("first", "unchanged", "caption", "resumed")}
-    work: dict[str, list[float]] = {k: [] for k in ("unchanged", "caption", "resumed")}
+    """Re-renders through the CLI against a first render: unchanged, one caption edited, the
+    job where Ray has one CPU (as on a machine with another core count: segments split into
+    other task ranges), and a driver killed half-way (SIGKILL) then the same command run again."""
+    again = ("unchanged", "caption", "other_split", "resumed")
+    rows: dict[str, list[float]] = {k: [] for k in ("first", *again)}
+    work: dict[str, list[float]] = {k: [] for k in again}
     killed_at = []
     with tempfile.TemporaryDirectory(prefix="raypipe-bench-") as tmp:
         for r in range(args.runs):
             base = [*args.overrides, f"cache.root={tmp}/cache-{r}"]
             edit = f"job.segments.{args.caption_segment}.caption.text=edited in round {r}"
-            for name, extra in (("first", []), ("unchanged", []), ("caption", [edit])):
+            renders = (("first", []), ("unchanged", []), ("caption", [edit]), ("other_split", ["ray.num_cpus=1"]))
+            for name, extra in renders:
                 wall, report = _render([*base, *extra], Path(tmp) / f"{name}-{r}")
                 rows[name].append(wall)
                 if name != "first":
                     work[name].append(report["cache"]["frames_rendered"] / report["frames"])
-                tasks = report["tasks"]
+                if name == "first":
+                    tasks = report["tasks"]
             # The driver killed once half of the tasks' chunks are stored, then run again.
             cache = Path(tmp) / f"kill-cache-{r}"
             killed = [*args.overrides, f"cache.root={cache}"]
@@ -91,7 +95,7 @@ def bench_cache(args) -> dict:
         "wall_s_all": {k: [round(x, 2) for x in v] for k, v in rows.items()},
         # Each round's re-render against the first render of the same round.
         "of_first_render_median": {k: _median(w / f for w, f in zip(rows[k], rows["first"]))
-                                   for k in ("unchanged", "caption", "resumed")},
+                                   for k in again},
         "frames_rendered_fraction_median": {k: _median(v) for k, v in work.items()},
         "killed_at_chunks_fraction_median": _median(killed_at),
         "first_render_s": first,

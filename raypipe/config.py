@@ -37,7 +37,7 @@ class TransitionCfg:
 
 @dataclass
 class CaptionCfg:
-    text: str = MISSING
+    text: str = ""  # empty: no caption (every segment has the node, so `caption.text=...` adds one)
     # A font family that fontconfig knows, or a font file path.
     font: str = "DejaVu Sans"
     size: float = 0.06  # text height, as a fraction of the frame height
@@ -64,7 +64,7 @@ class SegmentCfg:
     params: Dict[str, Any] = field(default_factory=dict)
     # Transition from this segment into the next one; it occupies this segment's tail.
     transition: TransitionCfg = field(default_factory=TransitionCfg)
-    caption: Optional[CaptionCfg] = None
+    caption: Optional[CaptionCfg] = field(default_factory=CaptionCfg)
     # Video sources only: the range played (seconds in the file) and its speed.
     start: float = 0.0
     end: Optional[float] = None

@@ -279,7 +279,7 @@ def _clip(where: str, seg, uri: str, probe) -> ClipSpec:
 
 
 def _caption(where: str, cfg) -> CaptionStyle | None:
-    if cfg is None:
+    if cfg is None or not str(cfg.text).strip():
         return None
     if cfg.position not in POSITIONS:
         raise JobError(f"{where}.position", f"unknown position {cfg.position!r} (known: {', '.join(POSITIONS)})")

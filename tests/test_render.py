@@ -191,6 +191,8 @@ BAD_INPUTS = [
     (["+job=fixture", "job.name=../escape"], "job.name: must be a plain name, no path"),
     (["+job=fixture", "render.height=0"], "render.height: must be a positive even number"),
     (["+job=fixture", "render.colour=red"], "render.colour: Key 'colour' not in 'RenderCfg'"),
+    (["+job=fixture", "detector.image_size.0=448"],  # a key under a null node: OmegaConf's bare AssertionError
+     "the overrides could not be applied to the config (+job=fixture detector.image_size.0=448"),
     (["+job=fixture", "render.fps=0"], "render.fps: must be > 0"),
     (["+job=fixture", "detector=clip", "detector.pretrained=/no/weights.bin"], "detector.pretrained: no checkpoint file at /no/weights.bin"),
     (["+job=fixture", "ray.address=127.0.0.1:1"], "ray.address: cannot reach a Ray cluster at '127.0.0.1:1'"),

@@ -114,3 +114,15 @@ def test_video_fields_on_an_image_are_refused():
                           {"job": {"segments": [{"source": "sample:coffee", "duration": 1.0, "speed": 2.0}]}})
     with pytest.raises(JobError, match=r"^job\.segments\[0\]\.speed: applies to video sources only"):
         plan(cfg.job, cfg.render)
+
+
+def test_a_caption_is_added_from_the_command_line_and_an_empty_one_is_none():
+    """`job.segments.N.caption.text=...` adds a caption to a segment that had none (every
+    segment has the caption's node, so the override has somewhere to go)."""
+    from conftest import compose_job
+
+    cfg = compose_job("job.segments.0.caption.text=Added", "job.segments.3.caption.text= ")
+    p = plan(cfg.job, cfg.render)
+    added = p.segments[0].caption
+    assert added is not None and added.rgba.shape[2] == 4 and added.rgba[..., 3].max() == 255  # drawn text
+    assert p.segments[3].caption is None and p.segments[1].caption is None
