@@ -6,6 +6,8 @@ with the key's name before anything starts. Value checks that need more than a t
 """
 from __future__ import annotations
 
+import re
+
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,6 +216,10 @@ def hydra_error_line(e: Exception) -> str:
     cause = e
     while cause is not None:  # the OmegaConf error that names the key, however deep Hydra wrapped it
         if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-            return f"{cause.full_key}: {str(cause).splitlines()[0]}"
+            message = str(cause).splitlines()[0]
+            if "is not in struct" in message:  # a new key in an open mapping (params): Hydra adds with +
+                dotted = re.sub(r"\[(\d+)\]", r".\1", cause.full_key)
+                message += f"; to add it: +{dotted}=VALUE"
+            return f"{cause.full_key}: {message}"
         cause = cause.__cause__ or cause.__context__
     return str(e).strip().splitlines()[0]

@@ -19,7 +19,9 @@ from raypipe.detections import Subject
 
 
 class EffectError(ValueError):
-    pass
+    def __init__(self, message: str, unknown: str | None = None):
+        super().__init__(message)
+        self.unknown = unknown  # the parameter that the effect does not have, if that is the error
 
 
 @dataclass(frozen=True)
@@ -380,7 +382,7 @@ def make_params(effect: str, params: dict, registry: dict | None = None, what: s
     unknown = sorted(set(params) - names)
     if unknown:
         known = ", ".join(sorted(names)) or "none"
-        raise EffectError(f"unknown parameter {unknown[0]!r} for {what} {effect} (known: {known})")
+        raise EffectError(f"unknown parameter {unknown[0]!r} for {what} {effect} (known: {known})", unknown[0])
     try:
         return cls(**params)
     except TypeError as e:

@@ -291,6 +291,12 @@ def _caption(where: str, cfg) -> CaptionStyle | None:
     return CaptionStyle(**OmegaConf.to_container(cfg))
 
 
+def _drop_hint(path: str, e: EffectError) -> str:
+    # An effect changed on the command line keeps the job file's parameters for the old one;
+    # Hydra merges dicts, so only a deletion removes them.
+    return f"; on the command line, drop it with ~{path}.{e.unknown}" if e.unknown else ""
+
+
 def _entry(i: int, seg, last: bool, probe) -> _Entry:
     where = f"job.segments[{i}]"
     if not isinstance(seg.source, str) or not seg.source.strip():
@@ -313,13 +319,14 @@ def _entry(i: int, seg, last: bool, probe) -> _Entry:
     try:
         params = make_params(seg.effect, dict(seg.params))
     except EffectError as e:
-        raise JobError(f"{where}.effect" if "unknown effect" in str(e) else f"{where}.params", str(e)) from None
+        raise JobError(f"{where}.effect" if "unknown effect" in str(e) else f"{where}.params",
+                       str(e) + _drop_hint(f"job.segments.{i}.params", e)) from None
     tr = seg.transition
     try:
         tr_params = make_params(tr.type, dict(tr.params), TRANSITIONS, "transition")
     except EffectError as e:
         raise JobError(f"{where}.transition.type" if "unknown transition" in str(e) else f"{where}.transition.params",
-                       str(e)) from None
+                       str(e) + _drop_hint(f"job.segments.{i}.transition.params", e)) from None
     tr_seconds = _number(tr.duration, f"{where}.transition.duration")
     if tr.type != "cut":
         if last:

@@ -191,6 +191,11 @@ BAD_INPUTS = [
     (["+job=fixture", "job.name=../escape"], "job.name: must be a plain name, no path"),
     (["+job=fixture", "render.height=0"], "render.height: must be a positive even number"),
     (["+job=fixture", "render.colour=red"], "render.colour: Key 'colour' not in 'RenderCfg'"),
+    (["+job=fixture", "job.segments.0.effect=reframe"],  # the job file's ken_burns zoom stays: say how to drop it
+     "job.segments[0].params: unknown parameter 'zoom' for effect reframe (known: fill, fill_blur, fill_dim, margin); "
+     "on the command line, drop it with ~job.segments.0.params.zoom"),
+    (["+job=fixture", "job.segments.0.params.start=left"],
+     "job.segments[0].params.start: Key 'start' is not in struct; to add it: +job.segments.0.params.start=VALUE"),
     (["+job=fixture", "detector.image_size.0=448"],  # a key under a null node: OmegaConf's bare AssertionError
      "the overrides could not be applied to the config (+job=fixture detector.image_size.0=448"),
     (["+job=fixture", "render.fps=0"], "render.fps: must be > 0"),
