@@ -196,6 +196,7 @@ BAD_INPUTS = [
      "on the command line, drop it with ~job.segments.0.params.zoom"),
     (["+job=fixture", "job.segments.0.params.start=left"],
      "job.segments[0].params.start: Key 'start' is not in struct; to add it: +job.segments.0.params.start=VALUE"),
+    (["+job=fixture", "job.segments.9.duration=2"], "job.segments[9]: the job has no segment 9 (they count from 0)"),
     (["+job=fixture", "detector.image_size.0=448"],  # a key under a null node: OmegaConf's bare AssertionError
      "the overrides could not be applied to the config (+job=fixture detector.image_size.0=448"),
     (["+job=fixture", "render.fps=0"], "render.fps: must be > 0"),
