@@ -159,10 +159,11 @@ class RayCfg:
     # SPREAD puts segments on as many nodes as have room; DEFAULT packs them.
     segment_strategy: str = "SPREAD"
     log_to_driver: bool = False
-    # An embedded Ray starts only for more work than this (estimated seconds on one core):
-    # about what its start costs, so that a small job or edit renders sooner in the driver
-    # alone. 0: start it whenever there is a frame to render.
-    min_work_s: float = 2.5
+    # An embedded Ray starts only when rendering on its workers would save more than this
+    # over the driver alone (in the task estimates' unit, seconds of one core, which run about
+    # twice the real time here): about what Ray's start costs, so that a job or an edit that
+    # one process renders as soon renders in the driver. 0: start it whenever there is a frame.
+    min_saving_s: float = 8.0
 
 
 @dataclass

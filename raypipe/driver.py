@@ -173,11 +173,11 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False) -
         tasks = None
         with stages("cache_lookup"):
             reuse = Reuse.look_up(cfg, plan, store)
+            slots = (cfg.ray.num_cpus or os.cpu_count() or 1) / cfg.ray.segment_cpus
             if cfg.ray.address is None and not ray.is_initialized():  # an embedded Ray: its CPUs are known now
-                tasks = reuse.pending(ordered_tasks(plan, cfg, (cfg.ray.num_cpus or os.cpu_count() or 1)
-                                                    / cfg.ray.segment_cpus))
-        here = tasks is not None and cfg.detector.num_gpus == 0 and not worth_starting_ray(tasks, plan.encode,
-                                                                                          cfg.ray.min_work_s)
+                tasks = reuse.pending(ordered_tasks(plan, cfg, slots))
+        here = tasks is not None and cfg.detector.num_gpus == 0 and not worth_starting_ray(
+            tasks, plan.encode, slots, cfg.ray.min_saving_s)
         if cfg.storage.root and not here:
             cleanup.callback(store.delete_dir, "inputs")
             with stages("stage_inputs"):
@@ -233,14 +233,23 @@ def write_html(cfg: DictConfig, plan: Plan, done: "Done", report: dict, run_dir:
         store.write_bytes("report.html", page)
 
 
-def worth_starting_ray(tasks: list[timeline.TaskPlan], enc, min_work_s: float) -> bool:
-    """Ray pays off only with two tasks or more to run side by side, and only when one
-    process would not be done before Ray had even started (`ray_start` in report.json: 2.3 to
-    3.7 s here; the driver renders while it starts, so a render with Ray ends no sooner)."""
-    if not tasks or min_work_s <= 0:
+# CPUs that an embedded Ray's own processes (raylet, GCS, the driver's detection and the
+# head-start task, the muxer and progress actors) take from its workers: on 2 cores the
+# demo's tasks took 8.2 s of worker time where one process takes 5.5 s.
+RAY_OVERHEAD_CPUS = 0.6
+
+
+def worth_starting_ray(tasks: list[timeline.TaskPlan], enc, slots: float, min_saving_s: float) -> bool:
+    """Whether an embedded Ray would finish sooner than the driver alone: its `slots` workers
+    (less what its own processes take) save work x (1 - 1 / effective slots) at best, which
+    must beat what its start costs (`ray_start` in report.json: 3 to 4 s on 2 cores). On 2
+    cores that takes a job of about 28 s of estimated work; on 16 cores, 9 s."""
+    if not tasks or min_saving_s <= 0:
         return bool(tasks)
     pixels = enc.width * enc.height / (1920 * 1080)  # the estimates are for 1080p frames
-    return len(tasks) > 1 and sum(timeline.estimated_ms(t) for t in tasks) * pixels / 1000 > min_work_s
+    work = sum(timeline.estimated_ms(t) for t in tasks) * pixels / 1000
+    effective = max(1.0, slots - RAY_OVERHEAD_CPUS)
+    return len(tasks) > 1 and work * (1 - 1 / effective) > min_saving_s
 
 
 @dataclass

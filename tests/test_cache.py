@@ -24,9 +24,9 @@ def md5(path) -> str:
 
 
 def test_an_unchanged_job_renders_nothing_again_and_starts_no_ray(tmp_path):
-    first = run_cli(*FIXTURE, "ray.min_work_s=0", f"hydra.run.dir={tmp_path / 'first'}")  # on Ray, however small
+    first = run_cli(*FIXTURE, "ray.min_saving_s=0", f"hydra.run.dir={tmp_path / 'first'}")  # on Ray, however small
     assert first.returncode == 0, first.stderr[-2000:]
-    second = run_cli(*FIXTURE, "ray.min_work_s=0", f"hydra.run.dir={tmp_path / 'second'}")
+    second = run_cli(*FIXTURE, "ray.min_saving_s=0", f"hydra.run.dir={tmp_path / 'second'}")
     assert second.returncode == 0, second.stderr[-2000:]
     a, b = read_report(tmp_path / "first"), read_report(tmp_path / "second")
     assert a["cache"]["chunks_reused"] == 0 and a["cache"]["frames_rendered"] == a["frames"]

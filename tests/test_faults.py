@@ -87,7 +87,7 @@ def test_the_muxer_killed_mid_collection_starts_again_and_the_video_is_unchanged
 def test_a_driver_killed_half_way_resumes_when_the_command_runs_again(tmp_path, cache_dir):
     args = ["--config-dir", "tests/conf", "+job=fixture", "detector=saliency", SPLIT, "ray.num_cpus=1"]
     tmp_before = set(os.listdir("/tmp"))
-    proc = subprocess.Popen([sys.executable, "-m", "raypipe", "render", *args, "ray.min_work_s=0",
+    proc = subprocess.Popen([sys.executable, "-m", "raypipe", "render", *args, "ray.min_saving_s=0",
                              f"hydra.run.dir={tmp_path / 'killed'}"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     chunks, deadline = cache_dir / "chunks", time.monotonic() + 240
@@ -126,7 +126,7 @@ def test_two_hundred_12_megapixel_photos_render_under_a_small_object_store(tmp_p
     (conf / "many.yaml").write_text(f"# @package _global_\njob:\n  name: many\n  segments:\n{segments}\n"
                                     "render: {width: 160, height: 90, fps: 8}\n")
     store_bytes = 80 * 1024 * 1024
-    done = run_cli("--config-dir", str(tmp_path / "conf"), "+job=many", "detector=saliency", "ray.min_work_s=0",
+    done = run_cli("--config-dir", str(tmp_path / "conf"), "+job=many", "detector=saliency", "ray.min_saving_s=0",
                    f"ray.object_store_memory={store_bytes}", f"hydra.run.dir={tmp_path / 'run'}", timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     report = read_report(tmp_path / "run")

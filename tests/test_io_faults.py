@@ -137,9 +137,9 @@ def test_a_render_on_a_full_disk_fails_in_one_line_with_the_reason(tiny_disk, tm
 
 # SIGTERM while Ray tasks render; Ctrl-C while the driver renders alone (told to, at a size
 # that keeps it busy for seconds).
-@pytest.mark.parametrize("signum,code,min_work,size", [(signal.SIGTERM, 143, 0, 360), (signal.SIGINT, 130, 1e6, 720)],
+@pytest.mark.parametrize("signum,code,min_saving,size", [(signal.SIGTERM, 143, 0, 360), (signal.SIGINT, 130, 1e6, 720)],
                          ids=["SIGTERM on Ray", "SIGINT in the driver"])
-def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, cache_dir, signum, code, min_work, size):
+def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, cache_dir, signum, code, min_saving, size):
     """SIGTERM (what `ray job stop` sends) or Ctrl-C mid-render: the tasks are cancelled, their
     temporary files removed (whole chunks stay in the cache, for the next try), one line says
     so, and the exit code is 128 + signal."""
@@ -148,7 +148,7 @@ def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, cache_dir, signum
     output = tmp_path / "out" / "video.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "raypipe", "render", "--config-dir", "tests/conf", "+job=fixture",
                              "detector=saliency", f"render.width={size * 16 // 9}", f"render.height={size}",
-                             "render.max_frames_per_task=6", f"ray.min_work_s={min_work}", f"job.output={output}",
+                             "render.max_frames_per_task=6", f"ray.min_saving_s={min_saving}", f"job.output={output}",
                              f"hydra.run.dir={run}"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **tmp_env})

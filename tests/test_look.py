@@ -98,7 +98,7 @@ def test_quiet_prints_the_path_and_nothing_else(tmp_path):
 def test_a_terminal_shows_a_live_bar_fed_by_the_tasks(tmp_path):
     parent, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120-column terminal
-    proc = subprocess.Popen([sys.executable, "-m", "raypipe", "render", *FIXTURE, "ray.min_work_s=0",
+    proc = subprocess.Popen([sys.executable, "-m", "raypipe", "render", *FIXTURE, "ray.min_saving_s=0",
                              "render.max_frames_per_task=6", f"hydra.run.dir={tmp_path / 'run'}"],
                             cwd=ROOT, stdin=child, stdout=child, stderr=child)
     os.close(child)
@@ -161,7 +161,7 @@ def test_report_html_loads_in_a_real_browser_with_every_image(tmp_path):
         pytest.skip("no chromium here (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    done = run_cli(*FIXTURE, "ray.min_work_s=0", "render.width=640", "render.height=360",
+    done = run_cli(*FIXTURE, "ray.min_saving_s=0", "render.width=640", "render.height=360",
                    f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 0, done.stderr[-2000:]
     page_path = tmp_path / "run" / "report.html"
