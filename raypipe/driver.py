@@ -12,7 +12,7 @@ import socket
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -192,7 +192,7 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False) -
         found = threads.submit(detect_here, cfg.detector, plan, reuse.detections) \
             if cfg.detector.num_gpus == 0 else None
         if here:
-            done = render_here(plan, output, tasks, reuse, found, stages, quiet)
+            done = render_here(plan, output, tasks, reuse, found, stages, quiet, int(slots))
         else:
             done = render_on_ray(cfg, plan, output, tasks, reuse, found, threads, cleanup, stages, quiet)
         manifests = [*reuse.manifests, *done.runs.manifests]
@@ -237,19 +237,25 @@ def write_html(cfg: DictConfig, plan: Plan, done: "Done", report: dict, run_dir:
 # head-start task, the muxer and progress actors) take from its workers: on 2 cores the
 # demo's tasks took 8.2 s of worker time where one process takes 5.5 s.
 RAY_OVERHEAD_CPUS = 0.6
+# The share of a frame's work that does not overlap across the driver's threads (the GIL,
+# memory bandwidth): 2 threads on 2 cores render the demo and one_long 1.5x as fast as one,
+# which is Amdahl's law with this serial share (measured on 2 cores only).
+THREAD_SERIAL = 0.34
 
 
 def worth_starting_ray(tasks: list[timeline.TaskPlan], enc, slots: float, min_saving_s: float) -> bool:
-    """Whether an embedded Ray would finish sooner than the driver alone: its `slots` workers
-    (less what its own processes take) save work x (1 - 1 / effective slots) at best, which
-    must beat what its start costs (`ray_start` in report.json: 3 to 4 s on 2 cores). On 2
-    cores that takes a job of about 28 s of estimated work; on 16 cores, 9 s."""
+    """Whether an embedded Ray would finish sooner than the driver alone. The driver renders
+    on `slots` threads (bounded by THREAD_SERIAL), Ray on `slots` worker processes (less what
+    its own processes take); the difference must beat what Ray's start costs (`ray_start` in
+    report.json: 3 to 4 s on 2 cores). On 2 cores the driver is always as fast; on 16, Ray
+    pays from about 25 s of estimated work."""
     if not tasks or min_saving_s <= 0:
         return bool(tasks)
     pixels = enc.width * enc.height / (1920 * 1080)  # the estimates are for 1080p frames
     work = sum(timeline.estimated_ms(t) for t in tasks) * pixels / 1000
-    effective = max(1.0, slots - RAY_OVERHEAD_CPUS)
-    return len(tasks) > 1 and work * (1 - 1 / effective) > min_saving_s
+    here = work * (THREAD_SERIAL + (1 - THREAD_SERIAL) / max(1.0, slots))
+    on_ray = work / max(1.0, slots - RAY_OVERHEAD_CPUS)
+    return len(tasks) > 1 and here - on_ray > min_saving_s
 
 
 @dataclass
@@ -267,29 +273,55 @@ def _progress(plan: Plan, tasks, reuse: "Reuse", quiet: bool) -> Progress:
                     len(reuse.manifests), quiet)
 
 
-def render_here(plan: Plan, output: str, tasks, reuse: "Reuse", found: Future, stages: Stages, quiet: bool) -> Done:
-    """Everything in the driver, with no Ray: an unchanged job (every chunk cached), or an
-    edit too small for Ray to pay off."""
+def render_here(plan: Plan, output: str, tasks, reuse: "Reuse", found: Future, stages: Stages, quiet: bool,
+                workers: int) -> Done:
+    """Everything in the driver, with no Ray: an unchanged job (every chunk cached), or one
+    that Ray would not finish sooner. Tasks run side by side on `workers` threads: OpenCV,
+    NumPy and the codecs release the GIL for most of a frame (2 threads on 2 cores: 1.5x)."""
     with stages("detect"):
         detections, info = found.result()
     muxer = Muxer(plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
     for m in reuse.manifests:
         muxer.add(m)
-    runs, progress, made = Runs(), _progress(plan, tasks, reuse, quiet), 0
-    with stages("segments"):
-        for task in tasks:
-            m = render_task(task, detections, plan.encode, *reuse.target(task),
-                            report=lambda frames: progress.update(made + frames, 1))
-            made += m.frames
-            runs.manifests.append(m)
-            muxer.add(m)
-            progress.update(made, 0)
-            progress.task_done(_done_line(m))
+    runs, progress = Runs(), _progress(plan, tasks, reuse, quiet)
+    lock, made, failed = threading.Lock(), {}, threading.Event()
+
+    def run(task: timeline.TaskPlan) -> SegmentManifest:
+        def report(frames: int) -> None:
+            if failed.is_set():  # another task failed: stop at this frame rather than finish
+                raise _Abandoned()
+            with lock:
+                made[task.start] = frames
+                progress.update(sum(made.values()), 1)
+        return render_task(task, detections, plan.encode, *reuse.target(task), report=report)
+
+    with stages("segments"), ThreadPoolExecutor(max_workers=max(1, min(workers, len(tasks) or 1)),
+                                                thread_name_prefix="render") as pool:
+        pending = {pool.submit(run, t) for t in tasks}
+        try:
+            while pending:
+                check_stop()  # signals reach the main thread; the tasks see the stop at their next frame
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    m = future.result()
+                    runs.manifests.append(m)
+                    muxer.add(m)
+                    with lock:
+                        progress.task_done(_done_line(m))
+        except BaseException:
+            failed.set()
+            for future in pending:
+                future.cancel()
+            raise
     progress.close()
     check_stop()  # never publish a render that was told to stop
     with stages("mux"):
         result = muxer.finish()
     return Done(runs, result, detections, info)
+
+
+class _Abandoned(Exception):
+    """A task given up because another one failed: its partial chunk is removed like any."""
 
 
 def render_on_ray(cfg: DictConfig, plan: Plan, output: str, tasks, reuse: "Reuse", found: Future | None,

@@ -320,3 +320,44 @@ def test_the_driver_renders_the_costliest_task_only_while_ray_is_still_starting(
         late = HeadStart(tasks[0], target)  # Ray up first: the driver leaves every task to Ray
         assert late.claim() is None
         assert late.start(threads, found, plan).future.result() is None
+
+
+def test_the_driver_alone_renders_tasks_side_by_side_and_makes_the_video_ray_makes(tmp_path):
+    """Without Ray the driver runs its tasks on a thread per CPU: they overlap in time, and the
+    video is the one Ray's workers make from the same tasks."""
+    split_small = ("render.max_frames_per_task=7", "ray.num_cpus=2", "detector=saliency")
+    here = run_cli("--config-dir", "tests/conf", "+job=fixture", *split_small, f"hydra.run.dir={tmp_path / 'here'}")
+    assert here.returncode == 0, here.stderr[-2000:]
+    on_ray = run_cli("--config-dir", "tests/conf", "+job=fixture", *split_small, "ray.min_saving_s=0",
+                     "render.cache=false", f"hydra.run.dir={tmp_path / 'ray'}")
+    assert on_ray.returncode == 0, on_ray.stderr[-2000:]
+    a, b = read_report(tmp_path / "here"), read_report(tmp_path / "ray")
+    assert not a["ray_started"] and b["ray_started"] and a["tasks"] == b["tasks"] == 22
+    assert a["frames_rendered_by_the_driver"] == FIXTURE_FRAMES
+    spans = sorted((r["started"], r["started"] + r["seconds"]) for r in a["segment_runs"])
+    assert any(s1 < e0 for (_, e0), (s1, _) in zip(spans, spans[1:])), spans  # two tasks at once
+    assert np.array_equal(media.decode_all(a["output"]), media.decode_all(b["output"]))
+
+
+def test_a_task_failing_in_the_driver_stops_the_others_and_leaves_nothing(tmp_path, cache_dir):
+    import cv2
+
+    from raypipe.storage import TMP_MARK
+
+    photo = tmp_path / "coffee.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
+    # The photo goes after validation and detection, before the tasks read it (in the driver).
+    script = ("import sys, pathlib, raypipe.driver as d\n"
+              "photo, real = pathlib.Path(sys.argv[1]), d.detect_here\n"
+              "def lose(*a):\n    found = real(*a)\n    photo.unlink()\n    return found\n"
+              "d.detect_here = lose\n"
+              "sys.argv = ['raypipe', 'render', *sys.argv[2:]]\n"
+              "import runpy\nrunpy.run_module('raypipe', run_name='__main__', alter_sys=True)\n")
+    output = tmp_path / "out" / "video.mp4"
+    proc = subprocess.run([sys.executable, "-c", script, str(photo), "--config-dir", "tests/conf", "+job=fixture",
+                           "detector=saliency", "render.max_frames_per_task=7", "ray.num_cpus=2",
+                           f"job.segments.3.source={photo}", f"job.output={output}",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == f"error: no such file: {photo}", proc.stderr
+    assert not output.exists() and not list(tmp_path.rglob("*.mp4")) and not (tmp_path / "run" / "report.json").exists()
+    assert not [p for p in cache_dir.rglob("*") if TMP_MARK in p.name]  # no half chunk in the cache
