@@ -50,21 +50,29 @@ def _stages(stages: dict) -> str:
 
 
 def task_timeline(runs: list[dict]) -> str:
-    """An SVG lane per (node, worker process); a bar per task from its start to its end."""
+    """An SVG lane per (node, worker process, and within a process each task that ran beside
+    another: the driver's threads); a bar per task from its start to its end."""
     made = [r for r in runs if not r.get("reused") and r.get("started")]
     if not made:
         return "<p>Every chunk came from the cache: no task ran.</p>"
     t0 = min(r["started"] for r in made)
     span = max(r["started"] + r["seconds"] for r in made) - t0 or 1.0
-    lanes = sorted({(r["node_id"][:8] or "driver", r["pid"]) for r in made})
+    lanes: dict[tuple, list[dict]] = {}  # (node, pid, slot) -> its tasks, packed first-fit by start
+    for r in sorted(made, key=lambda r: r["started"]):
+        process = (r["node_id"][:8] or "driver", r["pid"])
+        slot = 0
+        while lanes.get((*process, slot)) and lanes[(*process, slot)][-1]["started"] + \
+                lanes[(*process, slot)][-1]["seconds"] > r["started"] + 1e-6:
+            slot += 1
+        lanes.setdefault((*process, slot), []).append(r)
+    threaded = {(node, pid) for node, pid, slot in lanes if slot}
     width, lane_h, left = 900, 26, 150
     parts = []
-    for i, lane in enumerate(lanes):
+    for i, (node, pid, slot) in enumerate(sorted(lanes)):
         y = 20 + i * lane_h
-        parts.append(f'<text x="4" y="{y + 16}" class="lane">node {lane[0]} · pid {lane[1]}</text>')
-        for r in made:
-            if (r["node_id"][:8] or "driver", r["pid"]) != lane:
-                continue
+        thread = f" · {slot + 1}" if (node, pid) in threaded else ""
+        parts.append(f'<text x="4" y="{y + 16}" class="lane">node {node} · pid {pid}{thread}</text>')
+        for r in lanes[(node, pid, slot)]:
             x = left + (r["started"] - t0) / span * (width - left - 10)
             w = max(1.5, r["seconds"] / span * (width - left - 10))
             hue = (r["index"] * 67) % 360

@@ -184,3 +184,18 @@ def test_report_html_loads_in_a_real_browser_with_every_image(tmp_path):
     assert bars == len([r for r in report["segment_runs"] if not r["reused"]]) > 7
     assert "fixture" in text and "Stages" in text and "segments" in text and "job:" in text
     keep(tmp_path / "report.png", "report.png")
+
+
+def test_the_task_timeline_gives_tasks_that_ran_side_by_side_in_one_process_their_own_lanes():
+    import re
+
+    from raypipe.report_html import task_timeline
+
+    def run(index, started, seconds, pid=7):
+        return {"index": index, "start": index * 10, "frames": 10, "started": started, "seconds": seconds,
+                "node_id": "", "pid": pid, "reused": False}
+
+    # The driver's two threads: 0 and 1 overlap, 2 follows 0 on its thread; another process beside.
+    svg = task_timeline([run(0, 100.0, 2.0), run(1, 100.1, 3.0), run(2, 102.0, 1.0), run(3, 100.0, 1.0, pid=9)])
+    lanes = re.findall(r'class="lane">node ([^<]*)<', svg)
+    assert lanes == ["driver · pid 7 · 1", "driver · pid 7 · 2", "driver · pid 9"] and svg.count("<rect") == 4
