@@ -190,6 +190,41 @@ def bench_render(args) -> dict:
     }
 
 
+def bench_local(args) -> dict:
+    """One machine: the job on an embedded Ray (forced: ray.min_saving_s=0) against the driver
+    alone on its threads, interleaved, each a first render; and which the default picks."""
+    times: dict[str, list[float]] = {"ray": [], "driver": []}
+    walls: dict[str, list[float]] = {"ray": [], "driver": []}
+    with tempfile.TemporaryDirectory(prefix="raypipe-bench-") as tmp:
+        for r in range(args.runs):
+            for name, saving in (("ray", "0"), ("driver", "1e9")):
+                run_dir = Path(tmp) / f"{name}-{r}"
+                wall, report = _render([*args.overrides, *_first_render(run_dir), f"ray.min_saving_s={saving}"], run_dir)
+                times[name].append(report["stages"]["total"])
+                walls[name].append(wall)
+                print(f"round {r}: {name} {report['stages']['total']:.2f} s to the result", file=sys.stderr)
+        chosen = _default_choice(args.overrides, Path(tmp) / "plan")
+    return {
+        "overrides": args.overrides, "runs": args.runs, "cpus": os.cpu_count(), "frames": report["frames"],
+        "result_s_median": {k: _median(v) for k, v in times.items()},
+        "exit_s_median": {k: _median(v) for k, v in walls.items()},
+        "ray_over_driver": _median(a / b for a, b in zip(times["ray"], times["driver"])),
+        "default_renders_on": chosen,
+    }
+
+
+def _default_choice(overrides: list[str], run_dir: Path) -> str:
+    """Where `python -m raypipe render` renders this job on this machine by default (empty cache)."""
+    from raypipe.compare import compose
+    from raypipe.driver import ordered_tasks, prepare, worth_starting_ray
+
+    cfg = compose(overrides)
+    plan, _ = prepare(cfg, str(run_dir))
+    slots = (cfg.ray.num_cpus or os.cpu_count() or 1) / cfg.ray.segment_cpus
+    tasks = ordered_tasks(plan, cfg, slots)
+    return "ray" if worth_starting_ray(tasks, plan.encode, slots, cfg.ray.min_saving_s) else "driver"
+
+
 def bench_nodes(args) -> dict:
     """Whole renders against a Ray cluster of 1, 2, 3... worker nodes started on this
     machine (separate processes, one CPU each, a CPU-less head); rounds interleave the sizes."""
@@ -573,6 +608,10 @@ def main(argv: list[str]) -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
     p.set_defaults(fn=bench_render)
+    p = sub.add_parser("local", help="one machine: an embedded Ray against the driver's threads")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
+    p.set_defaults(fn=bench_local)
     p = sub.add_parser("nodes", help="whole renders on local Ray clusters of several worker nodes")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 3])

@@ -361,3 +361,22 @@ def test_a_task_failing_in_the_driver_stops_the_others_and_leaves_nothing(tmp_pa
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == f"error: no such file: {photo}", proc.stderr
     assert not output.exists() and not list(tmp_path.rglob("*.mp4")) and not (tmp_path / "run" / "report.json").exists()
     assert not [p for p in cache_dir.rglob("*") if TMP_MARK in p.name]  # no half chunk in the cache
+
+
+def test_ray_starts_only_where_its_workers_beat_the_drivers_threads_by_more_than_its_start(tmp_path):
+    """On 2 CPUs the driver's threads are as fast as an embedded Ray for every bundled job
+    (measured: `bench local`); with 16, Ray's workers pay for its start on the larger jobs."""
+    from raypipe.driver import ordered_tasks, worth_starting_ray
+
+    def on_ray(job, slots, *extra):
+        cfg = compose_job(*extra, job=job)
+        plan, _ = prepare(cfg, str(tmp_path / job))
+        tasks = ordered_tasks(plan, cfg, slots)
+        return worth_starting_ray(tasks, plan.encode, slots, cfg.ray.min_saving_s)
+
+    jobs = ("demo", "one_long", "portrait", "bench")
+    assert not any(on_ray(job, 2) for job in jobs)
+    assert [on_ray(job, 16) for job in jobs] == [False, False, True, True]
+    assert on_ray("fixture", 2, "ray.min_saving_s=0")  # 0: Ray whenever there is a frame to render
+    one_long_task = ("render.max_frames_per_task=null", "job.segments=[{source: 'sample:coffee', duration: 60.0}]")
+    assert not on_ray("fixture", 64, *one_long_task)  # a minute of work, but one task: nothing side by side
