@@ -216,11 +216,11 @@ def bench_local(args) -> dict:
 def _default_choice(overrides: list[str], run_dir: Path) -> str:
     """Where `python -m raypipe render` renders this job on this machine by default (empty cache)."""
     from raypipe.compare import compose
-    from raypipe.driver import ordered_tasks, prepare, worth_starting_ray
+    from raypipe.driver import local_slots, ordered_tasks, prepare, worth_starting_ray
 
     cfg = compose(overrides)
     plan, _ = prepare(cfg, str(run_dir))
-    slots = (cfg.ray.num_cpus or os.cpu_count() or 1) / cfg.ray.segment_cpus
+    slots = local_slots(cfg)
     tasks = ordered_tasks(plan, cfg, slots)
     return "ray" if worth_starting_ray(tasks, plan.encode, slots, cfg.ray.min_saving_s) else "driver"
 

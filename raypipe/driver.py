@@ -173,7 +173,7 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False) -
         tasks = None
         with stages("cache_lookup"):
             reuse = Reuse.look_up(cfg, plan, store)
-            slots = (cfg.ray.num_cpus or os.cpu_count() or 1) / cfg.ray.segment_cpus
+            slots = local_slots(cfg)
             if cfg.ray.address is None and not ray.is_initialized():  # an embedded Ray: its CPUs are known now
                 tasks = reuse.pending(ordered_tasks(plan, cfg, slots))
         here = tasks is not None and cfg.detector.num_gpus == 0 and not worth_starting_ray(
@@ -241,6 +241,11 @@ RAY_OVERHEAD_CPUS = 0.6
 # memory bandwidth): 2 threads on 2 cores render the demo and one_long 1.5x as fast as one,
 # which is Amdahl's law with this serial share (measured on 2 cores only).
 THREAD_SERIAL = 0.34
+
+
+def local_slots(cfg: DictConfig) -> float:
+    """Tasks this machine runs side by side: an embedded Ray's workers, or the driver's threads."""
+    return (cfg.ray.num_cpus or os.cpu_count() or 1) / cfg.ray.segment_cpus
 
 
 def worth_starting_ray(tasks: list[timeline.TaskPlan], enc, slots: float, min_saving_s: float) -> bool:

@@ -29,22 +29,26 @@ def _cascades() -> tuple:
                  for name in ("haarcascade_frontalface_alt2.xml", "haarcascade_profileface.xml"))
 
 
+def _intersection(a, b) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _area(a) -> float:
+    return (a[2] - a[0]) * (a[3] - a[1])
+
+
 def iou(a, b) -> float:
     """Intersection over union of two boxes (x0, y0, x1, y1)."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union_ = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    inter = _intersection(a, b)
+    union_ = _area(a) + _area(b) - inter
     return inter / union_ if union_ > 0 else 0.0
 
 
 def _overlap(a, b) -> float:
     """How much of the smaller box lies in the other: a face found again inside itself at
     another scale has a small IoU with it but is the same face."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return ix * iy / smaller if smaller > 0 else 0.0
+    smaller = min(_area(a), _area(b))
+    return _intersection(a, b) / smaller if smaller > 0 else 0.0
 
 
 def find_faces(rgb: np.ndarray) -> tuple[tuple[float, float, float, float], ...]:
