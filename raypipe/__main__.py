@@ -13,7 +13,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from raypipe import Interrupted, RaypipeError, stop, stop_requested
+from raypipe.errors import CancelToken, Interrupted, RaypipeError
 from raypipe.config import hydra_error_line, register
 
 log = logging.getLogger("raypipe")
@@ -44,22 +44,31 @@ FLAGS: dict = {"quiet": False, "frames": False, "at": [], "scale": 0.25, "compos
 
 
 def _run(work) -> None:
-    """Runs `work(run_dir)` with the CLI's contract: one `error:` line and exit 2 for bad
-    input, `interrupted: ...` and 128 + signal when stopped, partial files removed."""
+    """Runs `work(run_dir, cancel)` with the CLI's contract: one `error:` line and exit 2 for
+    bad input, `interrupted: ...` and 128 + signal when stopped, partial files removed."""
     FLAGS["composed"] = True
     hc = HydraConfig.get()
     if "job" not in hc.runtime.choices:
         _fail("no job selected: pass +job=NAME, a file in conf/job/ (or in --config-dir DIR/job/)")
     if FLAGS["quiet"]:
         log.setLevel(logging.ERROR)
+    cancel = CancelToken()
+
+    def stop(signum: int, frame=None) -> None:
+        # Python raises a handler's exception wherever the main thread is, and drops one raised
+        # inside a weakref or __del__ callback (seen: a Ctrl-C printed as "Exception ignored" and
+        # the render went on): the token raises it again at the render's next check.
+        cancel.cancel(Interrupted(signum))
+        raise Interrupted(signum)
+
     signal.signal(signal.SIGTERM, stop)  # what `ray job stop` sends
     signal.signal(signal.SIGINT, stop)
     sys.unraisablehook = _unraisable
     try:
-        work(hc.runtime.output_dir)
+        work(hc.runtime.output_dir, cancel)
     except RaypipeError as e:
-        if stop_requested():  # a read or write cut short by the stop, failing on its way out
-            _interrupted(stop_requested())
+        if isinstance(cancel.reason, Interrupted):  # a read or write cut short by the stop, failing on its way out
+            _interrupted(cancel.reason.signum)
         _fail(str(e))
     except KeyboardInterrupt:  # a SIGINT before the handler was in place
         _interrupted(signal.SIGINT)
@@ -72,40 +81,42 @@ def _run(work) -> None:
 
 
 def _announce(run_dir: str):
-    def announce(report: dict) -> None:  # as soon as the video is published, not after Ray's shutdown
-        log.info("rendered %d frames in %.1f s; report: %s/report.json", report["frames"], report["stages"]["total"],
+    def announce(report) -> None:  # as soon as the video is published, not after Ray's shutdown
+        log.info("rendered %d frames in %.1f s; report: %s/report.json", report.frames, report.stages["total"],
                  run_dir)
-        print(report["output"], flush=True)
+        print(report.output, flush=True)
 
     return announce
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def render_main(cfg: DictConfig) -> None:
-    from raypipe.driver import render  # after Hydra has parsed: `--help` stays instant
+    from raypipe.api import render_config  # after Hydra has parsed: `--help` stays instant
 
-    _run(lambda run_dir: render(cfg, run_dir, on_result=_announce(run_dir), quiet=FLAGS["quiet"]))
+    _run(lambda run_dir, cancel: render_config(cfg, run_dir, on_result=_announce(run_dir), quiet=FLAGS["quiet"],
+                                               cancel=cancel))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def preview_main(cfg: DictConfig) -> None:
-    from raypipe import quicklook
+    from raypipe.look import quick as quicklook
 
-    def work(run_dir: str) -> None:
+    def work(run_dir: str, cancel: CancelToken) -> None:
         if FLAGS["frames"] or FLAGS["at"]:
             for path in quicklook.still_frames(cfg, run_dir, FLAGS["at"] or None):
                 print(path, flush=True)
         else:
-            print(quicklook.preview_video(cfg, run_dir, FLAGS["scale"], quiet=FLAGS["quiet"])["output"], flush=True)
+            print(quicklook.preview_video(cfg, run_dir, FLAGS["scale"], quiet=FLAGS["quiet"], cancel=cancel).output,
+                  flush=True)
 
     _run(work)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def detect_main(cfg: DictConfig) -> None:
-    from raypipe import quicklook
+    from raypipe.look import quick as quicklook
 
-    def work(run_dir: str) -> None:
+    def work(run_dir: str, cancel: CancelToken) -> None:
         path, info, _ = quicklook.detection_sheet(cfg, run_dir)
         if info["fallback_reason"]:
             log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
@@ -115,7 +126,7 @@ def detect_main(cfg: DictConfig) -> None:
 
 
 def bench_main() -> None:
-    from raypipe.bench import main as bench
+    from raypipe.bench.run import main as bench
 
     bench(sys.argv[1:])
 

@@ -21,19 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from hydra import compose, initialize_config_dir
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from raypipe import RaypipeError
+from raypipe.errors import CancelToken, ConfigError, RaypipeError  # noqa: F401 (RaypipeError: raypipe's)
 from raypipe.config import hydra_error_line, register
 
 CONF = Path(__file__).parent / "conf"
-
-
-class ConfigError(RaypipeError, ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -51,17 +48,23 @@ class Detected:
     run_dir: str
 
 
+def compose(overrides: Sequence[str]) -> DictConfig:
+    """The config the CLI composes from its overrides (`+job=NAME key=value ...`), checked
+    against the schema: the one place raypipe composes Hydra configs."""
+    register()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return hydra_compose("config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(hydra_error_line(e)) from None
+
+
 def config(job: str | os.PathLike | Mapping, overrides: Sequence[str] = ()) -> DictConfig:
     """The composed config the CLI would get for `+job=... overrides`, checked against the schema."""
-    register()
     with tempfile.TemporaryDirectory(prefix="raypipe-conf-") as extra:
         name = _job_file(job, Path(extra))
         searchpath = [f"hydra.searchpath=[file://{extra}]"] if name.startswith("_api") else []
-        try:
-            with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-                return compose("config", overrides=[*searchpath, f"+job={name}", *overrides])
-        except (HydraException, OmegaConfBaseException) as e:
-            raise ConfigError(hydra_error_line(e)) from None
+        return compose([*searchpath, f"+job={name}", *overrides])
 
 
 def _job_file(job, folder: Path) -> str:
@@ -95,19 +98,28 @@ def _run_dir(cfg: DictConfig, run_dir: str | os.PathLike | None) -> str:
     return str(run_dir)
 
 
-def render(job, overrides: Sequence[str] = (), run_dir=None, quiet: bool = True) -> Result:
-    """Renders the job (see the module's doc); progress on stderr unless `quiet`."""
-    from raypipe.driver import render as run
-
+def render(job, overrides: Sequence[str] = (), run_dir=None, quiet: bool = True,
+           cancel: CancelToken | None = None) -> Result:
+    """Renders the job (see the module's doc); progress on stderr unless `quiet`; `cancel`
+    (a raypipe.errors.CancelToken) stops it from another thread."""
     cfg = config(job, overrides)
-    folder = _run_dir(cfg, run_dir)
-    report = run(cfg, folder, quiet=quiet)
-    return Result(report["output"], report, folder)
+    return render_config(cfg, _run_dir(cfg, run_dir), quiet=quiet, cancel=cancel)
+
+
+def render_config(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = True,
+                  cancel: CancelToken | None = None) -> Result:
+    """A composed config rendered into `run_dir` (the CLI's path), then its report.html."""
+    from raypipe.look.report_html import write_page
+    from raypipe.render.driver import render as run
+
+    rendered = run(cfg, run_dir, on_result=on_result, quiet=quiet, cancel=cancel)
+    write_page(cfg, rendered, run_dir)
+    return Result(rendered.report.output, rendered.report.to_dict(), run_dir)
 
 
 def detect(job, overrides: Sequence[str] = (), run_dir=None) -> Detected:
     """Detection only, through the detection cache: the contact sheet and what was found."""
-    from raypipe.quicklook import detection_sheet
+    from raypipe.look.quick import detection_sheet
 
     cfg = config(job, overrides)
     folder = _run_dir(cfg, run_dir)
@@ -119,11 +131,11 @@ def preview(job, overrides: Sequence[str] = (), run_dir=None, scale: float = 0.2
             at: Sequence[float] | None = None, frames: bool = False) -> Result | list[str]:
     """The timeline small and fast (a Result), or PNG frames: at `at` seconds, or with
     `frames` each segment's first, middle and last frame (a list of paths)."""
-    from raypipe.quicklook import preview_video, still_frames
+    from raypipe.look.quick import preview_video, still_frames
 
     cfg = config(job, overrides)
     folder = _run_dir(cfg, run_dir)
     if at or frames:
         return still_frames(cfg, folder, list(at) if at else None)
     report = preview_video(cfg, folder, scale)
-    return Result(report["output"], report, folder)
+    return Result(report.output, report.to_dict(), folder)

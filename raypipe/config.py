@@ -6,8 +6,8 @@ with the key's name before anything starts. Value checks that need more than a t
 """
 from __future__ import annotations
 
+import os
 import re
-
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +196,18 @@ class Config:
 # This process's render: part of its run directory's name, so that two renders started in
 # the same second never share a directory, chunks or a default output.
 RUN_ID = secrets.token_hex(3)
+
+
+def cache_root(cfg) -> str | None:
+    """Where the cache lives, or None with render.cache=false."""
+    if not cfg.render.cache:
+        return None
+    if cfg.cache.root:
+        return cfg.cache.root
+    if cfg.storage.root:  # every node of a cluster reaches it
+        return cfg.storage.root.rstrip("/") + "/cache"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.environ.get("RAYPIPE_CACHE_DIR") or os.path.join(base, "raypipe")
 
 
 def register() -> None:

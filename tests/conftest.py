@@ -11,8 +11,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import imageio_ffmpeg  # noqa: E402
 import pytest  # noqa: E402
 import ray  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 
+from raypipe.api import compose  # noqa: E402
 from raypipe.config import register  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +24,15 @@ register()
 
 def compose_job(*overrides: str, job: str = "fixture"):
     """The config `python -m raypipe render --config-dir tests/conf +job=...` would get."""
-    with initialize_config_dir(config_dir=str(ROOT / "raypipe" / "conf"), version_base="1.3"):
-        return compose("config", overrides=[f"hydra.searchpath=[file://{TEST_CONF}]", f"+job={job}", *overrides])
+    return compose([f"hydra.searchpath=[file://{TEST_CONF}]", f"+job={job}", *overrides])
+
+
+def render(cfg, run_dir, **kwargs) -> dict:
+    """A render through the engine's entry point (raypipe.render.driver.render), its report as
+    report.json has it."""
+    from raypipe.render.driver import render as engine
+
+    return engine(cfg, str(run_dir), **kwargs).report.to_dict()
 
 
 def run_cli(*args: str, cwd=ROOT, timeout=300, env=None) -> subprocess.CompletedProcess:
@@ -53,7 +60,7 @@ def ray_local():
     ray.shutdown()
 
 
-from raypipe.bench import TINY_CLIP  # noqa: E402  (the tiny architecture the benchmark measures too)
+from raypipe.bench.run import TINY_CLIP  # noqa: E402  (the tiny architecture the benchmark measures too)
 
 
 @pytest.fixture(scope="session")

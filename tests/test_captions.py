@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from raypipe.captions import CaptionError, CaptionStyle, font_runs, layout, overlay, resolve_font
+from raypipe.frames.captions import CaptionError, CaptionStyle, font_runs, layout, overlay, resolve_font
 
 
 def style(text, **kw):

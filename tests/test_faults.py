@@ -12,9 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from conftest import ROOT, compose_job, read_report, run_cli
+from conftest import ROOT, compose_job, read_report, render, run_cli
 from raypipe import media
-from raypipe.driver import render
 
 # Small tasks, so that there are many of them to kill in the middle of.
 SPLIT = "render.max_frames_per_task=6"

@@ -17,7 +17,7 @@ import media_inputs as mi
 from conftest import ROOT, read_report, run_cli
 from raypipe import media
 from raypipe.media import ChunkEncoder, EncodeSpec, MediaError
-from raypipe.timeline import parse_fps
+from raypipe.plan.timeline import parse_fps
 
 SPLIT_JOB = """# @package _global_
 job:

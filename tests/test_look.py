@@ -17,10 +17,14 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, compose_job, read_report, run_cli
-from raypipe import media, progress
-from raypipe.driver import Reuse, detect_here, ordered_tasks, prepare
-from raypipe.segment import render_task
-from raypipe.sheet import BOX
+from raypipe import media
+from raypipe.render import progress
+from raypipe.plan.cost import ordered_tasks
+from raypipe.plan.validate import prepare
+from raypipe.render.cache import Reuse
+from raypipe.render.driver import detect
+from raypipe.render.task import render_task
+from raypipe.look.sheet import BOX
 from raypipe.storage import Storage
 from test_render import FIXTURE_FRAMES, psnr
 
@@ -142,8 +146,8 @@ def test_off_a_terminal_a_plain_line_every_few_seconds(monkeypatch):
 def test_a_task_reports_its_frames_as_it_renders(tmp_path):
     cfg = compose_job("detector=saliency")
     plan, _ = prepare(cfg, str(tmp_path))
-    detections, _ = detect_here(cfg.detector, plan, Reuse.look_up(cfg, plan, Storage(str(tmp_path))).detections)
-    task = ordered_tasks(plan, cfg, 1)[0]
+    detections, _ = detect(cfg.detector, plan, Reuse.look_up(cfg, plan, Storage(str(tmp_path))).detections)
+    task = ordered_tasks(plan, plan.total_frames)[0]
     seen = []
     render_task(task, detections, plan.encode, Storage(str(tmp_path)), "chunk.mp4", report=seen.append)
     assert seen == list(range(1, task.frames + 1))
@@ -189,7 +193,7 @@ def test_report_html_loads_in_a_real_browser_with_every_image(tmp_path):
 def test_the_task_timeline_gives_tasks_that_ran_side_by_side_in_one_process_their_own_lanes():
     import re
 
-    from raypipe.report_html import task_timeline
+    from raypipe.look.report_html import task_timeline
 
     def run(index, started, seconds, pid=7):
         return {"index": index, "start": index * 10, "frames": 10, "started": started, "seconds": seconds,

@@ -4,10 +4,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import FFMPEG, compose_job
+from conftest import FFMPEG, compose_job, render
 from raypipe import media
 from raypipe.config import ASSETS
-from raypipe.driver import render
 from raypipe.media import keyframes, probe, read_frames
 from test_render import FIXTURE_FRAMES, psnr, render_single_process
 
@@ -46,7 +45,7 @@ def codec_of(path):
 @pytest.fixture(scope="module")
 def raw_fixture(tmp_path_factory):
     """The fixture's frames as rendered, before any encoding."""
-    from raypipe.segment import segment_frames
+    from raypipe.render.task import segment_frames
 
     plan, detections, _ = render_single_process(compose_job("detector=saliency"), tmp_path_factory.mktemp("single"))
     return np.stack([f for seg in plan.segments for f in segment_frames(seg, detections, plan.encode)])

@@ -8,17 +8,18 @@ import pytest
 import ray
 from omegaconf import OmegaConf
 
-from conftest import FFMPEG, ROOT, compose_job, overrides, read_report, run_cli
+from conftest import FFMPEG, ROOT, compose_job, overrides, read_report, render, run_cli
 from raypipe import media
-from raypipe.detector import detect_all, expand
-from raypipe.detections import Detections
-from raypipe.mux import Muxer
-from raypipe.driver import prepare, render
-from raypipe.saliency import detect_saliency
-from raypipe.segment import in_shared_memory, render_task, segment_frames
+from raypipe.detect.detector import detect_all, expand
+from raypipe.detect.detections import Detections
+from raypipe.render.mux import Muxer
+from raypipe.plan.validate import prepare
+from raypipe.detect.saliency import detect_saliency
+from raypipe.render.task import in_shared_memory, render_task, segment_frames
 from raypipe.media import MediaError, load_image
 from raypipe.storage import Storage
-from raypipe.timeline import estimated_ms, split
+from raypipe.plan.cost import estimated_ms
+from raypipe.plan.timeline import split
 
 FIXTURE_SECONDS = 5.4  # tests/conf/job/fixture.yaml: 1 + 0.75 + 0.9 + 0.75 + 0.75 + 0.75 + 0.5
 FIXTURE_FRAMES = round(FIXTURE_SECONDS * 24)
@@ -45,7 +46,8 @@ def test_demo_renders_from_the_readme_command(tmp_path):
     assert report["frames"] == 588 and report["segments"] == 7
     # No weights here: the demo opted in to the fallback, and the report says what ran.
     assert report["detector"] == "saliency" and report["detector_fallback"]
-    assert report["clip_loads"] == 0 and report["segment_workers_with_torch"] == 0
+    # Rendered by the driver's threads (2 cores): no Ray worker ran, so none is counted.
+    assert report["clip_loads"] == 0 and report["segment_workers_with_torch"] == (0 if report["ray_started"] else None)
     assert "FELL BACK TO SALIENCY" in proc.stdout
     assert not (tmp_path / "segments").exists()
 
@@ -250,18 +252,18 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
 
 def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, tmp_path, monkeypatch):
     import cv2
-    import raypipe.driver as driver
+    import raypipe.render.driver as driver
 
     photo = tmp_path / "coffee.png"
     cv2.imwrite(str(photo), cv2.cvtColor(load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
-    real_detect = driver.detect_here
+    real_detect = driver.detect
 
     def detect_then_lose_the_photo(*args):
         found = real_detect(*args)
         photo.unlink()  # after validation and detection, before the segment tasks read it
         return found
 
-    monkeypatch.setattr(driver, "detect_here", detect_then_lose_the_photo)
+    monkeypatch.setattr(driver, "detect", detect_then_lose_the_photo)
     run_dir = tmp_path / "run"
     output = tmp_path / "out" / "video.mp4"
     cfg = compose_job("detector=saliency", f"job.segments.3.source={photo}", f"job.output={output}")
@@ -296,30 +298,37 @@ def test_overrides_reach_the_video_from_a_users_config_dir(tmp_path):
     assert report["output"] == str(output) and report["fps_exact"] == "12/1"
 
 
-def test_the_driver_renders_the_costliest_task_only_while_ray_is_still_starting(tmp_path):
-    """The head start claims its task only if detection is done before Ray is up; then the
-    driver renders it (a real chunk in storage), and Ray must not get it again."""
+def test_the_driver_renders_while_ray_is_still_starting_and_ray_takes_the_rest(tmp_path):
+    """The head start gives the driver's thread the first task while Ray is not up (a real
+    chunk in storage, rendered once, while `start` blocks on Ray); Ray takes every other."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from raypipe.driver import HeadStart, detect_here, ordered_tasks
+    from raypipe.plan.cost import ordered_tasks
+    from raypipe.render.driver import detect
+    from raypipe.render.executor import Work
+    from raypipe.render.headstart import HeadStart
+    from raypipe.render.on_ray import RayExecutor
+    from raypipe.render.threads import ThreadExecutor
 
-    cfg = compose_job("detector=saliency")
+    cfg = compose_job("detector=saliency", "ray.num_cpus=2")
     plan, _ = prepare(cfg, str(tmp_path))
-    tasks = ordered_tasks(plan, cfg, 2)
+    tasks = ordered_tasks(plan, 20)[:3]
     store = Storage(str(tmp_path))
-    with ThreadPoolExecutor(2) as threads:
-        found = threads.submit(detect_here, cfg.detector, plan, None)
-        found.result()
-        target = (store, tasks[0].chunk(plan.encode.chunk_extension))
-        early = HeadStart(tasks[0], target).start(threads, found, plan)
-        manifest = early.future.result()  # Ray "starts" only after the driver took the task
-        assert early.claim() is tasks[0]
-        assert (manifest.start, manifest.frames) == (tasks[0].start, tasks[0].frames)
-        assert manifest.chunk == store.uri(target[1]) and (tmp_path / target[1]).is_file()
-
-        late = HeadStart(tasks[0], target)  # Ray up first: the driver leaves every task to Ray
-        assert late.claim() is None
-        assert late.start(threads, found, plan).future.result() is None
+    with ThreadPoolExecutor(1) as pool, HeadStart(ThreadExecutor(1), RayExecutor(cfg.ray)) as executor:
+        found = pool.submit(lambda: detect(cfg.detector, plan, None)[0])  # still detecting: a Future
+        works = [Work(i, t, found, plan.encode, store, t.chunk(plan.encode.chunk_extension))
+                 for i, t in enumerate(tasks)]
+        for w in works:
+            executor.submit(w)
+        executor.start()
+        outcomes = []
+        while len(outcomes) < 3:
+            outcomes += executor.wait(1.0)
+        ran = {o.work.id: o.manifest.executor for o in outcomes}
+        assert ran == {0: "driver", 1: "ray", 2: "ray"}, ran
+        assert all((tmp_path / w.name).is_file() for w in works)
+        stats = executor.stats()
+        assert stats.ray_started and stats.object_store_bytes == found.result().nbytes  # put once
 
 
 def test_the_driver_alone_renders_tasks_side_by_side_and_makes_the_video_ray_makes(tmp_path):
@@ -347,10 +356,10 @@ def test_a_task_failing_in_the_driver_stops_the_others_and_leaves_nothing(tmp_pa
     photo = tmp_path / "coffee.png"
     cv2.imwrite(str(photo), cv2.cvtColor(load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
     # The photo goes after validation and detection, before the tasks read it (in the driver).
-    script = ("import sys, pathlib, raypipe.driver as d\n"
-              "photo, real = pathlib.Path(sys.argv[1]), d.detect_here\n"
+    script = ("import sys, pathlib, raypipe.render.driver as d\n"
+              "photo, real = pathlib.Path(sys.argv[1]), d.detect\n"
               "def lose(*a):\n    found = real(*a)\n    photo.unlink()\n    return found\n"
-              "d.detect_here = lose\n"
+              "d.detect = lose\n"
               "sys.argv = ['raypipe', 'render', *sys.argv[2:]]\n"
               "import runpy\nrunpy.run_module('raypipe', run_name='__main__', alter_sys=True)\n")
     output = tmp_path / "out" / "video.mp4"
@@ -366,12 +375,12 @@ def test_a_task_failing_in_the_driver_stops_the_others_and_leaves_nothing(tmp_pa
 def test_ray_starts_only_where_its_workers_beat_the_drivers_threads_by_more_than_its_start(tmp_path):
     """On 2 CPUs the driver's threads are as fast as an embedded Ray for every bundled job
     (measured: `bench local`); with 16, Ray's workers pay for its start on the larger jobs."""
-    from raypipe.driver import ordered_tasks, worth_starting_ray
+    from raypipe.plan.cost import frames_per_task, ordered_tasks, worth_starting_ray
 
     def on_ray(job, slots, *extra):
         cfg = compose_job(*extra, job=job)
         plan, _ = prepare(cfg, str(tmp_path / job))
-        tasks = ordered_tasks(plan, cfg, slots)
+        tasks = ordered_tasks(plan, frames_per_task(plan, cfg, slots))
         return worth_starting_ray(tasks, plan.encode, slots, cfg.ray.min_saving_s)
 
     jobs = ("demo", "one_long", "portrait", "bench")

@@ -6,10 +6,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import ROOT
-from raypipe import score
+from raypipe.bench import score
 from raypipe.config import DetectorCfg
 
-LABELS = ROOT / "tests" / "data" / "detect_labels.json"
+LABELS = ROOT / "raypipe" / "bench" / "data" / "detect_labels.json"
 
 
 def test_generated_scenes_have_exactly_the_labels_they_carry():

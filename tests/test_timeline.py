@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from raypipe.config import Config
-from raypipe.timeline import JobError, plan
+from raypipe.plan.timeline import JobError, plan
 
 
 def job(durations, fps="30", transitions=None, effect="static"):

@@ -12,12 +12,8 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from raypipe import RaypipeError
+from raypipe.errors import MediaError
 from raypipe.storage import resolve
-
-
-class MediaError(RaypipeError, ValueError):
-    """A source or an output that cannot be read or written; one line naming the file and why."""
 
 
 @dataclass

@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import base64
 import html
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import cv2
 import numpy as np
+from omegaconf import OmegaConf
 
+from raypipe.errors import MediaError
+from raypipe.look import sheet
 from raypipe.media import read_frames
+from raypipe.storage import Storage
+
+log = logging.getLogger("raypipe")
 
 THUMB_W = 192
 
@@ -131,3 +138,19 @@ pre {{ background: #f6f6f6; padding: 10px; overflow: auto; max-height: 400px; }}
 <h2>Config</h2><pre>{html.escape(config_yaml)}</pre>
 </body></html>
 """
+
+
+def write_page(cfg, rendered, run_dir: str) -> None:
+    """report.html beside report.json (and beside the video, with storage.root set)."""
+    report = rendered.report.to_dict()
+    try:
+        image = sheet.detection_sheet(rendered.plan, rendered.detections, rendered.info["detector"],
+                                      cfg.detector.keyframe_rate)
+        strips = thumbnails(report, [(s.start, s.end) for s in rendered.plan.segments])
+        page = render_html(report, OmegaConf.to_yaml(cfg), image, strips).encode()
+    except (MediaError, OSError, ValueError) as e:  # the video is out; say why the page is not
+        log.warning("report.html not written: %s", str(e).splitlines()[0])
+        return
+    Storage(run_dir).write_bytes("report.html", page)
+    if report["run"] != run_dir:
+        Storage(report["run"]).write_bytes("report.html", page)

@@ -16,14 +16,14 @@ import cv2
 import numpy as np
 import ray
 
-from raypipe import check_stop
-from raypipe.captions import overlay
-from raypipe.detections import Detections
-from raypipe.effects import TRANSITIONS, Shot
+from raypipe.frames.captions import overlay
+from raypipe.detect.detections import Detections
+from raypipe.frames.effects import TRANSITIONS, Shot
 from raypipe.media import ChunkEncoder, EncodeSpec, MediaError, ReadCounter, load_image, read_frames
 from raypipe.media.video import reason
+from raypipe.errors import NEVER, CancelToken
 from raypipe.storage import Storage
-from raypipe.timeline import SegmentPlan, ShotSpec, TaskPlan
+from raypipe.plan.timeline import SegmentPlan, ShotSpec, TaskPlan
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class SegmentManifest:
     bytes_read: int  # from storage, for its sources
     reused: bool = False  # found in the chunk cache, not rendered by this render
     started: float = 0.0  # wall-clock time (epoch seconds) the task began
+    executor: str = ""  # what ran it, as that executor records it: "driver" or "ray" ("" if reused)
 
 
 def in_shared_memory(arr: np.ndarray) -> bool:
@@ -116,9 +117,9 @@ def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, co
 
 
 def render_task(task: TaskPlan, detections: Detections, enc: EncodeSpec, store: Storage, name: str,
-                report: Callable[[int], None] | None = None) -> SegmentManifest:
+                report: Callable[[int], None] | None = None, cancel: CancelToken = NEVER) -> SegmentManifest:
     """Renders the task's frames into the chunk `name` of `store` (the chunk cache, or the run's
-    own storage); `report(frames)` hears how far it has got."""
+    own storage); `report(frames)` hears how far it has got; `cancel` stops it at a frame."""
     t0, started = time.perf_counter(), time.time()
     # Ray sets OMP_NUM_THREADS to the task's CPUs; OpenCV keeps its own pool and must be told.
     cv2.setNumThreads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -131,7 +132,7 @@ def render_task(task: TaskPlan, detections: Detections, enc: EncodeSpec, store: 
             encoder = ChunkEncoder(chunk, enc)
             try:
                 for frame in segment_frames(task.segment, detections, enc, counter, task.start, task.end):
-                    check_stop()
+                    cancel.check()
                     encoder.write(frame)
                     if report is not None:
                         report(encoder.frames)

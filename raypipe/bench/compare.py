@@ -3,7 +3,7 @@
 - raypipe: the CLI render on an embedded Ray (`python -m raypipe render`).
 - sequential: the same renderer in one process without Ray: plan, detect, each segment in
   turn (its encoder on its own thread, as in a task), then the muxer.
-- pool and moviepy: the yardsticks in raypipe.baseline (the design raypipe replaced, and
+- pool and moviepy: the yardsticks in raypipe.bench.baseline (the design raypipe replaced, and
   the timeline as a plain MoviePy program).
 
 Each run is a fresh process, timed from its start to its printed result and to its exit, so no import or memory
@@ -27,53 +27,26 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-from raypipe.baseline import run_moviepy, run_pool, timed
+from raypipe.api import compose
+from raypipe.bench.baseline import run_moviepy, run_pool, timed
 
-CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package
 NAMES = ("raypipe", "sequential", "pool", "moviepy")
 POLL_S = 0.1
-
-
-def compose(overrides: list[str]):
-    """The config `python -m raypipe render OVERRIDES` gets, composed as tests/conftest.py does."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    from raypipe.config import register
-
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
 
 
 # ---- sequential: raypipe's renderer in one process, no Ray ---------------------------------
 
 
 def run_sequential(cfg, run_dir: str) -> dict:
-    from omegaconf import OmegaConf
+    """raypipe's engine in one process on one thread, a task per segment, no cache: what the
+    renderer does with nothing to share the work with."""
+    from raypipe.render.driver import render
+    from raypipe.render.threads import ThreadExecutor
 
-    from raypipe.detector import detect_all, expand
-    from raypipe.detections import Detections
-    from raypipe.mux import Muxer
-    from raypipe.driver import prepare
-    from raypipe.segment import render_task
-    from raypipe.storage import Storage
-    from raypipe.timeline import split
-
-    stages, t0 = {}, time.perf_counter()
-    with timed(stages, "plan"):
-        plan, output = prepare(cfg, run_dir)
-    with timed(stages, "detect"):
-        found, info = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts, plan.video_ranges())
-        detections = Detections.pack(expand(found), smoothing=cfg.detector.track_smoothing)
-    store = Storage(run_dir)
-    muxer = Muxer(plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
-    with timed(stages, "segments"):
-        for task in split(plan, None):  # one task per segment: nothing to share the work with
-            muxer.add(render_task(task, detections, plan.encode, store, task.chunk(plan.encode.chunk_extension)))
-    with timed(stages, "mux"):
-        muxer.finish()
-    stages["total"] = round(time.perf_counter() - t0, 3)
-    return {"frames": plan.total_frames, "clip_loads": info["clip_loads"], "stages": stages, "output": output}
+    cfg = cfg.copy()
+    cfg.render.cache, cfg.render.max_frames_per_task = False, 2**31 - 1
+    report = render(cfg, run_dir, quiet=True, executor=ThreadExecutor(1)).report
+    return {"frames": report.frames, "clip_loads": report.clip_loads, "stages": report.stages, "output": report.output}
 
 
 VARIANTS = {"sequential": run_sequential, "pool": run_pool, "moviepy": run_moviepy}
@@ -188,7 +161,7 @@ def _run(variant: str, run_dir: str, overrides: list[str]) -> dict:
         cmd = [sys.executable, "-m", "raypipe", "render", *overrides, f"hydra.run.dir={run_dir}",
                f"cache.root={run_dir}/cache"]
     else:
-        cmd = [sys.executable, "-m", "raypipe.compare", variant, run_dir, *overrides]
+        cmd = [sys.executable, "-m", "raypipe.bench.compare", variant, run_dir, *overrides]
     tree = ProcessTree()
     err_path = os.path.join(run_dir, "stderr.txt")
     with open(err_path, "w") as err:

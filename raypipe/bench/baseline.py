@@ -1,4 +1,4 @@
-"""The yardsticks raypipe is measured against in `bench compare` (raypipe.compare): the
+"""The yardsticks raypipe is measured against in `bench compare` (raypipe.bench.compare): the
 design it replaced, rebuilt faithfully, and the same timeline as a plain MoviePy program.
 
 - pool: a multiprocessing pool of one worker per CPU, each worker loading the detector
@@ -44,8 +44,8 @@ def _load_detector(detector_cfg, prompts: tuple[str, ...], loads) -> None:
     global _WORKER_DETECTOR
     import cv2
 
-    from raypipe.clip import ClipDetector, WeightsUnavailable
-    from raypipe.detector import SaliencyDetector, clip_loads
+    from raypipe.detect.clip import ClipDetector, WeightsUnavailable
+    from raypipe.detect.detector import SaliencyDetector, clip_loads
 
     cv2.setNumThreads(1)  # one worker per CPU: parallelism comes from the workers
     if detector_cfg.kind == "clip":  # as the old workers did: import torch, try the weights, then fall back
@@ -71,7 +71,7 @@ def _as_lists(found):
 
 
 def _from_lists(sent):
-    from raypipe.detections import Subject
+    from raypipe.detect.detections import Subject
 
     if isinstance(sent, list):
         return [(t, _from_lists(s)) for t, s in sent]
@@ -85,7 +85,7 @@ class _FrameAt:
     the frame generator runs forward; a request for an earlier frame starts it again."""
 
     def __init__(self, seg, detections, enc):
-        from raypipe.segment import segment_frames
+        from raypipe.render.task import segment_frames
 
         self.start = lambda: segment_frames(seg, detections, enc)
         self.fps, self.last = float(enc.fps), seg.frames - 1
@@ -111,7 +111,7 @@ def _pool_segment(seg, sent: dict, enc, smoothing: float, path: str) -> str:
     """In a pool worker: masks back from lists, the segment through MoviePy into its own file."""
     from moviepy import VideoClip
 
-    from raypipe.detections import Detections
+    from raypipe.detect.detections import Detections
 
     detections = Detections.pack({uri: _from_lists(found) for uri, found in sent.items()}, smoothing=smoothing)
     clip = VideoClip(frame_function=_FrameAt(seg, detections, enc), duration=clip_seconds(seg.frames, enc.fps))
@@ -126,8 +126,8 @@ def run_pool(cfg, run_dir: str) -> dict:
     from moviepy import VideoFileClip, concatenate_videoclips
     from omegaconf import OmegaConf
 
-    from raypipe.detector import detect_all, expand
-    from raypipe.driver import prepare
+    from raypipe.detect.detector import detect_all, expand
+    from raypipe.plan.validate import prepare
 
     stages, t0 = {}, time.perf_counter()
     detector_cfg = OmegaConf.to_object(cfg.detector)
@@ -218,7 +218,7 @@ def _shot(shot, width: int, height: int, fps: float, not_expressed: list[str], i
     for the camera; zooms go to the frame's centre, pans end there."""
     from moviepy import ImageClip, VideoFileClip
 
-    from raypipe.effects import ease
+    from raypipe.frames.effects import ease
 
     if shot.clip is None:
         clip = ImageClip(_picture(shot.source))
@@ -262,7 +262,7 @@ def _caption(style, seg, width: int, height: int, fps: float):
     from moviepy import TextClip, vfx
     from PIL import ImageColor
 
-    from raypipe.captions import resolve_font
+    from raypipe.frames.captions import resolve_font
 
     size = max(8, round(style.size * height))
     box = (*ImageColor.getrgb(style.box_color)[:3], round(255 * style.box_opacity)) if style.box else None
@@ -283,7 +283,7 @@ def _caption(style, seg, width: int, height: int, fps: float):
 def run_moviepy(cfg, run_dir: str) -> dict:
     from moviepy import CompositeVideoClip, vfx
 
-    from raypipe.timeline import plan as plan_job
+    from raypipe.plan.timeline import plan as plan_job
 
     stages, t0 = {}, time.perf_counter()
     with timed(stages, "plan"):

@@ -16,22 +16,15 @@ from fractions import Fraction
 
 from omegaconf import DictConfig, OmegaConf
 
-from raypipe import RaypipeError
-from raypipe.captions import POSITIONS, Caption, CaptionError, CaptionStyle, layout
-from raypipe.effects import EFFECTS, TRANSITIONS, EffectError, make_params
-from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaError, MediaInfo, is_video, normalize
+from raypipe.errors import CaptionError, EffectError, JobError, MediaError
+from raypipe.frames.captions import POSITIONS, Caption, CaptionStyle, layout
+from raypipe.frames.effects import EFFECTS, TRANSITIONS, make_params
+from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, is_video, normalize
 from raypipe.media import probe as probe_media
 from raypipe.media.audio import AudioSpec, ClipAudio
 
 
 AUDIO_MODES = ("drop", "mix", "keep")
-
-
-class JobError(RaypipeError, ValueError):
-    """Bad input, reported as one line that names the field or file."""
-
-    def __init__(self, where: str, message: str):
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass(frozen=True)
@@ -111,30 +104,6 @@ class TaskPlan:
     def chunk(self, extension: str) -> str:
         """Its chunk's name in the run's storage; a retry writes the same name."""
         return f"segments/{self.segment.index:05d}-{self.start:07d}{extension}"
-
-
-# Per 1080p frame on one core: the encoder (libx264 veryfast, `bench media`) and decoding a
-# video source's frame, for estimating what a task costs.
-ENCODE_MS = 28.0
-DECODE_MS = 6.0
-
-
-def _shot_ms(shot: ShotSpec) -> float:
-    effect = EFFECTS[shot.effect]
-    return effect.frame_ms + (effect.setup_ms + DECODE_MS if shot.clip else 0.0)
-
-
-def estimated_ms(task: TaskPlan) -> float:
-    """CPU time a task should take at 1080p, for ordering (costliest first), not for promises:
-    a video decodes and rebuilds its pyramids every frame, a still only once."""
-    seg = task.segment
-    main = _shot_ms(seg.shot)
-    ms = main * task.frames + (0.0 if seg.shot.clip else EFFECTS[seg.shot.effect].setup_ms) + ENCODE_MS * task.frames
-    tr = seg.transition
-    if tr is not None:
-        overlap = max(0, task.end - max(tr.start, task.start))
-        ms += overlap * (_shot_ms(tr.into) + TRANSITIONS[tr.kind].blend_ms)
-    return ms
 
 
 def split(plan: "Plan", max_frames: int | None) -> tuple[TaskPlan, ...]:
@@ -319,13 +288,13 @@ def _entry(i: int, seg, last: bool, probe) -> _Entry:
     try:
         params = make_params(seg.effect, dict(seg.params))
     except EffectError as e:
-        raise JobError(f"{where}.effect" if "unknown effect" in str(e) else f"{where}.params",
+        raise JobError(f"{where}.effect" if e.name_unknown else f"{where}.params",
                        str(e) + _drop_hint(f"job.segments.{i}.params", e)) from None
     tr = seg.transition
     try:
         tr_params = make_params(tr.type, dict(tr.params), TRANSITIONS, "transition")
     except EffectError as e:
-        raise JobError(f"{where}.transition.type" if "unknown transition" in str(e) else f"{where}.transition.params",
+        raise JobError(f"{where}.transition.type" if e.name_unknown else f"{where}.transition.params",
                        str(e) + _drop_hint(f"job.segments.{i}.transition.params", e)) from None
     tr_seconds = _number(tr.duration, f"{where}.transition.duration")
     if tr.type != "cut":

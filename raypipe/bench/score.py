@@ -1,4 +1,4 @@
-"""Scores the detector against labelled images (`tests/data/detect_labels.json`): the IoU of
+"""Scores the detector against labelled images (`raypipe/bench/data/detect_labels.json`, shipped in the wheel): the IoU of
 each subject box with its label, how much of each labelled face every camera effect keeps in
 frame over its whole shot (the worst frame counts), and the detector's time per image.
 
@@ -16,9 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from raypipe.detector import detect_all, expand
-from raypipe.effects import Shot, make_params
-from raypipe.faces import iou
+from raypipe.detect.detector import detect_all, expand
+from raypipe.frames.effects import Shot, make_params
+
+# The labelled set: five photographs labelled by hand and three generated scenes.
+LABELS = Path(__file__).parent / "data" / "detect_labels.json"
+from raypipe.detect.faces import iou
 
 EFFECTS = ("static", "ken_burns", "punch_in", "pan", "reframe")
 ASPECTS = {"16:9": (1920, 1080), "9:16": (1080, 1920)}

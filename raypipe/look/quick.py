@@ -7,17 +7,22 @@ import os
 import cv2
 from omegaconf import DictConfig
 
-from raypipe import sheet
-from raypipe.detections import Detections
-from raypipe.driver import Reuse, detect_here, prepare, render
-from raypipe.segment import segment_frames
+from raypipe.detect.detections import Detections
+from raypipe.errors import JobError
+from raypipe.look import sheet
+from raypipe.look.report_html import write_page
+from raypipe.plan.timeline import Plan
+from raypipe.plan.validate import prepare
+from raypipe.render.cache import Reuse
+from raypipe.render.driver import detect, render
+from raypipe.render.report import Report
+from raypipe.render.task import segment_frames
 from raypipe.storage import Storage
-from raypipe.timeline import JobError, Plan
 
 def _detected(cfg: DictConfig, run_dir: str) -> tuple[Plan, Detections, dict]:
     """The plan and every source's subject, from the detection cache where it has them."""
     plan, _ = prepare(cfg, run_dir)
-    return (plan, *detect_here(cfg.detector, plan, Reuse.look_up(cfg, plan, Storage(run_dir)).detections))
+    return (plan, *detect(cfg.detector, plan, Reuse.look_up(cfg, plan, Storage(run_dir)).detections))
 
 
 def _png(path: str, rgb) -> str:
@@ -56,7 +61,7 @@ def still_frames(cfg: DictConfig, run_dir: str, seconds: list[float] | None) -> 
     return paths
 
 
-def preview_video(cfg: DictConfig, run_dir: str, scale: float, quiet: bool = False) -> dict:
+def preview_video(cfg: DictConfig, run_dir: str, scale: float, quiet: bool = False, cancel=None) -> Report:
     """The same timeline at `scale` of the size (even pixels), x264's ultrafast preset and a
     lower quality, into `<name>-preview.mp4` in the run directory (never job.output)."""
     if not 0 < scale <= 1:
@@ -68,4 +73,6 @@ def preview_video(cfg: DictConfig, run_dir: str, scale: float, quiet: bool = Fal
     if small.render.codec != "h264":
         small.render.codec = "h264"
     small.job.output = os.path.join(os.path.abspath(run_dir), f"{cfg.job.name}-preview.mp4")
-    return render(small, run_dir, quiet=quiet)
+    rendered = render(small, run_dir, quiet=quiet, cancel=cancel)
+    write_page(small, rendered, run_dir)
+    return rendered.report

@@ -1,7 +1,8 @@
-"""Results that outlive a render, addressed by their content: each source's detection and
-each chunk of frames. A re-render makes only what its inputs changed: an unchanged job
-renders nothing (and starts no Ray), a render whose driver was killed resumes from the
-chunks it had made, an edited segment re-renders its own frames only.
+"""Results that outlive a render, addressed by their content: here each source's detection
+and the keys' machinery; the chunks of frames are in raypipe.render.cache. A re-render makes
+only what its inputs changed: an unchanged job renders nothing (and starts no Ray), a render
+whose driver was killed resumes from the chunks it had made, an edited segment re-renders
+its own frames only.
 
 A key is a hash of everything that decides the result, code included. A source counts by its
 bytes (a local file: the SHA-256 of its content) or, on an object store, by URI, size and
@@ -25,45 +26,23 @@ import io
 import json
 import logging
 import os
-import re
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import metadata
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raypipe.detections import CompactSubject
-from raypipe.storage import Storage, resolve, writer_gone, writer_of
-from raypipe.timeline import Plan, SegmentPlan, ShotSpec
+from raypipe.detect.detections import CompactSubject
+from raypipe import code
+from raypipe.storage import Storage, resolve
 
 log = logging.getLogger(__name__)
 
-_PACKAGE = Path(__file__).parent
-# The code that decides a detection, and the code that decides a chunk's pixels and bits.
-_DETECT_CODE = ("detector.py", "saliency.py", "clip.py", "faces.py", "detections.py", "media/images.py", "media/video.py",
-                "media/hdr.py")
-_RENDER_CODE = ("segment.py", "effects.py", "captions.py", "detections.py", "faces.py", "timeline.py", "media/images.py",
-                "media/video.py", "media/hdr.py", "media/encode.py")
-# Another render may be about to read an entry it has just looked up: eviction leaves entries
-# used this recently alone, and temporary files of writers on other hosts this long.
-GRACE_S = 600.0
-STALE_TEMP_S = 86400.0
-
-
-def default_root(cfg) -> str | None:
-    """Where the cache lives, or None with render.cache=false."""
-    if not cfg.render.cache:
-        return None
-    if cfg.cache.root:
-        return cfg.cache.root
-    if cfg.storage.root:  # every node of a cluster reaches it
-        return cfg.storage.root.rstrip("/") + "/cache"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.environ.get("RAYPIPE_CACHE_DIR") or os.path.join(base, "raypipe")
+# The code that decides a detection: the detectors and every module they import (found by
+# raypipe.code, so a module added, moved or edited changes the keys of what it decides).
+DETECT_CODE = ("raypipe.detect.detector", "raypipe.detect.clip")
 
 
 def _version(dist: str) -> str:
@@ -73,13 +52,15 @@ def _version(dist: str) -> str:
         return "-"
 
 
-@functools.lru_cache(maxsize=2)
-def code_version(files: tuple[str, ...]) -> str:
-    """The code itself (a renderer changed by an edit never reuses the old one's results) and
-    the libraries under it."""
+@functools.lru_cache(maxsize=4)
+def code_version(roots: tuple[str, ...]) -> str:
+    """The code itself: these modules and all they import, each by its place in the package
+    and its bytes (a renderer changed by an edit or a move never reuses the old one's
+    results), and the libraries under it."""
     h = hashlib.sha256()
-    for name in files:
-        h.update((_PACKAGE / name).read_bytes())
+    for rel, path in code.files(roots):
+        h.update(f"{rel}\0".encode())
+        h.update(path.read_bytes())
     for dist in ("av", "numpy", "opencv-python-headless", "opencv-python", "pillow", "torch", "open_clip_torch"):
         h.update(f"{dist}={_version(dist)};".encode())
     return h.hexdigest()[:16]
@@ -125,22 +106,22 @@ def source_id(uri: str) -> str:
     return f"{uri}|{info.size}|{info.mtime_ns}"
 
 
-def detection_keys(detector, kind: str, plan: Plan, ids: dict[str, str]) -> dict[str, str]:
+def detection_keys(detector, kind: str, sources: tuple[str, ...], prompts: tuple[str, ...],
+                   ranges: dict[str, tuple[float, float]], ids: dict[str, str]) -> dict[str, str]:
     """Each source's detection key: the source, the detector that will run (`kind`: saliency
     when CLIP fell back) with every setting that changes its answer, and for a video the
     seconds and rate it is sampled at."""
     if kind == "clip":
         settings = (kind, detector.model, _file_or_name(detector.pretrained), _file_or_name(detector.model_config),
                     detector.image_size and list(detector.image_size), detector.method, float(detector.logit_scale),
-                    detector.threshold, list(detector.background_prompts), list(plan.prompts))
+                    detector.threshold, list(detector.background_prompts), list(prompts))
     else:
         settings = (kind,)
     settings = (*settings, "faces" if detector.faces else "no faces")
-    ranges = plan.video_ranges()
-    version = code_version(_DETECT_CODE)
+    version = code_version(DETECT_CODE)
     return {uri: digest(version, ids[uri], settings,
                         (ranges[uri], float(detector.keyframe_rate)) if uri in ranges else None)
-            for uri in plan.sources}
+            for uri in sources}
 
 
 def _file_or_name(value: str | None) -> str | None:
@@ -149,25 +130,6 @@ def _file_or_name(value: str | None) -> str | None:
         st = os.stat(value)
         return f"{os.path.abspath(value)}|{st.st_size}|{st.st_mtime_ns}"
     return value
-
-
-def segment_keys(plan: Plan, ids: dict[str, str], det_keys: dict[str, str], smoothing: float) -> dict[int, str]:
-    """Each segment's chunk key: its shots (sources by content), effect, transition and caption
-    relative to its first frame, its sources' detections, the encoder and the renderer."""
-    version = code_version(_RENDER_CODE)
-
-    def shot(s: ShotSpec, origin: int) -> ShotSpec:
-        return dataclasses.replace(s, source=ids[s.source], span_start=s.span_start - origin)
-
-    keys = {}
-    for seg in plan.segments:
-        tr = seg.transition
-        moved = dataclasses.replace(
-            seg, index=0, start=0, end=seg.frames, shot=shot(seg.shot, seg.start),
-            transition=tr and dataclasses.replace(tr, start=tr.start - seg.start, into=shot(tr.into, seg.start)))
-        sources = [seg.shot.source] + ([tr.into.source] if tr else [])
-        keys[seg.index] = digest(version, moved, plan.encode, float(smoothing), [det_keys[s] for s in sources])
-    return keys
 
 
 # --- detections -------------------------------------------------------------------------
@@ -232,74 +194,3 @@ class DetectionCache:
         buf = io.BytesIO()
         pq.write_table(table, buf)
         Storage(self.root).write_bytes(self._name(uri), buf.getvalue())
-
-
-# --- chunks -----------------------------------------------------------------------------
-
-_CHUNK_NAME = re.compile(r"(\d{7})-(\d{7})(\.\w+)")
-
-
-class ChunkCache:
-    def __init__(self, root: str, ext: str):
-        self.store, self.ext = Storage(root), ext
-
-    @staticmethod
-    def _folder(key: str) -> str:
-        return f"chunks/{key[:2]}/{key}"
-
-    def name(self, key: str, seg: SegmentPlan, start: int, end: int) -> str:
-        """A chunk of global frames [start, end), named by its range inside its segment."""
-        return f"{self._folder(key)}/{start - seg.start:07d}-{end - seg.start:07d}{self.ext}"
-
-    def ranges(self, key: str) -> dict[int, list[int]]:
-        """The whole chunks cached for a segment key, whatever task ranges made them: first
-        frame -> the ends of the chunks that start there (relative to the segment's start).
-        One listing per segment; temporary files of unfinished writes do not match."""
-        found: dict[int, list[int]] = {}
-        for rel, _, _ in self.store.files(self._folder(key)):
-            m = _CHUNK_NAME.fullmatch(rel.rsplit("/", 1)[-1])
-            if m and m.group(3) == self.ext:
-                found.setdefault(int(m.group(1)), []).append(int(m.group(2)))
-        return found
-
-    def use(self, name: str) -> None:
-        """Marks a chunk as just used, for eviction by last use."""
-        self.store.touch(name)
-
-
-# --- both -------------------------------------------------------------------------------
-
-def evict(root: str, max_bytes: int, keep: set[str]) -> dict:
-    """Bounds the cache: removes the temporary files of writers that died (killed renders),
-    then the least recently used entries until it holds at most `max_bytes`. Entries in
-    `keep` (this render's) and entries used in the last GRACE_S seconds stay."""
-    store, now = Storage(root), time.time()
-    entries, swept = [], 0
-    for rel, size, mtime in store.files():
-        writer = writer_of(rel.rsplit("/", 1)[-1])
-        if writer is not None:
-            if writer_gone(*writer) or now - mtime > STALE_TEMP_S:
-                store.delete(rel)
-                swept += 1
-            continue
-        entries.append((mtime, rel, size))
-    total, removed, freed = sum(e[2] for e in entries), 0, 0
-    for mtime, rel, size in sorted(entries):
-        if total <= max_bytes:
-            break
-        if rel in keep or now - mtime < GRACE_S:
-            continue
-        store.delete(rel)
-        total, removed, freed = total - size, removed + 1, freed + size
-    if (removed or swept) and "://" not in root:  # object stores have no folders to leave behind
-        _remove_empty_folders(root)
-    return {"bytes": total, "evicted_files": removed, "evicted_bytes": freed, "temp_files_swept": swept}
-
-
-def _remove_empty_folders(root: str) -> None:
-    for folder, subfolders, files in os.walk(root, topdown=False):
-        if folder != root and not files:
-            try:
-                os.rmdir(folder)  # fails, harmlessly, if a render has just written into it
-            except OSError:
-                pass

@@ -11,9 +11,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 import os
 
-from raypipe.detections import Detections, Subject
+from raypipe.detect.detections import Detections, Subject
 from raypipe.media import keyframes, load_image
-from raypipe.timeline import Plan
+from raypipe.plan.timeline import Plan
 
 BOX = (60, 220, 90)  # RGB
 OUTLINE = (255, 210, 40)

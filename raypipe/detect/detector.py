@@ -1,6 +1,6 @@
 """Detection, once per render: one detector, one pass over every distinct source.
 
-This module stays free of torch: the CLIP detector lives in `raypipe.clip`, which imports
+This module stays free of torch: the CLIP detector lives in `raypipe.detect.clip`, which imports
 torch only when weights may be there to load, in the driver (or, for a GPU, in one actor).
 """
 from __future__ import annotations
@@ -13,50 +13,14 @@ import time
 from dataclasses import replace
 from types import SimpleNamespace
 
-from raypipe.cache import Detection, DetectionCache
-from raypipe.detections import CompactSubject, Keyframes, Subject
-from raypipe.faces import find_faces
-from raypipe.saliency import detect_saliency
+from raypipe.detect.cache import Detection, DetectionCache
+from raypipe.detect.detections import CompactSubject, Keyframes, Subject
+from raypipe.detect.faces import find_faces
+from raypipe.detect.saliency import detect_saliency
 from raypipe.media import ReadCounter, keyframes, load_image
-from raypipe.timeline import JobError
+
 
 log = logging.getLogger(__name__)
-
-KINDS = ("clip", "saliency")
-FALLBACKS = (None, "saliency")
-METHODS = ("clearclip", "maskclip", "sclip")
-
-
-WEIGHTS_HINT = ("supply a local checkpoint (detector.pretrained=/path/to/open_clip_pytorch_model.bin) "
-                "or use detector=saliency")
-
-
-def is_checkpoint_path(pretrained: str) -> bool:
-    """A local checkpoint file rather than an open_clip pretrained tag."""
-    return os.sep in pretrained or pretrained.endswith((".bin", ".pt", ".pth", ".safetensors"))
-
-
-def validate(cfg) -> None:
-    """Config checks that need neither torch nor Ray, so a bad detector fails before any work."""
-    if cfg.kind not in KINDS:
-        raise JobError("detector.kind", f"unknown detector {cfg.kind!r} (known: {', '.join(KINDS)})")
-    if cfg.fallback not in FALLBACKS:
-        raise JobError("detector.fallback", f"must be null or saliency (got {cfg.fallback!r})")
-    if cfg.method not in METHODS:
-        raise JobError("detector.method", f"unknown method {cfg.method!r} (known: {', '.join(METHODS)})")
-    if cfg.image_size is not None and (len(cfg.image_size) != 2 or min(cfg.image_size) <= 0):
-        raise JobError("detector.image_size", f"must be [height, width] (got {list(cfg.image_size)})")
-    if not 0 < cfg.keyframe_rate <= 60:
-        raise JobError("detector.keyframe_rate", f"must be > 0 and <= 60 per second (got {cfg.keyframe_rate})")
-    if cfg.track_smoothing < 0:
-        raise JobError("detector.track_smoothing", f"must be >= 0 seconds (got {cfg.track_smoothing})")
-    if cfg.kind != "clip" or cfg.fallback == "saliency":
-        return
-    if cfg.model_config and not os.path.isfile(cfg.model_config):
-        raise JobError("detector.model_config", f"no such file: {cfg.model_config}")
-    if cfg.pretrained and is_checkpoint_path(cfg.pretrained) and not os.path.isfile(cfg.pretrained):
-        raise JobError("detector.pretrained", f"no checkpoint file at {cfg.pretrained}; {WEIGHTS_HINT}")
-
 
 class SaliencyDetector:
     name = "saliency"
@@ -83,7 +47,7 @@ def resolve_kind(cfg) -> tuple[str, str | None]:
 @functools.lru_cache(maxsize=8)
 def _resolve(kind, fallback, model, pretrained) -> tuple[str, str | None]:
     if kind == "clip" and fallback == "saliency":
-        from raypipe.clip import weights_missing
+        from raypipe.detect.clip import weights_missing
 
         missing = weights_missing(SimpleNamespace(model=model, pretrained=pretrained))
         if missing:
@@ -99,7 +63,7 @@ def make_detector(cfg, prompts: tuple[str, ...]):
         return SaliencyDetector(), missing
     if kind == "saliency":
         return SaliencyDetector(), None
-    from raypipe.clip import ClipDetector, WeightsUnavailable
+    from raypipe.detect.clip import ClipDetector, WeightsUnavailable
 
     try:
         return ClipDetector(cfg, prompts), None
@@ -111,7 +75,7 @@ def make_detector(cfg, prompts: tuple[str, ...]):
 
 
 def clip_loads() -> int:
-    clip = sys.modules.get("raypipe.clip")
+    clip = sys.modules.get("raypipe.detect.clip")
     return clip.LOADS if clip else 0
 
 

@@ -28,8 +28,8 @@ def _median(values) -> float:
 
 def _demo_frames(width: int, height: int, count: int) -> list[np.ndarray]:
     """Real frames to measure with: a ken_burns move over the astronaut, as the demo opens."""
-    from raypipe.effects import Shot, make_params
-    from raypipe.saliency import detect_saliency
+    from raypipe.frames.effects import Shot, make_params
+    from raypipe.detect.saliency import detect_saliency
     from raypipe.media import load_image
 
     img = load_image("sample:astronaut")
@@ -118,7 +118,7 @@ def bench_clip(args) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from raypipe.clip import ClipDetector
+    from raypipe.detect.clip import ClipDetector
     from raypipe.config import DetectorCfg
     from raypipe.media import load_image
     from raypipe.media.images import SAMPLES
@@ -163,7 +163,7 @@ def bench_detect(args) -> dict:
     in frame, time per image (see raypipe/score.py)."""
     from omegaconf import OmegaConf
 
-    from raypipe import score
+    from raypipe.bench import score
     from raypipe.api import config
 
     detector = OmegaConf.to_object(config("demo", args.overrides).detector)
@@ -215,13 +215,14 @@ def bench_local(args) -> dict:
 
 def _default_choice(overrides: list[str], run_dir: Path) -> str:
     """Where `python -m raypipe render` renders this job on this machine by default (empty cache)."""
-    from raypipe.compare import compose
-    from raypipe.driver import local_slots, ordered_tasks, prepare, worth_starting_ray
+    from raypipe.bench.compare import compose
+    from raypipe.plan.cost import frames_per_task, local_slots, ordered_tasks, worth_starting_ray
+    from raypipe.plan.validate import prepare
 
     cfg = compose(overrides)
     plan, _ = prepare(cfg, str(run_dir))
-    slots = local_slots(cfg)
-    tasks = ordered_tasks(plan, cfg, slots)
+    slots = local_slots(cfg.ray)
+    tasks = ordered_tasks(plan, frames_per_task(plan, cfg, slots))
     return "ray" if worth_starting_ray(tasks, plan.encode, slots, cfg.ray.min_saving_s) else "driver"
 
 
@@ -267,7 +268,7 @@ def bench_handoff(args) -> dict:
     """Segments encode their own chunks (joined by stream copy) versus segments writing
     frame files that the muxer encodes once. Both sides run in each round, interleaved."""
     from raypipe.media import ChunkEncoder, EncodeSpec
-    from raypipe.timeline import parse_fps
+    from raypipe.plan.timeline import parse_fps
 
     frames = _demo_frames(args.width, args.height, args.frames)
     task_enc = EncodeSpec(args.width, args.height, parse_fps(30), "h264", 18, "veryfast", 1)
@@ -317,9 +318,9 @@ def bench_handoff(args) -> dict:
 def bench_effects(args) -> dict:
     """Render cost per frame of each effect, transition and caption on one core (cv2
     threads = 1), moving cameras sampled over a whole shot so no frame repeats the previous."""
-    from raypipe.captions import CaptionStyle, layout, overlay
-    from raypipe.effects import EFFECTS, TRANSITIONS, Shot, make_params
-    from raypipe.saliency import detect_saliency
+    from raypipe.frames.captions import CaptionStyle, layout, overlay
+    from raypipe.frames.effects import EFFECTS, TRANSITIONS, Shot, make_params
+    from raypipe.detect.saliency import detect_saliency
     from raypipe.media import load_image
 
     cv2.setNumThreads(1)
@@ -602,6 +603,8 @@ def bench_media(args) -> dict:
 
 
 def main(argv: list[str]) -> None:
+    from raypipe.bench.score import LABELS
+
     parser = argparse.ArgumentParser(prog="python -m raypipe bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="which", required=True)
     p = sub.add_parser("render", help="whole CLI renders; medians of wall time, stages and worker memory")
@@ -618,7 +621,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
     p.set_defaults(fn=bench_nodes)
     p = sub.add_parser("detect", help="the detector against labelled images: box IoU, faces kept in frame")
-    p.add_argument("--labels", default=str(Path(__file__).resolve().parents[1] / "tests" / "data" / "detect_labels.json"))
+    p.add_argument("--labels", default=str(LABELS))
     p.add_argument("--per-image", action="store_true", help="also each image's box, IoU and faces kept")
     p.add_argument("overrides", nargs="*", default=[], help="detector overrides (default: detector=saliency)")
     p.set_defaults(fn=bench_detect)

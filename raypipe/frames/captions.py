@@ -19,15 +19,11 @@ import cv2
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw, ImageFont, features
 
-from raypipe import RaypipeError
+from raypipe.errors import CaptionError
 
 POSITIONS = ("auto", "bottom", "top", "center", "bottom_left", "bottom_right", "top_left", "top_right")
 # Where `auto` looks, in order of preference: the usual subtitle place first.
 _AUTO_ORDER = ("bottom", "top", "bottom_left", "bottom_right", "top_left", "top_right", "center")
-
-
-class CaptionError(RaypipeError, ValueError):
-    pass
 
 
 def _fc(*args: str) -> str | None:

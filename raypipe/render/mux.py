@@ -7,17 +7,13 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from raypipe import RaypipeError
+from raypipe.errors import MuxError
 from raypipe.media import ReadCounter
 from raypipe.media.audio import AudioSpec, mix
 from raypipe.media.join import join
 from raypipe.media.video import reason
-from raypipe.segment import SegmentManifest
+from raypipe.render.task import SegmentManifest
 from raypipe.storage import publishing
-
-
-class MuxError(RaypipeError, RuntimeError):
-    pass
 
 
 class Muxer:

@@ -2,7 +2,7 @@
 signals): a shot that frames a person's body and cuts their face is one a person rejects.
 
 OpenCV's Haar cascades ship inside its 4.x wheels, so nothing is downloaded at run time.
-Chosen by measurement on the labelled set (`tests/data/detect_labels.json`, 640 px, 2 cores):
+Chosen by measurement on the labelled set (`raypipe/bench/data/detect_labels.json`, 640 px, 2 cores):
 the frontal cascade (alt2) finds the astronaut's and the generated scenes' faces, the profile
 cascade (both ways) the cameraman's; neither fires on the coffee or the rocket. About 50 ms
 (frontal) and 120 ms (profile) per image. The two cat cascades are left out: on twelve

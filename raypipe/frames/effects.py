@@ -15,13 +15,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from raypipe.detections import Subject
-
-
-class EffectError(ValueError):
-    def __init__(self, message: str, unknown: str | None = None):
-        super().__init__(message)
-        self.unknown = unknown  # the parameter that the effect does not have, if that is the error
+from raypipe.detect.detections import Subject
+from raypipe.errors import EffectError
 
 
 @dataclass(frozen=True)
@@ -376,7 +371,7 @@ def make_params(effect: str, params: dict, registry: dict | None = None, what: s
     """An effect's (or transition's) frozen params from a job's mapping; errors name the parameter."""
     registry = EFFECTS if registry is None else registry
     if effect not in registry:
-        raise EffectError(f"unknown {what} {effect!r} (known: {', '.join(registry)})")
+        raise EffectError(f"unknown {what} {effect!r} (known: {', '.join(registry)})", name_unknown=True)
     cls = registry[effect].params
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(params) - names)

@@ -20,20 +20,16 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
-from raypipe import RaypipeError
-from raypipe.detector import WEIGHTS_HINT as hint
-from raypipe.detector import is_checkpoint_path as _is_path
-from raypipe.detections import Subject, bounded, subject_from_heat
-from raypipe.saliency import detect_saliency
+from raypipe.errors import WeightsUnavailable
+from raypipe.detect.settings import WEIGHTS_HINT as hint
+from raypipe.detect.settings import is_checkpoint_path as _is_path
+from raypipe.detect.detections import Subject, bounded, subject_from_heat
+from raypipe.detect.saliency import detect_saliency
 
 log = logging.getLogger(__name__)
 
 TEMPLATES = ("a photo of {}.", "a close-up photo of {}.", "a photo of the {} in the scene.")
 LOADS = 0  # CLIP model loads in this process; the run report states it
-
-
-class WeightsUnavailable(RaypipeError, RuntimeError):
-    pass
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

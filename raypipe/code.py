@@ -1,0 +1,81 @@
+"""raypipe's own import graph, read from the source (every import statement, those inside
+functions too): what a cache key hashes as "the code", and what the layering test checks."""
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+PACKAGE = Path(__file__).parent
+NAME = PACKAGE.name
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+@functools.lru_cache(maxsize=1)
+def modules() -> dict[str, Path]:
+    """Every module of the package, by dotted name."""
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _resolve(name: str, known: dict[str, Path]) -> str | None:
+    """The package module an imported name lives in (`raypipe.media.probe` -> `raypipe.media`)."""
+    while name:
+        if name in known:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def graph() -> dict[str, frozenset[str]]:
+    """module -> the package's modules it imports, at any depth of its code. `from a import b`
+    counts as importing `a.b` where b is a module, else `a`."""
+    known = modules()
+    edges: dict[str, frozenset[str]] = {}
+    for mod, path in known.items():
+        found: set[str] = set()
+        is_pkg = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = mod if is_pkg else mod.rpartition(".")[0]
+                    for _ in range(node.level - 1):
+                        base = base.rpartition(".")[0]
+                    prefix = f"{base}.{node.module}" if node.module else base
+                else:
+                    prefix = node.module or ""
+                targets = [f"{prefix}.{a.name}" for a in node.names]
+            for target in targets:
+                if not (target == NAME or target.startswith(NAME + ".")):
+                    continue
+                hit = _resolve(target, known)
+                if hit and hit != mod:
+                    found.add(hit)
+        edges[mod] = frozenset(found)
+    return edges
+
+
+def closure(roots: tuple[str, ...]) -> tuple[str, ...]:
+    """The modules these import, directly or not, themselves included (sorted)."""
+    edges, seen, todo = graph(), set(), list(roots)
+    while todo:
+        mod = todo.pop()
+        if mod not in seen:
+            seen.add(mod)
+            todo.extend(edges.get(mod, ()))
+    return tuple(sorted(seen))
+
+
+def files(roots: tuple[str, ...]) -> tuple[tuple[str, Path], ...]:
+    """(path relative to the package's parent, file) of the closure: a module's place is part
+    of what it is, so a moved module changes a key as an edited one does."""
+    known = modules()
+    return tuple((known[m].relative_to(PACKAGE.parent).as_posix(), known[m]) for m in closure(roots))

@@ -1,0 +1,1 @@
+"""Seeing what a render does: preview, the detection sheet, report.html."""

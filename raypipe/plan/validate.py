@@ -1,0 +1,75 @@
+"""Every check a render makes before any work: a bad job fails here, with one line that
+names the field or file, before a task, a model or a byte of output."""
+from __future__ import annotations
+
+import os
+
+from omegaconf import DictConfig
+
+from raypipe.config import cache_root
+from raypipe.detect import settings as detector_settings
+from raypipe.errors import JobError, MediaError
+from raypipe.media import CODECS, is_video, load_image
+from raypipe.media.audio import check_audio
+from raypipe.plan import timeline
+from raypipe.plan.timeline import Plan
+from raypipe.storage import Storage
+
+
+def prepare(cfg: DictConfig, run_root: str) -> tuple[Plan, str]:
+    """Every check that needs no Ray: a bad job fails here, before any work or output."""
+    detector_settings.validate(cfg.detector)
+    if cfg.render.max_frames_per_task is not None and cfg.render.max_frames_per_task < 1:
+        raise JobError("render.max_frames_per_task", f"must be >= 1 or null (got {cfg.render.max_frames_per_task})")
+    if cfg.ray.segment_strategy not in ("SPREAD", "DEFAULT"):
+        raise JobError("ray.segment_strategy", f"must be SPREAD or DEFAULT (got {cfg.ray.segment_strategy!r})")
+    name = str(cfg.job.name)
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise JobError("job.name", f"must be a plain name, no path (got {name!r}); to put the video elsewhere, "
+                                   "set job.output")
+    plan = timeline.plan(cfg.job, cfg.render)
+    for uri in plan.sources:
+        index = next(s.index for s in plan.segments if s.shot.source == uri)
+        try:
+            if not is_video(uri):  # videos were probed by the planner
+                load_image(uri)  # a full decode: a missing or corrupt image fails here, not in a task
+        except MediaError as e:
+            raise JobError(f"job.segments[{index}].source", str(e)) from None
+    if plan.audio.path:
+        try:
+            check_audio(plan.audio.path)
+        except MediaError as e:
+            raise JobError("job.audio.path", str(e)) from None
+    codec = CODECS[plan.encode.codec]
+    output = cfg.job.output or f"{run_root}/{plan.name}{codec.containers[0]}"
+    if not output.lower().endswith(codec.containers):
+        raise JobError("job.output", f"{plan.encode.codec} goes in {', '.join(codec.containers)} files (got {output})")
+    if "://" not in output:
+        output = os.path.abspath(output)
+        _check_local_dir_writable(os.path.dirname(output))
+    try:
+        Storage(run_root).check_writable()
+    except OSError as e:
+        raise JobError("storage.root", f"cannot write to {run_root}: {str(e).splitlines()[0]}") from None
+    cache_at = cache_root(cfg)
+    if cfg.cache.max_gb <= 0:
+        raise JobError("cache.max_gb", f"must be > 0 (got {cfg.cache.max_gb}); to render without a cache, set "
+                                       "render.cache=false")
+    if cache_at is not None:
+        try:
+            Storage(cache_at).check_writable()
+        except OSError as e:
+            raise JobError("cache.root", f"cannot write to {cache_at}: {str(e).splitlines()[0]}; set cache.root, "
+                                         "or render.cache=false") from None
+    return plan, output
+
+
+def _check_local_dir_writable(folder: str) -> None:
+    """job.output's folder, or the nearest one that exists (the render creates the rest),
+    must be writable: found now, not after every segment has rendered. Nothing is created."""
+    while not os.path.isdir(folder):
+        if os.path.exists(folder):
+            raise JobError("job.output", f"{folder} is a file, not a folder")
+        folder = os.path.dirname(folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise JobError("job.output", f"cannot write to {folder}: permission denied")

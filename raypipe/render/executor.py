@@ -1,0 +1,117 @@
+"""Where a render's tasks run. The task loop (raypipe.render.loop) is written once against
+this interface; the driver's threads (threads.py) and Ray's workers (on_ray.py) implement
+it, and the head start (headstart.py) composes the two.
+
+An executor takes `Work` (a task and what it needs), runs it, and hands back an `Outcome`
+per task as it completes. It says where each task ran (`SegmentManifest.executor`), how far
+the tasks in flight have got, and what only it can know (`ExecutorStats`).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from raypipe.media import EncodeSpec
+from raypipe.plan.timeline import TaskPlan
+from raypipe.render.task import SegmentManifest
+from raypipe.storage import Storage
+
+
+@dataclass(frozen=True)
+class Work:
+    """One task as an executor takes it: its frames, the detections it reads, how to encode,
+    and where its chunk goes."""
+
+    id: int  # unique in one loop: progress and outcomes are keyed by it
+    task: TaskPlan
+    # Detections, or a Future of them: the driver detects while Ray starts and the first task
+    # renders as soon as they are there. An executor shares one copy among the works given one.
+    detections: Any
+    encode: EncodeSpec
+    store: Storage
+    name: str
+    tag: Any = None  # whose task it is (a batch's video), handed back with its outcome
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    work: Work
+    manifest: SegmentManifest | None = None
+    error: BaseException | None = None
+
+
+class TaskLost(Exception):
+    """The task's worker or node died under it: a system failure, worth running again (our
+    own errors never are). `kind` is the failure's name (Ray's error class)."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(f"{kind}: {reason}")
+        self.kind, self.reason = kind, reason
+
+
+@dataclass
+class ExecutorStats:
+    """What only the executor can know, for the report; None where it did not run."""
+
+    ray_started: bool = False
+    # Nodes that held a copy of each detections object put (Ray's object store): one per node
+    # that ran tasks, however many it ran.
+    detections_held_by: list[str] | None = None
+    object_store_bytes: int | None = None  # what this render put into Ray's object store
+    muxer_restarts: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Muxer(Protocol):
+    def add(self, manifest: SegmentManifest) -> None: ...
+
+    def finish(self) -> dict: ...
+
+
+class Executor(ABC):
+    """Runs tasks; not thread-safe (the loop drives it from one thread)."""
+
+    name: str
+
+    def start(self) -> None:
+        """Starts what the tasks need (Ray), blocking until it is up; work submitted before
+        waits for it. The loop starts its executor once it has handed it the first works."""
+
+    @property
+    @abstractmethod
+    def slots(self) -> float:
+        """Tasks it runs side by side (blocks until that is known)."""
+
+    @abstractmethod
+    def submit(self, work: Work) -> None:
+        """Queues the work; never blocks on it."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> list[Outcome]:
+        """Outcomes of work completed since the last call, waiting up to `timeout` for one."""
+
+    @abstractmethod
+    def progress(self) -> tuple[int, int]:
+        """(frames rendered by the work submitted so far, nodes with a task running)."""
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Stops all work in flight and waits for it to unwind (its partial files removed)."""
+
+    @abstractmethod
+    def muxer(self, total_frames: int, duration: float, audio, output: str, codec: str) -> Muxer:
+        """The muxer for one video, where this executor runs it."""
+
+    def stats(self) -> ExecutorStats:
+        return ExecutorStats()
+
+    def close(self) -> None:
+        """Releases what `start` took (Ray's processes)."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,76 @@
+"""The driver's own threads as an executor: no Ray, no other process. OpenCV, NumPy and the
+codecs release the GIL for most of a frame, so 2 threads on 2 cores render 1.5x as fast as
+one (raypipe.plan.cost.THREAD_SERIAL)."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+
+from raypipe.errors import Cancelled, CancelToken
+from raypipe.render import mux
+from raypipe.render.executor import Executor, Outcome, Work
+from raypipe.render.task import render_task
+
+
+class ThreadExecutor(Executor):
+    name = "threads"
+
+    def __init__(self, slots: int, cancel: CancelToken | None = None):
+        self._slots = max(1, int(slots))
+        self._pool = ThreadPoolExecutor(max_workers=self._slots, thread_name_prefix="render")
+        # The tasks' own token: a stop of the render reaches them through its parent, and a
+        # failed task or `cancel()` stops the others at their next frame rather than at their end.
+        self._token = CancelToken(parent=cancel)
+        self._running: dict[Future, Work] = {}
+        self._frames: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def slots(self) -> float:
+        return float(self._slots)
+
+    @property
+    def idle(self) -> bool:
+        return not self._running
+
+    def submit(self, work: Work) -> None:
+        self._running[self._pool.submit(self._run, work)] = work
+
+    def _run(self, work: Work):
+        def report(frames: int) -> None:
+            with self._lock:
+                self._frames[work.id] = frames
+
+        detections = work.detections.result() if isinstance(work.detections, Future) else work.detections
+        m = render_task(work.task, detections, work.encode, work.store, work.name, report=report,
+                        cancel=self._token)
+        return replace(m, executor="driver")
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        if not self._running:
+            return []
+        done, _ = wait(list(self._running), timeout=timeout, return_when=FIRST_COMPLETED)
+        outcomes = []
+        for future in done:
+            work = self._running.pop(future)
+            error = future.exception()
+            outcomes.append(Outcome(work, None if error else future.result(), error))
+        return outcomes
+
+    def progress(self) -> tuple[int, int]:
+        with self._lock:
+            return sum(self._frames.values()), 1 if self._running else 0
+
+    def cancel(self) -> None:
+        self._token.cancel(Cancelled("another task of the render failed"))
+        for future in self._running:
+            future.cancel()
+        wait(list(self._running))
+        self._running.clear()
+
+    def muxer(self, total_frames, duration, audio, output, codec) -> mux.Muxer:
+        return mux.Muxer(total_frames, duration, audio, output, codec)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
