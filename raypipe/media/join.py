@@ -52,15 +52,24 @@ def join(chunks: list[str], sound: np.ndarray | None, codec: str, path: str,
                     if video is None:
                         video = out.add_stream_from_template(src)
                         audio = _audio_stream(out, codec) if sound is not None else None
+                    # A chunk starts where the frames before it end, counted, not summed from
+                    # packet durations: those are rounded (1 ms in WebM) or missing.
                     shift = round(offset / src.time_base)
-                    end = offset
+                    # The bitstream declares how many pictures decoding runs ahead (2 with
+                    # x264's B-pyramid), but the encoder reaches that lag only on a chunk of 3
+                    # frames or more; a shorter one decodes in step with its pictures. Every
+                    # chunk is brought to the declared lag, so decode times rise across joins.
+                    lag = round(src.codec_context.reorder_depth / (src.average_rate * src.time_base))
+                    dts_shift = None
+                    count = 0
                     for packet in chunk.demux(src):
                         if packet.size == 0:
                             continue
+                        if dts_shift is None:  # the chunk's key frame, its first picture
+                            dts_shift = shift + packet.pts - packet.dts - lag
                         packet.pts += shift
-                        packet.dts += shift
+                        packet.dts += dts_shift
                         t = packet.pts * src.time_base
-                        end = max(end, t + (packet.duration or 0) * src.time_base)
                         # Sound up to this picture's time first, so the two stay interleaved.
                         while next_audio is not None and Fraction(next_audio.pts, RATE) <= t:
                             for p in audio.encode(next_audio):
@@ -68,8 +77,9 @@ def join(chunks: list[str], sound: np.ndarray | None, codec: str, path: str,
                             next_audio = next(pending, None)
                         packet.stream = video
                         out.mux(packet)
-                        frames += 1
-                    offset = end
+                        count += 1
+                    frames += count
+                    offset += count / src.average_rate
             while next_audio is not None:
                 for p in audio.encode(next_audio):
                     out.mux(p)

@@ -171,13 +171,22 @@ def parse_fps(value) -> Fraction:
     return fps
 
 
+def _meant(value: float) -> Fraction:
+    """The number a float stands for: 0.1 s means 1/10, not the nearest binary float, and
+    1/60 s, which no decimal writes, means 1/60 (its decimal falls just short of one frame
+    at 60 fps, and rounding at a boundary that lies half a frame in would drop the frame).
+    A small fraction wins only where it is the same float, which a typed decimal never is
+    unless it is that fraction."""
+    simple = Fraction(value).limit_denominator(1_000_000)
+    return simple if float(simple) == value else Fraction(repr(value))
+
+
 def _number(value, where: str) -> Fraction:
-    """Decimal-exact: 0.1 s means 1/10, not the nearest binary float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise JobError(where, f"must be a number (got {value!r})")
     if not math.isfinite(value):
         raise JobError(where, f"must be finite (got {value})")
-    return Fraction(repr(value))
+    return _meant(value)
 
 
 def _to_frame(t: Fraction, fps: Fraction) -> int:
@@ -332,7 +341,7 @@ def _durations(entries: list[_Entry]) -> list[Fraction]:
         if seconds is None:
             prev = entries[i - 1] if i else None
             lead = prev.transition_seconds if prev and prev.transition != "cut" else Fraction(0)
-            seconds = Fraction(repr((e.clip.end - e.clip.start) / e.clip.speed)) - lead
+            seconds = _meant((e.clip.end - e.clip.start) / e.clip.speed) - lead
             if seconds <= 0:
                 raise JobError(f"{e.where}.end", "the range is used up by the previous segment's transition")
             if e.transition != "cut" and e.transition_seconds > seconds:
