@@ -25,7 +25,7 @@ from raypipe.cache import ChunkCache, DetectionCache
 from raypipe.detections import Detections
 from raypipe.mux import Muxer, MuxError
 from raypipe.progress import Board, Progress, Reporter
-from raypipe.segment import SegmentManifest, render_task
+from raypipe.segment import SegmentManifest, check_captions, render_task
 from raypipe.media import CODECS, MediaError, is_video, load_image
 from raypipe.media.audio import check_audio
 from raypipe.storage import Storage
@@ -448,7 +448,7 @@ def detect_here(settings: DictConfig, plan: Plan, found: DetectionCache | None) 
     """One pass over the distinct sources in the driver, packed for the object store."""
     compacted, info = detector.detect_all(OmegaConf.to_object(settings), plan.sources, plan.prompts,
                                           plan.video_ranges(), found)
-    return _packed(settings, compacted, info)
+    return _packed(settings, plan, compacted, info)
 
 
 def detect_in_actor(settings: DictConfig, plan: Plan, found: DetectionCache | None) -> tuple[Detections, dict]:
@@ -459,13 +459,15 @@ def detect_in_actor(settings: DictConfig, plan: Plan, found: DetectionCache | No
                                                    plan.video_ranges(), found))
     finally:
         ray.kill(actor)  # the model's memory goes back before the segments need it
-    return _packed(settings, compacted, info)
+    return _packed(settings, plan, compacted, info)
 
 
-def _packed(settings: DictConfig, compacted: dict, info: dict) -> tuple[Detections, dict]:
+def _packed(settings: DictConfig, plan: Plan, compacted: dict, info: dict) -> tuple[Detections, dict]:
     if info["fallback_reason"]:
         log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
-    return Detections.pack(detector.expand(compacted), smoothing=settings.track_smoothing), info
+    detections = Detections.pack(detector.expand(compacted), smoothing=settings.track_smoothing)
+    check_captions(plan, detections)  # the faces are known now, and no task has started
+    return detections, info
 
 
 class HeadStart:
