@@ -13,7 +13,7 @@ import functools
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -125,13 +125,21 @@ MIN_TEXT_PX = 14
 SHRINK = 0.85  # each smaller size a caption tries: a few steps from the default to the floor
 
 
+# The widths a caption is also wrapped to, as fractions of its full width: beside a face in
+# the middle of the frame, about a third of it is left on either side.
+COLUMNS = (1.0, 0.5, 0.3)
+
+
 @dataclass(frozen=True)
 class Caption:
-    """A laid-out caption (straight-alpha RGBA) at its size and at each smaller size it may
-    shrink to (largest first, each inside the frame's margins), placed and faded by the
-    segment task."""
+    """A laid-out caption: straight-alpha RGBA bitmaps of it at its size and at each smaller
+    size it may shrink to, each wrapped to the full width and to narrower columns (largest
+    size first, wider first; each inside the frame's margins). They travel PNG-encoded (as
+    uint8 arrays): a long caption's twenty bitmaps at 1080p are 24 MB raw and 3 MB so, in
+    every task's arguments."""
 
-    sizes: tuple[np.ndarray, ...]
+    pngs: tuple[np.ndarray, ...]
+    shapes: tuple[tuple[int, int], ...]  # (height, width) of each
     text_px: tuple[int, ...]  # the text size of each
     text: str
     position: str
@@ -139,9 +147,14 @@ class Caption:
     fade_in: float
     fade_out: float
 
+    def bitmap(self, i: int = 0) -> np.ndarray:
+        bgra = cv2.imdecode(self.pngs[i], cv2.IMREAD_UNCHANGED)
+        return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
+
     @property
     def rgba(self) -> np.ndarray:
-        return self.sizes[0]
+        """The caption at its own size and full width."""
+        return self.bitmap(0)
 
     def opacity(self, t: float, seconds: float) -> float:
         a = 1.0
@@ -151,8 +164,8 @@ class Caption:
             a = min(a, (seconds - t) / self.fade_out)
         return min(max(a, 0.0), 1.0)
 
-    def origins(self, out_w: int, out_h: int, rgba: np.ndarray | None = None) -> dict[str, tuple[int, int]]:
-        h, w = (self.rgba if rgba is None else rgba).shape[:2]
+    def origins(self, out_w: int, out_h: int, shape: tuple[int, int] | None = None) -> dict[str, tuple[int, int]]:
+        h, w = shape or self.shapes[0]
         m = round(self.margin * out_h)
         xs = {"left": m, "center": (out_w - w) // 2, "right": out_w - w - m}
         ys = {"top": m, "center": (out_h - h) // 2, "bottom": out_h - h - m}
@@ -164,17 +177,16 @@ class Caption:
         }
 
     def place(self, subject_boxes: list[tuple[float, float, float, float]], out_w: int, out_h: int,
-              face_boxes: list[tuple[float, float, float, float]] = ()) -> tuple["Caption", tuple[int, int]]:
-        """The caption at the size it is drawn with, and its origin, over the whole segment.
+              face_boxes: list[tuple[float, float, float, float]] = ()) -> tuple[int, tuple[int, int]]:
+        """Which bitmap the caption is drawn with over the whole segment, and its origin.
 
-        It never covers a face: the largest size at which a candidate position (the given
-        one, or for `auto` each in turn) keeps clear of every face box wins, and of those
-        positions the one covering least of the subject (earlier candidates win ties). A
-        CaptionError when no size anywhere clears the faces."""
+        It never covers a face: the first bitmap (largest text, then widest) at which a
+        candidate position (the given one, or for `auto` each in turn) keeps clear of every
+        face box wins, and of those positions the one covering least of the subject (earlier
+        candidates win ties). A CaptionError when none clears the faces."""
         names = _AUTO_ORDER if self.position == "auto" else (self.position,)
-        for rgba, px in zip(self.sizes, self.text_px):
-            h, w = rgba.shape[:2]
-            origins = self.origins(out_w, out_h, rgba)
+        for i, (h, w) in enumerate(self.shapes):
+            origins = self.origins(out_w, out_h, (h, w))
 
             def overlap(name, boxes):
                 x, y = origins[name]
@@ -182,8 +194,7 @@ class Caption:
 
             clear = [name for name in names if overlap(name, face_boxes) == 0]
             if clear:
-                best = min(clear, key=lambda name: (round(overlap(name, subject_boxes)), names.index(name)))
-                return replace(self, sizes=(rgba,), text_px=(px,)), origins[best]
+                return i, origins[min(clear, key=lambda name: (round(overlap(name, subject_boxes)), names.index(name)))]
         where = "at any position" if self.position == "auto" else f"at position {self.position}"
         fix = "shorten the text or lower size" if self.position == "auto" else \
             "shorten the text, lower size or choose another position (auto tries them all)"
@@ -219,8 +230,8 @@ def _wrap(text: str, width: float, measure) -> list[str]:
 
 def layout(style: CaptionStyle, out_w: int, out_h: int) -> Caption:
     """Render the caption's text to RGBA bitmaps sized for this output: at its size, and at
-    each smaller one down to the floor it may shrink to. Sizes that do not fit inside the
-    frame's margins are left out; a CaptionError when none does."""
+    each smaller one down to the floor it may shrink to, each in COLUMNS. Those that do not
+    fit inside the frame's margins are left out; a CaptionError when none does."""
     if not style.text.strip():
         raise CaptionError("text: is empty")
     colors = (_color(style.color, "color"), _color(style.outline_color, "outline_color"),
@@ -234,17 +245,23 @@ def layout(style: CaptionStyle, out_w: int, out_h: int) -> Caption:
     if ladder[-1] != floor:
         ladder.append(floor)
     m = round(style.margin * out_h)
-    fits = [(img, p) for img, p in ((_bitmap(style, primary, colors, p, out_w - 2 * m, out_w), p) for p in ladder)
-            if img.shape[1] <= out_w - 2 * m and img.shape[0] <= out_h - 2 * m]
+    fits: dict[bytes, tuple[tuple[int, int], int]] = {}  # a narrower column that breaks no line differently is one
+    for p in ladder:
+        for column in COLUMNS:
+            img = _bitmap(style, primary, colors, p, column, out_w - 2 * m, out_w)
+            if img.shape[1] <= out_w - 2 * m and img.shape[0] <= out_h - 2 * m:
+                png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA))[1].tobytes()
+                fits.setdefault(png, (img.shape[:2], p))
     if not fits:
         raise CaptionError(f"its {len(style.text)} characters do not fit in the {out_w}x{out_h} frame even at {floor} px "
                            f"text; shorten the text or lower size or margin")
-    return Caption(tuple(img for img, _ in fits), tuple(p for _, p in fits), style.text, style.position, style.margin,
-                   style.fade_in, style.fade_out)
+    return Caption(tuple(np.frombuffer(png, np.uint8) for png in fits), tuple(shape for shape, _ in fits.values()),
+                   tuple(p for _, p in fits.values()), style.text, style.position, style.margin, style.fade_in, style.fade_out)
 
 
-def _bitmap(style: CaptionStyle, primary: str, colors, px: int, room: int, out_w: int) -> np.ndarray:
-    """The text at px pixels, wrapped to the frame's width (`room` between the margins)."""
+def _bitmap(style: CaptionStyle, primary: str, colors, px: int, column: float, room: int, out_w: int) -> np.ndarray:
+    """The text at px pixels, wrapped to a `column` of the frame's width (`room` between the
+    margins)."""
     color, outline_color, box_color = colors
     fonts: dict[str, ImageFont.FreeTypeFont] = {}
 
@@ -263,7 +280,7 @@ def _bitmap(style: CaptionStyle, primary: str, colors, px: int, room: int, out_w
     stroke = round(style.outline * px)
     pad = round(0.35 * px) if style.box else 0
     # The box and outline inside the margins too, where a narrow frame's margins are wide.
-    lines = _wrap(style.text, min(0.86 * out_w - 2 * stroke, room - 2 * (stroke + pad)), measure)
+    lines = _wrap(style.text, column * min(0.86 * out_w - 2 * stroke, room - 2 * (stroke + pad)), measure)
     ascent, descent = font(primary).getmetrics()
     line_h = round((ascent + descent) * 1.15)
     text_w = max(measure(line) for line in lines)
@@ -283,17 +300,17 @@ def _bitmap(style: CaptionStyle, primary: str, colors, px: int, room: int, out_w
     return np.asarray(img, np.uint8).copy()
 
 
-def overlay(frame: np.ndarray, caption: Caption, origin: tuple[int, int], opacity: float) -> np.ndarray:
-    """The frame with the caption drawn at origin (clipped to the frame), at this opacity."""
+def overlay(frame: np.ndarray, rgba: np.ndarray, origin: tuple[int, int], opacity: float) -> np.ndarray:
+    """The frame with a caption's bitmap drawn at origin (clipped to the frame), at this opacity."""
     if opacity <= 0:
         return frame
     x, y = origin
-    h, w = caption.rgba.shape[:2]
+    h, w = rgba.shape[:2]
     H, W = frame.shape[:2]
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
     if x0 >= x1 or y0 >= y1:
         return frame
-    src = caption.rgba[y0 - y : y1 - y, x0 - x : x1 - x]
+    src = rgba[y0 - y : y1 - y, x0 - x : x1 - x]
     out = frame.copy()
     region = out[y0:y1, x0:x1]
     a = src[:, :, 3].astype(np.float32) * (opacity / 255.0)

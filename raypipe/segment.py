@@ -17,7 +17,7 @@ import numpy as np
 import ray
 
 from raypipe import check_stop
-from raypipe.captions import Caption, CaptionError, overlay
+from raypipe.captions import CaptionError, overlay
 from raypipe.detections import Detections
 from raypipe.effects import TRANSITIONS, Shot
 from raypipe.media import ChunkEncoder, EncodeSpec, MediaError, ReadCounter, load_image, read_frames
@@ -86,10 +86,10 @@ class _ShotStream:
 CAPTION_SAMPLES = 25
 
 
-def place_caption(seg: SegmentPlan, detections: Detections, enc: EncodeSpec) -> tuple[Caption, tuple[int, int]]:
-    """The segment's caption at the size and origin it has over the whole segment (so every
-    task places it alike), from where its shot puts the subject and the faces on screen;
-    computed from the detections alone, without a frame."""
+def place_caption(seg: SegmentPlan, detections: Detections, enc: EncodeSpec) -> tuple[int, tuple[int, int]]:
+    """The segment caption's bitmap and origin over the whole segment (so every task places
+    it alike), from where its shot puts the subject and the faces on screen; computed from
+    the detections alone, without a frame."""
     spec, track = seg.shot, detections.track(seg.shot.source)
     shot = Shot(spec.effect, spec.params, enc.width, enc.height, spec.seconds)
     frames = range(seg.start, seg.end)
@@ -131,14 +131,15 @@ def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, co
     blend = TRANSITIONS[tr.kind].blend if tr else None
     caption = seg.caption
     if caption is not None:
-        caption, origin = place_caption(seg, detections, enc)
+        chosen, origin = place_caption(seg, detections, enc)
+        rgba = caption.bitmap(chosen)
         seconds = float(seg.frames / enc.fps)
     for k in range(start, end):
         a = main.next()
         frame = blend(a, into.next(), tr.alpha(k), tr.params) if tr and k >= tr.start else a()
         if caption is not None:
             t = float((k - seg.start + 0.5) / enc.fps)
-            frame = overlay(frame, caption, origin, caption.opacity(t, seconds))
+            frame = overlay(frame, rgba, origin, caption.opacity(t, seconds))
         yield frame
 
 

@@ -60,8 +60,8 @@ def test_auto_placement_keeps_clear_of_the_subject():
     cap = layout(style("Caption"), 640, 360)
     w, h = cap.rgba.shape[1], cap.rgba.shape[0]
     for subject, expect in (((200, 200, 440, 360), "top"), ((200, 0, 440, 200), "bottom")):
-        placed, (x, y) = cap.place([subject], 640, 360)
-        assert placed.rgba is cap.rgba  # no face in the way: the caption keeps its size
+        chosen, (x, y) = cap.place([subject], 640, 360)
+        assert chosen == 0  # no face in the way: the caption keeps its size and width
         assert y + h <= subject[1] or y >= subject[3], (subject, y)
         assert (y < 180) == (expect == "top")
     _, (x, _) = cap.place([(200, 0, 440, 360)], 640, 360)
@@ -78,13 +78,14 @@ def test_given_position_wins_and_fades_are_linear():
 def test_overlay_draws_at_its_opacity_and_clips_to_the_frame():
     cap = layout(style("Caption", box=True, box_opacity=1.0, box_color="red"), 640, 360)
     frame = np.zeros((360, 640, 3), np.uint8)
-    full = overlay(frame, cap, (10, 10), 1.0)
-    half = overlay(frame, cap, (10, 10), 0.5)
+    rgba = cap.rgba
+    full = overlay(frame, rgba, (10, 10), 1.0)
+    half = overlay(frame, rgba, (10, 10), 0.5)
     assert full[12, 12 + cap.rgba.shape[1] // 2, 0] >= 250 or full[10:, 10:].max() == 255
     assert 100 < half[10:10 + cap.rgba.shape[0], 10:10 + cap.rgba.shape[1]].max() <= 130
-    clipped = overlay(frame, cap, (600, 340), 1.0)
+    clipped = overlay(frame, rgba, (600, 340), 1.0)
     assert clipped.shape == frame.shape and clipped[340:, 600:].max() > 0
-    assert overlay(frame, cap, (10, 10), 0.0) is frame
+    assert overlay(frame, rgba, (10, 10), 0.0) is frame
 
 
 FEW_SENTENCES = ("The first crewed flight of the new capsule lifted off at dawn. "
@@ -102,12 +103,12 @@ def test_a_caption_never_leaves_the_frame_at_any_position(position):
     for text in ("Caption", FEW_SENTENCES):
         for w, h in ((320, 180), (180, 320), (640, 360)):
             cap = layout(style(text, position=position, box=True), w, h)
-            placed, (x, y) = cap.place([], w, h)
-            ph, pw = placed.rgba.shape[:2]
+            chosen, (x, y) = cap.place([], w, h)
+            ph, pw = cap.bitmap(chosen).shape[:2]
             assert inside((x, y, x + pw, y + ph), w, h, round(0.05 * h)), (text[:20], w, h, position)
     # At 20% of the frame height (36 px) the sentences would be taller than the frame: shrunk to fit.
     tall = layout(style(FEW_SENTENCES, size=0.2, position=position), 320, 180)
-    assert tall.text_px[0] < 36 and tall.rgba.shape[0] <= 180 - 2 * 9
+    assert tall.text_px[0] < 36 and all(h <= 180 - 2 * 9 and w <= 320 - 2 * 9 for h, w in tall.shapes)
 
 
 def test_a_caption_too_long_for_the_frame_at_the_smallest_size_is_an_error():
@@ -120,16 +121,27 @@ def test_a_caption_shrinks_to_keep_clear_of_a_face():
     cap = layout(style(FEW_SENTENCES, box=True), 640, 360)
     face = (150, 0, 490, 230)  # the full-size caption is too tall for the 112 px under it
     assert cap.rgba.shape[0] > 360 - 18 - 230
-    placed, (x, y) = cap.place([(100, 0, 540, 360)], 640, 360, [face])
-    ph, pw = placed.rgba.shape[:2]
-    assert placed.text_px[0] < cap.text_px[0] and y >= 230 and inside((x, y, x + pw, y + ph), 640, 360, 18)
+    chosen, (x, y) = cap.place([(100, 0, 540, 360)], 640, 360, [face])
+    ph, pw = cap.shapes[chosen]
+    assert cap.text_px[chosen] < cap.text_px[0] and y >= 230 and inside((x, y, x + pw, y + ph), 640, 360, 18)
     # The same caption fixed at the top stays there, and shrinking cannot clear the face.
     top = layout(style(FEW_SENTENCES, box=True, position="top"), 640, 360)
     with pytest.raises(CaptionError, match=r"^its 189 characters cannot keep clear of the face in the shot, even at "
                                            r"14 px text at position top; .*choose another position"):
         top.place([], 640, 360, [face])
     # A face nowhere near: the caption keeps its size.
-    assert cap.place([], 640, 360, [(600, 0, 640, 40)])[0].text_px == cap.text_px[:1]
+    assert cap.place([], 640, 360, [(600, 0, 640, 40)])[0] == 0
+
+
+def test_a_caption_beside_a_face_keeps_its_size_in_a_narrower_column():
+    """The demo's first shot: ken_burns brings the astronaut's face (as framing keeps it
+    whole) to fill the frame's height between x 388 and 873 of 1280."""
+    text = "raypipe: effects that know where the subject is"
+    cap = layout(style(text, size=0.05), 1280, 720)
+    chosen, (x, y) = cap.place([(93, 222, 1491, 1617)], 1280, 720, [(388, 35, 873, 654)])
+    h, w = cap.shapes[chosen]
+    assert cap.text_px[chosen] == cap.text_px[0] == 36 and w < cap.shapes[0][1] / 2
+    assert x + w <= 388 and inside((x, y, x + w, y + h), 1280, 720, 36)
 
 
 def one_astronaut(tmp_path, tag, width, height, text=None):
@@ -144,8 +156,8 @@ def one_astronaut(tmp_path, tag, width, height, text=None):
 
 
 def test_a_rendered_caption_keeps_clear_of_the_face_found_on_the_output(tmp_path):
-    """A caption of a few sentences at auto with a box over the astronaut: at full size it
-    covers 61% of her face wherever it goes at 640x360; it is drawn smaller, under the face."""
+    """A caption of a few sentences at auto with a box over the astronaut: at its own size
+    it covered 61% of her face at 640x360 (at the top); it is drawn smaller, under the face."""
     w, h = 640, 360
     frames = {}
     for tag, text in (("plain", None), ("captioned", FEW_SENTENCES)):
