@@ -365,8 +365,8 @@ def bench_effects(args) -> dict:
     frame = shot("static").frame(img, subject, 0.0)
     style = CaptionStyle("A caption over the picture, two lines of it when the frame is narrow", "DejaVu Sans", 0.05,
                          "white", 0.08, "black", True, "black", 0.55, "auto", 0.05, 0.3, 0.3)
-    result["caption overlay (laid out once)"] = timed(lambda: layout(style, w, h),
-                                                      lambda cap, p: overlay(frame, cap, (40, h - 200), 0.5 + 0.5 * p))
+    result["caption overlay (laid out once)"] = timed(lambda: layout(style, w, h).rgba,
+                                                      lambda rgba, p: overlay(frame, rgba, (40, h - 200), 0.5 + 0.5 * p))
     return result
 
 

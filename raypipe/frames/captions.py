@@ -111,15 +111,46 @@ class CaptionStyle:
     fade_out: float
 
 
+# The smallest text a caption shrinks to, to keep clear of a face or inside the frame: 2.5%
+# of the frame height (27 px at 1080p), under half the default size, is still read at a
+# glance, while a caption that needs less is too long to read in a shot anyway; and never
+# under 14 px, below which the outline (8% of the size) rounds to one pixel and 4:2:0
+# chroma smears it into the letters. A size the user sets lower than that is kept.
+MIN_TEXT = 0.025
+MIN_TEXT_PX = 14
+SHRINK = 0.85  # each smaller size a caption tries: a few steps from the default to the floor
+
+
+# The widths a caption is also wrapped to, as fractions of its full width: beside a face in
+# the middle of the frame, about a third of it is left on either side.
+COLUMNS = (1.0, 0.5, 0.3)
+
+
 @dataclass(frozen=True)
 class Caption:
-    """A laid-out caption (straight-alpha RGBA), placed and faded by the segment task."""
+    """A laid-out caption: straight-alpha RGBA bitmaps of it at its size and at each smaller
+    size it may shrink to, each wrapped to the full width and to narrower columns (largest
+    size first, wider first; each inside the frame's margins). They travel PNG-encoded (as
+    uint8 arrays): a long caption's twenty bitmaps at 1080p are 24 MB raw and 3 MB so, in
+    every task's arguments."""
 
-    rgba: np.ndarray
+    pngs: tuple[np.ndarray, ...]
+    shapes: tuple[tuple[int, int], ...]  # (height, width) of each
+    text_px: tuple[int, ...]  # the text size of each
+    text: str
     position: str
     margin: float
     fade_in: float
     fade_out: float
+
+    def bitmap(self, i: int = 0) -> np.ndarray:
+        bgra = cv2.imdecode(self.pngs[i], cv2.IMREAD_UNCHANGED)
+        return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
+
+    @property
+    def rgba(self) -> np.ndarray:
+        """The caption at its own size and full width."""
+        return self.bitmap(0)
 
     def opacity(self, t: float, seconds: float) -> float:
         a = 1.0
@@ -129,8 +160,8 @@ class Caption:
             a = min(a, (seconds - t) / self.fade_out)
         return min(max(a, 0.0), 1.0)
 
-    def origins(self, out_w: int, out_h: int) -> dict[str, tuple[int, int]]:
-        h, w = self.rgba.shape[:2]
+    def origins(self, out_w: int, out_h: int, shape: tuple[int, int] | None = None) -> dict[str, tuple[int, int]]:
+        h, w = shape or self.shapes[0]
         m = round(self.margin * out_h)
         xs = {"left": m, "center": (out_w - w) // 2, "right": out_w - w - m}
         ys = {"top": m, "center": (out_h - h) // 2, "bottom": out_h - h - m}
@@ -141,20 +172,34 @@ class Caption:
             "top_left": (xs["left"], ys["top"]), "top_right": (xs["right"], ys["top"]),
         }
 
-    def place(self, subject_boxes: list[tuple[float, float, float, float]], out_w: int, out_h: int) -> tuple[int, int]:
-        """The origin of the caption: the given position, or for `auto` the candidate that
-        covers least of the subject over the whole segment (earlier candidates win ties)."""
-        origins = self.origins(out_w, out_h)
-        if self.position != "auto":
-            return origins[self.position]
-        h, w = self.rgba.shape[:2]
+    def place(self, subject_boxes: list[tuple[float, float, float, float]], out_w: int, out_h: int,
+              face_boxes: list[tuple[float, float, float, float]] = ()) -> tuple[int, tuple[int, int]]:
+        """Which bitmap the caption is drawn with over the whole segment, and its origin.
 
-        def overlap(origin):
-            x, y = origin
-            return sum(max(0.0, min(x + w, bx1) - max(x, bx0)) * max(0.0, min(y + h, by1) - max(y, by0))
-                       for bx0, by0, bx1, by1 in subject_boxes)
+        It never covers a face: the first bitmap (largest text, then widest) at which a
+        candidate position (the given one, or for `auto` each in turn) keeps clear of every
+        face box wins, and of those positions the one covering least of the subject (earlier
+        candidates win ties). A CaptionError when none clears the faces."""
+        names = _AUTO_ORDER if self.position == "auto" else (self.position,)
+        for i, (h, w) in enumerate(self.shapes):
+            origins = self.origins(out_w, out_h, (h, w))
 
-        return origins[min(_AUTO_ORDER, key=lambda name: (round(overlap(origins[name])), _AUTO_ORDER.index(name)))]
+            def overlap(name, boxes):
+                x, y = origins[name]
+                return sum(_intersection((x, y, x + w, y + h), b) for b in boxes)
+
+            clear = [name for name in names if overlap(name, face_boxes) == 0]
+            if clear:
+                return i, origins[min(clear, key=lambda name: (round(overlap(name, subject_boxes)), names.index(name)))]
+        where = "at any position" if self.position == "auto" else f"at position {self.position}"
+        fix = "shorten the text or lower size" if self.position == "auto" else \
+            "shorten the text, lower size or choose another position (auto tries them all)"
+        raise CaptionError(f"its {len(self.text)} characters cannot keep clear of the face in the shot, even at "
+                           f"{self.text_px[-1]} px text {where}; {fix}")
+
+
+def _intersection(a, b) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 def _color(value: str, where: str) -> tuple[int, int, int]:
@@ -180,14 +225,40 @@ def _wrap(text: str, width: float, measure) -> list[str]:
 
 
 def layout(style: CaptionStyle, out_w: int, out_h: int) -> Caption:
-    """Render the caption's text to an RGBA bitmap sized for this output."""
+    """Render the caption's text to RGBA bitmaps sized for this output: at its size, and at
+    each smaller one down to the floor it may shrink to, each in COLUMNS. Those that do not
+    fit inside the frame's margins are left out; a CaptionError when none does."""
     if not style.text.strip():
         raise CaptionError("text: is empty")
-    color = _color(style.color, "color")
-    outline_color = _color(style.outline_color, "outline_color")
-    box_color = _color(style.box_color, "box_color")
+    colors = (_color(style.color, "color"), _color(style.outline_color, "outline_color"),
+              _color(style.box_color, "box_color"))
     primary = resolve_font(style.font)
     px = max(8, round(style.size * out_h))
+    floor = min(px, max(MIN_TEXT_PX, round(MIN_TEXT * out_h)))
+    ladder = [px]
+    while round(ladder[-1] * SHRINK) > floor:
+        ladder.append(round(ladder[-1] * SHRINK))
+    if ladder[-1] != floor:
+        ladder.append(floor)
+    m = round(style.margin * out_h)
+    fits: dict[bytes, tuple[tuple[int, int], int]] = {}  # a narrower column that breaks no line differently is one
+    for p in ladder:
+        for column in COLUMNS:
+            img = _bitmap(style, primary, colors, p, column, out_w - 2 * m, out_w)
+            if img.shape[1] <= out_w - 2 * m and img.shape[0] <= out_h - 2 * m:
+                png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA))[1].tobytes()
+                fits.setdefault(png, (img.shape[:2], p))
+    if not fits:
+        raise CaptionError(f"its {len(style.text)} characters do not fit in the {out_w}x{out_h} frame even at {floor} px "
+                           f"text; shorten the text or lower size or margin")
+    return Caption(tuple(np.frombuffer(png, np.uint8) for png in fits), tuple(shape for shape, _ in fits.values()),
+                   tuple(p for _, p in fits.values()), style.text, style.position, style.margin, style.fade_in, style.fade_out)
+
+
+def _bitmap(style: CaptionStyle, primary: str, colors, px: int, column: float, room: int, out_w: int) -> np.ndarray:
+    """The text at px pixels, wrapped to a `column` of the frame's width (`room` between the
+    margins)."""
+    color, outline_color, box_color = colors
     fonts: dict[str, ImageFont.FreeTypeFont] = {}
 
     def font(path):
@@ -203,10 +274,11 @@ def layout(style: CaptionStyle, out_w: int, out_h: int) -> Caption:
         return sum(font(p).getlength(run) for run, p in font_runs(line, primary))
 
     stroke = round(style.outline * px)
-    lines = _wrap(style.text, 0.86 * out_w - 2 * stroke, measure)
+    pad = round(0.35 * px) if style.box else 0
+    # The box and outline inside the margins too, where a narrow frame's margins are wide.
+    lines = _wrap(style.text, column * min(0.86 * out_w - 2 * stroke, room - 2 * (stroke + pad)), measure)
     ascent, descent = font(primary).getmetrics()
     line_h = round((ascent + descent) * 1.15)
-    pad = round(0.35 * px) if style.box else 0
     text_w = max(measure(line) for line in lines)
     w = int(np.ceil(text_w)) + 2 * (stroke + pad)
     h = line_h * len(lines) + 2 * (stroke + pad)
@@ -221,20 +293,20 @@ def layout(style: CaptionStyle, out_w: int, out_h: int) -> Caption:
             draw.text((x, y), run, font=font(path), fill=(*color, 255), stroke_width=stroke,
                       stroke_fill=(*outline_color, 255))
             x += font(path).getlength(run)
-    return Caption(np.asarray(img, np.uint8).copy(), style.position, style.margin, style.fade_in, style.fade_out)
+    return np.asarray(img, np.uint8).copy()
 
 
-def overlay(frame: np.ndarray, caption: Caption, origin: tuple[int, int], opacity: float) -> np.ndarray:
-    """The frame with the caption drawn at origin (clipped to the frame), at this opacity."""
+def overlay(frame: np.ndarray, rgba: np.ndarray, origin: tuple[int, int], opacity: float) -> np.ndarray:
+    """The frame with a caption's bitmap drawn at origin (clipped to the frame), at this opacity."""
     if opacity <= 0:
         return frame
     x, y = origin
-    h, w = caption.rgba.shape[:2]
+    h, w = rgba.shape[:2]
     H, W = frame.shape[:2]
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
     if x0 >= x1 or y0 >= y1:
         return frame
-    src = caption.rgba[y0 - y : y1 - y, x0 - x : x1 - x]
+    src = rgba[y0 - y : y1 - y, x0 - x : x1 - x]
     out = frame.copy()
     region = out[y0:y1, x0:x1]
     a = src[:, :, 3].astype(np.float32) * (opacity / 255.0)

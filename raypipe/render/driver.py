@@ -26,6 +26,7 @@ from raypipe.render.loop import run_tasks
 from raypipe.render.on_ray import RayExecutor, embedded, stage_inputs
 from raypipe.render.progress import Progress
 from raypipe.render.report import Report, build, run_id_of
+from raypipe.render.task import check_captions
 from raypipe.render.threads import ThreadExecutor
 from raypipe.storage import Storage
 
@@ -151,7 +152,9 @@ def detect(settings: DictConfig, plan: Plan, found: DetectionCache | None,
                                                   plan.video_ranges(), found)
     if info["fallback_reason"]:
         log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
-    return Detections.pack(detector.expand(compacted), smoothing=settings.track_smoothing), info
+    detections = Detections.pack(detector.expand(compacted), smoothing=settings.track_smoothing)
+    check_captions(plan, detections)  # the faces are known now, and no task has rendered a frame
+    return detections, info
 
 
 def _done(value) -> Future:

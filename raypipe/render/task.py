@@ -16,14 +16,15 @@ import cv2
 import numpy as np
 import ray
 
-from raypipe.frames.captions import overlay
 from raypipe.detect.detections import Detections
+from raypipe.errors import CaptionError, JobError
+from raypipe.frames.captions import overlay
 from raypipe.frames.effects import TRANSITIONS, Shot
 from raypipe.media import ChunkEncoder, EncodeSpec, MediaError, ReadCounter, load_image, read_frames
 from raypipe.media.video import reason
 from raypipe.errors import NEVER, CancelToken
 from raypipe.storage import Storage
-from raypipe.plan.timeline import SegmentPlan, ShotSpec, TaskPlan
+from raypipe.plan.timeline import Plan, SegmentPlan, ShotSpec, TaskPlan
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,6 @@ class _ShotStream:
         else:
             decoded = read_frames(spec.source, spec.source_time(first), spec.clip.speed, enc.fps, count, counter)
             self.frames = ((img, self.track.at(spec.source_time(k))) for k, img in enumerate(decoded, first))
-        self.size = self.track.size
 
     def next(self) -> Callable[[float], np.ndarray]:
         """The next frame, as a renderer of it at a given extra zoom (for transitions)."""
@@ -82,11 +82,39 @@ class _ShotStream:
         self.first += 1
         return lambda zoom=1.0: self.shot.frame(image, subject, p, zoom)
 
-    def screen_boxes(self, frames: range, samples: int = 9) -> list[tuple[float, float, float, float]]:
-        """Where the subject appears on screen at a few of these frames (for caption placement)."""
-        picks = sorted({frames[round(i * (len(frames) - 1) / max(samples - 1, 1))] for i in range(samples)})
-        return [self.shot.screen_box(self.size, self.track.box_at(t), self.spec.progress(k), key=self.track.key_at(t))
-                for k, t in ((k, self.spec.source_time(k)) for k in picks)]
+
+# Frames a caption's placement looks at per segment: a face the camera moves across the
+# frame is seen often enough that it cannot slip under the caption between two of them.
+CAPTION_SAMPLES = 25
+
+
+def place_caption(seg: SegmentPlan, detections: Detections, enc: EncodeSpec) -> tuple[int, tuple[int, int]]:
+    """The segment caption's bitmap and origin over the whole segment (so every task places
+    it alike), from where its shot puts the subject and the faces on screen; computed from
+    the detections alone, without a frame."""
+    spec, track = seg.shot, detections.track(seg.shot.source)
+    shot = Shot(spec.effect, spec.params, enc.width, enc.height, spec.seconds)
+    frames = range(seg.start, seg.end)
+    picks = sorted({frames[round(i * (len(frames) - 1) / max(CAPTION_SAMPLES - 1, 1))] for i in range(CAPTION_SAMPLES)})
+    subjects, faces = [], []
+    for k in picks:
+        t = spec.source_time(k)
+        box, key = track.box_at(t), track.key_at(t)
+        subjects.append(shot.screen_box(track.size, box, spec.progress(k), key=key))
+        if key is not None:
+            faces.append(shot.screen_box(track.size, box, spec.progress(k), region=key, key=key))
+    return seg.caption.place(subjects, enc.width, enc.height, faces)
+
+
+def check_captions(plan: Plan, detections: Detections) -> None:
+    """Places every caption as its tasks will: one that cannot keep clear of the faces stops
+    the render here, once the detections are known and before any task, naming its segment."""
+    for seg in plan.segments:
+        if seg.caption is not None:
+            try:
+                place_caption(seg, detections, plan.encode)
+            except CaptionError as e:
+                raise JobError(f"job.segments[{seg.index}].caption", str(e)) from None
 
 
 def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, counter: ReadCounter | None = None,
@@ -104,15 +132,16 @@ def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, co
         into = _ShotStream(tr.into, detections, enc, first, end - first, counter)
     blend = TRANSITIONS[tr.kind].blend if tr else None
     caption = seg.caption
-    if caption is not None:  # placed over the whole segment, so every task places it alike
-        origin = caption.place(main.screen_boxes(range(seg.start, seg.end)), enc.width, enc.height)
+    if caption is not None:
+        chosen, origin = place_caption(seg, detections, enc)
+        rgba = caption.bitmap(chosen)
         seconds = float(seg.frames / enc.fps)
     for k in range(start, end):
         a = main.next()
         frame = blend(a, into.next(), tr.alpha(k), tr.params) if tr and k >= tr.start else a()
         if caption is not None:
             t = float((k - seg.start + 0.5) / enc.fps)
-            frame = overlay(frame, caption, origin, caption.opacity(t, seconds))
+            frame = overlay(frame, rgba, origin, caption.opacity(t, seconds))
         yield frame
 
 
