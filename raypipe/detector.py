@@ -116,12 +116,12 @@ def clip_loads() -> int:
 
 
 def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
-               video_ranges: dict[str, tuple[float, float]] | None = None,
+               video_ranges: dict[str, tuple[tuple[float, float], ...]] | None = None,
                cache: DetectionCache | None = None) -> tuple[dict, dict]:
     """Every source's subject with one detector: stills once, videos at `keyframe_rate`
-    over the seconds of them that the timeline shows. Images go to the detector in batches
-    (CLIP: `batch_size` per forward pass, each held only as the model's input and a copy at
-    most 512 px a side), and results come compacted (masks as PNG), so the detector's
+    over the spans of them that the timeline shows (seeking from one to the next). Images go
+    to the detector in batches (CLIP: `batch_size` per forward pass, each held only as the
+    model's input and a copy at most 512 px a side), and results come compacted (masks as PNG), so the detector's
     memory stays flat however long a clip is. Sources in `cache` are read from it, and the
     detector (a model load) is made only if one is not."""
     t0 = time.perf_counter()
@@ -158,9 +158,8 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
             made.append(make_detector(cfg, prompts))
         detected.append(uri)
         if video_ranges and uri in video_ranges:
-            lo, hi = video_ranges[uri]
             found[uri] = []
-            for t, img in keyframes(uri, lo, hi, cfg.keyframe_rate, counter):
+            for t, img in keyframes(uri, video_ranges[uri], cfg.keyframe_rate, counter):
                 add(uri, t, img)
         else:
             found[uri] = None  # keeps the sources' order; filled when its batch runs

@@ -95,7 +95,7 @@ def test_a_phone_video_stored_sideways_has_its_face_found_upright_on_every_keyfr
     path, upright = rotated_clip(tmp_path, 90, frames=np.repeat(np.rot90(portrait, -1)[None], 12, axis=0))
     assert upright.shape[1:3] == (512, 384)
     found, _ = detect_all(OmegaConf.structured(DetectorCfg(kind="saliency", keyframe_rate=4.0)), (str(path),),
-                          ("a person",), video_ranges={str(path): (0.0, 0.5)})
+                          ("a person",), video_ranges={str(path): ((0.0, 0.5),)})
     keyframes = expand(found)[str(path)]
     [expected] = find_faces(portrait)
     assert len(keyframes) >= 2
