@@ -2,6 +2,7 @@
 segment; a muxer actor joins the chunks with the soundtrack; write the run report."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ from raypipe.detections import Detections
 from raypipe.mux import Muxer, MuxError
 from raypipe.progress import Board, Progress, Reporter
 from raypipe.segment import SegmentManifest, render_task
-from raypipe.media import CODECS, MediaError, is_video, load_image
+from raypipe.media import CODECS, MediaError, ReadCounter, is_video, load_image, probe
 from raypipe.media.audio import check_audio
 from raypipe.storage import Storage
 from raypipe.timeline import JobError, Plan
@@ -55,8 +56,12 @@ def run_location(root: str | None, run_dir: str) -> str:
     return root.rstrip("/") + "/" + "/".join(os.path.normpath(run_dir).split(os.sep)[-2:])
 
 
-def prepare(cfg: DictConfig, run_root: str) -> tuple[Plan, str]:
-    """Every check that needs no Ray: a bad job fails here, before any work or output."""
+def prepare(cfg: DictConfig, run_root: str, reads: dict[str, ReadCounter] | None = None) -> tuple[Plan, str]:
+    """Every check that needs no Ray: a bad job fails here, before any work or output.
+    `reads` gets the bytes taken from storage by the planner's probes of videos ("probe")
+    and by the checks of images and the soundtrack ("validate")."""
+    reads = {} if reads is None else reads
+    probed, checked = reads.setdefault("probe", ReadCounter()), reads.setdefault("validate", ReadCounter())
     detector.validate(cfg.detector)
     if cfg.render.max_frames_per_task is not None and cfg.render.max_frames_per_task < 1:
         raise JobError("render.max_frames_per_task", f"must be >= 1 or null (got {cfg.render.max_frames_per_task})")
@@ -66,17 +71,18 @@ def prepare(cfg: DictConfig, run_root: str) -> tuple[Plan, str]:
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
         raise JobError("job.name", f"must be a plain name, no path (got {name!r}); to put the video elsewhere, "
                                    "set job.output")
-    plan = timeline.plan(cfg.job, cfg.render)
+    # Once per file, however many segments show it: a probe decodes a file's first frame and last second.
+    plan = timeline.plan(cfg.job, cfg.render, functools.cache(functools.partial(probe, counter=probed)))
     for uri in plan.sources:
         index = next(s.index for s in plan.segments if s.shot.source == uri)
         try:
             if not is_video(uri):  # videos were probed by the planner
-                load_image(uri)  # a full decode: a missing or corrupt image fails here, not in a task
+                load_image(uri, checked)  # a full decode: a missing or corrupt image fails here, not in a task
         except MediaError as e:
             raise JobError(f"job.segments[{index}].source", str(e)) from None
     if plan.audio.path:
         try:
-            check_audio(plan.audio.path)
+            check_audio(plan.audio.path, checked)
         except MediaError as e:
             raise JobError("job.audio.path", str(e)) from None
     codec = CODECS[plan.encode.codec]
@@ -168,8 +174,9 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False) -
     run_root = run_location(cfg.storage.root, run_dir)
     store = Storage(run_root)
     with ExitStack() as cleanup:
+        reads: dict[str, ReadCounter] = {}
         with stages("validate"):
-            plan, output = prepare(cfg, run_root)
+            plan, output = prepare(cfg, run_root, reads)
         tasks = None
         with stages("cache_lookup"):
             reuse = Reuse.look_up(cfg, plan, store)
@@ -199,7 +206,9 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False) -
         with stages("cache_evict"):
             evicted = reuse.evict(cfg.cache.max_gb, manifests)
         stages.seconds["total"] = round(time.perf_counter() - t0, 3)
-        report = _report(plan, done.result, done.info, done.detections, manifests, stages)
+        with stages("sheet"):  # before report.json, which counts what it reads
+            image = detection_image(cfg, plan, done, reads.setdefault("sheet", ReadCounter()))
+        report = _report(plan, done.result, done.info, done.detections, manifests, stages, reads)
         report.update(detections_held_by_nodes=done.held_by, run=run_root, tasks=len(manifests),
                       run_id=os.path.basename(os.path.normpath(run_dir)),
                       max_frames_per_task=max(m.frames for m in manifests), ray_started=not here,
@@ -215,14 +224,24 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False) -
         if on_result is not None:
             on_result(report)
         with stages("report_html"):  # after the result is out: a page for people, not the video
-            write_html(cfg, plan, done, report, run_dir, store)
+            write_html(cfg, plan, report, run_dir, store, image)
     return report
 
 
-def write_html(cfg: DictConfig, plan: Plan, done: "Done", report: dict, run_dir: str, store: Storage) -> None:
-    """report.html beside report.json (and beside the video, with storage.root set)."""
+def detection_image(cfg: DictConfig, plan: Plan, done: "Done", counter: ReadCounter):
+    """report.html's detection sheet; None, and a warning, where a source no longer reads."""
     try:
-        image = sheet.detection_sheet(plan, done.detections, done.info["detector"], cfg.detector.keyframe_rate)
+        return sheet.detection_sheet(plan, done.detections, done.info["detector"], cfg.detector.keyframe_rate, counter)
+    except (MediaError, OSError, ValueError) as e:  # the video is out; say why the page is not
+        log.warning("report.html not written: %s", str(e).splitlines()[0])
+        return None
+
+
+def write_html(cfg: DictConfig, plan: Plan, report: dict, run_dir: str, store: Storage, image) -> None:
+    """report.html beside report.json (and beside the video, with storage.root set)."""
+    if image is None:
+        return
+    try:
         strips = report_html.thumbnails(report, [(s.start, s.end) for s in plan.segments])
         page = report_html.render_html(report, OmegaConf.to_yaml(cfg), image, strips).encode()
     except (MediaError, OSError, ValueError) as e:  # the video is out; say why the page is not
@@ -654,7 +673,7 @@ def _get(refs):
         raise
 
 
-def _report(plan, result, info, detections: Detections, manifests, stages) -> dict:
+def _report(plan, result, info, detections: Detections, manifests, stages, reads: dict[str, ReadCounter]) -> dict:
     manifests = sorted(manifests, key=lambda m: m.start)
     in_ray = [m for m in manifests if not m.reused and m.pid != os.getpid()]  # not the driver's head start
     enc = plan.encode
@@ -682,7 +701,7 @@ def _report(plan, result, info, detections: Detections, manifests, stages) -> di
         "detect_s": info["seconds"],  # the pass itself, which ran while Ray started
         # Bytes each reader took from storage: sources are streamed, never fetched whole.
         "bytes_read": {"detector": info["bytes_read"], "segments": sum(m.bytes_read for m in manifests),
-                       "mux": result["bytes_read"]},
+                       "mux": result["bytes_read"], **{k: c.bytes for k, c in reads.items()}},
         "stages": stages.seconds,
         "segment_runs": [  # one entry per task: a segment's frames [start, start + frames)
             {"index": m.index, "start": m.start, "frames": m.frames, "reused": m.reused, "node_id": m.node_id,
