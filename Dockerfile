@@ -16,5 +16,5 @@ COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users raypipe ./raypipe
 RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX}" . \
  && python -m raypipe --help > /dev/null \
- && python -c "import raypipe.render.driver, raypipe.detect.clip"
+ && python -c "import raypipe.engine.driver, raypipe.detection.clip"
 WORKDIR /home/ray

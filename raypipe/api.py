@@ -109,10 +109,10 @@ def render(job, overrides: Sequence[str] = (), run_dir=None, quiet: bool = True,
 def render_config(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = True,
                   cancel: CancelToken | None = None) -> Result:
     """A composed config rendered into `run_dir` (the CLI's path), then its report.html."""
-    from raypipe.look.report_html import write_page
-    from raypipe.render.driver import render as run
+    from raypipe.look.report_html import sheet_for, write_page
+    from raypipe.engine.driver import render as run
 
-    rendered = run(cfg, run_dir, on_result=on_result, quiet=quiet, cancel=cancel)
+    rendered = run(cfg, run_dir, on_result=on_result, quiet=quiet, cancel=cancel, sheet=sheet_for(cfg))
     write_page(cfg, rendered, run_dir)
     return Result(rendered.report.output, rendered.report.to_dict(), run_dir)
 

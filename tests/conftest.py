@@ -28,9 +28,9 @@ def compose_job(*overrides: str, job: str = "fixture"):
 
 
 def render(cfg, run_dir, **kwargs) -> dict:
-    """A render through the engine's entry point (raypipe.render.driver.render), its report as
+    """A render through the engine's entry point (raypipe.engine.driver.render), its report as
     report.json has it."""
-    from raypipe.render.driver import render as engine
+    from raypipe.engine.driver import render as engine
 
     return engine(cfg, str(run_dir), **kwargs).report.to_dict()
 

@@ -12,10 +12,10 @@ from omegaconf import OmegaConf
 
 from conftest import compose_job, overrides, read_report, render, run_cli
 from raypipe import media
-from raypipe.detect import cache
-from raypipe.detect.detector import detect_all
+from raypipe.detection import cache
+from raypipe.detection.detector import detect_all
 from raypipe.plan.validate import prepare
-from raypipe.render.cache import Reuse
+from raypipe.engine.cache import Reuse
 from raypipe.storage import HOST, Storage, temp_name
 
 FIXTURE = ("--config-dir", "tests/conf", "+job=fixture", "detector=saliency")

@@ -5,7 +5,7 @@ import pytest
 from conftest import compose_job, render, run_cli
 from media_inputs import ffmpeg_decode
 from raypipe.frames.captions import POSITIONS, CaptionError, CaptionStyle, font_runs, layout, overlay, resolve_font
-from raypipe.detect.faces import find_faces
+from raypipe.detection.faces import find_faces
 
 
 def style(text, **kw):

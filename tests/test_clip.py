@@ -7,9 +7,9 @@ import pytest
 import skimage.data
 from omegaconf import OmegaConf
 
-from raypipe.detect.clip import ClipDetector, WeightsUnavailable, dense_patch_features, load
+from raypipe.detection.clip import ClipDetector, WeightsUnavailable, dense_patch_features, load
 from raypipe.config import DetectorCfg
-from raypipe.detect.detector import detect_all, expand
+from raypipe.detection.detector import detect_all, expand
 
 
 def cfg(**kw):

@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import skimage.data
 
-from raypipe.detect.detections import CompactSubject, Detections, subject_from_heat
-from raypipe.detect.saliency import detect_saliency
+from raypipe.detection.detections import CompactSubject, Detections, subject_from_heat
+from raypipe.detection.saliency import detect_saliency
 
 
 def iou(a, b):

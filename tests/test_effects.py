@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from raypipe.detect.detections import Detections, Subject
+from raypipe.detection.detections import Detections, Subject
 from raypipe.frames.effects import (EFFECTS, TRANSITIONS, Framing, KenBurnsParams, PanParams, PunchInParams, Pyramid, Shot,
                              View, ken_burns_camera, make_params, pan_camera, punch_in_camera, zoom_through)
 

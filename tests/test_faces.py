@@ -5,10 +5,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from raypipe.config import DetectorCfg
-from raypipe.detect.detections import Detections
-from raypipe.detect.detector import detect_all, expand
+from raypipe.detection.detections import Detections
+from raypipe.detection.detector import detect_all, expand
 from raypipe.frames.effects import EFFECTS, Shot, make_params
-from raypipe.detect.faces import find_faces
+from raypipe.detection.faces import find_faces
 from raypipe.media import load_image
 
 
@@ -45,7 +45,7 @@ def test_every_camera_keeps_the_faces_whole_all_through_its_shot(out):
 
 
 def test_a_video_holds_a_face_through_keyframes_that_miss_it_for_up_to_a_second():
-    from raypipe.detect.detections import Subject
+    from raypipe.detection.detections import Subject
 
     mask = np.zeros((90, 160), np.uint8)
     head = (40.0, 0.0, 90.0, 60.0)
@@ -57,7 +57,7 @@ def test_a_video_holds_a_face_through_keyframes_that_miss_it_for_up_to_a_second(
 
 
 def test_a_moving_face_glides_between_keyframes_instead_of_jumping_at_each():
-    from raypipe.detect.detections import Subject
+    from raypipe.detection.detections import Subject
 
     mask = np.zeros((90, 160), np.uint8)
     speed = 200.0  # px/s; keyframes every 0.5 s, so the nearest keyframe's face is up to 50 px off
@@ -77,7 +77,7 @@ def test_a_moving_face_glides_between_keyframes_instead_of_jumping_at_each():
 def test_a_phone_photo_stored_sideways_has_its_face_found_upright(tmp_path, orientation):
     from media_inputs import exif_jpeg
 
-    from raypipe.detect.faces import iou
+    from raypipe.detection.faces import iou
 
     path, upright = exif_jpeg(tmp_path, orientation, picture=load_image("sample:astronaut")[:, 64:448])
     found, _ = detect_all(OmegaConf.structured(DetectorCfg(kind="saliency")), (str(path),), ("a person",))
@@ -89,13 +89,13 @@ def test_a_phone_photo_stored_sideways_has_its_face_found_upright(tmp_path, orie
 def test_a_phone_video_stored_sideways_has_its_face_found_upright_on_every_keyframe(tmp_path):
     from media_inputs import rotated_clip
 
-    from raypipe.detect.faces import iou
+    from raypipe.detection.faces import iou
 
     portrait = load_image("sample:astronaut")[:, 64:448]  # 384 x 512, as the phone showed it
     path, upright = rotated_clip(tmp_path, 90, frames=np.repeat(np.rot90(portrait, -1)[None], 12, axis=0))
     assert upright.shape[1:3] == (512, 384)
     found, _ = detect_all(OmegaConf.structured(DetectorCfg(kind="saliency", keyframe_rate=4.0)), (str(path),),
-                          ("a person",), video_ranges={str(path): (0.0, 0.5)})
+                          ("a person",), video_ranges={str(path): ((0.0, 0.5),)})
     keyframes = expand(found)[str(path)]
     [expected] = find_faces(portrait)
     assert len(keyframes) >= 2

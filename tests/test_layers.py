@@ -11,10 +11,10 @@ LAYERS = (
     ("raypipe.errors", "raypipe.config", "raypipe.code"),
     ("raypipe.storage",),
     ("raypipe.media",),
-    ("raypipe.detect",),
+    ("raypipe.detection",),
     ("raypipe.frames",),
     ("raypipe.plan",),
-    ("raypipe.render",),
+    ("raypipe.engine",),
     ("raypipe.look",),
     ("raypipe.api", "raypipe"),  # the package root is the API's facade: it imports nothing else
     ("raypipe.bench",),
@@ -75,9 +75,9 @@ def test_no_import_cycle():
 
 
 def test_the_graph_sees_imports_inside_functions():
-    # raypipe.detect.detector imports the CLIP module only inside a function (torch stays out of
+    # raypipe.detection.detector imports the CLIP module only inside a function (torch stays out of
     # a worker that never loads CLIP); the graph must still see that edge.
-    assert "raypipe.detect.clip" in code.graph()["raypipe.detect.detector"]
+    assert "raypipe.detection.clip" in code.graph()["raypipe.detection.detector"]
 
 
 def test_the_cycle_finder_finds_a_cycle():

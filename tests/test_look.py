@@ -18,12 +18,12 @@ import pytest
 
 from conftest import ROOT, compose_job, read_report, run_cli
 from raypipe import media
-from raypipe.render import progress
+from raypipe.engine import progress
 from raypipe.plan.cost import ordered_tasks
 from raypipe.plan.validate import prepare
-from raypipe.render.cache import Reuse
-from raypipe.render.driver import detect
-from raypipe.render.task import render_task
+from raypipe.engine.cache import Reuse
+from raypipe.engine.driver import detect
+from raypipe.engine.task import render_task
 from raypipe.look.sheet import BOX
 from raypipe.storage import Storage
 from test_render import FIXTURE_FRAMES, psnr

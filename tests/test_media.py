@@ -1,4 +1,5 @@
 """Video ranges, codecs and sound: real encoders, real decoded frames and samples."""
+import math
 import subprocess
 
 import numpy as np
@@ -25,10 +26,16 @@ def test_a_range_decodes_to_the_same_frames_as_the_whole_clip():
 def test_keyframes_sample_the_requested_range_at_the_requested_rate():
     info = probe(CLIP)
     assert (info.width, info.height, info.fps, info.audio) == (960, 540, 30.0, True)
-    frames = list(keyframes(CLIP, 0.5, 3.5, 2.0))
+    frames = list(keyframes(CLIP, [(0.5, 3.5)], 2.0))
     assert [t for t, _ in frames] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
     whole = list(read_frames(CLIP, 0.0, 1.0, 30, 120))
     assert np.array_equal(frames[2][1], whole[45])
+    # Spans apart are sampled each from its own start, and the seeks between them land on
+    # the very frames that decoding straight through shows; 2.95 s lies between the key
+    # frame's decode time (2.933 s) and the time it shows (3.0 s: the clip has B-frames).
+    apart = list(keyframes(CLIP, [(0.2, 0.7), (2.95, 2.95), (3.55, 3.55)], 2.0))
+    assert [t for t, _ in apart] == [0.2, 0.7, 2.95, 3.55]
+    assert all(np.array_equal(img, whole[math.floor(t * 30)]) for t, img in apart)
 
 
 def test_the_subject_of_a_video_is_tracked_across_keyframes(ray_local, tmp_path):
@@ -45,7 +52,7 @@ def codec_of(path):
 @pytest.fixture(scope="module")
 def raw_fixture(tmp_path_factory):
     """The fixture's frames as rendered, before any encoding."""
-    from raypipe.render.task import segment_frames
+    from raypipe.engine.task import segment_frames
 
     plan, detections, _ = render_single_process(compose_job("detector=saliency"), tmp_path_factory.mktemp("single"))
     return np.stack([f for seg in plan.segments for f in segment_frames(seg, detections, plan.encode)])

@@ -10,12 +10,12 @@ from omegaconf import OmegaConf
 
 from conftest import FFMPEG, ROOT, compose_job, overrides, read_report, render, run_cli
 from raypipe import media
-from raypipe.detect.detector import detect_all, expand
-from raypipe.detect.detections import Detections
-from raypipe.render.mux import Muxer
+from raypipe.detection.detector import detect_all, expand
+from raypipe.detection.detections import Detections
+from raypipe.engine.mux import Muxer
 from raypipe.plan.validate import prepare
-from raypipe.detect.saliency import detect_saliency
-from raypipe.render.task import in_shared_memory, render_task, segment_frames
+from raypipe.detection.saliency import detect_saliency
+from raypipe.engine.task import in_shared_memory, render_task, segment_frames
 from raypipe.media import MediaError, load_image
 from raypipe.storage import Storage
 from raypipe.plan.cost import estimated_ms
@@ -252,7 +252,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
 
 def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, tmp_path, monkeypatch):
     import cv2
-    import raypipe.render.driver as driver
+    import raypipe.engine.driver as driver
 
     photo = tmp_path / "coffee.png"
     cv2.imwrite(str(photo), cv2.cvtColor(load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
@@ -304,11 +304,11 @@ def test_the_driver_renders_while_ray_is_still_starting_and_ray_takes_the_rest(t
     from concurrent.futures import ThreadPoolExecutor
 
     from raypipe.plan.cost import ordered_tasks
-    from raypipe.render.driver import detect
-    from raypipe.render.executor import Work
-    from raypipe.render.headstart import HeadStart
-    from raypipe.render.on_ray import RayExecutor
-    from raypipe.render.threads import ThreadExecutor
+    from raypipe.engine.driver import detect
+    from raypipe.engine.executor import Work
+    from raypipe.engine.headstart import HeadStart
+    from raypipe.engine.on_ray import RayExecutor
+    from raypipe.engine.threads import ThreadExecutor
 
     cfg = compose_job("detector=saliency", "ray.num_cpus=2")
     plan, _ = prepare(cfg, str(tmp_path))
@@ -356,7 +356,7 @@ def test_a_task_failing_in_the_driver_stops_the_others_and_leaves_nothing(tmp_pa
     photo = tmp_path / "coffee.png"
     cv2.imwrite(str(photo), cv2.cvtColor(load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
     # The photo goes after validation and detection, before the tasks read it (in the driver).
-    script = ("import sys, pathlib, raypipe.render.driver as d\n"
+    script = ("import sys, pathlib, raypipe.engine.driver as d\n"
               "photo, real = pathlib.Path(sys.argv[1]), d.detect\n"
               "def lose(*a):\n    found = real(*a)\n    photo.unlink()\n    return found\n"
               "d.detect = lose\n"

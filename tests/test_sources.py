@@ -90,7 +90,7 @@ def test_a_rotated_phone_clip_is_probed_and_decoded_upright(rotated, rotation):
 def test_keyframes_of_a_rotated_clip_are_streamed_upright(rotated):
     """keyframes is a lazy generator of (time, upright frame) pairs at the requested rate."""
     path, upright, reference = rotated[90]
-    stream = keyframes(str(path), 0.25, 0.75, 4.0)
+    stream = keyframes(str(path), [(0.25, 0.75)], 4.0)
     assert iter(stream) is stream and not isinstance(stream, (list, tuple))
     got = list(stream)
     assert [t for t, _ in got] == pytest.approx([0.25, 0.5, 0.75])

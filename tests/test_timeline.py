@@ -86,7 +86,7 @@ def test_a_video_without_a_duration_plays_its_range_once_lead_in_included():
     assert p.total_frames == 30 + 45 and shot.span_frames == 60
     assert shot.source_time(shot.span_start) == 2.0
     assert shot.source_time(shot.span_start + shot.span_frames - 1) == pytest.approx(2.0 + 2 * 59 / 30)
-    assert p.video_ranges() == {"/clips/surf.mp4": (2.0, pytest.approx(2.0 + 2 * 59 / 30))}
+    assert p.video_ranges() == {"/clips/surf.mp4": ((2.0, pytest.approx(2.0 + 2 * 59 / 30)),)}
 
 
 def test_a_videos_sound_is_placed_where_its_shot_plays():

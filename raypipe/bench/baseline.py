@@ -44,8 +44,8 @@ def _load_detector(detector_cfg, prompts: tuple[str, ...], loads) -> None:
     global _WORKER_DETECTOR
     import cv2
 
-    from raypipe.detect.clip import ClipDetector, WeightsUnavailable
-    from raypipe.detect.detector import SaliencyDetector, clip_loads
+    from raypipe.detection.clip import ClipDetector, WeightsUnavailable
+    from raypipe.detection.detector import SaliencyDetector, clip_loads
 
     cv2.setNumThreads(1)  # one worker per CPU: parallelism comes from the workers
     if detector_cfg.kind == "clip":  # as the old workers did: import torch, try the weights, then fall back
@@ -71,7 +71,7 @@ def _as_lists(found):
 
 
 def _from_lists(sent):
-    from raypipe.detect.detections import Subject
+    from raypipe.detection.detections import Subject
 
     if isinstance(sent, list):
         return [(t, _from_lists(s)) for t, s in sent]
@@ -85,7 +85,7 @@ class _FrameAt:
     the frame generator runs forward; a request for an earlier frame starts it again."""
 
     def __init__(self, seg, detections, enc):
-        from raypipe.render.task import segment_frames
+        from raypipe.engine.task import segment_frames
 
         self.start = lambda: segment_frames(seg, detections, enc)
         self.fps, self.last = float(enc.fps), seg.frames - 1
@@ -111,7 +111,7 @@ def _pool_segment(seg, sent: dict, enc, smoothing: float, path: str) -> str:
     """In a pool worker: masks back from lists, the segment through MoviePy into its own file."""
     from moviepy import VideoClip
 
-    from raypipe.detect.detections import Detections
+    from raypipe.detection.detections import Detections
 
     detections = Detections.pack({uri: _from_lists(found) for uri, found in sent.items()}, smoothing=smoothing)
     clip = VideoClip(frame_function=_FrameAt(seg, detections, enc), duration=clip_seconds(seg.frames, enc.fps))
@@ -126,7 +126,7 @@ def run_pool(cfg, run_dir: str) -> dict:
     from moviepy import VideoFileClip, concatenate_videoclips
     from omegaconf import OmegaConf
 
-    from raypipe.detect.detector import detect_all, expand
+    from raypipe.detection.detector import detect_all, expand
     from raypipe.plan.validate import prepare
 
     stages, t0 = {}, time.perf_counter()

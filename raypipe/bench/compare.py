@@ -40,8 +40,8 @@ POLL_S = 0.1
 def run_sequential(cfg, run_dir: str) -> dict:
     """raypipe's engine in one process on one thread, a task per segment, no cache: what the
     renderer does with nothing to share the work with."""
-    from raypipe.render.driver import render
-    from raypipe.render.threads import ThreadExecutor
+    from raypipe.engine.driver import render
+    from raypipe.engine.threads import ThreadExecutor
 
     cfg = cfg.copy()
     cfg.render.cache, cfg.render.max_frames_per_task = False, 2**31 - 1

@@ -29,7 +29,7 @@ def _median(values) -> float:
 def _demo_frames(width: int, height: int, count: int) -> list[np.ndarray]:
     """Real frames to measure with: a ken_burns move over the astronaut, as the demo opens."""
     from raypipe.frames.effects import Shot, make_params
-    from raypipe.detect.saliency import detect_saliency
+    from raypipe.detection.saliency import detect_saliency
     from raypipe.media import load_image
 
     img = load_image("sample:astronaut")
@@ -118,7 +118,7 @@ def bench_clip(args) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from raypipe.detect.clip import ClipDetector
+    from raypipe.detection.clip import ClipDetector
     from raypipe.config import DetectorCfg
     from raypipe.media import load_image
     from raypipe.media.images import SAMPLES
@@ -320,7 +320,7 @@ def bench_effects(args) -> dict:
     threads = 1), moving cameras sampled over a whole shot so no frame repeats the previous."""
     from raypipe.frames.captions import CaptionStyle, layout, overlay
     from raypipe.frames.effects import EFFECTS, TRANSITIONS, Shot, make_params
-    from raypipe.detect.saliency import detect_saliency
+    from raypipe.detection.saliency import detect_saliency
     from raypipe.media import load_image
 
     cv2.setNumThreads(1)

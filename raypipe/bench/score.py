@@ -16,12 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from raypipe.detect.detector import detect_all, expand
+from raypipe.detection.detector import detect_all, expand
 from raypipe.frames.effects import Shot, make_params
 
 # The labelled set: five photographs labelled by hand and three generated scenes.
 LABELS = Path(__file__).parent / "data" / "detect_labels.json"
-from raypipe.detect.faces import iou
+from raypipe.detection.faces import iou
 
 EFFECTS = ("static", "ken_burns", "punch_in", "pan", "reframe")
 ASPECTS = {"16:9": (1920, 1080), "9:16": (1080, 1920)}

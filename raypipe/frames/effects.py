@@ -15,7 +15,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from raypipe.detect.detections import Subject
+from raypipe.detection.detections import Subject
 from raypipe.errors import EffectError
 
 

@@ -7,16 +7,16 @@ import os
 import cv2
 from omegaconf import DictConfig
 
-from raypipe.detect.detections import Detections
+from raypipe.detection.detections import Detections
 from raypipe.errors import JobError
 from raypipe.look import sheet
-from raypipe.look.report_html import write_page
+from raypipe.look.report_html import sheet_for, write_page
 from raypipe.plan.timeline import Plan
 from raypipe.plan.validate import prepare
-from raypipe.render.cache import Reuse
-from raypipe.render.driver import detect, render
-from raypipe.render.report import Report
-from raypipe.render.task import segment_frames
+from raypipe.engine.cache import Reuse
+from raypipe.engine.driver import detect, render
+from raypipe.engine.report import Report
+from raypipe.engine.task import segment_frames
 from raypipe.storage import Storage
 
 def _detected(cfg: DictConfig, run_dir: str) -> tuple[Plan, Detections, dict]:
@@ -73,6 +73,6 @@ def preview_video(cfg: DictConfig, run_dir: str, scale: float, quiet: bool = Fal
     if small.render.codec != "h264":
         small.render.codec = "h264"
     small.job.output = os.path.join(os.path.abspath(run_dir), f"{cfg.job.name}-preview.mp4")
-    rendered = render(small, run_dir, quiet=quiet, cancel=cancel)
+    rendered = render(small, run_dir, quiet=quiet, cancel=cancel, sheet=sheet_for(small))
     write_page(small, rendered, run_dir)
     return rendered.report

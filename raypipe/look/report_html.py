@@ -140,12 +140,26 @@ pre {{ background: #f6f6f6; padding: 10px; overflow: auto; max-height: 400px; }}
 """
 
 
+def sheet_for(cfg):
+    """The driver's `sheet` hook: the detection sheet, or None (with a warning) where a source
+    no longer reads (the video is out: say why the page is not)."""
+    def make(plan, detections, info, counter):
+        try:
+            return sheet.detection_sheet(plan, detections, info["detector"], cfg.detector.keyframe_rate, counter)
+        except (MediaError, OSError, ValueError) as e:
+            log.warning("report.html not written: %s", str(e).splitlines()[0])
+            return None
+
+    return make
+
+
 def write_page(cfg, rendered, run_dir: str) -> None:
     """report.html beside report.json (and beside the video, with storage.root set)."""
     report = rendered.report.to_dict()
+    image = rendered.sheet
+    if image is None:
+        return  # the sheet could not be made: `sheet_for` said why
     try:
-        image = sheet.detection_sheet(rendered.plan, rendered.detections, rendered.info["detector"],
-                                      cfg.detector.keyframe_rate)
         strips = thumbnails(report, [(s.start, s.end) for s in rendered.plan.segments])
         page = render_html(report, OmegaConf.to_yaml(cfg), image, strips).encode()
     except (MediaError, OSError, ValueError) as e:  # the video is out; say why the page is not

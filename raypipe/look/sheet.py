@@ -3,6 +3,7 @@ draws what the detector found on each source: the box (green), the mask's outlin
 the faces (magenta), the score and the detector that ran. `annotate` and `grid` are pure; `detection_sheet` reads the sources."""
 from __future__ import annotations
 
+import bisect
 import functools
 
 import cv2
@@ -11,8 +12,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 import os
 
-from raypipe.detect.detections import Detections, Subject
-from raypipe.media import keyframes, load_image
+from raypipe.detection.detections import Detections, Subject
+from raypipe.media import ReadCounter, load_image
+from raypipe.media.video import VideoSource, sample_times
 from raypipe.plan.timeline import Plan
 
 BOX = (60, 220, 90)  # RGB
@@ -70,19 +72,30 @@ def _name(uri: str) -> str:
     return uri if uri.startswith("sample:") else os.path.basename(uri.rstrip("/"))
 
 
-def detection_sheet(plan: Plan, detections: Detections, detector: str, keyframe_rate: float) -> np.ndarray:
-    """Each still, and up to SHEET_KEYFRAMES frames of each video over the seconds the
-    timeline shows, with the box and mask outline that the effects use (a video's: its
-    smoothed track), the score and the detector."""
+def near_keys(times: list[float], keys: list[float], within: float, n: int) -> list[float]:
+    """Up to `n` of `times` (sorted), spread out: those less than `within` seconds after a
+    key frame where there are such, so that a tile decodes a few frames, not most of a GOP."""
+    close = [t for t in times if (i := bisect.bisect_right(keys, t + 1e-4)) and t - keys[i - 1] < within]
+    picks = close or times
+    return picks[::max(1, -(-len(picks) // n))]
+
+
+def detection_sheet(plan: Plan, detections: Detections, detector: str, keyframe_rate: float,
+                    counter: ReadCounter | None = None) -> np.ndarray:
+    """Each still, and up to SHEET_KEYFRAMES of the frames detection sampled of each video
+    (over the spans the timeline shows), with the box and mask outline that the effects use
+    (a video's: its smoothed track), the score and the detector. `counter` gets the bytes
+    read from storage."""
     ranges, tiles = plan.video_ranges(), []
     for uri in plan.sources:
         track = detections.track(uri)
         if uri in ranges:
-            lo, hi = ranges[uri]
-            rate = min(keyframe_rate, (SHEET_KEYFRAMES - 1) / max(hi - lo, 1e-3))
-            shots = [(f" at {t:.1f} s", img, track.at(t)) for t, img in keyframes(uri, lo, hi, rate)]
+            with VideoSource(uri, counter) as v:
+                at = near_keys(sample_times(ranges[uri], keyframe_rate), v.keyframe_times(),
+                                       1 / keyframe_rate, SHEET_KEYFRAMES)
+                shots = [(f" at {t:.1f} s", img, track.at(t)) for t, img in zip(at, v.on_screen(at))]
         else:
-            shots = [("", load_image(uri), track.at(0.0))]
+            shots = [("", load_image(uri, counter), track.at(0.0))]
         for when, img, subject in shots:
             how = detector if subject.method == detector else f"{detector} ({subject.method})"
             how += f" + {len(subject.faces)} face{'s' * (len(subject.faces) != 1)}" if subject.faces else ""

@@ -75,9 +75,9 @@ def decode_audio(uri: str, start: float, seconds: float, counter: ReadCounter | 
     return np.concatenate(parts, axis=1) if parts else np.zeros((2, 0), np.float32)
 
 
-def check_audio(uri: str) -> None:
+def check_audio(uri: str, counter: ReadCounter | None = None) -> None:
     """A soundtrack that cannot be played fails before any work."""
-    with open_source(uri) as f:
+    with open_source(uri, counter) as f:
         try:
             with av.open(f, "r") as c:
                 if not c.streams.audio:

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -26,6 +27,9 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".m
 _HDR = {16: "pq", 18: "hlg"}  # AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
 _EPS = 1e-4  # seconds: timestamps are rational, output times are floats
 _SHORT_TOLERANCE = 2  # frames a range may run past the last one (its duration rounded) before it is an error
+# Seconds of the stream that one read from remote storage fetches at most: a range's last
+# request overshoots what it shows by no more than this.
+READ_AHEAD_S = 0.5
 
 
 def is_video(uri: str) -> bool:
@@ -65,6 +69,9 @@ class VideoSource:
             raise MediaError(f"no video stream in {uri}")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
+        if self.container.bit_rate:
+            self._file.raw.read_ahead(self.container.bit_rate / 8 * READ_AHEAD_S)
+        self._keys: list[float] | None = None
         # Timestamps count from the file's start, as ffmpeg's -ss does.
         start = self.container.start_time
         self.origin = start / av.time_base if start is not None else 0.0
@@ -107,10 +114,12 @@ class VideoSource:
             rgb = tone_map(rgb, hdr)
         return np.ascontiguousarray(np.rot90(rgb, -turns)) if turns else rgb
 
-    def frames(self, start: float = 0.0) -> Iterator[tuple[float, av.VideoFrame]]:
-        """(seconds from the file's start, frame) from the keyframe at or before `start` on."""
-        if start > 0:
-            self.container.seek(int((start + self.origin) / self.stream.time_base), stream=self.stream,
+    def frames(self, start: float = 0.0, seek: bool = False) -> Iterator[tuple[float, av.VideoFrame]]:
+        """(seconds from the file's start, frame) from the keyframe at or before `start` on
+        (`seek`: seek there even at 0, where a fresh demuxer already is)."""
+        if start > 0 or seek:
+            # Floored with a margin for float error: a key frame's own time lands on it.
+            self.container.seek(math.floor((start + self.origin) / self.stream.time_base + 1e-6), stream=self.stream,
                                 backward=True)
         try:
             for packet in self.container.demux(self.stream):
@@ -120,15 +129,39 @@ class VideoSource:
         except av.FFmpegError as e:
             raise MediaError(f"cannot decode {self.uri}: {reason(e)}") from None
 
+    def keyframe_times(self) -> list[float]:
+        """Seconds at which the index's key frames show; empty where the container has none.
+        The index has decode times: with B-frames, MP4 shifts them back by the reorder delay
+        (the first is negative), which is added back."""
+        if self._keys is None:
+            base = float(self.stream.time_base)
+            keys = [e.timestamp * base - self.origin for e in self.stream.index_entries if e.is_keyframe]
+            delay = max(0.0, -keys[0]) if keys else 0.0
+            self._keys = [k + delay for k in keys]
+        return self._keys
+
+    def _passes_key(self, t: float, at: float) -> bool:
+        """Whether decoding on from `at` to time `t` would pass a key frame (a gap in the
+        times longer than the rest of the GOP): then a seek to t decodes less."""
+        keys = self.keyframe_times()
+        i = bisect.bisect_right(keys, t + _EPS) - 1
+        return i >= 0 and keys[i] > at + _EPS
+
     def on_screen(self, times: Iterable[float]) -> Iterator[np.ndarray]:
         """For each time (non-decreasing), the frame on screen then. A frame shown at several
-        times is the same array each time, so consumers can reuse what they built from it."""
+        times is the same array each time, so consumers can reuse what they built from it.
+        Where the next time lies past a key frame that decoding on would reach, it seeks:
+        sparse times (detection's samples, spans far apart) decode only the GOPs they show."""
         times = list(times)
         decoded = self.frames(times[0] if times else 0.0)
         shown = shown_rgb = None
         pending = next(decoded, None)
         interval = 1.0 / float(self.stream.average_rate or self.stream.guessed_rate or 30)
         for t in times:
+            if pending is not None and pending[0] < t - interval and self._passes_key(t, pending[0]):
+                decoded.close()
+                decoded = self.frames(t, seek=True)
+                shown, pending, shown_rgb = None, next(decoded, None), None
             while pending is not None and pending[0] <= t + _EPS:
                 shown, pending = pending, next(decoded, None)
                 shown_rgb = None
@@ -164,8 +197,8 @@ class VideoSource:
                          bool(self.container.streams.audio), 90 * turns, hdr)
 
 
-def probe(uri: str) -> MediaInfo:
-    with VideoSource(uri) as v:
+def probe(uri: str, counter: ReadCounter | None = None) -> MediaInfo:
+    with VideoSource(uri, counter) as v:
         return v.info()
 
 
@@ -177,11 +210,20 @@ def read_frames(uri: str, start: float, speed: float, fps, count: int,
         yield from v.on_screen(start + j * step for j in range(count))
 
 
-def keyframes(uri: str, start: float, end: float, rate: float,
+def sample_times(ranges: Iterable[tuple[float, float]], rate: float) -> list[float]:
+    """Each range's start, start + 1/rate, ... up to its end (at least its start), in order."""
+    times = []
+    for start, end in ranges:
+        n = max(1, math.floor((end - start) * rate + 1e-9) + 1)
+        times += [start + k / rate for k in range(n)]
+    return times
+
+
+def keyframes(uri: str, ranges: Iterable[tuple[float, float]], rate: float,
               counter: ReadCounter | None = None) -> Iterator[tuple[float, np.ndarray]]:
-    """Frames at start, start + 1/rate, ... up to end, for detection (at least one), one at a time."""
-    n = max(1, math.floor((end - start) * rate + 1e-9) + 1)
-    times = [start + k / rate for k in range(n)]
+    """Frames at `sample_times(ranges, rate)`, for detection, one at a time; ranges (sorted,
+    apart) far from each other are reached by seeking, not by decoding what lies between."""
+    times = sample_times(ranges, rate)
     with VideoSource(uri, counter) as v:
         yield from zip(times, v.on_screen(times))
 

@@ -149,15 +149,23 @@ class Plan:
                         clips=tuple(replace(c, source=moved.get(c.source, c.source)) for c in self.audio.clips))
         return replace(self, segments=segments, audio=audio)
 
-    def video_ranges(self) -> dict[str, tuple[float, float]]:
-        """Per video source, the seconds of it that any shot shows: where detection looks."""
-        ranges: dict[str, tuple[float, float]] = {}
+    def video_ranges(self) -> dict[str, tuple[tuple[float, float], ...]]:
+        """Per video source, the spans of seconds of it that the shots show, in order, those
+        that overlap merged: where detection looks (and only there, however far apart)."""
+        spans: dict[str, list[tuple[float, float]]] = {}
         for shot in self.shots():
             if shot.clip is not None:
-                lo = shot.source_time(shot.span_start)
-                hi = shot.source_time(shot.span_start + shot.span_frames - 1)
-                old = ranges.get(shot.source, (lo, hi))
-                ranges[shot.source] = (min(old[0], lo), max(old[1], hi))
+                spans.setdefault(shot.source, []).append(
+                    (shot.source_time(shot.span_start), shot.source_time(shot.span_start + shot.span_frames - 1)))
+        ranges = {}
+        for uri, found in spans.items():
+            merged: list[tuple[float, float]] = []
+            for lo, hi in sorted(found):
+                if merged and lo <= merged[-1][1]:
+                    merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+                else:
+                    merged.append((lo, hi))
+            ranges[uri] = tuple(merged)
         return ranges
 
 

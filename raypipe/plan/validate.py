@@ -2,22 +2,27 @@
 names the field or file, before a task, a model or a byte of output."""
 from __future__ import annotations
 
+import functools
 import os
 
 from omegaconf import DictConfig
 
 from raypipe.config import cache_root
-from raypipe.detect import settings as detector_settings
+from raypipe.detection import settings as detector_settings
 from raypipe.errors import JobError, MediaError
-from raypipe.media import CODECS, is_video, load_image
+from raypipe.media import CODECS, ReadCounter, is_video, load_image, probe
 from raypipe.media.audio import check_audio
 from raypipe.plan import timeline
 from raypipe.plan.timeline import Plan
 from raypipe.storage import Storage
 
 
-def prepare(cfg: DictConfig, run_root: str) -> tuple[Plan, str]:
-    """Every check that needs no Ray: a bad job fails here, before any work or output."""
+def prepare(cfg: DictConfig, run_root: str, reads: dict[str, ReadCounter] | None = None) -> tuple[Plan, str]:
+    """Every check that needs no Ray: a bad job fails here, before any work or output.
+    `reads` gets the bytes taken from storage by the planner's probes of videos ("probe")
+    and by the checks of images and the soundtrack ("validate")."""
+    reads = {} if reads is None else reads
+    probed, checked = reads.setdefault("probe", ReadCounter()), reads.setdefault("validate", ReadCounter())
     detector_settings.validate(cfg.detector)
     if cfg.render.max_frames_per_task is not None and cfg.render.max_frames_per_task < 1:
         raise JobError("render.max_frames_per_task", f"must be >= 1 or null (got {cfg.render.max_frames_per_task})")
@@ -27,17 +32,18 @@ def prepare(cfg: DictConfig, run_root: str) -> tuple[Plan, str]:
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
         raise JobError("job.name", f"must be a plain name, no path (got {name!r}); to put the video elsewhere, "
                                    "set job.output")
-    plan = timeline.plan(cfg.job, cfg.render)
+    # Once per file, however many segments show it: a probe decodes a file's first frame and last second.
+    plan = timeline.plan(cfg.job, cfg.render, functools.cache(functools.partial(probe, counter=probed)))
     for uri in plan.sources:
         index = next(s.index for s in plan.segments if s.shot.source == uri)
         try:
             if not is_video(uri):  # videos were probed by the planner
-                load_image(uri)  # a full decode: a missing or corrupt image fails here, not in a task
+                load_image(uri, checked)  # a full decode: a missing or corrupt image fails here, not in a task
         except MediaError as e:
             raise JobError(f"job.segments[{index}].source", str(e)) from None
     if plan.audio.path:
         try:
-            check_audio(plan.audio.path)
+            check_audio(plan.audio.path, checked)
         except MediaError as e:
             raise JobError("job.audio.path", str(e)) from None
     codec = CODECS[plan.encode.codec]

@@ -8,9 +8,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 from raypipe.errors import Cancelled, CancelToken
-from raypipe.render import mux
-from raypipe.render.executor import Executor, Outcome, Work
-from raypipe.render.task import render_task
+from raypipe.engine import mux
+from raypipe.engine.executor import Executor, Outcome, Work
+from raypipe.engine.task import render_task
 
 
 class ThreadExecutor(Executor):

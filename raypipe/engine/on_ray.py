@@ -22,14 +22,14 @@ import ray
 from omegaconf import DictConfig, OmegaConf
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from raypipe.detect import detector
+from raypipe.detection import detector
 from raypipe.errors import JobError, MuxError, RaypipeError
 from raypipe.plan.cost import local_slots
 from raypipe.plan.timeline import Plan
-from raypipe.render import mux
-from raypipe.render.executor import Executor, ExecutorStats, Outcome, TaskLost, Work
-from raypipe.render.progress import Board, Reporter
-from raypipe.render.task import SegmentManifest, render_task
+from raypipe.engine import mux
+from raypipe.engine.executor import Executor, ExecutorStats, Outcome, TaskLost, Work
+from raypipe.engine.progress import Board, Reporter
+from raypipe.engine.task import SegmentManifest, render_task
 from raypipe.storage import Storage
 
 log = logging.getLogger("raypipe")

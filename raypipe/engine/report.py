@@ -8,10 +8,10 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 
-from raypipe.detect.detections import Detections
+from raypipe.detection.detections import Detections
 from raypipe.plan.timeline import Plan
-from raypipe.render.executor import ExecutorStats
-from raypipe.render.task import SegmentManifest
+from raypipe.engine.executor import ExecutorStats
+from raypipe.engine.task import SegmentManifest
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,8 @@ class Report:
     object_store_bytes: int | None  # what this render put into Ray's object store; None without Ray
     detections_held_by_nodes: list[str] | None
     detect_s: float
-    # Bytes each reader took from storage: sources are streamed, never fetched whole.
+    # Bytes each reader took from storage: sources are streamed, never fetched whole. The
+    # planner's probes and validation's checks too; report.html's sheet reads after it.
     bytes_read: dict
     stages: dict
     run: str
@@ -85,7 +86,7 @@ class Report:
 
 def build(plan: Plan, result: dict, info: dict, detections: Detections, manifests: list[SegmentManifest],
           stages: dict, executor: str, stats: ExecutorStats, *, run: str, run_id: str, max_frames_per_task: int,
-          retries: list, cache: dict) -> Report:
+          retries: list, cache: dict, reads: dict) -> Report:
     manifests = sorted(manifests, key=lambda m: m.start)
     on_ray = [m for m in manifests if m.executor == "ray"]
     ray_ran = stats.ray_started
@@ -103,8 +104,8 @@ def build(plan: Plan, result: dict, info: dict, detections: Detections, manifest
         driver_imported_torch="torch" in sys.modules, detections=detections.summary(),
         object_store_bytes=stats.object_store_bytes, detections_held_by_nodes=stats.detections_held_by,
         detect_s=info["seconds"],
-        bytes_read={"detector": info["bytes_read"], "segments": sum(m.bytes_read for m in manifests),
-                    "mux": result["bytes_read"]},
+        bytes_read={**{name: counter.bytes for name, counter in reads.items()}, "detector": info["bytes_read"],
+                    "segments": sum(m.bytes_read for m in manifests), "mux": result["bytes_read"]},
         stages=stages, run=run, run_id=run_id, tasks=sum(not m.reused for m in manifests), chunks=len(manifests),
         max_frames_per_task=max_frames_per_task, retries=retries, muxer_restarts=stats.muxer_restarts, cache=cache,
         segment_runs=[TaskRun.of(m) for m in manifests],

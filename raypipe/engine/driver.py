@@ -12,22 +12,23 @@ from dataclasses import dataclass, replace
 
 from omegaconf import DictConfig, OmegaConf
 
-from raypipe.detect import detector
-from raypipe.detect.cache import DetectionCache
-from raypipe.detect.detections import Detections
+from raypipe.detection import detector
+from raypipe.detection.cache import DetectionCache
+from raypipe.detection.detections import Detections
 from raypipe.errors import CancelToken
+from raypipe.media import ReadCounter
 from raypipe.plan.cost import frames_per_task, local_slots, ordered_tasks, worth_starting_ray
 from raypipe.plan.timeline import Plan
 from raypipe.plan.validate import prepare
-from raypipe.render.cache import Reuse
-from raypipe.render.executor import Executor, Work
-from raypipe.render.headstart import HeadStart
-from raypipe.render.loop import run_tasks
-from raypipe.render.on_ray import RayExecutor, embedded, stage_inputs
-from raypipe.render.progress import Progress
-from raypipe.render.report import Report, build, run_id_of
-from raypipe.render.task import check_captions
-from raypipe.render.threads import ThreadExecutor
+from raypipe.engine.cache import Reuse
+from raypipe.engine.executor import Executor, Work
+from raypipe.engine.headstart import HeadStart
+from raypipe.engine.loop import run_tasks
+from raypipe.engine.on_ray import RayExecutor, embedded, stage_inputs
+from raypipe.engine.progress import Progress
+from raypipe.engine.report import Report, build, run_id_of
+from raypipe.engine.task import check_captions
+from raypipe.engine.threads import ThreadExecutor
 from raypipe.storage import Storage
 
 log = logging.getLogger("raypipe")
@@ -52,6 +53,7 @@ class Rendered:
     plan: Plan
     detections: Detections
     info: dict  # the detector's: which ran, why it fell back, its reads
+    sheet: object = None  # the detection sheet (an RGB array), where the caller asked for one
 
 
 def run_location(root: str | None, run_dir: str) -> str:
@@ -63,17 +65,20 @@ def run_location(root: str | None, run_dir: str) -> str:
 
 
 def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False, cancel: CancelToken | None = None,
-           executor: Executor | None = None) -> Rendered:
+           executor: Executor | None = None, sheet=None) -> Rendered:
     """Renders the job; `on_result(report)` is called once the video is published, before Ray
     shuts down (~1.3 s of waiting for its processes that nobody needs to sit through). Progress
-    goes to stderr (a bar on a terminal) unless `quiet`; `cancel` stops the render."""
+    goes to stderr (a bar on a terminal) unless `quiet`; `cancel` stops the render. `sheet(plan,
+    detections, info, counter)` makes report.html's detection sheet (raypipe.look) before the
+    report is built, so that report.json counts what it reads."""
     cancel = cancel or CancelToken()
     stages, t0 = Stages(), time.perf_counter()
     run_root = run_location(cfg.storage.root, run_dir)
     store = Storage(run_root)
     with ExitStack() as cleanup:
+        reads: dict[str, ReadCounter] = {}
         with stages("validate"):
-            plan, output = prepare(cfg, run_root)
+            plan, output = prepare(cfg, run_root, reads)
         with stages("cache_lookup"):
             reuse = Reuse.look_up(cfg, plan, store)
             slots = local_slots(cfg.ray) if embedded(cfg.ray) else None  # a cluster's are known once Ray is up
@@ -122,13 +127,17 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False, c
         with stages("cache_evict"):
             evicted = reuse.evict(cfg.cache.max_gb, manifests)
         stages.seconds["total"] = round(time.perf_counter() - t0, 3)
+        image = None
+        if sheet is not None:
+            with stages("sheet"):
+                image = sheet(plan, detections, info, reads.setdefault("sheet", ReadCounter()))
         report = build(plan, result, info, detections, manifests, stages.seconds, executor.name, executor.stats(),
                        run=run_root, run_id=run_id_of(run_dir), max_frames_per_task=split,
-                       retries=runs.retries, cache=reuse.summary(manifests, info, evicted))
+                       retries=runs.retries, cache=reuse.summary(manifests, info, evicted), reads=reads)
         _write_record(report, run_dir, store)
         if on_result is not None:
             on_result(report)
-    return Rendered(report, plan, detections, info)
+    return Rendered(report, plan, detections, info, image)
 
 
 def choose(cfg: DictConfig, tasks, plan: Plan, slots: float | None, stages: Stages, cancel: CancelToken) -> Executor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from raypipe.detect.detections import Subject, subject_from_heat
+from raypipe.detection.detections import Subject, subject_from_heat
 
 _SR_SIDE = 64  # spectral residual works on a 64x64 thumbnail, whatever the source size
 _WORK_W = 128  # width of the grid the two maps are combined on

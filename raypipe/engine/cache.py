@@ -1,5 +1,5 @@
 """The chunk cache: each chunk of frames, keyed by everything that decides its pixels and
-bits (see raypipe.detect.cache for how keys are made), and what a render reuses of it.
+bits (see raypipe.detection.cache for how keys are made), and what a render reuses of it.
 
 A chunk's key is its segment's, taken relative to the segment's first frame (moving a
 segment along the timeline keeps its chunks), and a chunk's file is named by its frame range
@@ -17,15 +17,15 @@ from dataclasses import dataclass, replace
 from omegaconf import DictConfig
 
 from raypipe.config import cache_root
-from raypipe.detect import detector
-from raypipe.detect.cache import DetectionCache, code_version, detection_keys, digest, source_id
+from raypipe.detection import detector
+from raypipe.detection.cache import DetectionCache, code_version, detection_keys, digest, source_id
 from raypipe.plan.cost import estimated_ms
 from raypipe.plan.timeline import Plan, SegmentPlan, ShotSpec, TaskPlan
-from raypipe.render.task import SegmentManifest
+from raypipe.engine.task import SegmentManifest
 from raypipe.storage import Storage, writer_gone, writer_of
 
 # The code that decides a chunk's pixels and bits: the task and every module it imports.
-RENDER_CODE = ("raypipe.render.task",)
+RENDER_CODE = ("raypipe.engine.task",)
 # Another render may be about to read an entry it has just looked up: eviction leaves entries
 # used this recently alone, and temporary files of writers on other hosts this long.
 GRACE_S = 600.0

@@ -1,5 +1,5 @@
 """Results that outlive a render, addressed by their content: here each source's detection
-and the keys' machinery; the chunks of frames are in raypipe.render.cache. A re-render makes
+and the keys' machinery; the chunks of frames are in raypipe.engine.cache. A re-render makes
 only what its inputs changed: an unchanged job renders nothing (and starts no Ray), a render
 whose driver was killed resumes from the chunks it had made, an edited segment re-renders
 its own frames only.
@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raypipe.detect.detections import CompactSubject
+from raypipe.detection.detections import CompactSubject
 from raypipe import code
 from raypipe.storage import Storage, resolve
 
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 # The code that decides a detection: the detectors and every module they import (found by
 # raypipe.code, so a module added, moved or edited changes the keys of what it decides).
-DETECT_CODE = ("raypipe.detect.detector", "raypipe.detect.clip")
+DETECT_CODE = ("raypipe.detection.detector", "raypipe.detection.clip")
 
 
 def _version(dist: str) -> str:

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from raypipe.errors import CancelToken, RenderError
-from raypipe.render.executor import Executor, TaskLost, Work
-from raypipe.render.progress import Progress
-from raypipe.render.task import SegmentManifest
+from raypipe.engine.executor import Executor, TaskLost, Work
+from raypipe.engine.progress import Progress
+from raypipe.engine.task import SegmentManifest
 
 log = logging.getLogger("raypipe")
 

@@ -1,6 +1,6 @@
 """Detection, once per render: one detector, one pass over every distinct source.
 
-This module stays free of torch: the CLIP detector lives in `raypipe.detect.clip`, which imports
+This module stays free of torch: the CLIP detector lives in `raypipe.detection.clip`, which imports
 torch only when weights may be there to load, in the driver (or, for a GPU, in one actor).
 """
 from __future__ import annotations
@@ -13,10 +13,10 @@ import time
 from dataclasses import replace
 from types import SimpleNamespace
 
-from raypipe.detect.cache import Detection, DetectionCache
-from raypipe.detect.detections import CompactSubject, Keyframes, Subject
-from raypipe.detect.faces import find_faces
-from raypipe.detect.saliency import detect_saliency
+from raypipe.detection.cache import Detection, DetectionCache
+from raypipe.detection.detections import CompactSubject, Keyframes, Subject
+from raypipe.detection.faces import find_faces
+from raypipe.detection.saliency import detect_saliency
 from raypipe.media import ReadCounter, keyframes, load_image
 
 
@@ -47,7 +47,7 @@ def resolve_kind(cfg) -> tuple[str, str | None]:
 @functools.lru_cache(maxsize=8)
 def _resolve(kind, fallback, model, pretrained) -> tuple[str, str | None]:
     if kind == "clip" and fallback == "saliency":
-        from raypipe.detect.clip import weights_missing
+        from raypipe.detection.clip import weights_missing
 
         missing = weights_missing(SimpleNamespace(model=model, pretrained=pretrained))
         if missing:
@@ -63,7 +63,7 @@ def make_detector(cfg, prompts: tuple[str, ...]):
         return SaliencyDetector(), missing
     if kind == "saliency":
         return SaliencyDetector(), None
-    from raypipe.detect.clip import ClipDetector, WeightsUnavailable
+    from raypipe.detection.clip import ClipDetector, WeightsUnavailable
 
     try:
         return ClipDetector(cfg, prompts), None
@@ -75,17 +75,17 @@ def make_detector(cfg, prompts: tuple[str, ...]):
 
 
 def clip_loads() -> int:
-    clip = sys.modules.get("raypipe.detect.clip")
+    clip = sys.modules.get("raypipe.detection.clip")
     return clip.LOADS if clip else 0
 
 
 def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
-               video_ranges: dict[str, tuple[float, float]] | None = None,
+               video_ranges: dict[str, tuple[tuple[float, float], ...]] | None = None,
                cache: DetectionCache | None = None) -> tuple[dict, dict]:
     """Every source's subject with one detector: stills once, videos at `keyframe_rate`
-    over the seconds of them that the timeline shows. Images go to the detector in batches
-    (CLIP: `batch_size` per forward pass, each held only as the model's input and a copy at
-    most 512 px a side), and results come compacted (masks as PNG), so the detector's
+    over the spans of them that the timeline shows (seeking from one to the next). Images go
+    to the detector in batches (CLIP: `batch_size` per forward pass, each held only as the
+    model's input and a copy at most 512 px a side), and results come compacted (masks as PNG), so the detector's
     memory stays flat however long a clip is. Sources in `cache` are read from it, and the
     detector (a model load) is made only if one is not."""
     t0 = time.perf_counter()
@@ -122,9 +122,8 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
             made.append(make_detector(cfg, prompts))
         detected.append(uri)
         if video_ranges and uri in video_ranges:
-            lo, hi = video_ranges[uri]
             found[uri] = []
-            for t, img in keyframes(uri, lo, hi, cfg.keyframe_rate, counter):
+            for t, img in keyframes(uri, video_ranges[uri], cfg.keyframe_rate, counter):
                 add(uri, t, img)
         else:
             found[uri] = None  # keeps the sources' order; filled when its batch runs

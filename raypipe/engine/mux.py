@@ -12,7 +12,7 @@ from raypipe.media import ReadCounter
 from raypipe.media.audio import AudioSpec, mix
 from raypipe.media.join import join
 from raypipe.media.video import reason
-from raypipe.render.task import SegmentManifest
+from raypipe.engine.task import SegmentManifest
 from raypipe.storage import publishing
 
 

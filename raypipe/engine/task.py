@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import ray
 
-from raypipe.detect.detections import Detections
+from raypipe.detection.detections import Detections
 from raypipe.errors import CaptionError, JobError
 from raypipe.frames.captions import overlay
 from raypipe.frames.effects import TRANSITIONS, Shot

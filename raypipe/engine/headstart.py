@@ -4,9 +4,9 @@ and the rest of the render would wait for it anyway. A composition of the two ex
 neither knows of the other."""
 from __future__ import annotations
 
-from raypipe.render.executor import Executor, ExecutorStats, Outcome, Work
-from raypipe.render.on_ray import RayExecutor
-from raypipe.render.threads import ThreadExecutor
+from raypipe.engine.executor import Executor, ExecutorStats, Outcome, Work
+from raypipe.engine.on_ray import RayExecutor
+from raypipe.engine.threads import ThreadExecutor
 
 # While the driver's thread still renders, each executor is waited on this long in turn.
 _POLL_S = 0.05

@@ -1,4 +1,4 @@
-"""Where a render's tasks run. The task loop (raypipe.render.loop) is written once against
+"""Where a render's tasks run. The task loop (raypipe.engine.loop) is written once against
 this interface; the driver's threads (threads.py) and Ray's workers (on_ray.py) implement
 it, and the head start (headstart.py) composes the two.
 
@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from raypipe.media import EncodeSpec
 from raypipe.plan.timeline import TaskPlan
-from raypipe.render.task import SegmentManifest
+from raypipe.engine.task import SegmentManifest
 from raypipe.storage import Storage
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from raypipe.detect.faces import union
+from raypipe.detection.faces import union
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Subject:
     score: float
     method: str
     size: tuple[int, int] | None = None  # the source's (width, height); None: the mask's
-    faces: tuple = ()  # each face's whole head with headroom, in source pixels (raypipe.detect.faces)
+    faces: tuple = ()  # each face's whole head with headroom, in source pixels (raypipe.detection.faces)
 
     @property
     def source_size(self) -> tuple[int, int]:
