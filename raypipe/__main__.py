@@ -40,7 +40,7 @@ def _unraisable(unraisable) -> None:
 
 
 # Our own flags, taken out of the command line before Hydra parses the rest (its overrides).
-FLAGS: dict = {"quiet": False, "frames": False, "at": [], "scale": 0.25, "composed": False}
+FLAGS: dict = {"quiet": False, "frames": False, "at": [], "scale": 0.25, "dry_run": False, "composed": False}
 
 
 def _run(work) -> None:
@@ -125,6 +125,35 @@ def detect_main(cfg: DictConfig) -> None:
     _run(work)
 
 
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def batch_main(cfg: DictConfig) -> None:
+    from raypipe.batch import run as batch
+
+    def work(run_dir: str, cancel: CancelToken) -> None:
+        if FLAGS["dry_run"]:
+            _, videos, failed, _ = batch.checked(cfg, run_dir)
+            for record in failed:
+                print(record.error, file=sys.stderr)
+            print(f"{len(videos)} of {len(videos) + len(failed)} rows would render", flush=True)
+            if failed:
+                sys.exit(1)
+            return
+        report = batch.render_batch(cfg, run_dir, quiet=FLAGS["quiet"], cancel=cancel, on_progress=_row_done)
+        log.info("batch: %d done, %d skipped, %d failed of %d rows in %.1f s; manifest: %s", report.done,
+                 report.skipped, report.failed, report.videos, report.seconds, report.manifest)
+        if report.failed:
+            sys.exit(1)
+
+    _run(work)
+
+
+def _row_done(record) -> None:
+    if record.status == "failed":
+        print(record.error, file=sys.stderr, flush=True)
+    else:
+        print(record.output, flush=True)
+
+
 def bench_main() -> None:
     from raypipe.bench.run import main as bench
 
@@ -135,6 +164,7 @@ COMMANDS = {
     "render": (render_main, "render a job: +job=NAME [key=value ...] [--quiet]"),
     "preview": (preview_main, "a quick look: the timeline at 1/4 size [--scale F], or PNGs [--frames | --at S]"),
     "detect": (detect_main, "detection only: detections.png, each source with its box, mask outline, score"),
+    "batch": (batch_main, "many videos: +job=TEMPLATE batch.rows=ROWS.csv|jsonl|parquet [--dry-run]"),
     "bench": (bench_main, "benchmarks: render, nodes, compare, cache, detect, clip, handoff, effects, media"),
 }
 USAGE = "usage: python -m raypipe COMMAND +job=NAME [key=value ...]\n\ncommands:\n" + "".join(
@@ -151,6 +181,8 @@ def _take_flags(argv: list[str]) -> list[str]:
             FLAGS["quiet"] = True
         elif name == "--frames":
             FLAGS["frames"] = True
+        elif name == "--dry-run":
+            FLAGS["dry_run"] = True
         elif name in ("--at", "--scale"):
             value = value if eq else next(it, "")
             try:
@@ -176,7 +208,9 @@ def main() -> None:
     command = sys.argv.pop(1)  # Hydra sees only its overrides and flags
     sys.argv[0] = f"python -m raypipe {command}"  # how --help names the program
     if command != "bench":
-        sys.argv[1:] = _take_flags(sys.argv[1:])
+        from raypipe.api import quote_patterns
+
+        sys.argv[1:] = quote_patterns(_take_flags(sys.argv[1:]))
     # Let Hydra's errors reach us, to be reported on one line rather than as Hydra's dump.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:

@@ -48,13 +48,25 @@ class Detected:
     run_dir: str
 
 
+def quote_patterns(overrides: Sequence[str]) -> list[str]:
+    """`batch.output=videos/{id}.mp4` as a shell passes it: Hydra's override grammar reads
+    braces as a dict, so a name pattern is quoted for it."""
+    out = []
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        if eq and key.lstrip("+") == "batch.output" and "{" in value and value[:1] not in "'\"":
+            o = f"{key}='{value}'"
+        out.append(o)
+    return out
+
+
 def compose(overrides: Sequence[str]) -> DictConfig:
     """The config the CLI composes from its overrides (`+job=NAME key=value ...`), checked
     against the schema: the one place raypipe composes Hydra configs."""
     register()
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return hydra_compose("config", overrides=list(overrides))
+            return hydra_compose("config", overrides=quote_patterns(overrides))
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(hydra_error_line(e)) from None
 
@@ -139,3 +151,14 @@ def preview(job, overrides: Sequence[str] = (), run_dir=None, scale: float = 0.2
         return still_frames(cfg, folder, list(at) if at else None)
     report = preview_video(cfg, folder, scale)
     return Result(report.output, report.to_dict(), folder)
+
+
+def render_batch(template, rows: str | os.PathLike, overrides: Sequence[str] = (), on_progress=None,
+                 run_dir=None, quiet: bool = True, cancel: CancelToken | None = None):
+    """Renders a video per row of `rows` (CSV, JSONL or Parquet) from the `template` job, as
+    `python -m raypipe batch +job=TEMPLATE batch.rows=ROWS` does; `on_progress(record)` hears
+    each row's end. Returns the batch's report; `.records` has a result per row."""
+    from raypipe.batch.run import render_batch as run
+
+    cfg = config(template, [f"batch.rows={rows}", *overrides])
+    return run(cfg, _run_dir(cfg, run_dir), quiet=quiet, cancel=cancel, on_progress=on_progress)

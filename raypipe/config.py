@@ -6,6 +6,7 @@ with the key's name before anything starts. Value checks that need more than a t
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import secrets
@@ -184,6 +185,37 @@ class CacheCfg:
 
 
 @dataclass
+class EachCfg:
+    # A segment per item of a row's list field (a list in JSONL or Parquet; in CSV a cell of
+    # items separated by `|`), after the template's own segments, effects cycling.
+    list_field: Optional[str] = None
+    effects: List[str] = field(default_factory=lambda: ["ken_burns", "punch_in"])
+    duration: float = 2.5
+    transition: Optional[str] = "crossfade"
+    transition_duration: float = 0.5
+    # The first of these segments' caption (it may use ${row:NAME}); empty: none.
+    caption: str = ""
+
+
+@dataclass
+class BatchCfg:
+    # Many videos from one template: a row per video (CSV, JSONL or Parquet; a path or a URI).
+    rows: Optional[str] = None
+    # Each video's name from its row's fields ({id} and any scalar field), under `root`.
+    output: str = "videos/{id}.mp4"
+    # The batch's output root (a path or a URI). null: batch/<template's job.name> under the
+    # working directory, the same for every run of the same command, so a rerun finds what is done.
+    root: Optional[str] = None
+    # Where a row's sources may be (path prefixes or URI prefixes). null: the rows file's folder.
+    # sample: photographs and raypipe's own assets are always allowed.
+    allowed_roots: Optional[List[str]] = None
+    fail_fast: bool = False
+    # Videos whose tasks are in flight at once: memory stays flat whatever the batch's size.
+    max_videos_in_flight: int = 4
+    each: EachCfg = field(default_factory=EachCfg)
+
+
+@dataclass
 class Config:
     job: JobCfg = field(default_factory=JobCfg)
     render: RenderCfg = field(default_factory=RenderCfg)
@@ -191,11 +223,24 @@ class Config:
     ray: RayCfg = field(default_factory=RayCfg)
     storage: StorageCfg = field(default_factory=StorageCfg)
     cache: CacheCfg = field(default_factory=CacheCfg)
+    batch: BatchCfg = field(default_factory=BatchCfg)
 
 
 # This process's render: part of its run directory's name, so that two renders started in
 # the same second never share a directory, chunks or a default output.
 RUN_ID = secrets.token_hex(3)
+
+
+# The batch row whose config is being resolved: ${row:NAME} reads it (raypipe.batch sets it
+# around each row's resolution; a context variable, so threads never see another's row).
+CURRENT_ROW: contextvars.ContextVar = contextvars.ContextVar("raypipe_row")
+
+
+def row_field(name: str):
+    row = CURRENT_ROW.get(None)
+    if row is None:
+        raise KeyError(f"${{row:{name}}} is only defined in a batch (python -m raypipe batch)")
+    return row.value(name)
 
 
 def cache_root(cfg) -> str | None:
@@ -216,6 +261,9 @@ def register() -> None:
     if not OmegaConf.has_resolver("asset"):
         # ${asset:NAME} is a file shipped with raypipe (the demo soundtrack).
         OmegaConf.register_new_resolver("asset", lambda name: str(ASSETS / name))
+    if not OmegaConf.has_resolver("row"):
+        # ${row:NAME} is a field of the batch row being rendered (raypipe.batch sets it).
+        OmegaConf.register_new_resolver("row", row_field)
     if not OmegaConf.has_resolver("run_id"):
         OmegaConf.register_new_resolver("run_id", lambda: RUN_ID)
 

@@ -35,8 +35,8 @@ def render(cfg, run_dir, **kwargs) -> dict:
     return engine(cfg, str(run_dir), **kwargs).report.to_dict()
 
 
-def run_cli(*args: str, cwd=ROOT, timeout=300, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "raypipe", "render", *args], cwd=cwd, capture_output=True,
+def run_cli(*args: str, cwd=ROOT, timeout=300, env=None, command="render") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "raypipe", command, *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 

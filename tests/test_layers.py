@@ -16,6 +16,7 @@ LAYERS = (
     ("raypipe.plan",),
     ("raypipe.engine",),
     ("raypipe.look",),
+    ("raypipe.batch",),
     ("raypipe.api", "raypipe"),  # the package root is the API's facade: it imports nothing else
     ("raypipe.bench",),
     ("raypipe.__main__",),

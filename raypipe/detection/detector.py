@@ -81,8 +81,9 @@ def clip_loads() -> int:
 
 def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                video_ranges: dict[str, tuple[tuple[float, float], ...]] | None = None,
-               cache: DetectionCache | None = None) -> tuple[dict, dict]:
-    """Every source's subject with one detector: stills once, videos at `keyframe_rate`
+               cache: DetectionCache | None = None, made: list | None = None) -> tuple[dict, dict]:
+    """Every source's subject with one detector (`made` holds the (detector, fallback reason)
+    once one is made: a batch passes the same list to every call, so a model loads once): stills once, videos at `keyframe_rate`
     over the spans of them that the timeline shows (seeking from one to the next). Images go
     to the detector in batches (CLIP: `batch_size` per forward pass, each held only as the
     model's input and a copy at most 512 px a side), and results come compacted (masks as PNG), so the detector's
@@ -91,7 +92,7 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
     t0 = time.perf_counter()
     loads_before = clip_loads()
     counter = ReadCounter()
-    made: list = []  # (detector, fallback_reason), once the first source misses the cache
+    made = [] if made is None else made  # (detector, fallback_reason), once the first source misses the cache
     pending: list = []  # (uri, seconds or None for a still, prepared image, faces): one batch at most
     found: dict = {}
 

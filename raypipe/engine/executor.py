@@ -104,6 +104,9 @@ class Executor(ABC):
     def muxer(self, total_frames: int, duration: float, audio, output: str, codec: str) -> Muxer:
         """The muxer for one video, where this executor runs it."""
 
+    def release(self, detections) -> None:
+        """The works given these detections are done: what holds them for the tasks may go."""
+
     def stats(self) -> ExecutorStats:
         return ExecutorStats()
 

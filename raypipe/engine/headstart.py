@@ -49,6 +49,9 @@ class HeadStart(Executor):
     def muxer(self, total_frames, duration, audio, output, codec):
         return self.ray.muxer(total_frames, duration, audio, output, codec)
 
+    def release(self, detections) -> None:
+        self.ray.release(detections)
+
     def stats(self) -> ExecutorStats:
         return self.ray.stats()
 

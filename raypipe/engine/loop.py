@@ -4,6 +4,7 @@ on any error or stop cancel what is in flight before the caller removes its file
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -31,28 +32,44 @@ def done_line(m: SegmentManifest) -> str:
             f"{m.node_id[:8] if m.executor == 'ray' else 'driver'}")
 
 
-def run_tasks(executor: Executor, works: Iterable[Work], on_done: Callable[[Work, SegmentManifest], None],
-              progress: Progress, cancel: CancelToken, window: int | None = None,
-              attempts: int = ATTEMPTS) -> Runs:
+class Feed:
+    """Where the loop's work comes from. `take(n)` returns up to n works ready now, never
+    waiting; `more` says whether any may still come (a batch's videos not yet detected)."""
+
+    def __init__(self, works: Iterable[Work]):
+        self._works = list(works)
+
+    def take(self, n: int | None) -> list[Work]:
+        taken, self._works = (self._works, []) if n is None else (self._works[:n], self._works[n:])
+        return taken
+
+    @property
+    def more(self) -> bool:
+        return bool(self._works)
+
+
+def run_tasks(executor: Executor, works: Iterable[Work] | Feed, on_done: Callable[[Work, SegmentManifest], None],
+              progress: Progress, cancel: CancelToken, window: int | None = None, attempts: int = ATTEMPTS,
+              on_error: Callable[[Work, BaseException], bool] | None = None) -> Runs:
     """Runs every work to its manifest; `on_done(work, manifest)` hears each as it completes.
-    At most `window` works are in flight (None: all are submitted at once), so that works
-    made lazily by `works` (a batch's videos) are made only as the executor can take them."""
-    runs, queue, in_flight = Runs(), iter(works), 0
+    At most `window` works are in flight (None: all that are ready). A task's own error ends
+    the loop, unless `on_error(work, error)` takes it (a batch records its row and goes on)."""
+    feed = works if isinstance(works, Feed) else Feed(works)
+    runs, in_flight = Runs(), 0
 
     def top_up() -> None:
         nonlocal in_flight
-        while window is None or in_flight < window:
-            work = next(queue, None)
-            if work is None:
-                return
+        for work in feed.take(None if window is None else window - in_flight):
             executor.submit(work)
             in_flight += 1
 
     try:
         top_up()
         executor.start()  # after the first works: the driver's thread renders one while Ray starts
-        while in_flight:
+        while in_flight or feed.more:
             cancel.check()  # a signal reaches the main thread; the tasks stop at their next frame
+            if not in_flight:
+                time.sleep(POLL_S)  # nothing to wait on until the feed has more
             for outcome in executor.wait(POLL_S):
                 in_flight -= 1
                 work = outcome.work
@@ -69,6 +86,8 @@ def run_tasks(executor: Executor, works: Iterable[Work], on_done: Callable[[Work
                     in_flight += 1
                     continue
                 if outcome.error is not None:
+                    if on_error is not None and on_error(work, outcome.error):
+                        continue
                     raise outcome.error
                 runs.manifests.append(outcome.manifest)
                 on_done(work, outcome.manifest)

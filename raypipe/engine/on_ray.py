@@ -114,6 +114,9 @@ class RayExecutor(Executor):
             self._put_bytes += detections.nbytes
         return self._refs[key]
 
+    def release(self, detections) -> None:
+        self._refs.pop(id(detections), None)  # the last handle: Ray frees the object
+
     def submit(self, work: Work) -> None:
         if self._remote is None:
             self._queued.append(work)
@@ -178,7 +181,7 @@ class RayExecutor(Executor):
             locations = ray.experimental.get_object_locations(refs)
             held = sorted({n for ref in refs for n in locations[ref]["node_ids"]})
         return ExecutorStats(ray_started=self._up, detections_held_by=held,
-                             object_store_bytes=self._put_bytes if refs else None,
+                             object_store_bytes=self._put_bytes if self._put_bytes else None,
                              muxer_restarts=sum(m.restarts for m in self.muxers))
 
     def close(self) -> None:

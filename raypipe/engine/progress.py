@@ -64,8 +64,9 @@ class Progress:
     """The driver's display. `quiet`: nothing (errors and the final path only)."""
 
     def __init__(self, total_frames: int, tasks: int, reused_frames: int = 0, reused_tasks: int = 0,
-                 quiet: bool = False, stream=None):
+                 quiet: bool = False, stream=None, videos: int | None = None):
         self.total, self.tasks = total_frames, tasks
+        self.videos, self.videos_done = videos, 0  # a batch's videos
         self.reused_frames, self.segments_done = reused_frames, reused_tasks
         self.stream = stream or sys.stderr
         self.quiet = quiet
@@ -89,16 +90,35 @@ class Progress:
         self.frames, self.busy = min(self.total, self.reused_frames + rendered), busy
         if self.bar is not None:
             self.bar.n = self.frames
-            self.bar.set_postfix_str(f"tasks {self.segments_done}/{self.tasks}, nodes busy {busy}", refresh=False)
+            self.bar.set_postfix_str(f"{self._counts()}, nodes busy {busy}", refresh=False)
             self.bar.refresh()
         elif not self.quiet and time.monotonic() - self._line_at >= LINE_S:
             self._line_at = time.monotonic()
             self.stream.write(self.line() + "\n")
             self.stream.flush()
 
+    def _counts(self) -> str:
+        if self.videos is not None:
+            return f"videos {self.videos_done}/{self.videos}"
+        return f"tasks {self.segments_done}/{self.tasks}"
+
+    def video_done(self, message: str) -> None:
+        self.videos_done += 1
+        if self.bar is None:
+            log.info(message)
+        else:
+            self.bar.set_postfix_str(f"{self._counts()}, nodes busy {self.busy}")
+
+    def add_frames(self, frames: int, reused: int = 0) -> None:
+        """A batch learns its videos' frames as it plans them."""
+        self.total += frames
+        self.reused_frames += reused
+        if self.bar is not None:
+            self.bar.total = self.total
+
     def task_done(self, message: str) -> None:
         self.segments_done += 1
-        if self.bar is None:
+        if self.bar is None and self.videos is None:  # a batch logs a line per video instead
             log.info(message)  # a log line per task where no bar shows them moving
 
     def line(self) -> str:
@@ -107,7 +127,7 @@ class Progress:
         fps = made / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.frames) / fps if fps > 0 else float("nan")
         return (f"progress: {self.frames}/{self.total} frames ({100 * self.frames / max(self.total, 1):.0f}%), "
-                f"{fps:.1f} fps, ETA {eta:.0f} s, tasks {self.segments_done}/{self.tasks}, nodes busy {self.busy}")
+                f"{fps:.1f} fps, ETA {eta:.0f} s, {self._counts()}, nodes busy {self.busy}")
 
     def close(self) -> None:
         if self.bar is not None:

@@ -1,0 +1,389 @@
+"""Many videos in one run. Every row is checked before any work; one detector serves the
+whole batch (CLIP loads once), on a thread that detects rows in order, each distinct source
+(by content) once, in shared forward passes; a video's tasks join the one task loop as soon
+as its sources are detected, at most `batch.max_videos_in_flight` videos at a time, and each
+video is muxed and published as soon as its chunks are in. A failing row is recorded and the
+others go on; manifest.jsonl in the batch's root says what became of every row as it goes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+
+from omegaconf import DictConfig, OmegaConf
+
+from raypipe.batch.rows import Row, read_rows
+from raypipe.batch.videos import Video, check, default_root
+from raypipe.config import cache_root
+from raypipe.detection import detector
+from raypipe.detection.cache import DetectionCache, source_id
+from raypipe.detection.detections import Detections
+from raypipe.engine.cache import Reuse, evict
+from raypipe.engine.driver import choose, embedded
+from raypipe.engine.executor import ExecutorStats, Work
+from raypipe.engine.loop import Feed, run_tasks
+from raypipe.engine.progress import Progress
+from raypipe.engine.task import check_captions
+from raypipe.errors import CancelToken, JobError, RaypipeError
+from raypipe.plan.cost import frames_per_task, local_slots, ordered_tasks
+from raypipe.storage import Storage
+
+log = logging.getLogger("raypipe")
+
+
+@dataclass
+class Record:
+    """A row's line in manifest.jsonl."""
+
+    id: str
+    row: int
+    status: str  # done, failed or skipped
+    output: str | None
+    frames: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class BatchReport:
+    rows: str
+    root: str
+    manifest: str
+    videos: int
+    done: int
+    failed: int
+    skipped: int
+    frames: int
+    seconds: float
+    videos_per_hour: float
+    detector: str  # what ran, or (every source from the cache) what would have
+    detector_loads: int
+    executor: str
+    ray_started: bool
+    stages: dict
+    records: list[Record] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Manifest:
+    """manifest.jsonl, written as the batch goes: a crash leaves a true record. Appended on a
+    local disk; rewritten on an object store (which has no append), at most every few seconds."""
+
+    EVERY_S = 5.0
+
+    def __init__(self, root: str):
+        self.store, self.records, self._written = Storage(root), [], 0.0
+        self.local = "://" not in root
+        self.path = self.store.uri("manifest.jsonl")
+        if self.local:
+            os.makedirs(root, exist_ok=True)
+            self._file = open(self.path, "w")
+
+    def add(self, record: Record) -> None:
+        self.records.append(record)
+        if self.local:
+            self._file.write(json.dumps(asdict(record)) + "\n")
+            self._file.flush()
+        elif time.monotonic() - self._written >= self.EVERY_S:
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        self.store.write_bytes("manifest.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in self.records).encode())
+        self._written = time.monotonic()
+
+    def close(self) -> None:
+        if self.local:
+            self._file.close()
+        else:
+            self._rewrite()
+
+
+def checked(cfg: DictConfig, run_dir: str) -> tuple[list[Row], list[Video], list[Record], str]:
+    """Every row checked as a render checks a job; the batch itself refused (a JobError) where
+    its outputs collide or its table cannot be read."""
+    b = cfg.batch
+    if not b.rows:
+        raise JobError("batch.rows", "is required: a CSV, JSONL or Parquet file with a row per video")
+    if b.max_videos_in_flight < 1:
+        raise JobError("batch.max_videos_in_flight", f"must be >= 1 (got {b.max_videos_in_flight})")
+    rows = read_rows(b.rows)
+    root = b.root or default_root(cfg)
+    base = os.path.dirname(os.path.abspath(b.rows)) if "://" not in b.rows else ""
+    allowed = list(b.allowed_roots) if b.allowed_roots is not None else [base or b.rows.rsplit("/", 1)[0]]
+    videos, failed, outputs = [], [], {}
+    for row in rows:
+        try:
+            video = check(cfg, row, root, base, allowed, run_dir)
+        except RaypipeError as e:
+            failed.append(Record(row.id, row.number, "failed", None, error=str(e)))
+            continue
+        outputs.setdefault(video.output, []).append(row)
+        videos.append(video)
+    clashes = [f"rows {', '.join(r.id for r in rs)} -> {out}" for out, rs in outputs.items() if len(rs) > 1]
+    if clashes:
+        raise JobError("batch.output", f"rows share an output ({'; '.join(clashes)}); name outputs by a unique field")
+    return rows, videos, failed, root
+
+
+@dataclass
+class _InFlight:
+    video: Video
+    muxer: object
+    left: int
+    started: float
+    reuse: Reuse
+    detections: Detections
+    failed: bool = False
+
+
+def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: CancelToken | None = None,
+                 on_progress=None) -> BatchReport:
+    """Renders every row of `cfg.batch.rows`; `on_progress(record)` hears each row's end."""
+    cancel = cancel or CancelToken()
+    t0, stages = time.perf_counter(), {}
+    rows, videos, failed, root = checked(cfg, run_dir)
+    stages["validate"] = round(time.perf_counter() - t0, 3)
+    manifest = Manifest(root)
+    for record in failed:
+        _end(manifest, record, on_progress, cfg.batch.fail_fast)
+    todo = []
+    for video in videos:  # published by an earlier run of the same command: done
+        if Storage(os.path.dirname(video.output)).exists(os.path.basename(video.output)):
+            _end(manifest, Record(video.row.id, video.row.number, "skipped", video.output,
+                                  video.plan.total_frames), on_progress, False)
+        else:
+            todo.append(video)
+    detected: queue.Queue = queue.Queue()
+    made: list = []  # the batch's one detector, once a source misses the cache
+    frames = 0
+    with ExitStack() as cleanup:
+        slots = local_slots(cfg.ray) if embedded(cfg.ray) else None
+        executor = cleanup.enter_context(choose(cfg, [t for v in todo for t in _all_tasks(v, slots)] if slots else None,
+                                                todo[0].plan if todo else None, slots, None, cancel)
+                                         if todo else _Nothing())
+        pool = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="detect"))
+        muxing = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="mux"))
+        detection = pool.submit(_detect_rows, todo, detected, made, cancel)
+        progress = Progress(sum(v.plan.total_frames for v in todo), 0, quiet=quiet, videos=len(todo))
+        flying: dict[str, _InFlight] = {}
+        finishing: list[tuple[_InFlight, Future]] = []
+        admitted, next_id = 0, 0
+
+        class _Feed(Feed):
+            def __init__(self):
+                super().__init__(())
+
+            @property
+            def more(self) -> bool:  # rows still to come from detection (which may have died)
+                return admitted < len(todo) and not (detection.done() and detected.empty())
+
+            def take(self, n):
+                nonlocal admitted, next_id
+                works = []
+                while admitted < len(todo) and len(flying) < cfg.batch.max_videos_in_flight:
+                    try:
+                        video, found = detected.get_nowait()
+                    except queue.Empty:
+                        break
+                    admitted += 1
+                    if isinstance(found, BaseException):
+                        _fail(video, found)
+                        continue
+                    made_works = _admit(video, found)
+                    works += made_works
+                return works
+
+        def _admit(video: Video, detections: Detections) -> list[Work]:
+            nonlocal next_id
+            reuse = Reuse.look_up(video.cfg, video.plan, Storage(os.path.join(run_dir, "videos", video.row.id)))
+            split = frames_per_task(video.plan, video.cfg, executor.slots)
+            tasks = reuse.pending(ordered_tasks(video.plan, split))
+            plan = video.plan
+            muxer = executor.muxer(plan.total_frames, plan.duration, plan.audio, video.output, plan.encode.codec)
+            for m in reuse.manifests:
+                muxer.add(m)
+            progress.add_frames(0, sum(m.frames for m in reuse.manifests))
+            entry = flying[video.row.id] = _InFlight(video, muxer, len(tasks), time.perf_counter(), reuse, detections)
+            works = []
+            for t in tasks:
+                works.append(Work(next_id, t, detections, plan.encode, *reuse.target(t), tag=video.row.id))
+                next_id += 1
+            if not tasks:
+                _finish(entry)
+            return works
+
+        def _finish(entry: _InFlight) -> None:
+            finishing.append((entry, muxing.submit(entry.muxer.finish)))
+
+        def _fail(video: Video, error: BaseException) -> None:
+            flying.pop(video.row.id, None)
+            _end(manifest, Record(video.row.id, video.row.number, "failed", None, error=_line(error)), on_progress,
+                 cfg.batch.fail_fast, error)
+            progress.video_done(f"{video.row.where}: failed: {_line(error)}")
+
+        def on_done(work: Work, m) -> None:
+            entry = flying.get(work.tag)
+            if entry is None or entry.failed:
+                return
+            entry.muxer.add(m)
+            entry.left -= 1
+            if entry.left == 0:
+                _finish(entry)
+            _collect()
+
+        def on_error(work: Work, error: BaseException) -> bool:
+            entry = flying.get(work.tag)
+            if entry is None or entry.failed:
+                return True  # another task of a row already failed
+            entry.failed = True
+            _fail(entry.video, error)
+            return True
+
+        def _collect(wait: bool = False) -> None:
+            nonlocal frames
+            for entry, future in list(finishing):
+                if not (wait or future.done()):
+                    continue
+                finishing.remove((entry, future))
+                flying.pop(entry.video.row.id, None)
+                executor.release(entry.detections)  # in the object store only while the video renders
+                entry.reuse.run_store.delete_dir("segments")  # chunks outside the cache (render.cache=false)
+                try:
+                    result = future.result()
+                except RaypipeError as e:
+                    _fail(entry.video, e)
+                    continue
+                frames += result["frames"]
+                record = Record(entry.video.row.id, entry.video.row.number, "done", entry.video.output,
+                                result["frames"], round(time.perf_counter() - entry.started, 3))
+                _end(manifest, record, on_progress, False)
+                progress.video_done(f"{entry.video.row.where}: {entry.video.output}")
+
+        try:
+            t1 = time.perf_counter()
+            while _Feed().more or flying:
+                run_tasks(executor, _Feed(), on_done, progress, cancel, on_error=on_error)
+                _collect(wait=not _Feed().more)
+            detection.result()  # a detection thread that died says why
+            stages["render"] = round(time.perf_counter() - t1, 3)
+        finally:
+            progress.close()
+            manifest.close()
+        stats = executor.stats()
+        root_cache = cache_root(cfg)
+        if root_cache:
+            evict(root_cache, int(cfg.cache.max_gb * 1e9), set())
+    records = manifest.records
+    seconds = round(time.perf_counter() - t0, 3)
+    done = sum(r.status == "done" for r in records)
+    report = BatchReport(
+        rows=cfg.batch.rows, root=root, manifest=manifest.path, videos=len(rows), done=done,
+        failed=sum(r.status == "failed" for r in records), skipped=sum(r.status == "skipped" for r in records),
+        frames=frames, seconds=seconds, videos_per_hour=round(3600 * done / seconds, 1) if seconds else 0.0,
+        detector=made[0][0].name if made else detector.resolve_kind(cfg.detector)[0],
+        detector_loads=detector.clip_loads(),
+        executor=executor.name, ray_started=stats.ray_started, stages=stages, records=records)
+    Storage(run_dir).write_bytes("report.json", json.dumps(report.to_dict(), indent=2).encode())
+    return report
+
+
+def _line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _end(manifest: Manifest, record: Record, on_progress, fail_fast: bool, error: BaseException | None = None) -> None:
+    manifest.add(record)
+    if on_progress is not None:
+        on_progress(record)
+    if fail_fast and record.status == "failed":
+        raise error if isinstance(error, RaypipeError) else JobError(f"row {record.id}", record.error or "failed")
+
+
+def _all_tasks(video: Video, slots: float):
+    return ordered_tasks(video.plan, frames_per_task(video.plan, video.cfg, slots))
+
+
+class _Nothing:
+    """No video to render (all skipped or failed): no executor to start."""
+
+    name = "none"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def stats(self) -> ExecutorStats:
+        return ExecutorStats()
+
+
+def _detect_rows(videos: list[Video], out: queue.Queue, made: list, cancel: CancelToken) -> None:
+    """Rows in order, each distinct source once by content: a source that many rows show is
+    detected for the first and reused by the rest. Several rows' sources share the model's
+    forward passes (up to detector.batch_size images each)."""
+    known: dict[str, tuple] = {}  # source id -> compacted detection
+    group: list[Video] = []
+
+    def flush() -> None:
+        for video in _detect_group(group, known, made):
+            out.put(video)
+        group.clear()
+
+    for video in videos:
+        cancel.check()
+        group.append(video)
+        new = {source_id(u) for v in group for u in v.plan.sources} - known.keys()
+        if len(new) >= video.cfg.detector.batch_size:
+            flush()
+    if group:
+        flush()
+
+
+def _detect_group(group: list[Video], known: dict, made: list):
+    cfg = group[0].cfg
+    ids = {u: source_id(u) for v in group for u in v.plan.sources}
+    first = {}
+    for v in group:
+        for u in v.plan.sources:
+            first.setdefault(ids[u], (u, v))
+    fresh = [(u, v) for i, (u, v) in first.items() if i not in known]
+    if fresh:
+        try:
+            ranges = {u: v.plan.video_ranges()[u] for u, v in fresh if u in v.plan.video_ranges()}
+            keys = {}
+            for u, v in fresh:
+                reuse = Reuse.look_up(v.cfg, v.plan, Storage(os.path.dirname(v.output)))
+                if reuse.detections is not None:
+                    keys[u] = reuse.detections.keys[u]
+            cache = DetectionCache(reuse.detections.root, keys) if keys else None
+            compacted, _ = detector.detect_all(OmegaConf.to_object(cfg.detector), tuple(u for u, _ in fresh),
+                                               tuple(cfg.job.prompts), ranges, cache, made)
+            for u, _ in fresh:
+                known[ids[u]] = compacted[u]
+        except RaypipeError as e:
+            if len(group) == 1:
+                yield group[0], e
+                return
+            for v in group:  # find the row whose source failed; the others go on
+                yield from _detect_group([v], known, made)
+            return
+    for v in group:
+        try:
+            subjects = detector.expand({u: known[ids[u]] for u in v.plan.sources})
+            detections = Detections.pack(subjects, smoothing=v.cfg.detector.track_smoothing)
+            check_captions(v.plan, detections)
+        except RaypipeError as e:
+            yield v, e
+            continue
+        yield v, detections
+

@@ -1,0 +1,123 @@
+"""A row of the table as a video: the template's config with the row's fields filled in,
+its job merged, its output named, and every check a render makes, before any work."""
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from raypipe.batch.rows import Row
+from raypipe.config import ASSETS, CURRENT_ROW, Config, hydra_error_line
+from raypipe.errors import JobError, RaypipeError
+from raypipe.plan.timeline import Plan
+from raypipe.plan.validate import prepare
+
+
+@dataclass
+class Video:
+    row: Row
+    cfg: DictConfig
+    plan: Plan
+    output: str  # where it is published, under the batch's root
+
+
+def default_root(template: DictConfig) -> str:
+    return os.path.abspath(os.path.join("batch", str(template.job.name)))
+
+
+def _join(root: str, rel: str) -> str:
+    return root.rstrip("/") + "/" + rel if "://" in root else os.path.join(root, rel)
+
+
+def output_of(pattern: str, row: Row, root: str) -> str:
+    """The row's video under `root`: the pattern filled from its plain fields, refused where it
+    would leave the root (`..`, an absolute path) or is not a plain name."""
+    fields = {k: v for k, v in row.fields.items() if isinstance(v, (str, int, float, bool))}
+    fields["id"] = row.id
+    try:
+        rel = pattern.format_map(fields)
+    except KeyError as e:
+        raise JobError(f"{row.where}.{e.args[0]}", f"batch.output ({pattern}) names a field the row does not have") \
+            from None
+    except (ValueError, IndexError) as e:
+        raise JobError("batch.output", f"{pattern!r} is not a name pattern ({e})") from None
+    norm = posixpath.normpath(rel.replace("\\", "/"))
+    if rel.startswith(("/", "~")) or "://" in rel or norm == ".." or norm.startswith("../") or "\0" in rel:
+        raise JobError(f"{row.where}.output", f"{rel!r} would leave the batch's root {root}")
+    return _join(root, norm)
+
+
+def _allowed(uri: str, roots: list[str]) -> bool:
+    if uri.startswith("sample:"):
+        return True
+    if "://" in uri:
+        return any(uri.startswith(r.rstrip("/") + "/") for r in roots if "://" in r)
+    real = os.path.realpath(uri)
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep)
+               for r in [os.path.realpath(r) for r in roots if "://" not in r] + [os.path.realpath(ASSETS)])
+
+
+def _cause(e: BaseException) -> RaypipeError | None:
+    while e is not None:
+        if isinstance(e, RaypipeError):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
+    """The template with ${row:NAME} read from the row, the row's `job` merged over the job
+    section, and `batch.each` made into segments. Relative sources are the rows file's folder's
+    (`base`), as a row names them from there."""
+    token = CURRENT_ROW.set(row)
+    try:
+        data = OmegaConf.to_container(template, resolve=True)
+    except OmegaConfBaseException as e:
+        cause = _cause(e)
+        raise cause if cause is not None else JobError(row.where, hydra_error_line(e)) from None
+    finally:
+        CURRENT_ROW.reset(token)
+    each = data["batch"]["each"]
+    if each["list_field"]:
+        effects = each["effects"] or ["static"]
+        for i, source in enumerate(row.items(each["list_field"])):
+            segment = {"source": source, "duration": each["duration"], "effect": effects[i % len(effects)]}
+            if each["transition"]:
+                segment["transition"] = {"type": each["transition"], "duration": each["transition_duration"]}
+            if i == 0 and each["caption"]:
+                segment["caption"] = {"text": each["caption"]}
+            data["job"]["segments"].append(segment)
+        if data["job"]["segments"] and each["transition"]:
+            data["job"]["segments"][-1].pop("transition", None)  # the last segment has nothing to go into
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), data)
+        if row.job:
+            cfg.job = OmegaConf.merge(cfg.job, OmegaConf.create(dict(row.job)))
+    except OmegaConfBaseException as e:
+        raise JobError(row.where, hydra_error_line(e)) from None
+    for seg in cfg.job.segments:
+        if seg.source and "://" not in seg.source and not seg.source.startswith("sample:"):
+            seg.source = os.path.join(base, os.path.expanduser(seg.source))
+    return cfg
+
+
+def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[str], run_root: str) -> Video:
+    """Every check a render makes, for one row; errors name the row."""
+    try:
+        cfg = row_config(template, row, base)
+        output = output_of(str(template.batch.output), row, root)
+        cfg.job.output = output
+        sources = [s.source for s in cfg.job.segments] + ([cfg.job.audio.path] if cfg.job.audio.path else [])
+        for i, uri in enumerate(sources):
+            if not _allowed(uri, allowed):
+                where = f"job.segments[{i}].source" if i < len(cfg.job.segments) else "job.audio.path"
+                raise JobError(where, f"{uri} is outside batch.allowed_roots ({', '.join(allowed)})")
+        plan, _ = prepare(cfg, run_root)
+    except RaypipeError as e:
+        if e.where and e.where.startswith("row "):
+            raise
+        raise JobError(f"{row.where}: {e.where}" if e.where else row.where, e.reason) from None
+    return Video(row, cfg, plan, output)

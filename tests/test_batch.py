@@ -1,0 +1,144 @@
+"""Many videos in one run: a template and a table of rows, bad rows among them."""
+import json
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import raypipe
+from conftest import ROOT, run_cli
+from raypipe import media
+from raypipe.errors import JobError
+
+pytestmark = pytest.mark.render
+
+SMALL = ["render.width=160", "render.height=90", "render.fps=10", "batch.each.duration=0.6",
+         "batch.each.transition_duration=0.2", "detector=saliency"]
+
+
+def photo(folder, name, sample):
+    path = folder / name
+    cv2.imwrite(str(path), cv2.cvtColor(media.load_image(f"sample:{sample}"), cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.fixture
+def table(tmp_path):
+    """Rows as people have them: photos beside the table, one row whose photo is missing."""
+    folder = tmp_path / "listings"
+    folder.mkdir()
+    for name, sample in (("a.png", "astronaut"), ("b.png", "coffee"), ("c.png", "chelsea")):
+        photo(folder, name, sample)
+    rows = folder / "rows.csv"
+    rows.write_text("id,address,price,photos\n"
+                    "elm,1 Elm St,$1,a.png|b.png\n"
+                    "oak,2 Oak Ln,$2,b.png|c.png\n"
+                    "bad,3 Bad Rd,$3,a.png|missing.png\n"
+                    "ash,4 Ash Ct,$4,c.png|a.png\n")
+    return rows
+
+
+def manifest(root):
+    return {r["id"]: r for r in map(json.loads, (root / "manifest.jsonl").read_text().splitlines())}
+
+
+def test_a_batch_renders_every_good_row_and_records_the_bad_one(table, tmp_path):
+    root = tmp_path / "out"
+    seen = []
+    report = raypipe.render_batch("listing", table, [*SMALL, f"batch.root={root}"], on_progress=seen.append,
+                                  run_dir=tmp_path / "run")
+    assert (report.done, report.failed, report.skipped, report.videos) == (3, 1, 0, 4)
+    records = manifest(root)
+    assert sorted(records) == ["ash", "bad", "elm", "oak"] and {r.id for r in seen} == set(records)
+    assert records["bad"]["status"] == "failed" and records["bad"]["output"] is None
+    assert "missing.png" in records["bad"]["error"] and records["bad"]["error"].startswith("row 3 (id bad)")
+    for rid in ("elm", "oak", "ash"):
+        r = records[rid]
+        assert r["status"] == "done" and r["output"] == str(root / "videos" / f"{rid}.mp4")
+        assert media.count_frames(r["output"]) == r["frames"] == 12  # two 0.6 s photos at 10 fps
+    # Each video shows its own row's photos: oak opens on the coffee (b.png), elm on the astronaut.
+    first = {rid: media.decode_all(records[rid]["output"])[0].astype(float) for rid in ("elm", "oak")}
+    astronaut = cv2.resize(media.load_image("sample:astronaut"), (160, 90)).astype(float)
+    assert np.abs(first["elm"] - astronaut).mean() < np.abs(first["oak"] - astronaut).mean()
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert saved["done"] == 3 and saved["failed"] == 1 and saved["frames"] == 36 and saved["videos_per_hour"] > 0
+    assert not list(root.rglob("*.tmp*")) and not list(root.rglob("segments"))
+
+
+def test_the_same_batch_again_renders_only_what_is_missing(table, tmp_path):
+    root = tmp_path / "out"
+    args = [*SMALL, f"batch.root={root}"]
+    raypipe.render_batch("listing", table, args, run_dir=tmp_path / "first")
+    (root / "videos" / "oak.mp4").unlink()
+    again = raypipe.render_batch("listing", table, args, run_dir=tmp_path / "again")
+    status = {r.id: r.status for r in again.records}
+    assert status == {"elm": "skipped", "oak": "done", "ash": "skipped", "bad": "failed"}
+    assert media.count_frames(str(root / "videos" / "oak.mp4")) == 12
+
+
+def test_a_dry_run_names_the_failing_rows_and_renders_nothing(table, tmp_path):
+    proc = run_cli("+job=listing", f"batch.rows={table}", *SMALL, f"batch.root={tmp_path / 'out'}",
+                   f"hydra.run.dir={tmp_path / 'run'}", "--dry-run", command="batch")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("row ")]
+    assert len(errors) == 1 and errors[0].startswith("row 3 (id bad): job.segments[1].source")
+    assert "3 of 4 rows would render" in proc.stdout
+    assert not (tmp_path / "out" / "videos").exists()
+
+
+def test_rows_cannot_reach_outside_their_roots(table, tmp_path):
+    secret = photo(tmp_path, "secret.png", "rocket")  # beside the table's folder, not in it
+    table.write_text(f"id,address,price,photos\nevil,x,y,{secret}\nok,x,y,a.png\n")
+    report = raypipe.render_batch("listing", table, [*SMALL, f"batch.root={tmp_path / 'out'}"], run_dir=tmp_path / "r")
+    errors = {r.id: r.error for r in report.records if r.status == "failed"}
+    assert list(errors) == ["evil"] and "outside batch.allowed_roots" in errors["evil"]
+    # An output pattern that would leave the root is refused for its row, before any work.
+    table.write_text("id,address,price,photos\n../../escape,x,y,a.png\n")
+    report = raypipe.render_batch("listing", table, [*SMALL, f"batch.root={tmp_path / 'out2'}"], run_dir=tmp_path / "s")
+    assert report.failed == 1 and "would leave the batch's root" in report.records[0].error
+    assert not list(tmp_path.rglob("escape.mp4"))
+
+
+def test_outputs_that_collide_refuse_the_batch_naming_the_rows(table, tmp_path):
+    table.write_text("id,address,price,photos\na,x,same,a.png\nb,y,same,b.png\nc,z,other,c.png\n")
+    with pytest.raises(JobError) as e:  # the pattern as a shell passes it: Hydra would reject the braces
+        raypipe.render_batch("listing", table, [*SMALL, f"batch.root={tmp_path / 'out'}", "batch.output=all/{price}.mp4"])
+    assert e.value.where == "batch.output" and "rows a, b -> " in e.value.reason and "same.mp4" in e.value.reason
+    assert not (tmp_path / "out" / "all").exists()
+
+
+def test_jsonl_and_parquet_rows_carry_their_own_job_and_fields(table, tmp_path):
+    folder = table.parent
+    rows = [{"id": "custom", "address": "5 Yew", "price": "$5", "photos": ["a.png"],
+             "job": {"segments": [{"source": "c.png", "duration": 0.5, "effect": "static"}]}},
+            {"id": "nested", "address": {"street": "not a plain value"}, "price": "$6", "photos": ["b.png"]}]
+    jsonl = folder / "rows.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = raypipe.render_batch("listing", jsonl, [*SMALL, f"batch.root={tmp_path / 'j'}"], run_dir=tmp_path / "rj")
+    by_id = {r.id: r for r in report.records}
+    assert by_id["custom"].status == "done" and by_id["custom"].frames == 5  # its own job's one segment
+    assert by_id["nested"].status == "failed" and "row 2 (id nested).address: must be a plain value" in \
+        by_id["nested"].error
+    parquet = folder / "rows.parquet"
+    pq.write_table(pa.table({"id": ["p1"], "address": ["6 Fir"], "price": ["$7"], "photos": [["c.png", "a.png"]]}),
+                   parquet)
+    report = raypipe.render_batch("listing", parquet, [*SMALL, f"batch.root={tmp_path / 'p'}"], run_dir=tmp_path / "rp")
+    assert [(r.id, r.status, r.frames) for r in report.records] == [("p1", "done", 12)]
+
+
+def test_clip_loads_once_for_the_whole_batch_and_a_shared_photo_is_detected_once(table, tiny_clip, tmp_path):
+    overrides = [f"{k}={v}" for k, v in tiny_clip.items()]
+    report = raypipe.render_batch("listing", table, [*SMALL, "detector=clip", "detector.fallback=null", *overrides,
+                                                     f"batch.root={tmp_path / 'out'}"], run_dir=tmp_path / "run")
+    assert report.done == 3 and report.detector_loads == 1 and report.detector.startswith("clip:")
+
+
+def test_the_bundled_template_and_rows_render_from_the_readme_command(tmp_path):
+    proc = run_cli("+job=listing", "batch.rows=raypipe/conf/batch/listings.csv", *SMALL[:3],
+                   f"batch.root={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}", command="batch", cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outputs = [line for line in proc.stdout.splitlines() if line.startswith("/")]  # a path per video, as it is out
+    assert [o.rsplit("/", 1)[-1] for o in outputs] == ["elm-12.mp4", "oak-7.mp4", "pine-3.mp4"]
+    assert all(media.count_frames(o) == 100 for o in outputs)  # 4 photos x 2.5 s at 10 fps
