@@ -64,14 +64,23 @@ def graph() -> dict[str, frozenset[str]]:
 
 
 def closure(roots: tuple[str, ...]) -> tuple[str, ...]:
-    """The modules these import, directly or not, themselves included (sorted)."""
+    """The modules these import, directly or not, themselves included, and the packages
+    Python runs on the way to each (sorted)."""
     edges, seen, todo = graph(), set(), list(roots)
     while todo:
         mod = todo.pop()
         if mod not in seen:
             seen.add(mod)
             todo.extend(edges.get(mod, ()))
-    return tuple(sorted(seen))
+    # A package's __init__ runs before its modules; what it imports lazily (the root's API) does not.
+    parents = {p for m in seen for p in _parents(m)}
+    return tuple(sorted(seen | parents))
+
+
+def _parents(module: str):
+    while "." in module:
+        module = module.rpartition(".")[0]
+        yield module
 
 
 def files(roots: tuple[str, ...]) -> tuple[tuple[str, Path], ...]:

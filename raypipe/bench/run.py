@@ -602,6 +602,12 @@ def bench_media(args) -> dict:
     }
 
 
+def _batch(args) -> dict:
+    from raypipe.bench.batch import bench_batch
+
+    return bench_batch(args)
+
+
 def main(argv: list[str]) -> None:
     from raypipe.bench.score import LABELS
 
@@ -611,6 +617,15 @@ def main(argv: list[str]) -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
     p.set_defaults(fn=bench_render)
+    p = sub.add_parser("batch", help="N videos: N separate renders against one batch, both detectors")
+    p.add_argument("--videos", type=int, nargs="+", default=[8])
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--max-separate", type=int, default=8, help="the most videos rendered one command each")
+    p.add_argument("--no-clip", action="store_true", help="the no-weights detector only")
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--fps", default="30")
+    p.set_defaults(fn=_batch)
     p = sub.add_parser("local", help="one machine: an embedded Ray against the driver's threads")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
@@ -637,7 +652,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--caption-segment", type=int, default=0, help="the segment whose caption is edited")
     p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
     p.set_defaults(fn=bench_cache)
-    from raypipe import compare  # the side-by-side benchmark lives in its own module
+    from raypipe.bench import compare  # the side-by-side benchmark lives in its own module
     compare.add_parser(sub)
     for name, fn, frames, (width, height) in (("handoff", bench_handoff, 120, (1280, 720)),
                                               ("effects", bench_effects, 60, (1920, 1080)),

@@ -1,0 +1,151 @@
+"""`bench batch`: N listing videos as a user would otherwise make them, N separate
+`python -m raypipe render` commands, against one `python -m raypipe batch`, interleaved,
+with fresh caches, with the no-weights detector and with a CLIP checkpoint of the default
+architecture (random weights made here: a model's cost does not depend on its weights)."""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from raypipe.bench.compare import ProcessTree, _become_subreaper
+
+PHOTOS = 4
+SECONDS_EACH = 2.5  # 4 photos: a 10 s video
+
+
+def _photos(folder: Path, videos: int) -> list[list[str]]:
+    """Each video's own photographs (no two alike: dedup must not flatter the batch)."""
+    from raypipe.media import load_image
+    from raypipe.media.images import SAMPLES
+
+    out = []
+    for v in range(videos):
+        names = []
+        for k in range(PHOTOS):
+            img = load_image(f"sample:{SAMPLES[(v + k) % len(SAMPLES)]}")
+            h, w = img.shape[:2]
+            dy, dx = (v * 7 + k) % max(1, h // 10), (v * 11 + k) % max(1, w // 10)
+            crop = np.ascontiguousarray(img[dy:h - (h // 10 - dy), dx:w - (w // 10 - dx)])
+            path = folder / f"v{v:03d}-{k}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            names.append(path.name)
+        out.append(names)
+    return out
+
+
+def _checkpoint(folder: Path) -> list[str]:
+    """ViT-B-16 with random weights, saved as a checkpoint file: loads and runs as a trained one."""
+    import open_clip
+    import torch
+
+    path = folder / "vit-b-16-random.bin"
+    if not path.exists():
+        torch.manual_seed(0)
+        torch.save(open_clip.create_model("ViT-B-16").state_dict(), path)
+    return ["detector=clip", "detector.model=ViT-B-16", f"detector.pretrained={path}", "detector.fallback=null"]
+
+
+def _job(name: str, photos: list[str], folder: Path) -> dict:
+    effects = ("ken_burns", "punch_in", "reframe", "pan")
+    segments = [{"source": str(folder / p), "duration": SECONDS_EACH, "effect": effects[i % 4],
+                 **({"transition": {"type": "crossfade", "duration": 0.4}} if i < len(photos) - 1 else {})}
+                for i, p in enumerate(photos)]
+    segments[0]["caption"] = {"text": f"Listing {name} · -"}  # what the listing template writes for its row
+    return {"job": {"name": name, "segments": segments}}
+
+
+def _measure(cmd: list[str], env: dict, log: Path) -> tuple[float, float, float, int]:
+    tree = ProcessTree()
+    with open(log, "w") as err:
+        _, wall, code = tree.run(cmd, stderr=err, env=env)
+    if code != 0:
+        tail = "\n".join(log.read_text().strip().splitlines()[-12:])
+        sys.exit(f"error: {' '.join(cmd[:4])} failed (exit {code}):\n{tail}")
+    peaks = tree.peaks.values()
+    return wall, max(peaks) / 1024, sum(peaks) / 1024, code
+
+
+def _separate(folder: Path, photos, extra, env, run: Path) -> dict:
+    conf = run / "conf" / "job"
+    conf.mkdir(parents=True)
+    wall = peak = total = 0.0
+    loads = 0
+    for v, names in enumerate(photos):
+        name = f"v{v:03d}"
+        (conf / f"{name}.yaml").write_text("# @package _global_\n" + yaml.safe_dump(_job(name, names, folder)))
+        out = run / name
+        w, p, s, _ = _measure([sys.executable, "-m", "raypipe", "render", "--config-dir", str(run / "conf"),
+                               f"+job={name}", *extra, f"hydra.run.dir={out}", f"job.output={out}/{name}.mp4"],
+                              env, run / f"{name}.err")
+        wall, peak, total = wall + w, max(peak, p), total + s
+        loads += json.loads((out / "report.json").read_text())["clip_loads"]
+    return {"wall_s": wall, "peak_rss_mb": peak, "sum_rss_mb": total, "detector_loads": loads}
+
+
+def _batch(folder: Path, photos, extra, env, run: Path) -> dict:
+    rows = run / "rows.csv"
+    rows.write_text("id,address,price,photos\n" + "".join(
+        f"v{v:03d},Listing v{v:03d},-,{'|'.join(str(folder / n) for n in names)}\n" for v, names in enumerate(photos)))
+    w, p, s, _ = _measure([sys.executable, "-m", "raypipe", "batch", "+job=listing", f"batch.rows={rows}", *extra,
+                           f"batch.root={run / 'out'}", f"batch.allowed_roots=[{folder}]",
+                           f"hydra.run.dir={run / 'run'}"], env, run / "batch.err")
+    report = json.loads((run / "run" / "report.json").read_text())
+    if report["done"] != len(photos):
+        sys.exit(f"error: the batch published {report['done']} of {len(photos)} videos")
+    return {"wall_s": w, "peak_rss_mb": p, "sum_rss_mb": s, "detector_loads": report["detector_loads"],
+            "render_s": report["stages"].get("render")}
+
+
+def bench_batch(args) -> dict:
+    _become_subreaper()
+    work = Path(tempfile.mkdtemp(prefix="raypipe-bench-batch-"))
+    folder = work / "photos"
+    folder.mkdir()
+    photos = _photos(folder, max(args.videos))
+    detectors = {"saliency": ["detector=saliency"]}
+    if not args.no_clip:
+        detectors["clip"] = _checkpoint(work)
+    size = [f"render.width={args.width}", f"render.height={args.height}", f"render.fps={args.fps}"]
+    cpus = os.cpu_count() or 1
+    result = {"videos": args.videos, "runs": args.runs, "cpus": cpus, "size": f"{args.width}x{args.height}@{args.fps}",
+              "detectors": {}}
+    for det, extra in detectors.items():
+        per_n = {}
+        for n in args.videos:
+            runs = {"separate": [], "batch": []}
+            for r in range(args.runs):
+                order = ("separate", "batch") if r % 2 == 0 else ("batch", "separate")
+                for variant in order:
+                    if variant == "separate" and n > args.max_separate:
+                        continue
+                    run = work / f"{det}-{n}-{variant}-{r}"
+                    run.mkdir()
+                    env = {**os.environ, "RAYPIPE_CACHE_DIR": str(run / "cache"), "HF_HUB_OFFLINE": "1"}
+                    fn = _separate if variant == "separate" else _batch
+                    runs[variant].append(fn(folder, photos[:n], [*extra, *size], env, run))
+                    print(f"{det} n={n} {variant} run {r}: {runs[variant][-1]['wall_s']:.1f} s", file=sys.stderr)
+            per_n[n] = {v: _summary(rs, n, cpus) for v, rs in runs.items() if rs}
+            if "separate" in per_n[n]:
+                per_n[n]["speedup"] = round(per_n[n]["separate"]["wall_s"] / per_n[n]["batch"]["wall_s"], 2)
+        result["detectors"][det] = per_n
+    return result
+
+
+def _summary(runs: list[dict], n: int, cpus: int) -> dict:
+    wall = statistics.median(r["wall_s"] for r in runs)
+    out = {"wall_s": round(wall, 2), "walls_s": [round(r["wall_s"], 2) for r in runs],
+           "videos_per_hour_per_core": round(3600 * n / wall / cpus, 1),
+           "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs)),
+           "sum_rss_mb": round(statistics.median(r["sum_rss_mb"] for r in runs)),
+           "detector_loads": max(r["detector_loads"] for r in runs)}
+    if runs[0].get("render_s") is not None:
+        out["render_s"] = round(statistics.median(r["render_s"] for r in runs), 2)
+    return out
