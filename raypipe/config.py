@@ -45,6 +45,8 @@ class TransitionCfg:
 
 @dataclass
 class CaptionCfg:
+    """Text over the segment's frames, laid out with real fonts, kept clear of the subject."""
+
     # Every segment has the node, so `caption.text=...` adds one.
     text: str = param("", "the caption; empty: none")
     font: str = param("DejaVu Sans", "a font family that fontconfig knows, or a font file path")

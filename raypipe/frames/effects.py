@@ -24,8 +24,8 @@ EFFECTS: dict[str, Effect] = {}
 
 
 class Effect:
-    """An effect is a subclass that names itself, which adds it to EFFECTS; the first line of
-    its docstring says what it does (`python -m raypipe effects` prints it)."""
+    """An effect is a subclass that names itself, which adds it to EFFECTS; its docstring's first
+    paragraph says what it does (`python -m raypipe effects` prints it)."""
 
     name: str
     params: type = NoParams  # a frozen dataclass of `param` fields, checked in __post_init__

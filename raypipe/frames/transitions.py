@@ -23,8 +23,8 @@ TRANSITIONS: dict[str, Transition] = {}
 
 
 class Transition:
-    """A transition is a subclass that names itself, which adds it to TRANSITIONS; the first
-    line of its docstring says what it does (`python -m raypipe effects` prints it)."""
+    """A transition is a subclass that names itself, which adds it to TRANSITIONS; its
+    docstring's first paragraph says what it does (`python -m raypipe effects` prints it)."""
 
     name: str
     params: type = NoParams  # a frozen dataclass of `param` fields, checked in __post_init__
