@@ -160,12 +160,22 @@ def bench_main() -> None:
     bench(sys.argv[1:])
 
 
+def effects_main() -> None:
+    from raypipe.frames.catalog import listing
+
+    try:
+        print(listing(), flush=True)
+    except BrokenPipeError:  # `effects | head`: the reader has all it wanted; nothing is left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 COMMANDS = {
     "render": (render_main, "render a job: +job=NAME [key=value ...] [--quiet]"),
     "preview": (preview_main, "a quick look: the timeline at 1/4 size [--scale F], or PNGs [--frames | --at S]"),
     "detect": (detect_main, "detection only: detections.png, each source with its box, mask outline, score"),
     "batch": (batch_main, "many videos: +job=TEMPLATE batch.rows=ROWS.csv|jsonl|parquet [--dry-run]"),
     "bench": (bench_main, "benchmarks: render, nodes, compare, cache, detect, clip, handoff, effects, media"),
+    "effects": (effects_main, "every effect, transition and caption option: type, default, what it does"),
 }
 USAGE = "usage: python -m raypipe COMMAND +job=NAME [key=value ...]\n\ncommands:\n" + "".join(
     f"  {name:<8} {text}\n" for name, (_, text) in COMMANDS.items()) + (

@@ -31,6 +31,11 @@ DEFAULT_BACKGROUND = [
 ]
 
 
+def param(default, help: str):
+    """A dataclass field with one line of help, which `python -m raypipe effects` prints."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TransitionCfg:
     type: str = "cut"  # cut | crossfade | fade_black | wipe | zoom_through
@@ -40,21 +45,23 @@ class TransitionCfg:
 
 @dataclass
 class CaptionCfg:
-    text: str = ""  # empty: no caption (every segment has the node, so `caption.text=...` adds one)
-    # A font family that fontconfig knows, or a font file path.
-    font: str = "DejaVu Sans"
-    size: float = 0.06  # text height, as a fraction of the frame height
-    color: str = "white"
-    outline: float = 0.08  # stroke width, as a fraction of the text size; 0: none
-    outline_color: str = "black"
-    box: bool = False  # a rounded box behind the text
-    box_color: str = "black"
-    box_opacity: float = 0.55
-    # auto keeps clear of the subject; or bottom, top, center, bottom_left, ..., top_right.
-    position: str = "auto"
-    margin: float = 0.05  # from the frame's edge, as a fraction of the frame height
-    fade_in: float = 0.3
-    fade_out: float = 0.3
+    """Text over the segment's frames, laid out with real fonts, kept clear of the subject."""
+
+    # Every segment has the node, so `caption.text=...` adds one.
+    text: str = param("", "the caption; empty: none")
+    font: str = param("DejaVu Sans", "a font family that fontconfig knows, or a font file path")
+    size: float = param(0.06, "text height, as a fraction of the frame height")
+    color: str = param("white", "text colour: a name or #rrggbb, as Pillow reads them")
+    outline: float = param(0.08, "stroke width, as a fraction of the text size; 0: none")
+    outline_color: str = param("black", "stroke colour")
+    box: bool = param(False, "a rounded box behind the text")
+    box_color: str = param("black", "the box's colour")
+    box_opacity: float = param(0.55, "the box's opacity, 0..1")
+    position: str = param("auto", "auto keeps clear of the subject; or bottom, top, center, bottom_left, "
+                                  "bottom_right, top_left, top_right")
+    margin: float = param(0.05, "distance from the frame's edge, as a fraction of the frame height")
+    fade_in: float = param(0.3, "seconds the caption takes to appear")
+    fade_out: float = param(0.3, "seconds it takes to disappear, ending with the segment")
 
 
 @dataclass

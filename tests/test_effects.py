@@ -5,8 +5,9 @@ import pytest
 import skimage.data
 
 from raypipe.detection.detections import Detections, Subject
-from raypipe.frames.effects import (EFFECTS, TRANSITIONS, Framing, KenBurnsParams, PanParams, PunchInParams, Pyramid, Shot,
-                             View, ken_burns_camera, make_params, pan_camera, punch_in_camera, zoom_through)
+from raypipe.frames.effects import EFFECTS, KenBurnsParams, PanParams, PunchInParams, Shot, make_params
+from raypipe.frames.transitions import TRANSITIONS
+from raypipe.frames.view import Framing, Pyramid, View
 
 W, H = 320, 180
 
@@ -84,7 +85,7 @@ def inside_source(v: View, w=512, h=512):
 def test_ken_burns_moves_smoothly_toward_the_subject_and_keeps_in_the_source():
     box = (180, 30, 330, 200)
     framing = Framing(512, 512, 16 / 9, box)
-    views = [ken_burns_camera(framing, KenBurnsParams(zoom=1.8), p) for p in np.linspace(0, 1, 90)]
+    views = [EFFECTS["ken_burns"].camera(framing, KenBurnsParams(zoom=1.8), p, 1.0) for p in np.linspace(0, 1, 90)]
     c = np.array([(v.cx, v.cy, v.w) for v in views])
     assert c[-1, 2] == pytest.approx(c[0, 2] / 1.8)
     assert np.all(np.diff(c[:, 2]) <= 1e-9)  # zooms in, never back out
@@ -97,7 +98,7 @@ def test_ken_burns_moves_smoothly_toward_the_subject_and_keeps_in_the_source():
 def test_pan_moves_sideways_at_one_size_and_ends_on_the_subject():
     box = (600, 200, 700, 330)  # right of centre: the pan starts from the left edge
     framing = Framing(1024, 512, 16 / 9, box)
-    views = [pan_camera(framing, PanParams(), p, 3.0) for p in np.linspace(0, 1, 90)]
+    views = [EFFECTS["pan"].camera(framing, PanParams(), p, 3.0) for p in np.linspace(0, 1, 90)]
     assert len({round(v.w, 6) for v in views}) == 1
     assert views[0].cx == pytest.approx(views[0].w / 2)
     assert views[-1].cx == pytest.approx((box[0] + box[2]) / 2)
@@ -111,7 +112,7 @@ def test_punch_in_holds_wide_then_zooms_quickly_at_its_moment_then_holds_close()
     params = PunchInParams(at=1.0, length=0.3, zoom=2.0)
     seconds = 3.0
     t = np.arange(0, 91) / 30
-    widths = np.array([punch_in_camera(framing, params, k / 90, seconds).w for k in range(91)])
+    widths = np.array([EFFECTS["punch_in"].camera(framing, params, k / 90, seconds).w for k in range(91)])
     wide, close = framing.cover().w, framing.toward_subject(2.0).w
     assert np.allclose(widths[t <= 1.0], wide) and np.allclose(widths[t >= 1.3 + 1e-9], close)
     moving = (t > 1.0) & (t < 1.3)
@@ -226,7 +227,7 @@ def test_zoom_through_flies_into_one_subject_and_out_of_the_next():
     path = []
     for alpha in np.linspace(0.02, 0.98, 49):
         asked.clear()
-        zoom_through(side("a"), side("b"), alpha, make_params("zoom_through", {"zoom": 3.0}, TRANSITIONS, "transition"))
+        blend("zoom_through", (side("a"), side("b")), alpha, zoom=3.0)
         path.append(dict(asked))
     za = [p["a"] for p in path if "a" in p]
     zb = [p["b"] for p in path if "b" in p]

@@ -47,7 +47,7 @@ def test_help_lists_every_command_on_one_line_each():
     done = raypipe("--help")
     assert done.returncode == 0
     listed = {line.split()[0] for line in done.stdout.splitlines() if line.startswith("  ")}
-    assert listed == {"render", "preview", "detect", "bench"}
+    assert listed == {"render", "preview", "detect", "batch", "bench", "effects"}
 
 
 def test_detect_draws_every_source_with_its_box_and_reuses_the_cache(tmp_path, cache_dir):

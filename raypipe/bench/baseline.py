@@ -218,7 +218,7 @@ def _shot(shot, width: int, height: int, fps: float, not_expressed: list[str], i
     for the camera; zooms go to the frame's centre, pans end there."""
     from moviepy import ImageClip, VideoFileClip
 
-    from raypipe.frames.effects import ease
+    from raypipe.frames.view import ease
 
     if shot.clip is None:
         clip = ImageClip(_picture(shot.source))

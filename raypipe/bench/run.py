@@ -319,7 +319,8 @@ def bench_effects(args) -> dict:
     """Render cost per frame of each effect, transition and caption on one core (cv2
     threads = 1), moving cameras sampled over a whole shot so no frame repeats the previous."""
     from raypipe.frames.captions import CaptionStyle, layout, overlay
-    from raypipe.frames.effects import EFFECTS, TRANSITIONS, Shot, make_params
+    from raypipe.frames.effects import EFFECTS, Shot, make_params
+    from raypipe.frames.transitions import TRANSITIONS
     from raypipe.detection.saliency import detect_saliency
     from raypipe.media import load_image
 

@@ -19,7 +19,8 @@ import ray
 from raypipe.detection.detections import Detections
 from raypipe.errors import CaptionError, JobError
 from raypipe.frames.captions import overlay
-from raypipe.frames.effects import TRANSITIONS, Shot
+from raypipe.frames.effects import Shot
+from raypipe.frames.transitions import TRANSITIONS
 from raypipe.media import ChunkEncoder, EncodeSpec, MediaError, ReadCounter, load_image, read_frames
 from raypipe.media.video import reason
 from raypipe.errors import NEVER, CancelToken

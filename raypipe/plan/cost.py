@@ -8,7 +8,8 @@ import os
 
 from omegaconf import DictConfig
 
-from raypipe.frames.effects import EFFECTS, TRANSITIONS
+from raypipe.frames.effects import EFFECTS
+from raypipe.frames.transitions import TRANSITIONS
 from raypipe.plan.timeline import Plan, ShotSpec, TaskPlan, split
 
 # Per 1080p frame on one core: the encoder (libx264 veryfast, `bench media`) and decoding a

@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from raypipe.errors import CaptionError, EffectError, JobError, MediaError
 from raypipe.frames.captions import POSITIONS, Caption, CaptionStyle, layout
-from raypipe.frames.effects import EFFECTS, TRANSITIONS, make_params
+from raypipe.frames.effects import make_params
+from raypipe.frames.transitions import TRANSITIONS
 from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, is_video, normalize
 from raypipe.media import probe as probe_media
 from raypipe.media.audio import AudioSpec, ClipAudio
