@@ -272,7 +272,10 @@ def unknown_key(value, schema=None, where: str = "") -> str | None:
 
 def yaml_error_line(e: yaml.MarkedYAMLError) -> str:
     """`FILE:LINE:COLUMN: YAML syntax error: ...`, where the user needs to look first."""
-    mark = e.problem_mark or e.context_mark
+    # A token the scanner could not finish (`duration 2`, no colon) starts at the context mark;
+    # the problem mark is then where it gave up, often the next line.
+    scanning = isinstance(e, yaml.scanner.ScannerError) and e.context_mark
+    mark = e.context_mark if scanning else e.problem_mark or e.context_mark
     where = f"{mark.name}:{mark.line + 1}:{mark.column + 1}: " if mark else ""
     what = "; ".join(str(part) for part in (e.context, e.problem) if part)
     return f"{where}YAML syntax error: {what}"
