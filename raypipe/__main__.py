@@ -210,7 +210,7 @@ def _job_files(argv: list[str], folder: Path) -> list[str]:
     its keys and syntax are checked with full paths."""
     config_dir = next((v for flag, v in zip(argv, argv[1:]) if flag in ("--config-dir", "-cd")), None)
     config_dir = config_dir or next((a.partition("=")[2] for a in argv if a.startswith("--config-dir=")), None)
-    rest, found = [], None
+    rest, found, at = [], None, 0
     for i, arg in enumerate(argv):
         value = arg[len("+job="):] if arg.startswith("+job=") else None
         positional = not arg.startswith("-") and "=" not in arg and (i == 0 or argv[i - 1] not in HYDRA_VALUED)
@@ -219,14 +219,15 @@ def _job_files(argv: list[str], folder: Path) -> list[str]:
         if value is None:
             rest.append(arg)
         elif value.endswith((".yaml", ".yml")) or "/" in value:
-            found = value
+            found, at = value, len(rest)
         elif config_dir and (Path(config_dir).expanduser() / "job" / f"{value}.yaml").is_file():
-            found = str(Path(config_dir).expanduser() / "job" / f"{value}.yaml")
+            found, at = str(Path(config_dir).expanduser() / "job" / f"{value}.yaml"), len(rest)
         else:
             rest.append(arg)
     if found is None:
         return argv
-    return [f"hydra.searchpath=[file://{folder}]", f"+job={job_file(found, folder)}", *rest]
+    # In the job's place: Hydra's parser takes overrides only as one run between its flags.
+    return [*rest[:at], f"hydra.searchpath=[file://{folder}]", f"+job={job_file(found, folder)}", *rest[at:]]
 
 
 def main() -> None:

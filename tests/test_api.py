@@ -4,6 +4,7 @@ import pytest
 import raypipe
 from conftest import ROOT
 from raypipe import media
+from raypipe.plan.validate import prepare
 from test_render import FIXTURE_FRAMES
 
 FIXTURE = ROOT / "tests" / "conf" / "job" / "fixture.yaml"
@@ -72,7 +73,6 @@ def test_a_bad_job_file_is_one_line_with_the_keys_full_path(tmp_path, monkeypatc
     job = tmp_path / "trip.yaml"
     job.write_text(text)
     with pytest.raises(raypipe.RaypipeError) as e:
-        from raypipe.plan.validate import prepare
         prepare(raypipe.api.config(job), str(tmp_path / "run"))
     assert str(e.value).startswith(message.format(file=job, folder=tmp_path)) and "\n" not in str(e.value)
 
