@@ -6,15 +6,19 @@ import logging
 import os
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
-from omegaconf import DictConfig
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from raypipe.api import job_file
 from raypipe.errors import CancelToken, Interrupted, RaypipeError
-from raypipe.config import hydra_error_line, register
+from raypipe.config import hydra_error_line, register, yaml_error_line
 
 log = logging.getLogger("raypipe")
 register()
@@ -49,7 +53,8 @@ def _run(work) -> None:
     FLAGS["composed"] = True
     hc = HydraConfig.get()
     if "job" not in hc.runtime.choices:
-        _fail("no job selected: pass +job=NAME, a file in conf/job/ (or in --config-dir DIR/job/)")
+        _fail("no job selected: pass a job file (render path/to/job.yaml), or +job=NAME, a file in conf/job/ "
+              "(or in --config-dir DIR/job/)")
     if FLAGS["quiet"]:
         log.setLevel(logging.ERROR)
     cancel = CancelToken()
@@ -170,16 +175,48 @@ def effects_main() -> None:
 
 
 COMMANDS = {
-    "render": (render_main, "render a job: +job=NAME [key=value ...] [--quiet]"),
+    "render": (render_main, "render a job: JOB [key=value ...] [--quiet]"),
     "preview": (preview_main, "a quick look: the timeline at 1/4 size [--scale F], or PNGs [--frames | --at S]"),
     "detect": (detect_main, "detection only: detections.png, each source with its box, mask outline, score"),
     "batch": (batch_main, "many videos: +job=TEMPLATE batch.rows=ROWS.csv|jsonl|parquet [--dry-run]"),
     "bench": (bench_main, "benchmarks: render, nodes, compare, cache, detect, clip, handoff, effects, media"),
     "effects": (effects_main, "every effect, transition and caption option: type, default, what it does"),
 }
-USAGE = "usage: python -m raypipe COMMAND +job=NAME [key=value ...]\n\ncommands:\n" + "".join(
+USAGE = "usage: python -m raypipe COMMAND JOB [key=value ...]\n\ncommands:\n" + "".join(
     f"  {name:<8} {text}\n" for name, (_, text) in COMMANDS.items()) + (
-    "\n`python -m raypipe COMMAND --help` shows a command's own options and the config keys.")
+    "\nJOB is a job file (path/to/job.yaml, or +job=path/to/job.yaml) or +job=NAME (conf/job/NAME.yaml,\n"
+    "or DIR/job/NAME.yaml with --config-dir DIR).\n"
+    "`python -m raypipe COMMAND --help` shows a command's own options and the config keys.")
+# Each command's --help header: Hydra's help template reads it through ${raypipe_usage:}.
+OPTIONS = {
+    "render": "  --quiet                      errors and the video's path only\n",
+    "preview": ("  --scale F                    the timeline's size (default 0.25)\n"
+                "  --at S                       the full-size frame at S seconds, as a PNG (repeats)\n"
+                "  --frames                     each segment's first, middle and last frame, as PNGs\n"
+                "  --quiet                      errors and the paths only\n"),
+    "detect": "  --quiet                      errors and the sheet's path only\n",
+    "batch": ("  batch.rows=ROWS              a CSV, JSONL or Parquet table, a row per video (see README, Many videos)\n"
+              "  --dry-run                    every check, for every row; renders nothing\n"
+              "  --quiet                      errors and the videos' paths only\n"),
+    "effects": "",
+}
+HELP = {"command": "render"}
+
+
+def _usage() -> str:
+    command = HELP["command"]
+    return (f"raypipe {command}: {COMMANDS[command][1]}\n\n"
+            f"Usage: python -m raypipe {command} JOB [key=value ...] [options]\n"
+            "  path/to/job.yaml             a job file; relative paths in it are taken from its folder\n"
+            "  +job=NAME                    a job from conf/job/ (or from --config-dir DIR/job/)\n"
+            "  render.width=1920 render.height=1080 render.fps=24\n"
+            "  job.output=/some/where.mp4   detector=clip|saliency   ray.address=auto\n"
+            "  --cfg job                    print the composed config and exit\n"
+            f"{OPTIONS[command]}")
+
+
+if not OmegaConf.has_resolver("raypipe_usage"):
+    OmegaConf.register_new_resolver("raypipe_usage", _usage)
 
 
 def _take_flags(argv: list[str]) -> list[str]:
@@ -208,32 +245,73 @@ def _take_flags(argv: list[str]) -> list[str]:
     return rest
 
 
+HYDRA_VALUED = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn", "--cfg", "-c",
+                "--package", "-p")
+
+
+def _job_files(argv: list[str], folder: Path) -> list[str]:
+    """The command line with a job file (`path/job.yaml`, `+job=path/job.yaml`, or +job=NAME
+    of a --config-dir) written by the API's one mechanism into `folder`, which Hydra searches:
+    so the file needs no `# @package` line, its relative paths are taken from its folder, and
+    its keys and syntax are checked with full paths."""
+    config_dir = next((v for flag, v in zip(argv, argv[1:]) if flag in ("--config-dir", "-cd")), None)
+    config_dir = config_dir or next((a.partition("=")[2] for a in argv if a.startswith("--config-dir=")), None)
+    rest, found, at = [], None, 0
+    for i, arg in enumerate(argv):
+        value = arg[len("+job="):] if arg.startswith("+job=") else None
+        positional = not arg.startswith("-") and "=" not in arg and (i == 0 or argv[i - 1] not in HYDRA_VALUED)
+        if positional and arg.endswith((".yaml", ".yml")):
+            value = arg
+        if value is None:
+            rest.append(arg)
+        elif value.endswith((".yaml", ".yml")) or "/" in value:
+            found, at = value, len(rest)
+        elif config_dir and (Path(config_dir).expanduser() / "job" / f"{value}.yaml").is_file():
+            found, at = str(Path(config_dir).expanduser() / "job" / f"{value}.yaml"), len(rest)
+        else:
+            rest.append(arg)
+    if found is None:
+        return argv
+    # In the job's place: Hydra's parser takes overrides only as one run between its flags.
+    return [*rest[:at], f"hydra.searchpath=[file://{folder}]", f"+job={job_file(found, folder)}", *rest[at:]]
+
+
 def main() -> None:
     if len(sys.argv) >= 2 and sys.argv[1] in ("-h", "--help", "help"):
         print(USAGE)
         return
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        print(USAGE, file=sys.stderr)
+        unknown = f"unknown command {sys.argv[1]!r}" if len(sys.argv) >= 2 else "no command"
+        print(f"error: {unknown}; the commands are {', '.join(COMMANDS)}\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
     command = sys.argv.pop(1)  # Hydra sees only its overrides and flags
     sys.argv[0] = f"python -m raypipe {command}"  # how --help names the program
     if command != "bench":
         from raypipe.api import quote_patterns
 
+        HELP["command"] = command
         sys.argv[1:] = quote_patterns(_take_flags(sys.argv[1:]))
     # Let Hydra's errors reach us, to be reported on one line rather than as Hydra's dump.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    try:
-        COMMANDS[command][0]()
-    except (HydraException, OmegaConfBaseException) as e:
-        _fail(hydra_error_line(e))
-    except Exception as e:
-        if command == "bench" or FLAGS["composed"]:
-            raise
-        # OmegaConf fails with a bare AssertionError or AttributeError on some overrides (a key
-        # under a node that is null): the overrides' fault all the same, said on one line.
-        overrides = " ".join(a for a in sys.argv[1:] if "=" in a)
-        _fail(f"the overrides could not be applied to the config ({overrides}): {type(e).__name__}: {e}")
+    given = sys.argv[1:]
+    with tempfile.TemporaryDirectory(prefix="raypipe-conf-") as folder:
+        try:
+            if command != "bench":
+                sys.argv[1:] = _job_files(sys.argv[1:], Path(folder))
+            COMMANDS[command][0]()
+        except RaypipeError as e:  # a job file that is missing or not a job
+            _fail(str(e))
+        except (HydraException, OmegaConfBaseException) as e:
+            _fail(hydra_error_line(e))
+        except yaml.MarkedYAMLError as e:  # a file of another config group
+            _fail(yaml_error_line(e))
+        except Exception as e:
+            if command == "bench" or FLAGS["composed"]:
+                raise
+            # OmegaConf fails with a bare AssertionError or AttributeError on some overrides (a key
+            # under a node that is null): the overrides' fault all the same, said on one line.
+            overrides = " ".join(a for a in given if "=" in a)
+            _fail(f"the overrides could not be applied to the config ({overrides}): {type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ one-line `RaypipeError`s.
 """
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import tempfile
@@ -28,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from raypipe.errors import CancelToken, ConfigError, RaypipeError  # noqa: F401 (RaypipeError: raypipe's)
-from raypipe.config import hydra_error_line, register
+from raypipe.config import hydra_error_line, register, unknown_key, yaml_error_line
 
 CONF = Path(__file__).parent / "conf"
 
@@ -74,30 +75,61 @@ def compose(overrides: Sequence[str]) -> DictConfig:
 def config(job: str | os.PathLike | Mapping, overrides: Sequence[str] = ()) -> DictConfig:
     """The composed config the CLI would get for `+job=... overrides`, checked against the schema."""
     with tempfile.TemporaryDirectory(prefix="raypipe-conf-") as extra:
-        name = _job_file(job, Path(extra))
+        name = job_file(job, Path(extra))
         searchpath = [f"hydra.searchpath=[file://{extra}]"] if name.startswith("_api") else []
         return compose([*searchpath, f"+job={name}", *overrides])
 
 
-def _job_file(job, folder: Path) -> str:
-    """A job name as it is; a YAML file or a dict written as a job config Hydra can compose."""
+def job_file(job, folder: Path) -> str:
+    """A job name as it is; a YAML file or a dict written as a job config Hydra can compose,
+    its keys checked against the schema by their full paths."""
     if isinstance(job, Mapping):
-        fragment = dict(job) if "job" in job else {"job": dict(job)}
+        fragment, base = job, None
     elif isinstance(job, os.PathLike) or str(job).endswith((".yaml", ".yml")):
-        path = Path(job)
+        path = Path(job).expanduser()
         if not path.is_file():
             raise ConfigError(f"job: no such file: {path}")
-        fragment = None
-        text = path.read_text()
+        try:
+            with open(path) as f:
+                fragment = yaml.safe_load(f) or {}
+        except yaml.MarkedYAMLError as e:
+            raise ConfigError(yaml_error_line(e)) from None
+        if not isinstance(fragment, dict):
+            raise ConfigError(f"{path}: a job file holds a mapping (job: {{name: ..., segments: [...]}})")
+        base = path.absolute().parent
     else:
         return str(job)
+    # With `job:` it is a config fragment; without, the job section itself (as Hydra reads a
+    # job/ file that has no `# @package _global_` line).
+    fragment = dict(fragment) if "job" in fragment else {"job": dict(fragment)}
+    if base is not None and isinstance(fragment["job"], dict):
+        fragment["job"] = _relative_to(fragment["job"], base)
+    if (unknown := unknown_key(fragment)):
+        raise ConfigError(unknown)
     (folder / "job").mkdir()
-    if fragment is not None:
-        text = yaml.safe_dump(fragment, sort_keys=False, allow_unicode=True)
-    if "# @package" not in text.split("\n", 1)[0]:
-        text = "# @package _global_\n" + text
-    (folder / "job" / "_api.yaml").write_text(text)
+    text = yaml.safe_dump(fragment, sort_keys=False, allow_unicode=True)
+    (folder / "job" / "_api.yaml").write_text("# @package _global_\n" + text)
     return "_api"
+
+
+def _relative_to(job: dict, base: Path) -> dict:
+    """The job with its relative file paths (sources, soundtrack, caption fonts given as files)
+    taken from the job file's folder, as a user who keeps photos beside the job expects."""
+    job = copy.deepcopy(job)
+
+    def resolve(node, key: str, fonts: bool = False) -> None:
+        value = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(value, str) or value.startswith(("/", "~", "sample:", "$")) or "://" in value:
+            return
+        if fonts and "/" not in value and not value.lower().endswith((".ttf", ".otf", ".ttc")):
+            return  # a family name, for fontconfig
+        node[key] = str(base / value)
+
+    resolve(job.get("audio"), "path")
+    for segment in job.get("segments") or []:
+        resolve(segment, "source")
+        resolve(segment.get("caption") if isinstance(segment, dict) else None, "font", fonts=True)
+    return job
 
 
 def _run_dir(cfg: DictConfig, run_dir: str | os.PathLike | None) -> str:

@@ -7,12 +7,16 @@ with the key's name before anything starts. Value checks that need more than a t
 from __future__ import annotations
 
 import contextvars
+import difflib
 import os
 import re
 import secrets
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+import yaml
 
 from hydra.core.config_store import ConfigStore
 from hydra.errors import MissingConfigException
@@ -132,8 +136,9 @@ class DetectorCfg:
     pretrained: Optional[str] = "laion2b_s34b_b88k"
     # Optional open_clip model-config JSON for custom or fine-tuned architectures.
     model_config: Optional[str] = None
-    # null: fail when the weights are unavailable; saliency: fall back, loudly.
-    fallback: Optional[str] = None
+    # saliency: where the weights cannot be had, fall back, loudly (the log says DETECTOR FELL
+    # BACK TO SALIENCY, report.json's detector_fallback says why); null: fail instead.
+    fallback: Optional[str] = "saliency"
     # Input size (h, w) for dense localization; larger gives a finer patch grid.
     image_size: Optional[List[int]] = None
     method: str = "clearclip"  # clearclip | maskclip | sclip
@@ -233,6 +238,9 @@ class Config:
     batch: BatchCfg = field(default_factory=BatchCfg)
 
 
+_SCHEMAS = (TransitionCfg, CaptionCfg, SegmentCfg, AudioCfg, JobCfg, RenderCfg, DetectorCfg, RayCfg, StorageCfg,
+            CacheCfg, EachCfg, BatchCfg, Config)
+
 # This process's render: part of its run directory's name, so that two renders started in
 # the same second never share a directory, chunks or a default output.
 RUN_ID = secrets.token_hex(3)
@@ -275,8 +283,63 @@ def register() -> None:
         OmegaConf.register_new_resolver("run_id", lambda: RUN_ID)
 
 
+def _schema(name: str):
+    return next((t for t in _SCHEMAS if t.__name__ == name), None)
+
+
+def did_you_mean(key: str, schema) -> str:
+    """`; did you mean 'text'?` for a misspelt field of a schema dataclass, or nothing."""
+    close = difflib.get_close_matches(key, [f.name for f in fields(schema)], n=1) if schema else []
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _node_type(hint):
+    """The dataclass or list that a field holds, through Optional; None for anything else."""
+    if typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint if is_dataclass(hint) or typing.get_origin(hint) is list else None
+
+
+def unknown_key(value, schema=None, where: str = "") -> str | None:
+    """The first key of a config fragment that the schema lacks, as its full path and a
+    did-you-mean: OmegaConf names a key in a list's item from the item down (`caption.txt`)."""
+    if schema is None:  # the whole config: Hydra's own sections are not ours to check
+        value = {k: v for k, v in value.items() if k not in ("defaults", "hydra")}
+        schema = Config
+    if not isinstance(value, dict):
+        return None
+    hints = typing.get_type_hints(schema)
+    for key, item in value.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in hints:
+            return f"{path}: Key {key!r} not in {schema.__name__!r}{did_you_mean(str(key), schema)}"
+        node = _node_type(hints[key])
+        if node is not None and typing.get_origin(node) is list:
+            element = _node_type(typing.get_args(node)[0])
+            if element is not None and isinstance(item, list):
+                found = next((m for i, x in enumerate(item) if (m := unknown_key(x, element, f"{path}[{i}]"))), None)
+                if found:
+                    return found
+        elif node is not None and (found := unknown_key(item, node, path)):
+            return found
+    return None
+
+
+def yaml_error_line(e: yaml.MarkedYAMLError) -> str:
+    """`FILE:LINE:COLUMN: YAML syntax error: ...`, where the user needs to look first."""
+    # A token the scanner could not finish (`duration 2`, no colon) starts at the context mark;
+    # the problem mark is then where it gave up, often the next line.
+    scanning = isinstance(e, yaml.scanner.ScannerError) and e.context_mark
+    mark = e.context_mark if scanning else e.problem_mark or e.context_mark
+    where = f"{mark.name}:{mark.line + 1}:{mark.column + 1}: " if mark else ""
+    what = "; ".join(str(part) for part in (e.context, e.problem) if part)
+    return f"{where}YAML syntax error: {what}"
+
+
 def hydra_error_line(e: Exception) -> str:
     """Hydra's composition errors span many lines; the user needs the key or file and why."""
+    if re.match(r"Could not override 'job'\. No match in the defaults list", str(e)):
+        return "job: a job is added to the config: write +job=NAME (or +job=path/to/job.yaml)"
     if isinstance(e, MissingConfigException) and e.missing_cfg_file:
         group, _, name = e.missing_cfg_file.rpartition("/")
         options = f" (available: {', '.join(sorted(e.options))})" if e.options else ""
@@ -291,6 +354,8 @@ def hydra_error_line(e: Exception) -> str:
             if "is not in struct" in message:  # a new key in an open mapping (params): Hydra adds with +
                 dotted = re.sub(r"\[(\d+)\]", r".\1", cause.full_key)
                 message += f"; to add it: +{dotted}=VALUE"
+            if (unknown := re.match(r"Key '([^']+)' not in '(\w+)'", message)):
+                message += did_you_mean(unknown.group(1), _schema(unknown.group(2)))
             return f"{cause.full_key}: {message}"
         cause = cause.__cause__ or cause.__context__
     return str(e).strip().splitlines()[0]

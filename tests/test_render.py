@@ -44,7 +44,7 @@ def test_demo_renders_from_the_readme_command(tmp_path):
     report = read_report(tmp_path)
     assert REPORT_KEYS <= set(report)
     assert report["frames"] == 588 and report["segments"] == 7
-    # No weights here: the demo opted in to the fallback, and the report says what ran.
+    # No weights here: every job falls back to saliency unless strict, and the report says what ran.
     assert report["detector"] == "saliency" and report["detector_fallback"]
     # Rendered by the driver's threads (2 cores): no Ray worker ran, so none is counted.
     assert report["clip_loads"] == 0 and report["segment_workers_with_torch"] == (0 if report["ray_started"] else None)
@@ -204,6 +204,11 @@ BAD_INPUTS = [
     (["+job=fixture", "render.fps=0"], "render.fps: must be > 0"),
     (["+job=fixture", "detector=clip", "detector.pretrained=/no/weights.bin"], "detector.pretrained: no checkpoint file at /no/weights.bin"),
     (["+job=fixture", "ray.address=127.0.0.1:1"], "ray.address: cannot reach a Ray cluster at '127.0.0.1:1'"),
+    (["job=fixture"], "job: a job is added to the config: write +job=NAME (or +job=path/to/job.yaml)"),
+    (["+job=fixture", "job.segments.1.caption.txt=hi"],
+     "job.segments[1].caption.txt: Key 'txt' not in 'CaptionCfg'; did you mean 'text'?"),
+    (["tests/conf/job/nope.yaml"], "job: no such file: tests/conf/job/nope.yaml"),
+    (["+job=tests/conf/job/nope.yaml"], "job: no such file: tests/conf/job/nope.yaml"),
 ]
 
 

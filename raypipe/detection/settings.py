@@ -34,7 +34,7 @@ def validate(cfg) -> None:
         raise JobError("detector.keyframe_rate", f"must be > 0 and <= 60 per second (got {cfg.keyframe_rate})")
     if cfg.track_smoothing < 0:
         raise JobError("detector.track_smoothing", f"must be >= 0 seconds (got {cfg.track_smoothing})")
-    if cfg.kind != "clip" or cfg.fallback == "saliency":
+    if cfg.kind != "clip":  # files the user named that are missing are typos, fallback or not
         return
     if cfg.model_config and not os.path.isfile(cfg.model_config):
         raise JobError("detector.model_config", f"no such file: {cfg.model_config}")

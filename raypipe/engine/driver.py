@@ -23,6 +23,7 @@ from raypipe.plan.validate import prepare
 from raypipe.engine.cache import Reuse
 from raypipe.engine.executor import Executor, Work
 from raypipe.engine.headstart import HeadStart
+from raypipe.engine.lock import output_lock
 from raypipe.engine.loop import run_tasks
 from raypipe.engine.on_ray import RayExecutor, embedded, stage_inputs
 from raypipe.engine.progress import Progress
@@ -79,6 +80,8 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False, c
         reads: dict[str, ReadCounter] = {}
         with stages("validate"):
             plan, output = prepare(cfg, run_root, reads)
+            if cfg.job.output:  # a default output is in the run's own directory
+                cleanup.enter_context(output_lock(output))
         with stages("cache_lookup"):
             reuse = Reuse.look_up(cfg, plan, store)
             slots = local_slots(cfg.ray) if embedded(cfg.ray) else None  # a cluster's are known once Ray is up

@@ -157,6 +157,9 @@ class RayExecutor(Executor):
         that no chunk is written after the caller removes them."""
         refs = list(self._pending)
         self._pending.clear()
+        self._queued.clear()
+        if not refs:  # nothing in flight (Ray may not even be up: a call now would start one)
+            return
         for ref in refs:
             ray.cancel(ref)
         _, stuck = ray.wait(refs, num_returns=len(refs), timeout=10)
