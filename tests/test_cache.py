@@ -14,8 +14,8 @@ from conftest import compose_job, overrides, read_report, render, run_cli
 from raypipe import media
 from raypipe.detection import cache
 from raypipe.detection.detector import detect_all
-from raypipe.plan.validate import prepare
 from raypipe.engine.cache import Reuse
+from raypipe.plan.validate import prepare
 from raypipe.storage import HOST, Storage, temp_name
 
 FIXTURE = ("--config-dir", "tests/conf", "+job=fixture", "detector=saliency")

@@ -4,8 +4,8 @@ import pytest
 
 from conftest import compose_job, render, run_cli
 from media_inputs import ffmpeg_decode
-from raypipe.frames.captions import POSITIONS, CaptionError, CaptionStyle, font_runs, layout, overlay, resolve_font
 from raypipe.detection.faces import find_faces
+from raypipe.frames.captions import POSITIONS, CaptionError, CaptionStyle, font_runs, layout, overlay, resolve_font
 
 
 def style(text, **kw):

@@ -7,8 +7,8 @@ import pytest
 import skimage.data
 from omegaconf import OmegaConf
 
-from raypipe.detection.clip import ClipDetector, WeightsUnavailable, dense_patch_features, load
 from raypipe.config import DetectorCfg
+from raypipe.detection.clip import ClipDetector, WeightsUnavailable, dense_patch_features, load
 from raypipe.detection.detector import detect_all, expand
 
 

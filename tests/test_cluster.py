@@ -110,9 +110,8 @@ def test_segments_spread_over_worker_nodes_and_the_video_equals_the_single_node_
 
 
 def test_a_job_submitted_through_the_jobs_api_puts_its_run_in_storage(cluster, s3):
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
     from ray._private.utils import write_ray_address
+    from ray.job_submission import JobStatus, JobSubmissionClient
 
     c, _ = cluster
     env, client = s3

@@ -5,8 +5,22 @@ import pytest
 import skimage.data
 
 from raypipe.detection.detections import Detections, Subject
-from raypipe.frames.effects import (EFFECTS, TRANSITIONS, Framing, KenBurnsParams, PanParams, PunchInParams, Pyramid, Shot,
-                             View, ken_burns_camera, make_params, pan_camera, punch_in_camera, zoom_through)
+from raypipe.frames.effects import (
+    EFFECTS,
+    TRANSITIONS,
+    Framing,
+    KenBurnsParams,
+    PanParams,
+    PunchInParams,
+    Pyramid,
+    Shot,
+    View,
+    ken_burns_camera,
+    make_params,
+    pan_camera,
+    punch_in_camera,
+    zoom_through,
+)
 
 W, H = 320, 180
 

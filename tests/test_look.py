@@ -19,12 +19,12 @@ import pytest
 from conftest import ROOT, compose_job, read_report, run_cli
 from raypipe import media
 from raypipe.engine import progress
-from raypipe.plan.cost import ordered_tasks
-from raypipe.plan.validate import prepare
 from raypipe.engine.cache import Reuse
 from raypipe.engine.driver import detect
 from raypipe.engine.task import render_task
 from raypipe.look.sheet import BOX
+from raypipe.plan.cost import ordered_tasks
+from raypipe.plan.validate import prepare
 from raypipe.storage import Storage
 from test_render import FIXTURE_FRAMES, psnr
 

@@ -10,16 +10,16 @@ from omegaconf import OmegaConf
 
 from conftest import FFMPEG, ROOT, compose_job, overrides, read_report, render, run_cli
 from raypipe import media
-from raypipe.detection.detector import detect_all, expand
 from raypipe.detection.detections import Detections
-from raypipe.engine.mux import Muxer
-from raypipe.plan.validate import prepare
+from raypipe.detection.detector import detect_all, expand
 from raypipe.detection.saliency import detect_saliency
+from raypipe.engine.mux import Muxer
 from raypipe.engine.task import in_shared_memory, render_task, segment_frames
 from raypipe.media import MediaError, load_image
-from raypipe.storage import Storage
 from raypipe.plan.cost import estimated_ms
 from raypipe.plan.timeline import split
+from raypipe.plan.validate import prepare
+from raypipe.storage import Storage
 
 FIXTURE_SECONDS = 5.4  # tests/conf/job/fixture.yaml: 1 + 0.75 + 0.9 + 0.75 + 0.75 + 0.75 + 0.5
 FIXTURE_FRAMES = round(FIXTURE_SECONDS * 24)
@@ -252,6 +252,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
 
 def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, tmp_path, monkeypatch):
     import cv2
+
     import raypipe.engine.driver as driver
 
     photo = tmp_path / "coffee.png"
@@ -303,12 +304,12 @@ def test_the_driver_renders_while_ray_is_still_starting_and_ray_takes_the_rest(t
     chunk in storage, rendered once, while `start` blocks on Ray); Ray takes every other."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from raypipe.plan.cost import ordered_tasks
     from raypipe.engine.driver import detect
     from raypipe.engine.executor import Work
     from raypipe.engine.headstart import HeadStart
     from raypipe.engine.on_ray import RayExecutor
     from raypipe.engine.threads import ThreadExecutor
+    from raypipe.plan.cost import ordered_tasks
 
     cfg = compose_job("detector=saliency", "ray.num_cpus=2")
     plan, _ = prepare(cfg, str(tmp_path))

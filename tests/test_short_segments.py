@@ -16,9 +16,9 @@ from raypipe import media
 from raypipe.api import config
 from raypipe.detection.detections import Detections
 from raypipe.detection.detector import detect_all, expand
+from raypipe.engine.task import segment_frames
 from raypipe.plan.timeline import plan as plan_job
 from raypipe.plan.validate import prepare
-from raypipe.engine.task import segment_frames
 
 FPS = ["24000/1001", "25", "30", "60"]
 # Frames per segment: short ones first, last, side by side and between 8-frame shots that

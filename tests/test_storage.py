@@ -4,10 +4,12 @@ import os
 
 import cv2
 
-from conftest import CREDENTIALS, bucket_keys as keys, read_report, run_cli
+from conftest import CREDENTIALS, read_report, run_cli
+from conftest import bucket_keys as keys
 from raypipe import media
 from raypipe.media import load_image
 from test_render import FIXTURE_FRAMES
+
 
 def test_a_render_reads_sources_from_s3_and_puts_its_run_there(s3, tmp_path):
     env, client = s3

@@ -28,7 +28,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from raypipe.api import compose
-from raypipe.bench.baseline import run_moviepy, run_pool, timed
+from raypipe.bench.baseline import run_moviepy, run_pool
 
 NAMES = ("raypipe", "sequential", "pool", "moviepy")
 POLL_S = 0.1

@@ -28,8 +28,8 @@ def _median(values) -> float:
 
 def _demo_frames(width: int, height: int, count: int) -> list[np.ndarray]:
     """Real frames to measure with: a ken_burns move over the astronaut, as the demo opens."""
-    from raypipe.frames.effects import Shot, make_params
     from raypipe.detection.saliency import detect_saliency
+    from raypipe.frames.effects import Shot, make_params
     from raypipe.media import load_image
 
     img = load_image("sample:astronaut")
@@ -118,8 +118,8 @@ def bench_clip(args) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from raypipe.detection.clip import ClipDetector
     from raypipe.config import DetectorCfg
+    from raypipe.detection.clip import ClipDetector
     from raypipe.media import load_image
     from raypipe.media.images import SAMPLES
 
@@ -163,8 +163,8 @@ def bench_detect(args) -> dict:
     in frame, time per image (see raypipe/score.py)."""
     from omegaconf import OmegaConf
 
-    from raypipe.bench import score
     from raypipe.api import config
+    from raypipe.bench import score
 
     detector = OmegaConf.to_object(config("demo", args.overrides).detector)
     return score.run(detector, args.labels, per_image=args.per_image)
@@ -318,9 +318,9 @@ def bench_handoff(args) -> dict:
 def bench_effects(args) -> dict:
     """Render cost per frame of each effect, transition and caption on one core (cv2
     threads = 1), moving cameras sampled over a whole shot so no frame repeats the previous."""
+    from raypipe.detection.saliency import detect_saliency
     from raypipe.frames.captions import CaptionStyle, layout, overlay
     from raypipe.frames.effects import EFFECTS, TRANSITIONS, Shot, make_params
-    from raypipe.detection.saliency import detect_saliency
     from raypipe.media import load_image
 
     cv2.setNumThreads(1)

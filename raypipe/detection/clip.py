@@ -20,11 +20,11 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
-from raypipe.errors import WeightsUnavailable
-from raypipe.detection.settings import WEIGHTS_HINT as hint
-from raypipe.detection.settings import is_checkpoint_path as _is_path
 from raypipe.detection.detections import Subject, bounded, subject_from_heat
 from raypipe.detection.saliency import detect_saliency
+from raypipe.detection.settings import WEIGHTS_HINT as hint
+from raypipe.detection.settings import is_checkpoint_path as _is_path
+from raypipe.errors import WeightsUnavailable
 
 log = logging.getLogger(__name__)
 

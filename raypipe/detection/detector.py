@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 import time
 from dataclasses import replace
@@ -18,7 +17,6 @@ from raypipe.detection.detections import CompactSubject, Keyframes, Subject
 from raypipe.detection.faces import find_faces
 from raypipe.detection.saliency import detect_saliency
 from raypipe.media import ReadCounter, keyframes, load_image
-
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ output's aspect); what lies outside is filled with a blurred, dimmed copy of the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Callable
 
 import cv2
 import numpy as np

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import bisect
 import functools
+import os
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-
-import os
 
 from raypipe.detection.detections import Detections, Subject
 from raypipe.media import ReadCounter, load_image

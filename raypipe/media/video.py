@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import av
 import numpy as np
@@ -79,7 +79,7 @@ class VideoSource:
         # One converter for the whole stream: a fresh one per frame costs ~5 ms at 1080p.
         self._convert = VideoReformatter()
 
-    def __enter__(self) -> "VideoSource":
+    def __enter__(self) -> VideoSource:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from itertools import accumulate
 from fractions import Fraction
+from itertools import accumulate
 
 from omegaconf import DictConfig, OmegaConf
 
 from raypipe.errors import CaptionError, EffectError, JobError, MediaError
 from raypipe.frames.captions import POSITIONS, Caption, CaptionStyle, layout
-from raypipe.frames.effects import EFFECTS, TRANSITIONS, make_params
+from raypipe.frames.effects import TRANSITIONS, make_params
 from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, is_video, normalize
 from raypipe.media import probe as probe_media
 from raypipe.media.audio import AudioSpec, ClipAudio
-
 
 AUDIO_MODES = ("drop", "mix", "keep")
 
@@ -106,7 +105,7 @@ class TaskPlan:
         return f"segments/{self.segment.index:05d}-{self.start:07d}{extension}"
 
 
-def split(plan: "Plan", max_frames: int | None) -> tuple[TaskPlan, ...]:
+def split(plan: Plan, max_frames: int | None) -> tuple[TaskPlan, ...]:
     """Each segment as tasks of at most `max_frames` frames, as even as the count allows
     (None: one task per segment). Ranges are contiguous and in timeline order."""
     tasks = []
@@ -137,7 +136,7 @@ class Plan:
     def sources(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(s.source for s in self.shots()))
 
-    def with_sources(self, moved: dict[str, str]) -> "Plan":
+    def with_sources(self, moved: dict[str, str]) -> Plan:
         """The same plan reading each source (and the soundtrack) from where `moved` says."""
         def shot(s: ShotSpec) -> ShotSpec:
             return replace(s, source=moved.get(s.source, s.source))
