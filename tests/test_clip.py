@@ -11,6 +11,8 @@ from raypipe.config import DetectorCfg
 from raypipe.detection.clip import ClipDetector, WeightsUnavailable, dense_patch_features, load
 from raypipe.detection.detector import detect_all, expand
 
+pytestmark = pytest.mark.unit
+
 
 def cfg(**kw):
     return OmegaConf.structured(DetectorCfg(**kw))

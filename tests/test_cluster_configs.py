@@ -10,6 +10,8 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.unit
+
 CLUSTER = ROOT / "cluster"
 
 

@@ -22,6 +22,8 @@ from raypipe.frames.effects import (
     zoom_through,
 )
 
+pytestmark = pytest.mark.unit
+
 W, H = 320, 180
 
 

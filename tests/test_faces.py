@@ -11,6 +11,8 @@ from raypipe.detection.faces import find_faces
 from raypipe.frames.effects import EFFECTS, Shot, make_params
 from raypipe.media import load_image
 
+pytestmark = pytest.mark.unit
+
 
 def test_a_face_is_found_as_a_whole_head_and_nothing_is_found_where_there_is_none():
     [head] = find_faces(load_image("sample:astronaut"))

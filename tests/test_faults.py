@@ -11,9 +11,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import ROOT, compose_job, read_report, render, run_cli
 from raypipe import media
+
+pytestmark = pytest.mark.render
 
 # Small tasks, so that there are many of them to kill in the middle of.
 SPLIT = "render.max_frames_per_task=6"
@@ -108,6 +111,7 @@ def test_a_driver_killed_half_way_resumes_when_the_command_runs_again(tmp_path, 
     assert not [n for n in set(os.listdir("/tmp")) - tmp_before if n.startswith("raypipe")]
 
 
+@pytest.mark.slow
 def test_two_hundred_12_megapixel_photos_render_under_a_small_object_store(tmp_path):
     photos, colours = tmp_path / "photos", []
     photos.mkdir()

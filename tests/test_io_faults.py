@@ -48,6 +48,7 @@ def long_clip(tmp_path_factory):
     return path
 
 
+@pytest.mark.render
 def test_a_clip_in_s3_is_streamed_by_the_ranges_each_task_shows(s3, long_clip, tmp_path):
     env, client = s3
     client.put_object(Bucket="renders", Key="clips/long.mp4", Body=long_clip.read_bytes())
@@ -96,6 +97,7 @@ def noise_frames(count, width=640, height=360):
     return (rng.integers(0, 256, (height, width, 3), np.uint8) for _ in range(count))
 
 
+@pytest.mark.unit
 def test_an_encoder_that_runs_out_of_disk_mid_chunk_says_so(tmp_path):
     # /dev/full answers every write with ENOSPC, as a full disk does, and needs no root.
     chunk = tmp_path / "chunk.mp4"
@@ -115,6 +117,7 @@ CHUNK = re.compile(r"\d{7}-\d{7}\.mp4")  # a whole chunk in the cache, named by 
 CACHED = re.compile(rf"{CHUNK.pattern}|[0-9a-f]{{32}}\.parquet")  # or a source's detections
 
 
+@pytest.mark.render
 def test_a_render_on_a_full_disk_fails_in_one_line_with_the_reason(tiny_disk, tmp_path):
     """The disk with the run directory and the cache (where chunks are encoded, in place)
     fills up mid-chunk."""
@@ -137,6 +140,7 @@ def test_a_render_on_a_full_disk_fails_in_one_line_with_the_reason(tiny_disk, tm
 
 # SIGTERM while Ray tasks render; Ctrl-C while the driver renders alone (told to, at a size
 # that keeps it busy for seconds).
+@pytest.mark.render
 @pytest.mark.parametrize("signum,code,min_saving,size", [(signal.SIGTERM, 143, 0, 360), (signal.SIGINT, 130, 1e6, 720)],
                          ids=["SIGTERM on Ray", "SIGINT in the driver"])
 def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, cache_dir, signum, code, min_saving, size):

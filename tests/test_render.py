@@ -32,6 +32,7 @@ def psnr(a, b):
     return 99.0 if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
+@pytest.mark.render
 def test_demo_renders_from_the_readme_command(tmp_path):
     proc = run_cli("+job=demo", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -52,6 +53,7 @@ def test_demo_renders_from_the_readme_command(tmp_path):
     assert not (tmp_path / "segments").exists()
 
 
+@pytest.mark.render
 def test_clip_loads_once_per_render_and_segment_workers_never_import_torch(ray_local, tiny_clip, tmp_path):
     cfg = compose_job("detector=clip", *overrides(tiny_clip))
     report = render(cfg, str(tmp_path))
@@ -71,6 +73,7 @@ def inspect_mask(detections: Detections, key: str) -> dict:
             "owndata": mask.flags.owndata, "shape": mask.shape}
 
 
+@pytest.mark.render
 def test_masks_reach_tasks_zero_copy(ray_local):
     keys = ("sample:astronaut", "sample:coffee")
     detections = Detections.pack({k: detect_saliency(load_image(k)) for k in keys})
@@ -97,6 +100,7 @@ def render_single_process(cfg, out_dir):
 
 # 1000: one task per segment; 7: every segment split, segment 2's range (frames 42..63, the
 # video clip) at 58, inside its zoom_through (57..63).
+@pytest.mark.render
 @pytest.mark.parametrize("max_frames", [1000, 7], ids=["whole segments", "split at 7 frames"])
 def test_distributed_render_equals_single_process_render(ray_local, tmp_path, max_frames):
     cfg = compose_job("detector=saliency", f"render.max_frames_per_task={max_frames}")
@@ -129,6 +133,7 @@ def test_distributed_render_equals_single_process_render(ray_local, tmp_path, ma
     assert checked >= 10
 
 
+@pytest.mark.render
 def test_a_range_of_a_segment_renders_the_frames_the_whole_segment_has_there(ray_local):
     """The seams are invisible before encoding: any split of a segment (inside a transition,
     inside a video clip, one frame long) gives exactly the whole segment's frames."""
@@ -144,6 +149,7 @@ def test_a_range_of_a_segment_renders_the_frames_the_whole_segment_has_there(ray
         assert len(pieces) == len(whole) and all(np.array_equal(p, w) for p, w in zip(pieces, whole)), cuts
 
 
+@pytest.mark.unit
 def test_tasks_split_long_segments_evenly_and_the_costliest_go_first():
     cfg = compose_job("detector=saliency")
     plan, _ = prepare(cfg, "unused")
@@ -157,6 +163,7 @@ def test_tasks_split_long_segments_evenly_and_the_costliest_go_first():
     assert estimated_ms(video) / video.frames > 1.5 * estimated_ms(still) / still.frames
 
 
+@pytest.mark.render
 def test_joined_chunks_have_continuous_timestamps_and_the_soundtrack(ray_local, tmp_path):
     report = render(compose_job("detector=saliency", "render.fps=30000/1001"), str(tmp_path))
     err = subprocess.run([FFMPEG, "-hide_banner", "-i", report["output"], "-map", "0:v", "-vf", "showinfo",
@@ -207,6 +214,7 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.render
 @pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[m.split(":")[0] + "|" + a[-1] for a, m in BAD_INPUTS])
 def test_bad_input_is_one_clear_line_and_leaves_nothing(args, message, tmp_path):
     bad_image = tmp_path / "bad.png"
@@ -222,6 +230,7 @@ def test_bad_input_is_one_clear_line_and_leaves_nothing(args, message, tmp_path)
     assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("report.json"))
 
 
+@pytest.mark.render
 def test_two_renders_started_together_never_share_a_run(tmp_path):
     """Each render's run directory carries its own id (the default template's ${run_id:}),
     so its chunks and default output are its own, and each prints the file it produced."""
@@ -240,6 +249,7 @@ def test_two_renders_started_together_never_share_a_run(tmp_path):
     assert [media.count_frames(o) for o in outputs] == [round(FIXTURE_SECONDS * 24), round(FIXTURE_SECONDS * 12)]
 
 
+@pytest.mark.render
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the output's folder should be")
@@ -250,6 +260,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
     assert "segment 0" not in proc.stdout and not list(tmp_path.rglob("*.mp4"))
 
 
+@pytest.mark.render
 def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, tmp_path, monkeypatch):
     import cv2
 
@@ -274,6 +285,7 @@ def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, 
     assert not list(tmp_path.rglob("*.mp4")) and not (run_dir / "report.json").exists()
 
 
+@pytest.mark.render
 def test_unavailable_weights_stop_the_render_before_any_segment(tmp_path):
     output = tmp_path / "video.mp4"
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=clip", "detector.fallback=null",
@@ -286,6 +298,7 @@ def test_unavailable_weights_stop_the_render_before_any_segment(tmp_path):
     assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("report.json"))
 
 
+@pytest.mark.render
 def test_overrides_reach_the_video_from_a_users_config_dir(tmp_path):
     output = tmp_path / "elsewhere" / "small.mp4"
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency", "render.fps=12",
@@ -299,6 +312,7 @@ def test_overrides_reach_the_video_from_a_users_config_dir(tmp_path):
     assert report["output"] == str(output) and report["fps_exact"] == "12/1"
 
 
+@pytest.mark.render
 def test_the_driver_renders_while_ray_is_still_starting_and_ray_takes_the_rest(tmp_path):
     """The head start gives the driver's thread the first task while Ray is not up (a real
     chunk in storage, rendered once, while `start` blocks on Ray); Ray takes every other."""
@@ -332,6 +346,7 @@ def test_the_driver_renders_while_ray_is_still_starting_and_ray_takes_the_rest(t
         assert stats.ray_started and stats.object_store_bytes == found.result().nbytes  # put once
 
 
+@pytest.mark.render
 def test_the_driver_alone_renders_tasks_side_by_side_and_makes_the_video_ray_makes(tmp_path):
     """Without Ray the driver runs its tasks on a thread per CPU: they overlap in time, and the
     video is the one Ray's workers make from the same tasks."""
@@ -349,6 +364,7 @@ def test_the_driver_alone_renders_tasks_side_by_side_and_makes_the_video_ray_mak
     assert np.array_equal(media.decode_all(a["output"]), media.decode_all(b["output"]))
 
 
+@pytest.mark.render
 def test_a_task_failing_in_the_driver_stops_the_others_and_leaves_nothing(tmp_path, cache_dir):
     import cv2
 
@@ -373,6 +389,7 @@ def test_a_task_failing_in_the_driver_stops_the_others_and_leaves_nothing(tmp_pa
     assert not [p for p in cache_dir.rglob("*") if TMP_MARK in p.name]  # no half chunk in the cache
 
 
+@pytest.mark.unit
 def test_ray_starts_only_where_its_workers_beat_the_drivers_threads_by_more_than_its_start(tmp_path):
     """On 2 CPUs the driver's threads are as fast as an embedded Ray for every bundled job
     (measured: `bench local`); with 16, Ray's workers pay for its start on the larger jobs."""

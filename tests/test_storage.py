@@ -3,6 +3,7 @@ import json
 import os
 
 import cv2
+import pytest
 
 from conftest import CREDENTIALS, read_report, run_cli
 from conftest import bucket_keys as keys
@@ -11,6 +12,7 @@ from raypipe.media import load_image
 from test_render import FIXTURE_FRAMES
 
 
+@pytest.mark.render
 def test_a_render_reads_sources_from_s3_and_puts_its_run_there(s3, tmp_path):
     env, client = s3
     ok, png = cv2.imencode(".png", cv2.cvtColor(load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
@@ -34,6 +36,7 @@ def test_a_render_reads_sources_from_s3_and_puts_its_run_there(s3, tmp_path):
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in (run_dir / "render.log").read_text()
 
 
+@pytest.mark.render
 def test_s3_objects_are_put_whole_once_and_the_cache_there_serves_the_next_render(s3, tmp_path):
     """In a versioned bucket a temporary object moved into place (a copy and a delete) would
     leave a version and a delete marker behind: every object here has exactly one version."""
@@ -60,6 +63,7 @@ def test_s3_objects_are_put_whole_once_and_the_cache_there_serves_the_next_rende
     assert second["cache"]["root"] == "s3://direct/r/cache"
 
 
+@pytest.mark.render
 def test_an_unwritable_storage_root_is_one_line_before_any_work(s3, tmp_path):
     env, client = s3
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency",
@@ -70,6 +74,7 @@ def test_an_unwritable_storage_root_is_one_line_before_any_work(s3, tmp_path):
     assert "segment 0" not in proc.stdout
 
 
+@pytest.mark.unit
 def test_an_upload_folder_left_by_a_killed_process_is_removed_by_the_next_upload(tmp_path, monkeypatch):
     """A process SIGKILLed mid-upload to S3 runs no cleanup: its folder stays in TMPDIR until
     the next process that uploads sees that its writer is dead."""
