@@ -8,13 +8,15 @@ import pytest
 import ray
 from omegaconf import OmegaConf
 
-from conftest import FFMPEG, ROOT, compose_job, overrides, read_report, render, run_cli
+from conftest import FFMPEG, ROOT, TEST_CONF, compose_job, overrides, read_report, render, run_cli
 from raypipe import media
+from raypipe.api import compose
 from raypipe.detection.detections import Detections
 from raypipe.detection.detector import detect_all, expand
 from raypipe.detection.saliency import detect_saliency
 from raypipe.engine.mux import Muxer
 from raypipe.engine.task import in_shared_memory, render_task, segment_frames
+from raypipe.errors import RaypipeError
 from raypipe.media import MediaError, load_image
 from raypipe.plan.cost import estimated_ms
 from raypipe.plan.timeline import split
@@ -145,7 +147,8 @@ def test_a_range_of_a_segment_renders_the_frames_the_whole_segment_has_there(ray
     whole = list(segment_frames(seg, detections, plan.encode))
     for cuts in ([58], [43, 44, 60], [50, 57, 63]):
         bounds = [seg.start, *cuts, seg.end]
-        pieces = [f for a, b in zip(bounds, bounds[1:]) for f in segment_frames(seg, detections, plan.encode, None, a, b)]
+        pieces = [f for a, b in zip(bounds, bounds[1:])
+                  for f in segment_frames(seg, detections, plan.encode, None, a, b)]
         assert len(pieces) == len(whole) and all(np.array_equal(p, w) for p, w in zip(pieces, whole)), cuts
 
 
@@ -176,27 +179,38 @@ def test_joined_chunks_have_continuous_timestamps_and_the_soundtrack(ray_local, 
     assert info.audio and info.duration == pytest.approx(report["duration_s"], abs=0.05)
 
 
+# (the command line, the start of the one line the CLI prints after "error: ")
+UNKNOWN_JOB = (["+job=nope"], "job: no config named 'nope'")
+UNDECODABLE_IMAGE = (["+job=fixture", "job.segments.4.source={bad_image}"],
+                     "job.segments[4].source: cannot decode image")
 BAD_INPUTS = [
-    (["+job=nope"], "job: no config named 'nope'"),
+    UNKNOWN_JOB,
     (["+job=fixture", "job.segments.1.effect=zoomy"], "job.segments[1].effect: unknown effect 'zoomy'"),
-    (["+job=fixture", "job.segments.4.source=/no/such/image.png"], "job.segments[4].source: no such file: /no/such/image.png"),
-    (["+job=fixture", "job.segments.4.source={bad_image}"], "job.segments[4].source: cannot decode image"),
-    (["+job=fixture", "job.segments.2.source=/no/such/clip.mp4"], "job.segments[2].source: no such file: /no/such/clip.mp4"),
+    (["+job=fixture", "job.segments.4.source=/no/such/image.png"],
+     "job.segments[4].source: no such file: /no/such/image.png"),
+    UNDECODABLE_IMAGE,
+    (["+job=fixture", "job.segments.2.source=/no/such/clip.mp4"],
+     "job.segments[2].source: no such file: /no/such/clip.mp4"),
     (["+job=fixture", "job.segments.2.end=9"], "job.segments[2].end: 9.0 s is past the end of"),
     (["+job=fixture", "job.segments.2.duration=3.5"], "job.segments[2].duration: the shot shows"),
     (["+job=fixture", "job.segments.0.speed=2"], "job.segments[0].speed: applies to video sources only"),
     (["+job=fixture", "job.segments.0.params.zoom=0.5"], "job.segments[0].params: zoom: must be >= 1"),
-    (["+job=fixture", "job.segments.0.transition.type=dissolve"], "job.segments[0].transition.type: unknown transition 'dissolve'"),
-    (["+job=fixture", "job.segments.1.transition.duration=2"], "job.segments[1].transition.duration: 2.0 s is longer than the segment (0.75 s)"),
+    (["+job=fixture", "job.segments.0.transition.type=dissolve"],
+     "job.segments[0].transition.type: unknown transition 'dissolve'"),
+    (["+job=fixture", "job.segments.1.transition.duration=2"],
+     "job.segments[1].transition.duration: 2.0 s is longer than the segment (0.75 s)"),
     (["+job=fixture", "+job.segments.1.transition.params.direction=sideways"],
      "job.segments[1].transition.params: direction: must be left, right, up or down"),
-    (["+job=fixture", "job.segments.3.caption.font=No Such Font"], "job.segments[3].caption: no installed font named 'No Such Font'"),
-    (["+job=fixture", "job.segments.3.caption.position=middle"], "job.segments[3].caption.position: unknown position 'middle'"),
+    (["+job=fixture", "job.segments.3.caption.font=No Such Font"],
+     "job.segments[3].caption: no installed font named 'No Such Font'"),
+    (["+job=fixture", "job.segments.3.caption.position=middle"],
+     "job.segments[3].caption.position: unknown position 'middle'"),
     (["+job=fixture", "render.codec=vp9"], "job.output: vp9 goes in .webm, .mkv files"),
     (["+job=fixture", "job.segments.0.duration=0"], "job.segments[0].duration: must be > 0"),
     (["+job=fixture", "job.segments.3.duration=-1.5"], "job.segments[3].duration: must be > 0"),
     (["+job=fixture", "render.width=321"], "render.width: must be a positive even number"),
-    (["+job=fixture", "render.width=100000", "render.height=100000"], "render.width: h264 encodes at most 16384 pixels a side"),
+    (["+job=fixture", "render.width=100000", "render.height=100000"],
+     "render.width: h264 encodes at most 16384 pixels a side"),
     (["+job=fixture", "job.name=../escape"], "job.name: must be a plain name, no path"),
     (["+job=fixture", "render.height=0"], "render.height: must be a positive even number"),
     (["+job=fixture", "render.colour=red"], "render.colour: Key 'colour' not in 'RenderCfg'"),
@@ -206,28 +220,62 @@ BAD_INPUTS = [
     (["+job=fixture", "job.segments.0.params.start=left"],
      "job.segments[0].params.start: Key 'start' is not in struct; to add it: +job.segments.0.params.start=VALUE"),
     (["+job=fixture", "job.segments.9.duration=2"], "job.segments[9]: the job has no segment 9 (they count from 0)"),
-    (["+job=fixture", "detector.image_size.0=448"],  # a key under a null node: OmegaConf's bare AssertionError
-     "the overrides could not be applied to the config (+job=fixture detector.image_size.0=448"),
     (["+job=fixture", "render.fps=0"], "render.fps: must be > 0"),
-    (["+job=fixture", "detector=clip", "detector.pretrained=/no/weights.bin"], "detector.pretrained: no checkpoint file at /no/weights.bin"),
+    (["+job=fixture", "detector=clip", "detector.pretrained=/no/weights.bin"],
+     "detector.pretrained: no checkpoint file at /no/weights.bin"),
+]
+# Refused by the CLI's process only: its main turns OmegaConf's bare AssertionError (a key
+# under a null node) into the line, and the cluster's address is tried as the render starts Ray.
+ON_THE_COMMAND_LINE = [
+    UNKNOWN_JOB,
+    UNDECODABLE_IMAGE,
+    (["+job=fixture", "detector.image_size.0=448"],
+     "the overrides could not be applied to the config (+job=fixture detector.image_size.0=448"),
     (["+job=fixture", "ray.address=127.0.0.1:1"], "ray.address: cannot reach a Ray cluster at '127.0.0.1:1'"),
 ]
 
 
-@pytest.mark.render
-@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[m.split(":")[0] + "|" + a[-1] for a, m in BAD_INPUTS])
-def test_bad_input_is_one_clear_line_and_leaves_nothing(args, message, tmp_path):
+def case_ids(table):
+    return [m.split(":")[0] + "|" + a[-1] for a, m in table]
+
+
+def bad_paths(tmp_path):
+    """An image that does not decode, and where the video would go."""
     bad_image = tmp_path / "bad.png"
     bad_image.write_text("not an image")
-    output = tmp_path / "out" / "video.mp4"
-    run_dir = tmp_path / "run"
+    return bad_image, tmp_path / "out" / "video.mp4"
+
+
+def assert_nothing_written(tmp_path, output):
+    assert not output.exists() and not output.parent.exists()
+    assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("report.json"))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=case_ids(BAD_INPUTS))
+def test_bad_input_is_one_clear_line_and_leaves_nothing(args, message, tmp_path):
+    """Composed and validated as the CLI does (`--config-dir tests/conf ARGS`), in this process:
+    the error is the line the CLI prints after `error: `."""
+    bad_image, output = bad_paths(tmp_path)
+    with pytest.raises(RaypipeError) as caught:
+        cfg = compose([f"hydra.searchpath=[file://{TEST_CONF}]", *[a.format(bad_image=bad_image) for a in args],
+                       f"job.output={output}"])
+        prepare(cfg, str(tmp_path / "run"))
+    line = str(caught.value)
+    assert "\n" not in line and line.startswith(message), line
+    assert_nothing_written(tmp_path, output)
+
+
+@pytest.mark.render
+@pytest.mark.parametrize("args,message", ON_THE_COMMAND_LINE, ids=case_ids(ON_THE_COMMAND_LINE))
+def test_bad_input_on_the_command_line_is_one_error_line_and_exit_2(args, message, tmp_path):
+    bad_image, output = bad_paths(tmp_path)
     proc = run_cli("--config-dir", "tests/conf", *[a.format(bad_image=bad_image) for a in args],
-                   f"job.output={output}", f"hydra.run.dir={run_dir}")
+                   f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: " + message), proc.stderr
-    assert not output.exists() and not output.parent.exists()
-    assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("report.json"))
+    assert_nothing_written(tmp_path, output)
 
 
 @pytest.mark.render
