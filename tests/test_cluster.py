@@ -256,10 +256,11 @@ def networked_cluster():
     from moto.server import ThreadedMotoServer
 
     nodes, tmp = [], Path(tempfile.mkdtemp(prefix="rpn-"))
-    s3_server = ThreadedMotoServer(ip_address=net.host_ip, port=free_port(), verbose=False)
+    s3_port = free_port()
+    s3_server = ThreadedMotoServer(ip_address=net.host_ip, port=s3_port, verbose=False)
     try:
         s3_server.start()
-        endpoint = f"http://{net.host_ip}:{s3_server._port}"
+        endpoint = f"http://{net.host_ip}:{s3_port}"
         # The same S3 credentials on every node, as instances get them, and token
         # authentication on, with one token that every node and the driver read.
         env = {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "RAY_AUTH_MODE": "token"}

@@ -1,12 +1,12 @@
 """Run storage on pyarrow.fs, S3 included: a real S3-compatible server (moto) on 127.0.0.1."""
 import json
 import os
+from pathlib import Path
 
 import cv2
 import pytest
 
-from conftest import CREDENTIALS, read_report, run_cli
-from conftest import bucket_keys as keys
+from conftest import CREDENTIALS, bucket_keys as keys, read_report, run_cli
 from raypipe import media
 from raypipe.media import load_image
 from test_render import FIXTURE_FRAMES
@@ -75,7 +75,7 @@ def test_an_unwritable_storage_root_is_one_line_before_any_work(s3, tmp_path):
 
 
 @pytest.mark.unit
-def test_an_upload_folder_left_by_a_killed_process_is_removed_by_the_next_upload(tmp_path, monkeypatch):
+def test_an_upload_folder_left_by_a_killed_process_is_removed_by_the_next_upload(s3, tmp_path, monkeypatch):
     """A process SIGKILLed mid-upload to S3 runs no cleanup: its folder stays in TMPDIR until
     the next process that uploads sees that its writer is dead."""
     import subprocess
@@ -84,6 +84,7 @@ def test_an_upload_folder_left_by_a_killed_process_is_removed_by_the_next_upload
 
     from raypipe import storage
 
+    _, client = s3
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -92,5 +93,8 @@ def test_an_upload_folder_left_by_a_killed_process_is_removed_by_the_next_upload
     (left / "file.mp4").write_bytes(b"half")
     mine = tmp_path / f"raypipe-out-{os.getpid()}-efgh"  # a live writer's: left alone
     mine.mkdir()
-    new = storage._upload_folder()
-    assert not left.exists() and mine.exists() and os.path.basename(new).startswith(f"raypipe-out-{os.getpid()}-")
+    with storage.publishing("s3://renders/uploads/video.mp4") as local:
+        assert not left.exists() and mine.exists()
+        assert os.path.basename(os.path.dirname(local)).startswith(f"raypipe-out-{os.getpid()}-")
+        Path(local).write_bytes(b"whole")
+    assert keys(client, "uploads/") == ["uploads/video.mp4"]
