@@ -274,7 +274,8 @@ def networked_cluster():
         head = f"{net.ips['head']}:{port}"
         nodes.append(net.popen("head", [ray_cli, "start", "--head", "--block", f"--node-ip-address={net.ips['head']}",
                                         f"--port={port}", "--num-cpus=0", f"--temp-dir={tmp}/h",
-                                        "--include-dashboard=false"], env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                        "--include-dashboard=false"], env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for_port(net.ips["head"], port)
         for name in ("a", "b"):
             nodes.append(net.popen(name, [ray_cli, "start", "--block", f"--address={head}", "--num-cpus=1",
@@ -306,7 +307,8 @@ def test_nodes_in_separate_network_namespaces_render_over_the_network(networked_
     # The driver runs in the head's namespace, as `ray job submit` would run it.
     deadline = time.time() + 60
     while True:  # both worker nodes registered
-        probe = net.popen("head", [sys.executable, "-c", f"import ray; ray.init(address='{head}', log_to_driver=False); "
+        probe = net.popen("head", [sys.executable, "-c",
+                                   f"import ray; ray.init(address='{head}', log_to_driver=False); "
                                   "print(sum(n['Alive'] and n['Resources'].get('CPU', 0) > 0 for n in ray.nodes()))"],
                           env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         if probe.communicate(timeout=60)[0].strip() == "2" or time.time() > deadline:

@@ -53,7 +53,8 @@ def test_a_clip_in_s3_is_streamed_by_the_ranges_each_task_shows(s3, long_clip, t
     env, client = s3
     client.put_object(Bucket="renders", Key="clips/long.mp4", Body=long_clip.read_bytes())
     size = long_clip.stat().st_size
-    segments = "\n".join(f"    - {{source: s3://renders/clips/long.mp4, start: {s}, duration: 1.5}}" for s in (0.0, 2.0, 4.0))
+    segments = "\n".join(f"    - {{source: s3://renders/clips/long.mp4, start: {s}, duration: 1.5}}"
+                          for s in (0.0, 2.0, 4.0))
     conf = tmp_path / "conf" / "job"
     conf.mkdir(parents=True)
     (conf / "streamed.yaml").write_text(SPLIT_JOB.format(segments=segments))
@@ -73,7 +74,8 @@ def test_a_clip_in_s3_is_streamed_by_the_ranges_each_task_shows(s3, long_clip, t
     video = media.decode_all(report["output"])
     first = next(s["start"] for s in report["segment_runs"] if s["index"] == 1)
     source = media.decode_all(str(long_clip))
-    errors = {k: np.abs(video[first].astype(int) - cv2.resize(source[k], (160, 90), interpolation=cv2.INTER_AREA)).mean()
+    errors = {k: np.abs(video[first].astype(int)
+                        - cv2.resize(source[k], (160, 90), interpolation=cv2.INTER_AREA)).mean()
               for k in range(57, 64)}
     assert min(errors, key=errors.get) == 60, errors
 
@@ -164,7 +166,8 @@ def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, cache_dir, signum
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err[-2000:]
     lines = err.strip().splitlines()
-    assert lines == [f"interrupted: {signal.Signals(signum).name}: the render was stopped and its partial files removed"]
+    assert lines == [f"interrupted: {signal.Signals(signum).name}: "
+                     "the render was stopped and its partial files removed"]
     assert not output.exists() and not (run / "segments").exists() and not list(tmp_path.rglob("*.mp4"))
     assert not list(tmp.iterdir())
     assert all(CHUNK.fullmatch(p.name) for p in cache_dir.rglob("*.mp4")), list(cache_dir.rglob("*.mp4"))

@@ -70,7 +70,8 @@ def test_an_unwritable_storage_root_is_one_line_before_any_work(s3, tmp_path):
                    "storage.root=s3://no-such-bucket/runs", f"hydra.run.dir={tmp_path / 'run'}", env=env)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: storage.root: cannot write to s3://no-such-bucket/runs/"), lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: storage.root: cannot write to s3://no-such-bucket/runs/"), lines
     assert "segment 0" not in proc.stdout
 
 

@@ -199,7 +199,8 @@ def bench_local(args) -> dict:
         for r in range(args.runs):
             for name, saving in (("ray", "0"), ("driver", "1e9")):
                 run_dir = Path(tmp) / f"{name}-{r}"
-                wall, report = _render([*args.overrides, *_first_render(run_dir), f"ray.min_saving_s={saving}"], run_dir)
+                wall, report = _render([*args.overrides, *_first_render(run_dir), f"ray.min_saving_s={saving}"],
+                                       run_dir)
                 times[name].append(report["stages"]["total"])
                 walls[name].append(wall)
                 print(f"round {r}: {name} {report['stages']['total']:.2f} s to the result", file=sys.stderr)
@@ -309,7 +310,8 @@ def bench_handoff(args) -> dict:
     # node: it is serial work that no number of workers removes.
     n = 450  # the demo's frames
     for workers in (2, 16):
-        result[f"projected encode wall for {n} frames on {workers} workers, chunks (s)"] = round(n * a / workers / 1000, 2)
+        projected = f"projected encode wall for {n} frames on {workers} workers, chunks (s)"
+        result[projected] = round(n * a / workers / 1000, 2)
         result[f"projected encode wall for {n} frames on {workers} workers, frame files (s)"] = round(
             (n * b / workers + n * m) / 1000, 2)
     return result
@@ -365,8 +367,8 @@ def bench_effects(args) -> dict:
     frame = shot("static").frame(img, subject, 0.0)
     style = CaptionStyle("A caption over the picture, two lines of it when the frame is narrow", "DejaVu Sans", 0.05,
                          "white", 0.08, "black", True, "black", 0.55, "auto", 0.05, 0.3, 0.3)
-    result["caption overlay (laid out once)"] = timed(lambda: layout(style, w, h).rgba,
-                                                      lambda rgba, p: overlay(frame, rgba, (40, h - 200), 0.5 + 0.5 * p))
+    result["caption overlay (laid out once)"] = timed(
+        lambda: layout(style, w, h).rgba, lambda rgba, p: overlay(frame, rgba, (40, h - 200), 0.5 + 0.5 * p))
     return result
 
 
@@ -656,5 +658,6 @@ def main(argv: list[str]) -> None:
     if extra and (not hasattr(args, "overrides") or any(x.startswith("-") for x in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if hasattr(args, "overrides"):
-        args.overrides = [*args.overrides, *extra] or (["detector=saliency"] if args.which == "detect" else ["+job=demo"])
+        default = ["detector=saliency"] if args.which == "detect" else ["+job=demo"]
+        args.overrides = [*args.overrides, *extra] or default
     print(json.dumps(args.fn(args), indent=2))

@@ -1,6 +1,7 @@
 """Contact sheets: images in a grid, each with a caption line under it. The detection sheet
 draws what the detector found on each source: the box (green), the mask's outline (yellow),
-the faces (magenta), the score and the detector that ran. `annotate` and `grid` are pure; `detection_sheet` reads the sources."""
+the faces (magenta), the score and the detector that ran. `annotate` and `grid` are pure;
+`detection_sheet` reads the sources."""
 from __future__ import annotations
 
 import bisect

@@ -109,7 +109,8 @@ class VideoSource:
         if self._geometry is None:
             self._setup(frame)
         width, height, turns, hdr = self._geometry
-        rgb = self._convert.reformat(frame, width=width, height=height, format="rgb48le" if hdr else "rgb24").to_ndarray()
+        rgb = self._convert.reformat(frame, width=width, height=height,
+                                     format="rgb48le" if hdr else "rgb24").to_ndarray()
         if hdr:
             rgb = tone_map(rgb, hdr)
         return np.ascontiguousarray(np.rot90(rgb, -turns)) if turns else rgb

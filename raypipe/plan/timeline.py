@@ -19,8 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from raypipe.errors import CaptionError, EffectError, JobError, MediaError
 from raypipe.frames.captions import POSITIONS, Caption, CaptionStyle, layout
 from raypipe.frames.effects import TRANSITIONS, make_params
-from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, is_video, normalize
-from raypipe.media import probe as probe_media
+from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, is_video, normalize, probe as probe_media
 from raypipe.media.audio import AudioSpec, ClipAudio
 
 AUDIO_MODES = ("drop", "mix", "keep")
@@ -319,7 +318,8 @@ def _entry(i: int, seg, last: bool, probe) -> _Entry:
         if tr_seconds <= 0:
             raise JobError(f"{where}.transition.duration", f"must be > 0 for {tr.type} (got {tr.duration})")
         if seconds is not None and tr_seconds > seconds:
-            raise JobError(f"{where}.transition.duration", f"{tr.duration} s is longer than the segment ({seg.duration} s)")
+            raise JobError(f"{where}.transition.duration",
+                           f"{tr.duration} s is longer than the segment ({seg.duration} s)")
     volume = float(_number(seg.audio_volume, f"{where}.audio_volume"))
     if volume < 0:
         raise JobError(f"{where}.audio_volume", f"must be >= 0 (got {seg.audio_volume})")
@@ -390,8 +390,8 @@ def plan(job: DictConfig, render: DictConfig, probe=probe_media) -> Plan:
             raise JobError(f"{e.where}.caption", str(err)) from None
     segments = tuple(
         SegmentPlan(i, bounds[i], bounds[i + 1], shots[i],
-                    TransitionSpec(e.transition, e.transition_params, bounds[i + 1] - f, f, shots[i + 1]) if f else None,
-                    captions[i])
+                    TransitionSpec(e.transition, e.transition_params, bounds[i + 1] - f, f, shots[i + 1])
+                    if f else None, captions[i])
         for i, (e, f) in enumerate(zip(entries, fades))
     )
     return Plan(job.name, enc, bounds[-1], segments, _audio(job.audio, entries, shots, enc.fps), tuple(job.prompts))
