@@ -44,7 +44,7 @@ def read_report(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "report.json").read_text())
 
 
-TIERS = ("unit", "render", "cluster", "browser")  # `slow` goes with any of them
+TIERS = ("unit", "render", "cluster", "browser", "slow")
 
 
 def pytest_collection_modifyitems(items):

@@ -15,7 +15,7 @@ from conftest import compose_job, overrides, read_report, render, run_cli
 from raypipe import media
 from raypipe.detection import cache
 from raypipe.detection.detector import detect_all
-from raypipe.engine.cache import Reuse
+from raypipe.engine.cache import Reuse, evict
 from raypipe.plan.validate import prepare
 from raypipe.storage import HOST, Storage, temp_name
 
@@ -90,7 +90,7 @@ def _detection_cache(tmp_path):
     return cfg, plan, Reuse.look_up(cfg, plan, Storage(str(tmp_path / "run"))).detections
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_a_torn_detection_entry_is_ignored_and_written_again(tmp_path, cache_dir):
     cfg, plan, found = _detection_cache(tmp_path)
     detector = OmegaConf.to_object(cfg.detector)
@@ -105,7 +105,7 @@ def test_a_torn_detection_entry_is_ignored_and_written_again(tmp_path, cache_dir
     assert info["detections_reused"] == 5 and again == subjects  # both rewritten whole
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_concurrent_writers_of_one_entry_never_show_a_reader_half_of_it(tmp_path, cache_dir):
     cfg, plan, found = _detection_cache(tmp_path)
     subjects, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts, plan.video_ranges())
@@ -145,7 +145,7 @@ def test_eviction_removes_the_least_recently_used_past_the_bound_and_dead_writer
                  500, 5)
     live = _file(tmp_path, "chunks/a/" + temp_name("y.mp4", ".mp4"), 500, 5)
     stale = _file(tmp_path, "chunks/a/" + temp_name("z.mp4").replace(f"~{HOST}~", "~elsewhere~"), 500, 2 * 86400)
-    report = cache.evict(str(tmp_path), max_bytes=3000, keep={kept})
+    report = evict(str(tmp_path), max_bytes=3000, keep={kept})
     left = {rel for rel, _, _ in Storage(str(tmp_path)).files()}
     # 5000 bytes of entries: the oldest go until 3000 remain; the kept and the fresh stay.
     assert left == {old, fresh, kept, live}, left

@@ -105,7 +105,7 @@ def inside(rect, w, h, margin):
     return margin <= x0 and margin <= y0 and x1 <= w - margin and y1 <= h - margin
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 @pytest.mark.parametrize("position", POSITIONS)
 def test_a_caption_never_leaves_the_frame_at_any_position(position):
     for text in ("Caption", FEW_SENTENCES):

@@ -11,7 +11,7 @@ from raypipe.config import DetectorCfg
 from raypipe.detection.clip import ClipDetector, WeightsUnavailable, dense_patch_features, load
 from raypipe.detection.detector import detect_all, expand
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.slow  # each loads open_clip and torch, or a model
 
 
 def cfg(**kw):

@@ -23,7 +23,7 @@ from raypipe import media
 from raypipe.media import load_image
 from test_render import FIXTURE_FRAMES
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = pytest.mark.cluster
 
 # Detect a lost node in ~2 s rather than the default ~30 s.
 # Every render here splits the fixture the same way (13 tasks), whatever the cluster's size,

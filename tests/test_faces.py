@@ -11,7 +11,7 @@ from raypipe.detection.faces import find_faces
 from raypipe.frames.effects import EFFECTS, Shot, make_params
 from raypipe.media import load_image
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.slow  # Haar cascades over whole photos and video keyframes: seconds each
 
 
 def test_a_face_is_found_as_a_whole_head_and_nothing_is_found_where_there_is_none():

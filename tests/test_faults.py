@@ -111,7 +111,6 @@ def test_a_driver_killed_half_way_resumes_when_the_command_runs_again(tmp_path, 
     assert not [n for n in set(os.listdir("/tmp")) - tmp_before if n.startswith("raypipe")]
 
 
-@pytest.mark.slow
 def test_two_hundred_12_megapixel_photos_render_under_a_small_object_store(tmp_path):
     photos, colours = tmp_path / "photos", []
     photos.mkdir()

@@ -150,7 +150,7 @@ def test_off_a_terminal_a_plain_line_every_few_seconds(monkeypatch):
     assert quiet.getvalue() == ""
 
 
-@pytest.mark.unit
+@pytest.mark.render
 def test_a_task_reports_its_frames_as_it_renders(tmp_path):
     cfg = compose_job("detector=saliency")
     plan, _ = prepare(cfg, str(tmp_path))

@@ -437,7 +437,7 @@ def test_a_task_failing_in_the_driver_stops_the_others_and_leaves_nothing(tmp_pa
     assert not [p for p in cache_dir.rglob("*") if TMP_MARK in p.name]  # no half chunk in the cache
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_ray_starts_only_where_its_workers_beat_the_drivers_threads_by_more_than_its_start(tmp_path):
     """On 2 CPUs the driver's threads are as fast as an embedded Ray for every bundled job
     (measured: `bench local`); with 16, Ray's workers pay for its start on the larger jobs."""

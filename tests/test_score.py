@@ -34,7 +34,7 @@ def test_a_face_is_kept_whole_only_while_every_pixel_of_it_is_on_screen():
     assert score.iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_the_no_weights_detector_scores_at_least_its_measured_floor():
     """Floors a little under what saliency with faces measures (IoU 0.61, 88% of face shots
     whole, 95% of each face kept on average; without faces: 42% and 77%), so that a change
