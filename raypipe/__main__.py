@@ -10,15 +10,15 @@ import tempfile
 from pathlib import Path
 
 import hydra
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
-import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from raypipe.api import job_file
-from raypipe.errors import CancelToken, Interrupted, RaypipeError
 from raypipe.config import hydra_error_line, register, yaml_error_line
+from raypipe.errors import CancelToken, Interrupted, RaypipeError
 
 log = logging.getLogger("raypipe")
 register()
@@ -195,7 +195,7 @@ OPTIONS = {
                 "  --frames                     each segment's first, middle and last frame, as PNGs\n"
                 "  --quiet                      errors and the paths only\n"),
     "detect": "  --quiet                      errors and the sheet's path only\n",
-    "batch": ("  batch.rows=ROWS              a CSV, JSONL or Parquet table, a row per video (see README, Many videos)\n"
+    "batch": ("  batch.rows=ROWS              a CSV, JSONL or Parquet table, a row per video (README: Many videos)\n"
               "  --dry-run                    every check, for every row; renders nothing\n"
               "  --quiet                      errors and the videos' paths only\n"),
     "effects": "",

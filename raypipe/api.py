@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
+from hydra import compose as hydra_compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from raypipe.errors import CancelToken, ConfigError, RaypipeError  # noqa: F401 (RaypipeError: raypipe's)
 from raypipe.config import hydra_error_line, register, unknown_key, yaml_error_line
+from raypipe.errors import CancelToken, ConfigError, RaypipeError  # noqa: F401 (RaypipeError: raypipe's)
 
 CONF = Path(__file__).parent / "conf"
 
@@ -153,8 +152,8 @@ def render(job, overrides: Sequence[str] = (), run_dir=None, quiet: bool = True,
 def render_config(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = True,
                   cancel: CancelToken | None = None) -> Result:
     """A composed config rendered into `run_dir` (the CLI's path), then its report.html."""
-    from raypipe.look.report_html import sheet_for, write_page
     from raypipe.engine.driver import render as run
+    from raypipe.look.report_html import sheet_for, write_page
 
     rendered = run(cfg, run_dir, on_result=on_result, quiet=quiet, cancel=cancel, sheet=sheet_for(cfg))
     write_page(cfg, rendered, run_dir)

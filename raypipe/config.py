@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import yaml
-
 from hydra.core.config_store import ConfigStore
 from hydra.errors import MissingConfigException
 from omegaconf import MISSING, OmegaConf
@@ -350,7 +349,8 @@ def hydra_error_line(e: Exception) -> str:
             message = str(cause).splitlines()[0]
             past_end = re.fullmatch(r"job\.segments\[(\d+)\]", cause.full_key)
             if past_end and "not a subclass of SegmentCfg" in message:  # Hydra tried to make it from nothing
-                message = f"the job has no segment {past_end.group(1)} (they count from 0); add segments in the job file"
+                message = (f"the job has no segment {past_end.group(1)} (they count from 0); "
+                           "add segments in the job file")
             if "is not in struct" in message:  # a new key in an open mapping (params): Hydra adds with +
                 dotted = re.sub(r"\[(\d+)\]", r".\1", cause.full_key)
                 message += f"; to add it: +{dotted}=VALUE"

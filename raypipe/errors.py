@@ -77,7 +77,7 @@ class CancelToken:
     land where Python cannot raise it (a weakref or PyAV I/O callback drops the exception)
     and must still end the render at its next safe point."""
 
-    def __init__(self, parent: "CancelToken | None" = None):
+    def __init__(self, parent: CancelToken | None = None):
         self._reason: BaseException | None = None
         self._lock = threading.Lock()
         self._parent = parent  # a stop of the whole render reaches every task of it

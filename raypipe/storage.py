@@ -18,12 +18,11 @@ import shutil
 import socket
 import tempfile
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import pyarrow.fs as pafs
-
 
 _LOCAL = pafs.LocalFileSystem()
 

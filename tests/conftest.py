@@ -44,6 +44,18 @@ def read_report(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "report.json").read_text())
 
 
+TIERS = ("unit", "render", "cluster", "browser", "slow")
+
+
+def pytest_collection_modifyitems(items):
+    """Each test in exactly one tier, so that `-m unit` and the others together are the suite."""
+    wrong = [f"{item.nodeid}: {tiers or 'none'}" for item in items
+             if len(tiers := sorted({m.name for m in item.iter_markers() if m.name in TIERS})) != 1]
+    if wrong:
+        raise pytest.UsageError(f"each test needs exactly one of the marks {', '.join(TIERS)} "
+                                f"(pyproject.toml's markers): " + "; ".join(wrong))
+
+
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path_factory, monkeypatch) -> Path:
     """A fresh cache for each test (renders inside a test share it; the user's is never touched)."""

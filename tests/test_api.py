@@ -10,6 +10,7 @@ from test_render import FIXTURE_FRAMES
 FIXTURE = ROOT / "tests" / "conf" / "job" / "fixture.yaml"
 
 
+@pytest.mark.render
 def test_a_job_from_a_yaml_file_renders_like_the_cli(tmp_path):
     result = raypipe.render(FIXTURE, ["detector=saliency"], run_dir=tmp_path / "run")
     assert result.video == str(tmp_path / "run" / "fixture.mp4") and result.run_dir == str(tmp_path / "run")
@@ -17,6 +18,7 @@ def test_a_job_from_a_yaml_file_renders_like_the_cli(tmp_path):
     assert (tmp_path / "run" / "report.html").is_file() and (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
 
 
+@pytest.mark.render
 def test_a_job_built_in_python(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     job = {"name": "built", "segments": [{"source": "sample:astronaut", "duration": 0.5, "effect": "ken_burns"},
@@ -32,6 +34,7 @@ def test_a_job_built_in_python(tmp_path, monkeypatch):
     assert media.probe(small.video).width == 640
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("job,overrides,message", [
     ({"name": "x", "segmens": []}, [], "job.segmens: Key 'segmens' not in 'JobCfg'"),
     ("demo", ["render.fsp=24"], "render.fsp: Key 'fsp' not in 'RenderCfg'"),

@@ -8,14 +8,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 from omegaconf import OmegaConf
 
 from conftest import compose_job, overrides, read_report, render, run_cli
 from raypipe import media
 from raypipe.detection import cache
 from raypipe.detection.detector import detect_all
+from raypipe.engine.cache import Reuse, evict
 from raypipe.plan.validate import prepare
-from raypipe.engine.cache import Reuse
 from raypipe.storage import HOST, Storage, temp_name
 
 FIXTURE = ("--config-dir", "tests/conf", "+job=fixture", "detector=saliency")
@@ -25,6 +26,7 @@ def md5(path) -> str:
     return hashlib.md5(open(path, "rb").read()).hexdigest()
 
 
+@pytest.mark.render
 def test_an_unchanged_job_renders_nothing_again_and_starts_no_ray(tmp_path):
     first = run_cli(*FIXTURE, "ray.min_saving_s=0", f"hydra.run.dir={tmp_path / 'first'}")  # on Ray, however small
     assert first.returncode == 0, first.stderr[-2000:]
@@ -48,6 +50,7 @@ def test_an_unchanged_job_renders_nothing_again_and_starts_no_ray(tmp_path):
     assert c["frames_rendered_by_the_driver"] == c["cache"]["frames_rendered"] > 0
 
 
+@pytest.mark.render
 def test_editing_one_caption_re_renders_only_that_segment(ray_local, tmp_path):
     first = render(compose_job("detector=saliency"), str(tmp_path / "first"))
     edit = "job.segments.3.caption.text=Edited"
@@ -64,6 +67,7 @@ def test_editing_one_caption_re_renders_only_that_segment(ray_local, tmp_path):
     assert not np.array_equal(video[lo:hi], before[lo:hi]) and np.array_equal(video[:lo], before[:lo])
 
 
+@pytest.mark.render
 def test_cached_detections_load_no_model_and_import_no_torch(tiny_clip, tmp_path):
     clip = ("--config-dir", "tests/conf", "+job=fixture", *overrides(tiny_clip))
     first = run_cli(*clip, f"hydra.run.dir={tmp_path / 'first'}")
@@ -86,6 +90,7 @@ def _detection_cache(tmp_path):
     return cfg, plan, Reuse.look_up(cfg, plan, Storage(str(tmp_path / "run"))).detections
 
 
+@pytest.mark.slow
 def test_a_torn_detection_entry_is_ignored_and_written_again(tmp_path, cache_dir):
     cfg, plan, found = _detection_cache(tmp_path)
     detector = OmegaConf.to_object(cfg.detector)
@@ -100,6 +105,7 @@ def test_a_torn_detection_entry_is_ignored_and_written_again(tmp_path, cache_dir
     assert info["detections_reused"] == 5 and again == subjects  # both rewritten whole
 
 
+@pytest.mark.slow
 def test_concurrent_writers_of_one_entry_never_show_a_reader_half_of_it(tmp_path, cache_dir):
     cfg, plan, found = _detection_cache(tmp_path)
     subjects, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts, plan.video_ranges())
@@ -129,6 +135,7 @@ def _file(root, rel, size, age):
     return rel
 
 
+@pytest.mark.unit
 def test_eviction_removes_the_least_recently_used_past_the_bound_and_dead_writers_temp_files(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -138,7 +145,7 @@ def test_eviction_removes_the_least_recently_used_past_the_bound_and_dead_writer
                  500, 5)
     live = _file(tmp_path, "chunks/a/" + temp_name("y.mp4", ".mp4"), 500, 5)
     stale = _file(tmp_path, "chunks/a/" + temp_name("z.mp4").replace(f"~{HOST}~", "~elsewhere~"), 500, 2 * 86400)
-    report = cache.evict(str(tmp_path), max_bytes=3000, keep={kept})
+    report = evict(str(tmp_path), max_bytes=3000, keep={kept})
     left = {rel for rel, _, _ in Storage(str(tmp_path)).files()}
     # 5000 bytes of entries: the oldest go until 3000 remain; the kept and the fresh stay.
     assert left == {old, fresh, kept, live}, left
@@ -147,6 +154,7 @@ def test_eviction_removes_the_least_recently_used_past_the_bound_and_dead_writer
     assert not (tmp_path / "chunks" / "a" / "a").exists() and (tmp_path / "chunks" / "a").is_dir()  # no empty folders
 
 
+@pytest.mark.render
 def test_without_the_cache_nothing_is_kept_or_reused(tmp_path, cache_dir):
     for run in ("first", "second"):
         done = run_cli(*FIXTURE, "render.cache=false", f"hydra.run.dir={tmp_path / run}")
@@ -157,6 +165,7 @@ def test_without_the_cache_nothing_is_kept_or_reused(tmp_path, cache_dir):
     assert not list(cache_dir.iterdir())
 
 
+@pytest.mark.render
 def test_an_unwritable_cache_is_one_line_before_any_work(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -166,6 +175,7 @@ def test_an_unwritable_cache_is_one_line_before_any_work(tmp_path):
     assert not (tmp_path / "run" / "fixture.mp4").exists()
 
 
+@pytest.mark.render
 def test_chunks_made_in_other_task_ranges_serve_and_only_the_frames_they_miss_render(cache_dir, tmp_path):
     """A render on a machine with another core count splits its segments differently: the
     chunks another split made still serve it, and only the frames no chunk holds render."""

@@ -4,8 +4,8 @@ import pytest
 
 from conftest import compose_job, render, run_cli
 from media_inputs import ffmpeg_decode
-from raypipe.frames.captions import POSITIONS, CaptionError, CaptionStyle, font_runs, layout, overlay, resolve_font
 from raypipe.detection.faces import find_faces
+from raypipe.frames.captions import POSITIONS, CaptionError, CaptionStyle, font_runs, layout, overlay, resolve_font
 
 
 def style(text, **kw):
@@ -18,6 +18,7 @@ def ink(caption):
     return int((caption.rgba[:, :, 3] > 128).sum())
 
 
+@pytest.mark.unit
 def test_text_in_several_scripts_renders_with_real_glyphs():
     latin = layout(style("Hello"), 640, 360)
     assert latin.rgba.shape[2] == 4 and ink(latin) > 300
@@ -30,6 +31,7 @@ def test_text_in_several_scripts_renders_with_real_glyphs():
     assert joined.rgba.shape[1] < apart.rgba.shape[1]
 
 
+@pytest.mark.unit
 def test_a_character_the_font_lacks_comes_from_an_installed_font_that_has_it():
     runs = font_runs("A𝐀A", resolve_font("DejaVu Sans"))
     assert [r for r, _ in runs] == ["A", "𝐀", "A"]
@@ -38,11 +40,13 @@ def test_a_character_the_font_lacks_comes_from_an_installed_font_that_has_it():
     assert ink(cap) > 100
 
 
+@pytest.mark.unit
 def test_a_character_no_installed_font_has_is_an_error_not_a_box():
     with pytest.raises(CaptionError, match=r"no installed font has a glyph for U\+E000"):
         layout(style("private \ue000 use"), 640, 360)
 
 
+@pytest.mark.unit
 def test_missing_fonts_are_named():
     with pytest.raises(CaptionError, match="no installed font named 'No Such Font'"):
         resolve_font("No Such Font")
@@ -50,11 +54,13 @@ def test_missing_fonts_are_named():
         resolve_font("/no/font.ttf")
 
 
+@pytest.mark.unit
 def test_long_text_wraps_inside_the_frame():
     cap = layout(style("a caption long enough that it cannot possibly fit on one line of a small frame"), 320, 180)
     assert cap.rgba.shape[1] <= 320 and cap.rgba.shape[0] > 2 * 0.08 * 180
 
 
+@pytest.mark.unit
 def test_auto_placement_keeps_clear_of_the_subject():
     cap = layout(style("Caption"), 640, 360)
     w, h = cap.rgba.shape[1], cap.rgba.shape[0]
@@ -67,6 +73,7 @@ def test_auto_placement_keeps_clear_of_the_subject():
     assert x + w <= 200 or x >= 440
 
 
+@pytest.mark.unit
 def test_given_position_wins_and_fades_are_linear():
     cap = layout(style("Caption", position="top_left"), 640, 360)
     assert cap.place([(0, 0, 640, 360)], 640, 360)[1] == (18, 18)
@@ -74,6 +81,7 @@ def test_given_position_wins_and_fades_are_linear():
     assert cap.opacity(1.0, 2.0) == 1.0 and cap.opacity(1.85, 2.0) == pytest.approx(0.5)
 
 
+@pytest.mark.unit
 def test_overlay_draws_at_its_opacity_and_clips_to_the_frame():
     cap = layout(style("Caption", box=True, box_opacity=1.0, box_color="red"), 640, 360)
     frame = np.zeros((360, 640, 3), np.uint8)
@@ -97,6 +105,7 @@ def inside(rect, w, h, margin):
     return margin <= x0 and margin <= y0 and x1 <= w - margin and y1 <= h - margin
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("position", POSITIONS)
 def test_a_caption_never_leaves_the_frame_at_any_position(position):
     for text in ("Caption", FEW_SENTENCES):
@@ -110,12 +119,14 @@ def test_a_caption_never_leaves_the_frame_at_any_position(position):
     assert tall.text_px[0] < 36 and all(h <= 180 - 2 * 9 and w <= 320 - 2 * 9 for h, w in tall.shapes)
 
 
+@pytest.mark.unit
 def test_a_caption_too_long_for_the_frame_at_the_smallest_size_is_an_error():
     with pytest.raises(CaptionError, match=r"^its 2000 characters do not fit in the 320x180 frame even at 14 px text; "
                                            r"shorten the text or lower size or margin$"):
         layout(style(("x" * 9 + " ") * 200), 320, 180)
 
 
+@pytest.mark.unit
 def test_a_caption_shrinks_to_keep_clear_of_a_face():
     cap = layout(style(FEW_SENTENCES, box=True), 640, 360)
     face = (150, 0, 490, 230)  # the full-size caption is too tall for the 112 px under it
@@ -132,6 +143,7 @@ def test_a_caption_shrinks_to_keep_clear_of_a_face():
     assert cap.place([], 640, 360, [(600, 0, 640, 40)])[0] == 0
 
 
+@pytest.mark.unit
 def test_a_caption_beside_a_face_keeps_its_size_in_a_narrower_column():
     """The demo's first shot: ken_burns brings the astronaut's face (as framing keeps it
     whole) to fill the frame's height between x 388 and 873 of 1280."""
@@ -154,6 +166,7 @@ def one_astronaut(tmp_path, tag, width, height, text=None):
     return cfg
 
 
+@pytest.mark.render
 def test_a_rendered_caption_keeps_clear_of_the_face_found_on_the_output(tmp_path):
     """A caption of a few sentences at auto with a box over the astronaut: at its own size
     it covered 61% of her face at 640x360 (at the top); it is drawn smaller, under the face."""
@@ -174,6 +187,7 @@ def test_a_rendered_caption_keeps_clear_of_the_face_found_on_the_output(tmp_path
     assert box[3] - box[1] < full.shape[0] - 20  # shrunk, not just moved
 
 
+@pytest.mark.render
 def test_a_caption_that_cannot_clear_the_face_stops_the_render_before_any_segment(tmp_path):
     output = tmp_path / "video.mp4"
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency", "render.width=480",
@@ -187,6 +201,7 @@ def test_a_caption_that_cannot_clear_the_face_stops_the_render_before_any_segmen
     assert not list(tmp_path.rglob("report.json"))
 
 
+@pytest.mark.render
 def test_a_caption_of_2000_characters_stops_the_render_with_its_segment_and_length(tmp_path):
     output = tmp_path / "video.mp4"
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency",

@@ -9,11 +9,10 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from conftest import ROOT
 from raypipe.config import CaptionCfg
 from raypipe.frames.effects import EFFECTS, make_params
 from raypipe.frames.transitions import TRANSITIONS
-
-from conftest import ROOT
 
 ITEM = re.compile(r"  (\w+): (\S.*)")
 OPTION = re.compile(r"    (\w+): (\S.*?) = (\S.*?)\s{2,}(\S.*)")

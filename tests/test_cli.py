@@ -49,7 +49,8 @@ def test_an_unknown_command_is_named_with_the_commands():
     proc = subprocess.run([sys.executable, "-m", "raypipe", "rendr", "+job=demo"], cwd=ROOT, capture_output=True,
                           text=True)
     assert proc.returncode == 2
-    assert proc.stderr.splitlines()[0] == "error: unknown command 'rendr'; the commands are render, preview, detect, bench"
+    assert proc.stderr.splitlines()[0] == ("error: unknown command 'rendr'; the commands are render, preview, detect, "
+                                           "batch, bench, effects")
 
 
 @pytest.mark.parametrize("command,options", [("render", ["--quiet"]), ("preview", ["--scale", "--at", "--frames",

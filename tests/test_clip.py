@@ -7,9 +7,11 @@ import pytest
 import skimage.data
 from omegaconf import OmegaConf
 
-from raypipe.detection.clip import ClipDetector, WeightsUnavailable, dense_patch_features, load
 from raypipe.config import DetectorCfg
+from raypipe.detection.clip import ClipDetector, WeightsUnavailable, dense_patch_features, load
 from raypipe.detection.detector import detect_all, expand
+
+pytestmark = pytest.mark.slow  # each loads open_clip and torch, or a model
 
 
 def cfg(**kw):

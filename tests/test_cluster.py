@@ -23,6 +23,8 @@ from raypipe import media
 from raypipe.media import load_image
 from test_render import FIXTURE_FRAMES
 
+pytestmark = pytest.mark.cluster
+
 # Detect a lost node in ~2 s rather than the default ~30 s.
 # Every render here splits the fixture the same way (13 tasks), whatever the cluster's size,
 # so that their videos can be compared bit for bit: chunks start with a key frame.
@@ -110,9 +112,8 @@ def test_segments_spread_over_worker_nodes_and_the_video_equals_the_single_node_
 
 
 def test_a_job_submitted_through_the_jobs_api_puts_its_run_in_storage(cluster, s3):
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
     from ray._private.utils import write_ray_address
+    from ray.job_submission import JobStatus, JobSubmissionClient
 
     c, _ = cluster
     env, client = s3
@@ -255,10 +256,11 @@ def networked_cluster():
     from moto.server import ThreadedMotoServer
 
     nodes, tmp = [], Path(tempfile.mkdtemp(prefix="rpn-"))
-    s3_server = ThreadedMotoServer(ip_address=net.host_ip, port=free_port(), verbose=False)
+    s3_port = free_port()
+    s3_server = ThreadedMotoServer(ip_address=net.host_ip, port=s3_port, verbose=False)
     try:
         s3_server.start()
-        endpoint = f"http://{net.host_ip}:{s3_server._port}"
+        endpoint = f"http://{net.host_ip}:{s3_port}"
         # The same S3 credentials on every node, as instances get them, and token
         # authentication on, with one token that every node and the driver read.
         env = {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "RAY_AUTH_MODE": "token"}
@@ -272,7 +274,8 @@ def networked_cluster():
         head = f"{net.ips['head']}:{port}"
         nodes.append(net.popen("head", [ray_cli, "start", "--head", "--block", f"--node-ip-address={net.ips['head']}",
                                         f"--port={port}", "--num-cpus=0", f"--temp-dir={tmp}/h",
-                                        "--include-dashboard=false"], env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                        "--include-dashboard=false"], env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for_port(net.ips["head"], port)
         for name in ("a", "b"):
             nodes.append(net.popen(name, [ray_cli, "start", "--block", f"--address={head}", "--num-cpus=1",
@@ -304,7 +307,8 @@ def test_nodes_in_separate_network_namespaces_render_over_the_network(networked_
     # The driver runs in the head's namespace, as `ray job submit` would run it.
     deadline = time.time() + 60
     while True:  # both worker nodes registered
-        probe = net.popen("head", [sys.executable, "-c", f"import ray; ray.init(address='{head}', log_to_driver=False); "
+        probe = net.popen("head", [sys.executable, "-c",
+                                   f"import ray; ray.init(address='{head}', log_to_driver=False); "
                                   "print(sum(n['Alive'] and n['Resources'].get('CPU', 0) > 0 for n in ray.nodes()))"],
                           env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         if probe.communicate(timeout=60)[0].strip() == "2" or time.time() > deadline:

@@ -10,6 +10,8 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.unit
+
 CLUSTER = ROOT / "cluster"
 
 
@@ -38,7 +40,8 @@ def test_aws_has_autoscaling_cpu_workers_and_an_optional_gpu_type_for_the_detect
     cfg = load("aws.yaml")
     types = cfg["available_node_types"]
     assert types["cpu_workers"]["max_workers"] > types["cpu_workers"]["min_workers"]
-    assert types["gpu_detector"]["min_workers"] == 0 and types["gpu_detector"]["node_config"]["InstanceType"].startswith("g")
+    gpu = types["gpu_detector"]
+    assert gpu["min_workers"] == 0 and gpu["node_config"]["InstanceType"].startswith("g")
     assert any("--shm-size" in o for o in cfg["docker"]["run_options"])
     assert re.search(rf"ray:{re.escape(ray.__version__)}-", cfg["docker"]["image"])
 

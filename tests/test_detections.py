@@ -1,10 +1,13 @@
 """Subjects from heat maps, the weight-free detector, and masks on the way to the store."""
 import cv2
 import numpy as np
+import pytest
 import skimage.data
 
 from raypipe.detection.detections import CompactSubject, Detections, subject_from_heat
 from raypipe.detection.saliency import detect_saliency
+
+pytestmark = pytest.mark.unit
 
 
 def iou(a, b):

@@ -9,6 +9,8 @@ from raypipe.frames.effects import EFFECTS, KenBurnsParams, PanParams, PunchInPa
 from raypipe.frames.transitions import TRANSITIONS
 from raypipe.frames.view import Framing, Pyramid, View
 
+pytestmark = pytest.mark.unit
+
 W, H = 320, 180
 
 
@@ -171,7 +173,8 @@ def test_spotlight_darkens_everything_but_the_subject(astronaut):
     src = gray(astronaut).astype(float)
     assert frame[60:220, 190:310].mean() > 0.95 * src[60:220, 190:310].mean()
     assert frame[300:500, 0:140].mean() < 0.4 * src[300:500, 0:140].mean()
-    corner, edge = frame[480:, :30].mean() / src[480:, :30].mean(), frame[300:340, 0:30].mean() / src[300:340, 0:30].mean()
+    corner = frame[480:, :30].mean() / src[480:, :30].mean()
+    edge = frame[300:340, 0:30].mean() / src[300:340, 0:30].mean()
     assert corner < edge  # the vignette: darker still toward the corners
 
 
@@ -207,8 +210,10 @@ def test_wipe_reveals_the_next_shot_behind_a_moving_edge(sides, direction):
     a, b = sides[0](), sides[1]()
     frame = blend("wipe", sides, 0.5, direction=direction)
     # "left": the edge travels leftwards, so the next shot is already on the right.
-    new = {"left": np.s_[:, W * 3 // 4:], "right": np.s_[:, : W // 4], "up": np.s_[H * 3 // 4:], "down": np.s_[: H // 4]}
-    old = {"left": np.s_[:, : W // 4], "right": np.s_[:, W * 3 // 4:], "up": np.s_[: H // 4], "down": np.s_[H * 3 // 4:]}
+    new = {"left": np.s_[:, W * 3 // 4:], "right": np.s_[:, : W // 4],
+           "up": np.s_[H * 3 // 4:], "down": np.s_[: H // 4]}
+    old = {"left": np.s_[:, : W // 4], "right": np.s_[:, W * 3 // 4:],
+           "up": np.s_[: H // 4], "down": np.s_[H * 3 // 4:]}
     assert np.array_equal(frame[new[direction]], b[new[direction]])
     assert np.array_equal(frame[old[direction]], a[old[direction]])
     assert np.array_equal(blend("wipe", sides, 0.0, direction=direction), a)

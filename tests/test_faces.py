@@ -7,9 +7,11 @@ from omegaconf import OmegaConf
 from raypipe.config import DetectorCfg
 from raypipe.detection.detections import Detections
 from raypipe.detection.detector import detect_all, expand
-from raypipe.frames.effects import EFFECTS, Shot, make_params
 from raypipe.detection.faces import find_faces
+from raypipe.frames.effects import EFFECTS, Shot, make_params
 from raypipe.media import load_image
+
+pytestmark = pytest.mark.slow  # Haar cascades over whole photos and video keyframes: seconds each
 
 
 def test_a_face_is_found_as_a_whole_head_and_nothing_is_found_where_there_is_none():
@@ -76,7 +78,6 @@ def test_a_moving_face_glides_between_keyframes_instead_of_jumping_at_each():
 @pytest.mark.parametrize("orientation", [6, 8])
 def test_a_phone_photo_stored_sideways_has_its_face_found_upright(tmp_path, orientation):
     from media_inputs import exif_jpeg
-
     from raypipe.detection.faces import iou
 
     path, upright = exif_jpeg(tmp_path, orientation, picture=load_image("sample:astronaut")[:, 64:448])
@@ -88,7 +89,6 @@ def test_a_phone_photo_stored_sideways_has_its_face_found_upright(tmp_path, orie
 
 def test_a_phone_video_stored_sideways_has_its_face_found_upright_on_every_keyframe(tmp_path):
     from media_inputs import rotated_clip
-
     from raypipe.detection.faces import iou
 
     portrait = load_image("sample:astronaut")[:, 64:448]  # 384 x 512, as the phone showed it

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import ROOT, compose_job, read_report, render, run_cli
 from raypipe import media
+
+pytestmark = pytest.mark.render
 
 # Small tasks, so that there are many of them to kill in the middle of.
 SPLIT = "render.max_frames_per_task=6"

@@ -4,8 +4,12 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
 from conftest import ROOT
 from raypipe import media
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_wheel_installed_outside_the_checkout_renders_the_demo(tmp_path):

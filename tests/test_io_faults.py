@@ -48,11 +48,13 @@ def long_clip(tmp_path_factory):
     return path
 
 
+@pytest.mark.render
 def test_a_clip_in_s3_is_streamed_by_the_ranges_each_task_shows(s3, long_clip, tmp_path):
     env, client = s3
     client.put_object(Bucket="renders", Key="clips/long.mp4", Body=long_clip.read_bytes())
     size = long_clip.stat().st_size
-    segments = "\n".join(f"    - {{source: s3://renders/clips/long.mp4, start: {s}, duration: 1.5}}" for s in (0.0, 2.0, 4.0))
+    segments = "\n".join(f"    - {{source: s3://renders/clips/long.mp4, start: {s}, duration: 1.5}}"
+                          for s in (0.0, 2.0, 4.0))
     conf = tmp_path / "conf" / "job"
     conf.mkdir(parents=True)
     (conf / "streamed.yaml").write_text(SPLIT_JOB.format(segments=segments))
@@ -72,7 +74,8 @@ def test_a_clip_in_s3_is_streamed_by_the_ranges_each_task_shows(s3, long_clip, t
     video = media.decode_all(report["output"])
     first = next(s["start"] for s in report["segment_runs"] if s["index"] == 1)
     source = media.decode_all(str(long_clip))
-    errors = {k: np.abs(video[first].astype(int) - cv2.resize(source[k], (160, 90), interpolation=cv2.INTER_AREA)).mean()
+    errors = {k: np.abs(video[first].astype(int)
+                        - cv2.resize(source[k], (160, 90), interpolation=cv2.INTER_AREA)).mean()
               for k in range(57, 64)}
     assert min(errors, key=errors.get) == 60, errors
 
@@ -96,6 +99,7 @@ def noise_frames(count, width=640, height=360):
     return (rng.integers(0, 256, (height, width, 3), np.uint8) for _ in range(count))
 
 
+@pytest.mark.unit
 def test_an_encoder_that_runs_out_of_disk_mid_chunk_says_so(tmp_path):
     # /dev/full answers every write with ENOSPC, as a full disk does, and needs no root.
     chunk = tmp_path / "chunk.mp4"
@@ -115,6 +119,7 @@ CHUNK = re.compile(r"\d{7}-\d{7}\.mp4")  # a whole chunk in the cache, named by 
 CACHED = re.compile(rf"{CHUNK.pattern}|[0-9a-f]{{32}}\.parquet")  # or a source's detections
 
 
+@pytest.mark.render
 def test_a_render_on_a_full_disk_fails_in_one_line_with_the_reason(tiny_disk, tmp_path):
     """The disk with the run directory and the cache (where chunks are encoded, in place)
     fills up mid-chunk."""
@@ -137,6 +142,7 @@ def test_a_render_on_a_full_disk_fails_in_one_line_with_the_reason(tiny_disk, tm
 
 # SIGTERM while Ray tasks render; Ctrl-C while the driver renders alone (told to, at a size
 # that keeps it busy for seconds).
+@pytest.mark.render
 @pytest.mark.parametrize("signum,code,min_saving,size", [(signal.SIGTERM, 143, 0, 360), (signal.SIGINT, 130, 1e6, 720)],
                          ids=["SIGTERM on Ray", "SIGINT in the driver"])
 def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, cache_dir, signum, code, min_saving, size):
@@ -160,7 +166,8 @@ def test_a_stopped_render_says_so_and_leaves_nothing(tmp_path, cache_dir, signum
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err[-2000:]
     lines = err.strip().splitlines()
-    assert lines == [f"interrupted: {signal.Signals(signum).name}: the render was stopped and its partial files removed"]
+    assert lines == [f"interrupted: {signal.Signals(signum).name}: "
+                     "the render was stopped and its partial files removed"]
     assert not output.exists() and not (run / "segments").exists() and not list(tmp_path.rglob("*.mp4"))
     assert not list(tmp.iterdir())
     assert all(CHUNK.fullmatch(p.name) for p in cache_dir.rglob("*.mp4")), list(cache_dir.rglob("*.mp4"))

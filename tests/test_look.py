@@ -19,12 +19,12 @@ import pytest
 from conftest import ROOT, compose_job, read_report, run_cli
 from raypipe import media
 from raypipe.engine import progress
-from raypipe.plan.cost import ordered_tasks
-from raypipe.plan.validate import prepare
 from raypipe.engine.cache import Reuse
 from raypipe.engine.driver import detect
 from raypipe.engine.task import render_task
 from raypipe.look.sheet import BOX
+from raypipe.plan.cost import ordered_tasks
+from raypipe.plan.validate import prepare
 from raypipe.storage import Storage
 from test_render import FIXTURE_FRAMES, psnr
 
@@ -43,6 +43,7 @@ def raypipe(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+@pytest.mark.render
 def test_help_lists_every_command_on_one_line_each():
     done = raypipe("--help")
     assert done.returncode == 0
@@ -50,6 +51,7 @@ def test_help_lists_every_command_on_one_line_each():
     assert listed == {"render", "preview", "detect", "batch", "bench", "effects"}
 
 
+@pytest.mark.render
 def test_detect_draws_every_source_with_its_box_and_reuses_the_cache(tmp_path, cache_dir):
     done = raypipe("detect", *FIXTURE, f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -65,6 +67,7 @@ def test_detect_draws_every_source_with_its_box_and_reuses_the_cache(tmp_path, c
     assert again.returncode == 0 and cv2.imread(again.stdout.strip().splitlines()[-1]).shape == image.shape
 
 
+@pytest.mark.render
 def test_preview_renders_the_timeline_small_into_its_own_file(tmp_path):
     output = tmp_path / "final.mp4"
     done = raypipe("preview", *FIXTURE, f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}")
@@ -75,6 +78,7 @@ def test_preview_renders_the_timeline_small_into_its_own_file(tmp_path):
     assert (info.width, info.height) == (80, 44) and media.count_frames(str(video)) == FIXTURE_FRAMES
 
 
+@pytest.mark.render
 def test_preview_frames_are_the_frames_the_render_makes(tmp_path):
     frames = raypipe("preview", *FIXTURE, "--at", "1.0", "--at=2.5", f"hydra.run.dir={tmp_path / 'frames'}")
     assert frames.returncode == 0, frames.stderr[-2000:]
@@ -93,12 +97,14 @@ def test_preview_frames_are_the_frames_the_render_makes(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --at: 99.0 s is outside the video (0 to 5.417 s)"
 
 
+@pytest.mark.render
 def test_quiet_prints_the_path_and_nothing_else(tmp_path):
     done = run_cli(*FIXTURE, "--quiet", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.splitlines() == [str(tmp_path / "run" / "fixture.mp4")]
 
 
+@pytest.mark.render
 def test_a_terminal_shows_a_live_bar_fed_by_the_tasks(tmp_path):
     parent, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120-column terminal
@@ -128,6 +134,7 @@ def test_a_terminal_shows_a_live_bar_fed_by_the_tasks(tmp_path):
     assert str(tmp_path / "run" / "fixture.mp4") in [line.strip() for line in text.splitlines()]
 
 
+@pytest.mark.unit
 def test_off_a_terminal_a_plain_line_every_few_seconds(monkeypatch):
     monkeypatch.setattr(progress, "LINE_S", 0.0)
     out = io.StringIO()
@@ -143,6 +150,7 @@ def test_off_a_terminal_a_plain_line_every_few_seconds(monkeypatch):
     assert quiet.getvalue() == ""
 
 
+@pytest.mark.render
 def test_a_task_reports_its_frames_as_it_renders(tmp_path):
     cfg = compose_job("detector=saliency")
     plan, _ = prepare(cfg, str(tmp_path))
@@ -157,6 +165,7 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.browser
 def test_report_html_loads_in_a_real_browser_with_every_image(tmp_path):
     browser = _chromium()
     if browser is None:
@@ -190,6 +199,7 @@ def test_report_html_loads_in_a_real_browser_with_every_image(tmp_path):
     keep(tmp_path / "report.png", "report.png")
 
 
+@pytest.mark.unit
 def test_the_task_timeline_gives_tasks_that_ran_side_by_side_in_one_process_their_own_lanes():
     import re
 

@@ -14,6 +14,7 @@ from test_render import FIXTURE_FRAMES, psnr, render_single_process
 CLIP = str(ASSETS / "demo_clip.mp4")
 
 
+@pytest.mark.unit
 def test_a_range_decodes_to_the_same_frames_as_the_whole_clip():
     whole = list(read_frames(CLIP, 0.0, 1.0, 30, 60))
     assert len(whole) == 60
@@ -23,6 +24,7 @@ def test_a_range_decodes_to_the_same_frames_as_the_whole_clip():
     assert all(np.array_equal(a, b) for a, b in zip(fast, whole[0:20:2]))
 
 
+@pytest.mark.unit
 def test_keyframes_sample_the_requested_range_at_the_requested_rate():
     info = probe(CLIP)
     assert (info.width, info.height, info.fps, info.audio) == (960, 540, 30.0, True)
@@ -38,6 +40,7 @@ def test_keyframes_sample_the_requested_range_at_the_requested_rate():
     assert all(np.array_equal(img, whole[math.floor(t * 30)]) for t, img in apart)
 
 
+@pytest.mark.render
 def test_the_subject_of_a_video_is_tracked_across_keyframes(ray_local, tmp_path):
     report = render(compose_job("detector=saliency"), str(tmp_path))
     clip = next(d for d in report["detections"] if d["source"] == CLIP)
@@ -58,6 +61,7 @@ def raw_fixture(tmp_path_factory):
     return np.stack([f for seg in plan.segments for f in segment_frames(seg, detections, plan.encode)])
 
 
+@pytest.mark.render
 @pytest.mark.parametrize("codec,ext,name,floor", [("h265", ".mp4", "hevc", 30), ("vp9", ".webm", "vp9", 30),
                                                   ("prores", ".mov", "prores", 38)])
 def test_other_codecs_give_every_frame_at_quality(ray_local, tmp_path, raw_fixture, codec, ext, name, floor):
@@ -67,7 +71,8 @@ def test_other_codecs_give_every_frame_at_quality(ray_local, tmp_path, raw_fixtu
     assert media.count_frames(str(out)) == report["frames"] == FIXTURE_FRAMES and media.probe(str(out)).audio
     decoded = media.decode_all(str(out))
     scores = [psnr(a, b) for a, b in zip(decoded, raw_fixture)]
-    assert len(decoded) == FIXTURE_FRAMES and min(scores) >= floor - 5 and np.mean(scores) >= floor, (min(scores), np.mean(scores))
+    assert len(decoded) == FIXTURE_FRAMES
+    assert min(scores) >= floor - 5 and np.mean(scores) >= floor, (min(scores), np.mean(scores))
     assert not (tmp_path / "segments").exists()
 
 
@@ -80,6 +85,7 @@ def band_energy(path, lo_s, hi_s, hz=880.0):
     return spectrum[(freqs > hz - 15) & (freqs < hz + 15)].sum() / spectrum.sum()
 
 
+@pytest.mark.render
 def test_a_clips_own_sound_is_mixed_under_the_soundtrack_only_where_it_plays(ray_local, tmp_path):
     # The fixture's clip plays from 1.5 s to 2.67 s with bells at 880 Hz.
     mixed = render(compose_job("detector=saliency"), str(tmp_path / "mix"))["output"]

@@ -1,8 +1,11 @@
 """notebooks/quickstart.ipynb, executed headless against a fresh kernel, outputs checked."""
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow
 
 
 def test_the_quickstart_notebook_runs_and_shows_the_sheet_a_frame_the_video_and_the_tasks(tmp_path):

@@ -8,18 +8,20 @@ import pytest
 import ray
 from omegaconf import OmegaConf
 
-from conftest import FFMPEG, ROOT, compose_job, overrides, read_report, render, run_cli
+from conftest import FFMPEG, ROOT, TEST_CONF, compose_job, overrides, read_report, render, run_cli
 from raypipe import media
-from raypipe.detection.detector import detect_all, expand
+from raypipe.api import compose
 from raypipe.detection.detections import Detections
-from raypipe.engine.mux import Muxer
-from raypipe.plan.validate import prepare
+from raypipe.detection.detector import detect_all, expand
 from raypipe.detection.saliency import detect_saliency
+from raypipe.engine.mux import Muxer
 from raypipe.engine.task import in_shared_memory, render_task, segment_frames
+from raypipe.errors import RaypipeError
 from raypipe.media import MediaError, load_image
-from raypipe.storage import Storage
 from raypipe.plan.cost import estimated_ms
 from raypipe.plan.timeline import split
+from raypipe.plan.validate import prepare
+from raypipe.storage import Storage
 
 FIXTURE_SECONDS = 5.4  # tests/conf/job/fixture.yaml: 1 + 0.75 + 0.9 + 0.75 + 0.75 + 0.75 + 0.5
 FIXTURE_FRAMES = round(FIXTURE_SECONDS * 24)
@@ -32,6 +34,7 @@ def psnr(a, b):
     return 99.0 if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
+@pytest.mark.render
 def test_demo_renders_from_the_readme_command(tmp_path):
     proc = run_cli("+job=demo", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -52,6 +55,7 @@ def test_demo_renders_from_the_readme_command(tmp_path):
     assert not (tmp_path / "segments").exists()
 
 
+@pytest.mark.render
 def test_clip_loads_once_per_render_and_segment_workers_never_import_torch(ray_local, tiny_clip, tmp_path):
     cfg = compose_job("detector=clip", *overrides(tiny_clip))
     report = render(cfg, str(tmp_path))
@@ -71,6 +75,7 @@ def inspect_mask(detections: Detections, key: str) -> dict:
             "owndata": mask.flags.owndata, "shape": mask.shape}
 
 
+@pytest.mark.render
 def test_masks_reach_tasks_zero_copy(ray_local):
     keys = ("sample:astronaut", "sample:coffee")
     detections = Detections.pack({k: detect_saliency(load_image(k)) for k in keys})
@@ -97,6 +102,7 @@ def render_single_process(cfg, out_dir):
 
 # 1000: one task per segment; 7: every segment split, segment 2's range (frames 42..63, the
 # video clip) at 58, inside its zoom_through (57..63).
+@pytest.mark.render
 @pytest.mark.parametrize("max_frames", [1000, 7], ids=["whole segments", "split at 7 frames"])
 def test_distributed_render_equals_single_process_render(ray_local, tmp_path, max_frames):
     cfg = compose_job("detector=saliency", f"render.max_frames_per_task={max_frames}")
@@ -129,6 +135,7 @@ def test_distributed_render_equals_single_process_render(ray_local, tmp_path, ma
     assert checked >= 10
 
 
+@pytest.mark.render
 def test_a_range_of_a_segment_renders_the_frames_the_whole_segment_has_there(ray_local):
     """The seams are invisible before encoding: any split of a segment (inside a transition,
     inside a video clip, one frame long) gives exactly the whole segment's frames."""
@@ -140,10 +147,12 @@ def test_a_range_of_a_segment_renders_the_frames_the_whole_segment_has_there(ray
     whole = list(segment_frames(seg, detections, plan.encode))
     for cuts in ([58], [43, 44, 60], [50, 57, 63]):
         bounds = [seg.start, *cuts, seg.end]
-        pieces = [f for a, b in zip(bounds, bounds[1:]) for f in segment_frames(seg, detections, plan.encode, None, a, b)]
+        pieces = [f for a, b in zip(bounds, bounds[1:])
+                  for f in segment_frames(seg, detections, plan.encode, None, a, b)]
         assert len(pieces) == len(whole) and all(np.array_equal(p, w) for p, w in zip(pieces, whole)), cuts
 
 
+@pytest.mark.unit
 def test_tasks_split_long_segments_evenly_and_the_costliest_go_first():
     cfg = compose_job("detector=saliency")
     plan, _ = prepare(cfg, "unused")
@@ -157,6 +166,7 @@ def test_tasks_split_long_segments_evenly_and_the_costliest_go_first():
     assert estimated_ms(video) / video.frames > 1.5 * estimated_ms(still) / still.frames
 
 
+@pytest.mark.render
 def test_joined_chunks_have_continuous_timestamps_and_the_soundtrack(ray_local, tmp_path):
     report = render(compose_job("detector=saliency", "render.fps=30000/1001"), str(tmp_path))
     err = subprocess.run([FFMPEG, "-hide_banner", "-i", report["output"], "-map", "0:v", "-vf", "showinfo",
@@ -169,27 +179,38 @@ def test_joined_chunks_have_continuous_timestamps_and_the_soundtrack(ray_local, 
     assert info.audio and info.duration == pytest.approx(report["duration_s"], abs=0.05)
 
 
+# (the command line, the start of the one line the CLI prints after "error: ")
+UNKNOWN_JOB = (["+job=nope"], "job: no config named 'nope'")
+UNDECODABLE_IMAGE = (["+job=fixture", "job.segments.4.source={bad_image}"],
+                     "job.segments[4].source: cannot decode image")
 BAD_INPUTS = [
-    (["+job=nope"], "job: no config named 'nope'"),
+    UNKNOWN_JOB,
     (["+job=fixture", "job.segments.1.effect=zoomy"], "job.segments[1].effect: unknown effect 'zoomy'"),
-    (["+job=fixture", "job.segments.4.source=/no/such/image.png"], "job.segments[4].source: no such file: /no/such/image.png"),
-    (["+job=fixture", "job.segments.4.source={bad_image}"], "job.segments[4].source: cannot decode image"),
-    (["+job=fixture", "job.segments.2.source=/no/such/clip.mp4"], "job.segments[2].source: no such file: /no/such/clip.mp4"),
+    (["+job=fixture", "job.segments.4.source=/no/such/image.png"],
+     "job.segments[4].source: no such file: /no/such/image.png"),
+    UNDECODABLE_IMAGE,
+    (["+job=fixture", "job.segments.2.source=/no/such/clip.mp4"],
+     "job.segments[2].source: no such file: /no/such/clip.mp4"),
     (["+job=fixture", "job.segments.2.end=9"], "job.segments[2].end: 9.0 s is past the end of"),
     (["+job=fixture", "job.segments.2.duration=3.5"], "job.segments[2].duration: the shot shows"),
     (["+job=fixture", "job.segments.0.speed=2"], "job.segments[0].speed: applies to video sources only"),
     (["+job=fixture", "job.segments.0.params.zoom=0.5"], "job.segments[0].params: zoom: must be >= 1"),
-    (["+job=fixture", "job.segments.0.transition.type=dissolve"], "job.segments[0].transition.type: unknown transition 'dissolve'"),
-    (["+job=fixture", "job.segments.1.transition.duration=2"], "job.segments[1].transition.duration: 2.0 s is longer than the segment (0.75 s)"),
+    (["+job=fixture", "job.segments.0.transition.type=dissolve"],
+     "job.segments[0].transition.type: unknown transition 'dissolve'"),
+    (["+job=fixture", "job.segments.1.transition.duration=2"],
+     "job.segments[1].transition.duration: 2.0 s is longer than the segment (0.75 s)"),
     (["+job=fixture", "+job.segments.1.transition.params.direction=sideways"],
      "job.segments[1].transition.params: direction: must be left, right, up or down"),
-    (["+job=fixture", "job.segments.3.caption.font=No Such Font"], "job.segments[3].caption: no installed font named 'No Such Font'"),
-    (["+job=fixture", "job.segments.3.caption.position=middle"], "job.segments[3].caption.position: unknown position 'middle'"),
+    (["+job=fixture", "job.segments.3.caption.font=No Such Font"],
+     "job.segments[3].caption: no installed font named 'No Such Font'"),
+    (["+job=fixture", "job.segments.3.caption.position=middle"],
+     "job.segments[3].caption.position: unknown position 'middle'"),
     (["+job=fixture", "render.codec=vp9"], "job.output: vp9 goes in .webm, .mkv files"),
     (["+job=fixture", "job.segments.0.duration=0"], "job.segments[0].duration: must be > 0"),
     (["+job=fixture", "job.segments.3.duration=-1.5"], "job.segments[3].duration: must be > 0"),
     (["+job=fixture", "render.width=321"], "render.width: must be a positive even number"),
-    (["+job=fixture", "render.width=100000", "render.height=100000"], "render.width: h264 encodes at most 16384 pixels a side"),
+    (["+job=fixture", "render.width=100000", "render.height=100000"],
+     "render.width: h264 encodes at most 16384 pixels a side"),
     (["+job=fixture", "job.name=../escape"], "job.name: must be a plain name, no path"),
     (["+job=fixture", "render.height=0"], "render.height: must be a positive even number"),
     (["+job=fixture", "render.colour=red"], "render.colour: Key 'colour' not in 'RenderCfg'"),
@@ -199,10 +220,17 @@ BAD_INPUTS = [
     (["+job=fixture", "job.segments.0.params.start=left"],
      "job.segments[0].params.start: Key 'start' is not in struct; to add it: +job.segments.0.params.start=VALUE"),
     (["+job=fixture", "job.segments.9.duration=2"], "job.segments[9]: the job has no segment 9 (they count from 0)"),
-    (["+job=fixture", "detector.image_size.0=448"],  # a key under a null node: OmegaConf's bare AssertionError
-     "the overrides could not be applied to the config (+job=fixture detector.image_size.0=448"),
     (["+job=fixture", "render.fps=0"], "render.fps: must be > 0"),
-    (["+job=fixture", "detector=clip", "detector.pretrained=/no/weights.bin"], "detector.pretrained: no checkpoint file at /no/weights.bin"),
+    (["+job=fixture", "detector=clip", "detector.pretrained=/no/weights.bin"],
+     "detector.pretrained: no checkpoint file at /no/weights.bin"),
+]
+# Refused by the CLI's process only: its main turns OmegaConf's bare AssertionError (a key
+# under a null node) into the line, and the cluster's address is tried as the render starts Ray.
+ON_THE_COMMAND_LINE = [
+    UNKNOWN_JOB,
+    UNDECODABLE_IMAGE,
+    (["+job=fixture", "detector.image_size.0=448"],
+     "the overrides could not be applied to the config (+job=fixture detector.image_size.0=448"),
     (["+job=fixture", "ray.address=127.0.0.1:1"], "ray.address: cannot reach a Ray cluster at '127.0.0.1:1'"),
     (["job=fixture"], "job: a job is added to the config: write +job=NAME (or +job=path/to/job.yaml)"),
     (["+job=fixture", "job.segments.1.caption.txt=hi"],
@@ -212,21 +240,50 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[m.split(":")[0] + "|" + a[-1] for a, m in BAD_INPUTS])
-def test_bad_input_is_one_clear_line_and_leaves_nothing(args, message, tmp_path):
+def case_ids(table):
+    return [m.split(":")[0] + "|" + a[-1] for a, m in table]
+
+
+def bad_paths(tmp_path):
+    """An image that does not decode, and where the video would go."""
     bad_image = tmp_path / "bad.png"
     bad_image.write_text("not an image")
-    output = tmp_path / "out" / "video.mp4"
-    run_dir = tmp_path / "run"
-    proc = run_cli("--config-dir", "tests/conf", *[a.format(bad_image=bad_image) for a in args],
-                   f"job.output={output}", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: " + message), proc.stderr
+    return bad_image, tmp_path / "out" / "video.mp4"
+
+
+def assert_nothing_written(tmp_path, output):
     assert not output.exists() and not output.parent.exists()
     assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("report.json"))
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=case_ids(BAD_INPUTS))
+def test_bad_input_is_one_clear_line_and_leaves_nothing(args, message, tmp_path):
+    """Composed and validated as the CLI does (`--config-dir tests/conf ARGS`), in this process:
+    the error is the line the CLI prints after `error: `."""
+    bad_image, output = bad_paths(tmp_path)
+    with pytest.raises(RaypipeError) as caught:
+        cfg = compose([f"hydra.searchpath=[file://{TEST_CONF}]", *[a.format(bad_image=bad_image) for a in args],
+                       f"job.output={output}"])
+        prepare(cfg, str(tmp_path / "run"))
+    line = str(caught.value)
+    assert "\n" not in line and line.startswith(message), line
+    assert_nothing_written(tmp_path, output)
+
+
+@pytest.mark.render
+@pytest.mark.parametrize("args,message", ON_THE_COMMAND_LINE, ids=case_ids(ON_THE_COMMAND_LINE))
+def test_bad_input_on_the_command_line_is_one_error_line_and_exit_2(args, message, tmp_path):
+    bad_image, output = bad_paths(tmp_path)
+    proc = run_cli("--config-dir", "tests/conf", *[a.format(bad_image=bad_image) for a in args],
+                   f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: " + message), proc.stderr
+    assert_nothing_written(tmp_path, output)
+
+
+@pytest.mark.render
 def test_two_renders_started_together_never_share_a_run(tmp_path):
     """Each render's run directory carries its own id (the default template's ${run_id:}),
     so its chunks and default output are its own, and each prints the file it produced."""
@@ -245,6 +302,7 @@ def test_two_renders_started_together_never_share_a_run(tmp_path):
     assert [media.count_frames(o) for o in outputs] == [round(FIXTURE_SECONDS * 24), round(FIXTURE_SECONDS * 12)]
 
 
+@pytest.mark.render
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the output's folder should be")
@@ -255,8 +313,10 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
     assert "segment 0" not in proc.stdout and not list(tmp_path.rglob("*.mp4"))
 
 
+@pytest.mark.render
 def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, tmp_path, monkeypatch):
     import cv2
+
     import raypipe.engine.driver as driver
 
     photo = tmp_path / "coffee.png"
@@ -278,6 +338,7 @@ def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, 
     assert not list(tmp_path.rglob("*.mp4")) and not (run_dir / "report.json").exists()
 
 
+@pytest.mark.render
 def test_unavailable_weights_stop_the_render_before_any_segment(tmp_path):
     output = tmp_path / "video.mp4"
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=clip", "detector.fallback=null",
@@ -290,6 +351,7 @@ def test_unavailable_weights_stop_the_render_before_any_segment(tmp_path):
     assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("report.json"))
 
 
+@pytest.mark.render
 def test_overrides_reach_the_video_from_a_users_config_dir(tmp_path):
     output = tmp_path / "elsewhere" / "small.mp4"
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency", "render.fps=12",
@@ -303,17 +365,18 @@ def test_overrides_reach_the_video_from_a_users_config_dir(tmp_path):
     assert report["output"] == str(output) and report["fps_exact"] == "12/1"
 
 
+@pytest.mark.render
 def test_the_driver_renders_while_ray_is_still_starting_and_ray_takes_the_rest(tmp_path):
     """The head start gives the driver's thread the first task while Ray is not up (a real
     chunk in storage, rendered once, while `start` blocks on Ray); Ray takes every other."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from raypipe.plan.cost import ordered_tasks
     from raypipe.engine.driver import detect
     from raypipe.engine.executor import Work
     from raypipe.engine.headstart import HeadStart
     from raypipe.engine.on_ray import RayExecutor
     from raypipe.engine.threads import ThreadExecutor
+    from raypipe.plan.cost import ordered_tasks
 
     cfg = compose_job("detector=saliency", "ray.num_cpus=2")
     plan, _ = prepare(cfg, str(tmp_path))
@@ -336,6 +399,7 @@ def test_the_driver_renders_while_ray_is_still_starting_and_ray_takes_the_rest(t
         assert stats.ray_started and stats.object_store_bytes == found.result().nbytes  # put once
 
 
+@pytest.mark.render
 def test_the_driver_alone_renders_tasks_side_by_side_and_makes_the_video_ray_makes(tmp_path):
     """Without Ray the driver runs its tasks on a thread per CPU: they overlap in time, and the
     video is the one Ray's workers make from the same tasks."""
@@ -353,6 +417,7 @@ def test_the_driver_alone_renders_tasks_side_by_side_and_makes_the_video_ray_mak
     assert np.array_equal(media.decode_all(a["output"]), media.decode_all(b["output"]))
 
 
+@pytest.mark.render
 def test_a_task_failing_in_the_driver_stops_the_others_and_leaves_nothing(tmp_path, cache_dir):
     import cv2
 
@@ -377,6 +442,7 @@ def test_a_task_failing_in_the_driver_stops_the_others_and_leaves_nothing(tmp_pa
     assert not [p for p in cache_dir.rglob("*") if TMP_MARK in p.name]  # no half chunk in the cache
 
 
+@pytest.mark.slow
 def test_ray_starts_only_where_its_workers_beat_the_drivers_threads_by_more_than_its_start(tmp_path):
     """On 2 CPUs the driver's threads are as fast as an embedded Ray for every bundled job
     (measured: `bench local`); with 16, Ray's workers pay for its start on the larger jobs."""

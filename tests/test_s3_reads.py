@@ -11,6 +11,8 @@ import pytest
 import media_inputs as mi
 from conftest import read_report, run_cli
 
+pytestmark = pytest.mark.render
+
 JOB = """# @package _global_
 job:
   name: shown

@@ -12,6 +12,7 @@ from raypipe.config import DetectorCfg
 LABELS = ROOT / "raypipe" / "bench" / "data" / "detect_labels.json"
 
 
+@pytest.mark.unit
 def test_generated_scenes_have_exactly_the_labels_they_carry():
     for item in json.loads(LABELS.read_text())["images"]:
         if "scene" not in item:
@@ -23,6 +24,7 @@ def test_generated_scenes_have_exactly_the_labels_they_carry():
         assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == pytest.approx(item["subject"], abs=2)
 
 
+@pytest.mark.unit
 def test_a_face_is_kept_whole_only_while_every_pixel_of_it_is_on_screen():
     size = (1000, 1000)
     whole = (0, 0, 1000, 1000)  # the subject is the whole image: a static 1:1 shot shows all of it
@@ -32,6 +34,7 @@ def test_a_face_is_kept_whole_only_while_every_pixel_of_it_is_on_screen():
     assert score.iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
 
 
+@pytest.mark.slow
 def test_the_no_weights_detector_scores_at_least_its_measured_floor():
     """Floors a little under what saliency with faces measures (IoU 0.61, 88% of face shots
     whole, 95% of each face kept on average; without faces: 42% and 77%), so that a change
@@ -49,6 +52,7 @@ def test_the_no_weights_detector_scores_at_least_its_measured_floor():
     assert without["face_shots_whole"] < 0.5 < result["face_shots_whole"]
 
 
+@pytest.mark.render
 def test_the_benchmark_scores_clip_through_the_command_the_readme_gives(tiny_clip):
     """The README's CLIP rows are made by `bench detect detector=clip detector.pretrained=...`:
     that command loads a real checkpoint file (here the tiny one's random weights) and scores

@@ -16,9 +16,9 @@ from raypipe import media
 from raypipe.api import config
 from raypipe.detection.detections import Detections
 from raypipe.detection.detector import detect_all, expand
+from raypipe.engine.task import segment_frames
 from raypipe.plan.timeline import plan as plan_job
 from raypipe.plan.validate import prepare
-from raypipe.engine.task import segment_frames
 
 FPS = ["24000/1001", "25", "30", "60"]
 # Frames per segment: short ones first, last, side by side and between 8-frame shots that
@@ -76,6 +76,7 @@ def assert_each_frame_is_its_own(video: str, raw: np.ndarray, fps: Fraction) -> 
         assert all(scores[k] > psnr(d, raw[j]) for j in others), k
 
 
+@pytest.mark.render
 @pytest.mark.parametrize("transitions", [False, True], ids=["cuts", "transitions"])
 @pytest.mark.parametrize("fps", FPS)
 def test_segments_of_one_to_five_frames_render_frame_exact(tmp_path, fps, transitions):
@@ -95,6 +96,7 @@ def test_segments_of_one_to_five_frames_render_frame_exact(tmp_path, fps, transi
         assert np.array_equal(media.decode_all(again.video), media.decode_all(first.video))
 
 
+@pytest.mark.render
 def test_short_chunks_split_from_longer_segments_join(tmp_path):
     """max_frames_per_task=3 cuts the longer segments into chunks of 2 and 3 frames, so
     chunks that decode in step with their pictures alternate with ones that lag."""
@@ -107,6 +109,7 @@ def test_short_chunks_split_from_longer_segments_join(tmp_path):
     assert_each_frame_is_its_own(result.video, raw_frames(config(job, overrides)), fps)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("fps", [*FPS, "30000/1001", "50"])
 def test_a_duration_of_k_frames_plans_k_frames_wherever_it_starts(fps):
     """Durations written as k/fps (a float that no decimal writes exactly) after a first
@@ -120,6 +123,7 @@ def test_a_duration_of_k_frames_plans_k_frames_wherever_it_starts(fps):
         assert frames[1:] == [1, 2, 1, 3, 4, 5, 1], (lead, frames)
 
 
+@pytest.mark.render
 @pytest.mark.parametrize("codec", ["vp9", "prores"])
 def test_short_segments_join_in_the_codecs_without_b_frames(tmp_path, codec):
     """VP9's WebM counts in whole milliseconds, which 23.976 fps frames are not; ProRes and

@@ -57,6 +57,7 @@ def rotated(folder):
     return out
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("rotation", list(ROTATIONS))
 def test_a_rotated_phone_clip_is_probed_and_decoded_upright(rotated, rotation):
     """probe reports the upright size and the rotation; decode_all and read_frames give upright
@@ -87,6 +88,7 @@ def test_a_rotated_phone_clip_is_probed_and_decoded_upright(rotated, rotation):
         assert np.abs(centres - expected).max() < 1.5, name
 
 
+@pytest.mark.unit
 def test_keyframes_of_a_rotated_clip_are_streamed_upright(rotated):
     """keyframes is a lazy generator of (time, upright frame) pairs at the requested rate."""
     path, upright, reference = rotated[90]
@@ -99,6 +101,7 @@ def test_keyframes_of_a_rotated_clip_are_streamed_upright(rotated):
         assert mad(frame, reference[round(t * 24)]) < 3
 
 
+@pytest.mark.render
 def test_a_rotated_clip_renders_upright_through_the_cli(rotated, tmp_path):
     """A portrait render of a job whose only segment is the 90-degree phone clip: the video
     shows the upright picture (quadrant colours in place, close to the upright frames scaled),
@@ -135,6 +138,7 @@ def test_a_rotated_clip_renders_upright_through_the_cli(rotated, tmp_path):
 # ---- 2. stills with EXIF orientation ------------------------------------------------
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_a_jpeg_is_shown_as_its_exif_orientation_says(tmp_path, orientation):
     """load_image applies all eight EXIF orientations: the stored pixels come out as the
@@ -152,6 +156,7 @@ def test_a_jpeg_is_shown_as_its_exif_orientation_says(tmp_path, orientation):
 # ---- 3. bit depths, palettes, CMYK, alpha, ICC ----------------------------------------
 
 
+@pytest.mark.unit
 def test_a_16_bit_greyscale_ramp_is_scaled_not_clipped(tmp_path):
     """A 16-bit grey PNG from 0 to 65535 comes out as a grey ramp from 0 to 255 (v / 257), not
     all white as when 16-bit values are clipped to 8 bits."""
@@ -164,6 +169,7 @@ def test_a_16_bit_greyscale_ramp_is_scaled_not_clipped(tmp_path):
     assert np.abs(grey - np.linspace(0, 255, 256)).max() <= 2  # linear in the code value
 
 
+@pytest.mark.unit
 def test_a_16_bit_rgb_png_keeps_its_colours(tmp_path):
     img = load_image(str(mi.rgb16_png(tmp_path)))
     assert_rgb8(img, 16, 16 * len(mi.RGB16_PATCHES))
@@ -171,6 +177,7 @@ def test_a_16_bit_rgb_png_keeps_its_colours(tmp_path):
     assert np.abs(got - [rgb8 for _, rgb8 in mi.RGB16_PATCHES]).max() <= 1
 
 
+@pytest.mark.unit
 def test_an_8_bit_greyscale_png_is_grey(tmp_path):
     img = load_image(str(mi.grey8_png(tmp_path)))
     assert_rgb8(img, 16, 16 * len(mi.GREY_LEVELS))
@@ -178,6 +185,7 @@ def test_an_8_bit_greyscale_png_is_grey(tmp_path):
     assert np.array_equal(got, np.repeat(np.array(mi.GREY_LEVELS, float)[:, None], 3, axis=1))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("transparent", [False, True], ids=["opaque", "trns"])
 def test_a_palette_png_is_expanded(tmp_path, transparent):
     """P-mode PNGs give their palette colours; with a tRNS chunk each entry's alpha composites
@@ -189,6 +197,7 @@ def test_a_palette_png_is_expanded(tmp_path, transparent):
     assert np.abs(mi.patch_values(img, len(mi.PALETTE)) - expected).max() <= 1
 
 
+@pytest.mark.unit
 def test_a_cmyk_jpeg_shows_its_inks(tmp_path):
     """A CMYK JPEG as Photoshop and Pillow write it (Adobe marker, inverted values): pure cyan,
     magenta, yellow, black and paper white look like themselves (JPEG is lossy: within 20)."""
@@ -198,6 +207,7 @@ def test_a_cmyk_jpeg_shows_its_inks(tmp_path):
     assert np.abs(got - [rgb for _, rgb in mi.CMYK_PATCHES]).max() < 20
 
 
+@pytest.mark.unit
 def test_alpha_is_composited_over_black(tmp_path):
     """Documented behaviour: an RGBA still is composited over black, in its encoded values
     (colour * alpha / 255), so a half-transparent patch is half as bright, a clear one black."""
@@ -207,6 +217,7 @@ def test_alpha_is_composited_over_black(tmp_path):
     assert np.abs(mi.patch_values(img, len(mi.RGBA_PATCHES)) - expected).max() <= 1.5
 
 
+@pytest.mark.unit
 def test_an_embedded_wide_gamut_icc_profile_is_converted_to_srgb(tmp_path):
     """An RGB PNG tagged with an Adobe RGB (1998) profile (written by hand, so the test knows
     exactly what it says) comes out as the sRGB values computed with numpy colour math,
@@ -222,6 +233,7 @@ def test_an_embedded_wide_gamut_icc_profile_is_converted_to_srgb(tmp_path):
 # ---- 4. anamorphic ------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_an_anamorphic_clip_is_shown_at_its_display_aspect(folder):
     """A 240x180 clip with SAR 4:3 is a 16:9 picture: probe says 320x180, and the frames are
     the 320x180 picture it was squeezed from (the disc in it is round again)."""
@@ -256,6 +268,7 @@ def frame_index(frame: np.ndarray) -> int:
     return round((float(frame.mean()) - mi.vfr_level(0)) / (mi.vfr_level(1) - mi.vfr_level(0)))
 
 
+@pytest.mark.unit
 def test_a_vfr_clip_gives_exactly_the_planned_frames(vfr):
     """At a constant output rate, frame j is the source frame on screen at j/30 s (the last one
     starting at or before it), for a clip whose frames last 97 and 33 ms in turn; with a start
@@ -270,6 +283,7 @@ def test_a_vfr_clip_gives_exactly_the_planned_frames(vfr):
         assert [frame_index(f) for f in got] == expected, (start, speed)
 
 
+@pytest.mark.unit
 def test_a_vfr_clip_decodes_every_frame_once(vfr):
     path, times = vfr
     frames = decode_all(str(path))
@@ -282,6 +296,7 @@ def test_a_vfr_clip_decodes_every_frame_once(vfr):
 # ---- 6. 10-bit and HDR --------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_a_10_bit_sdr_clip_decodes_like_its_8_bit_twin(folder):
     path8, path10, picture = mi.sdr_pair(folder)
     a, b = decode_all(str(path8)), decode_all(str(path10))
@@ -305,6 +320,7 @@ def assert_tone_mapped(frame, n, black, mid, white):
     assert level[black] < 40 and level[white] > 180 and 40 < level[mid] < 180, level
 
 
+@pytest.mark.unit
 def test_a_pq_hdr_clip_is_tone_mapped_to_sdr(folder):
     path = mi.pq_clip(folder)
     info = probe(str(path))
@@ -317,6 +333,7 @@ def test_a_pq_hdr_clip_is_tone_mapped_to_sdr(folder):
     assert mad(decode_all(str(path))[0], frames[0]) < 2
 
 
+@pytest.mark.unit
 def test_an_hlg_hdr_clip_is_tone_mapped_to_sdr(folder):
     path = mi.hlg_clip(folder)
     info = probe(str(path))
@@ -341,6 +358,7 @@ BROKEN = {
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", list(BROKEN))
 def test_an_undecodable_source_raises_one_line_naming_the_file(tmp_path, kind):
     """The media API refuses a source it cannot decode with a MediaError: one line, with the
@@ -355,6 +373,7 @@ def test_an_undecodable_source_raises_one_line_naming_the_file(tmp_path, kind):
     assert "\n" not in message.strip() and path in message and words in message, message
 
 
+@pytest.mark.unit
 def test_a_truncated_clip_is_never_decoded_as_if_whole(tmp_path):
     """decode_all promises every frame of the stream: a file cut short raises instead of
     returning the frames before the cut as if they were all."""
@@ -363,6 +382,7 @@ def test_a_truncated_clip_is_never_decoded_as_if_whole(tmp_path):
         decode_all(path)
 
 
+@pytest.mark.render
 @pytest.mark.parametrize("kind", list(BROKEN))
 def test_an_undecodable_source_stops_the_render_before_any_work(tmp_path, kind):
     """Through the CLI: exit 2, one stderr line `error: job.segments[i].source: ...` naming the

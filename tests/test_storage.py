@@ -1,14 +1,18 @@
 """Run storage on pyarrow.fs, S3 included: a real S3-compatible server (moto) on 127.0.0.1."""
 import json
 import os
+from pathlib import Path
 
 import cv2
+import pytest
 
 from conftest import CREDENTIALS, bucket_keys as keys, read_report, run_cli
 from raypipe import media
 from raypipe.media import load_image
 from test_render import FIXTURE_FRAMES
 
+
+@pytest.mark.render
 def test_a_render_reads_sources_from_s3_and_puts_its_run_there(s3, tmp_path):
     env, client = s3
     ok, png = cv2.imencode(".png", cv2.cvtColor(load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
@@ -32,6 +36,7 @@ def test_a_render_reads_sources_from_s3_and_puts_its_run_there(s3, tmp_path):
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in (run_dir / "render.log").read_text()
 
 
+@pytest.mark.render
 def test_s3_objects_are_put_whole_once_and_the_cache_there_serves_the_next_render(s3, tmp_path):
     """In a versioned bucket a temporary object moved into place (a copy and a delete) would
     leave a version and a delete marker behind: every object here has exactly one version."""
@@ -58,17 +63,20 @@ def test_s3_objects_are_put_whole_once_and_the_cache_there_serves_the_next_rende
     assert second["cache"]["root"] == "s3://direct/r/cache"
 
 
+@pytest.mark.render
 def test_an_unwritable_storage_root_is_one_line_before_any_work(s3, tmp_path):
     env, client = s3
     proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency",
                    "storage.root=s3://no-such-bucket/runs", f"hydra.run.dir={tmp_path / 'run'}", env=env)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: storage.root: cannot write to s3://no-such-bucket/runs/"), lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: storage.root: cannot write to s3://no-such-bucket/runs/"), lines
     assert "segment 0" not in proc.stdout
 
 
-def test_an_upload_folder_left_by_a_killed_process_is_removed_by_the_next_upload(tmp_path, monkeypatch):
+@pytest.mark.unit
+def test_an_upload_folder_left_by_a_killed_process_is_removed_by_the_next_upload(s3, tmp_path, monkeypatch):
     """A process SIGKILLed mid-upload to S3 runs no cleanup: its folder stays in TMPDIR until
     the next process that uploads sees that its writer is dead."""
     import subprocess
@@ -77,6 +85,7 @@ def test_an_upload_folder_left_by_a_killed_process_is_removed_by_the_next_upload
 
     from raypipe import storage
 
+    _, client = s3
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -85,5 +94,8 @@ def test_an_upload_folder_left_by_a_killed_process_is_removed_by_the_next_upload
     (left / "file.mp4").write_bytes(b"half")
     mine = tmp_path / f"raypipe-out-{os.getpid()}-efgh"  # a live writer's: left alone
     mine.mkdir()
-    new = storage._upload_folder()
-    assert not left.exists() and mine.exists() and os.path.basename(new).startswith(f"raypipe-out-{os.getpid()}-")
+    with storage.publishing("s3://renders/uploads/video.mp4") as local:
+        assert not left.exists() and mine.exists()
+        assert os.path.basename(os.path.dirname(local)).startswith(f"raypipe-out-{os.getpid()}-")
+        Path(local).write_bytes(b"whole")
+    assert keys(client, "uploads/") == ["uploads/video.mp4"]

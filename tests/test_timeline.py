@@ -8,6 +8,8 @@ from omegaconf import OmegaConf
 from raypipe.config import Config
 from raypipe.plan.timeline import JobError, plan
 
+pytestmark = pytest.mark.unit
+
 
 def job(durations, fps="30", transitions=None, effect="static"):
     segments = [

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import queue
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+
 @contextmanager
 def timed(stages: dict, name: str):
     t0 = time.perf_counter()

@@ -28,7 +28,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from raypipe.api import compose
-from raypipe.bench.baseline import run_moviepy, run_pool, timed
+from raypipe.bench.baseline import run_moviepy, run_pool
 
 NAMES = ("raypipe", "sequential", "pool", "moviepy")
 POLL_S = 0.1
@@ -171,7 +171,8 @@ def _run(variant: str, run_dir: str, overrides: list[str]) -> dict:
         sys.exit(f"error: {variant} failed (exit {code}); the end of its stderr:\n{tail}")
     result = json.loads(Path(run_dir, "report.json" if variant == "raypipe" else "result.json").read_text())
     peaks = tree.peaks.values()
-    return {"result_s": to_result, "exit_s": wall, "frames": result["frames"], "clip_loads": result["clip_loads"], "stages": result["stages"],
+    return {"result_s": to_result, "exit_s": wall, "frames": result["frames"], "clip_loads": result["clip_loads"],
+            "stages": result["stages"],
             "peak_rss_mb": max(peaks) / 1024, "sum_rss_mb": sum(peaks) / 1024,
             "not_expressed": result.get("not_expressed", [])}
 

@@ -28,8 +28,8 @@ def _median(values) -> float:
 
 def _demo_frames(width: int, height: int, count: int) -> list[np.ndarray]:
     """Real frames to measure with: a ken_burns move over the astronaut, as the demo opens."""
-    from raypipe.frames.effects import Shot, make_params
     from raypipe.detection.saliency import detect_saliency
+    from raypipe.frames.effects import Shot, make_params
     from raypipe.media import load_image
 
     img = load_image("sample:astronaut")
@@ -118,8 +118,8 @@ def bench_clip(args) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from raypipe.detection.clip import ClipDetector
     from raypipe.config import DetectorCfg
+    from raypipe.detection.clip import ClipDetector
     from raypipe.media import load_image
     from raypipe.media.images import SAMPLES
 
@@ -163,8 +163,8 @@ def bench_detect(args) -> dict:
     in frame, time per image (see raypipe/score.py)."""
     from omegaconf import OmegaConf
 
-    from raypipe.bench import score
     from raypipe.api import config
+    from raypipe.bench import score
 
     detector = OmegaConf.to_object(config("demo", args.overrides).detector)
     return score.run(detector, args.labels, per_image=args.per_image)
@@ -199,7 +199,8 @@ def bench_local(args) -> dict:
         for r in range(args.runs):
             for name, saving in (("ray", "0"), ("driver", "1e9")):
                 run_dir = Path(tmp) / f"{name}-{r}"
-                wall, report = _render([*args.overrides, *_first_render(run_dir), f"ray.min_saving_s={saving}"], run_dir)
+                wall, report = _render([*args.overrides, *_first_render(run_dir), f"ray.min_saving_s={saving}"],
+                                       run_dir)
                 times[name].append(report["stages"]["total"])
                 walls[name].append(wall)
                 print(f"round {r}: {name} {report['stages']['total']:.2f} s to the result", file=sys.stderr)
@@ -309,7 +310,8 @@ def bench_handoff(args) -> dict:
     # node: it is serial work that no number of workers removes.
     n = 450  # the demo's frames
     for workers in (2, 16):
-        result[f"projected encode wall for {n} frames on {workers} workers, chunks (s)"] = round(n * a / workers / 1000, 2)
+        projected = f"projected encode wall for {n} frames on {workers} workers, chunks (s)"
+        result[projected] = round(n * a / workers / 1000, 2)
         result[f"projected encode wall for {n} frames on {workers} workers, frame files (s)"] = round(
             (n * b / workers + n * m) / 1000, 2)
     return result
@@ -318,10 +320,10 @@ def bench_handoff(args) -> dict:
 def bench_effects(args) -> dict:
     """Render cost per frame of each effect, transition and caption on one core (cv2
     threads = 1), moving cameras sampled over a whole shot so no frame repeats the previous."""
+    from raypipe.detection.saliency import detect_saliency
     from raypipe.frames.captions import CaptionStyle, layout, overlay
     from raypipe.frames.effects import EFFECTS, Shot, make_params
     from raypipe.frames.transitions import TRANSITIONS
-    from raypipe.detection.saliency import detect_saliency
     from raypipe.media import load_image
 
     cv2.setNumThreads(1)
@@ -366,8 +368,8 @@ def bench_effects(args) -> dict:
     frame = shot("static").frame(img, subject, 0.0)
     style = CaptionStyle("A caption over the picture, two lines of it when the frame is narrow", "DejaVu Sans", 0.05,
                          "white", 0.08, "black", True, "black", 0.55, "auto", 0.05, 0.3, 0.3)
-    result["caption overlay (laid out once)"] = timed(lambda: layout(style, w, h).rgba,
-                                                      lambda rgba, p: overlay(frame, rgba, (40, h - 200), 0.5 + 0.5 * p))
+    result["caption overlay (laid out once)"] = timed(
+        lambda: layout(style, w, h).rgba, lambda rgba, p: overlay(frame, rgba, (40, h - 200), 0.5 + 0.5 * p))
     return result
 
 
@@ -672,5 +674,6 @@ def main(argv: list[str]) -> None:
     if extra and (not hasattr(args, "overrides") or any(x.startswith("-") for x in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if hasattr(args, "overrides"):
-        args.overrides = [*args.overrides, *extra] or (["detector=saliency"] if args.which == "detect" else ["+job=demo"])
+        default = ["detector=saliency"] if args.which == "detect" else ["+job=demo"]
+        args.overrides = [*args.overrides, *extra] or default
     print(json.dumps(args.fn(args), indent=2))

@@ -1,5 +1,5 @@
-"""Scores the detector against labelled images (`raypipe/bench/data/detect_labels.json`, shipped in the wheel): the IoU of
-each subject box with its label, how much of each labelled face every camera effect keeps in
+"""Scores the detector against labelled images (`raypipe/bench/data/detect_labels.json`, shipped in
+the wheel): the IoU of each subject box with its label, how much of each labelled face every camera effect keeps in
 frame over its whole shot (the worst frame counts), and the detector's time per image.
 
 Framing is what a person judges: a box a little off scores IoU 0.8 and may still be fine,
@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 
 from raypipe.detection.detector import detect_all, expand
+from raypipe.detection.faces import iou
 from raypipe.frames.effects import Shot, make_params
 
 # The labelled set: five photographs labelled by hand and three generated scenes.
 LABELS = Path(__file__).parent / "data" / "detect_labels.json"
-from raypipe.detection.faces import iou
 
 EFFECTS = ("static", "ken_burns", "punch_in", "pan", "reframe")
 ASPECTS = {"16:9": (1920, 1080), "9:16": (1080, 1920)}

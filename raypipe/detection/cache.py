@@ -34,8 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raypipe.detection.detections import CompactSubject
 from raypipe import code
+from raypipe.detection.detections import CompactSubject
 from raypipe.storage import Storage, resolve
 
 log = logging.getLogger(__name__)

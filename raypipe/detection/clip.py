@@ -20,11 +20,10 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
-from raypipe.errors import WeightsUnavailable
-from raypipe.detection.settings import WEIGHTS_HINT as hint
-from raypipe.detection.settings import is_checkpoint_path as _is_path
 from raypipe.detection.detections import Subject, bounded, subject_from_heat
 from raypipe.detection.saliency import detect_saliency
+from raypipe.detection.settings import WEIGHTS_HINT as hint, is_checkpoint_path as _is_path
+from raypipe.errors import WeightsUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,9 @@ def weights_missing(cfg) -> str | None:
     if not cfg.pretrained:
         return f"detector.pretrained is null: CLIP needs weights; {hint}"
     if _is_path(cfg.pretrained):
-        return None if os.path.isfile(cfg.pretrained) else f"detector.pretrained: no checkpoint file at {cfg.pretrained}; {hint}"
+        if os.path.isfile(cfg.pretrained):
+            return None
+        return f"detector.pretrained: no checkpoint file at {cfg.pretrained}; {hint}"
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or not _hub_reachable()
     if not offline or any(_squash(cfg.pretrained) in _squash(repo) for repo in _cached_hub_repos()):
         return None
@@ -115,7 +116,8 @@ def load(cfg) -> tuple[object, dict]:
                                      f"local cache and the model hub is unreachable; {hint}") from None
         where = cfg.pretrained if _is_path(cfg.pretrained) else f"open_clip tag {name}/{cfg.pretrained}"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsUnavailable(f"detector.pretrained: could not load weights from {where} ({first}); {hint}") from None
+        raise WeightsUnavailable(f"detector.pretrained: could not load weights from {where} ({first}); "
+                                 f"{hint}") from None
     model.eval()
     LOADS += 1
     pre = open_clip.get_model_preprocess_cfg(model)

@@ -67,7 +67,7 @@ class CompactSubject:
     faces: tuple = ()
 
     @classmethod
-    def of(cls, s: Subject) -> "CompactSubject":
+    def of(cls, s: Subject) -> CompactSubject:
         ok, png = cv2.imencode(".png", bounded(s.mask))
         if not ok:
             raise ValueError("could not encode a mask")
@@ -177,7 +177,7 @@ class Detections:
     face_counts: np.ndarray | None = None  # (k,) int32
 
     @classmethod
-    def pack(cls, items: dict[str, Subject | Keyframes], smoothing: float = 0.5) -> "Detections":
+    def pack(cls, items: dict[str, Subject | Keyframes], smoothing: float = 0.5) -> Detections:
         keys = tuple(items)
         tracks = [v if isinstance(v, list) else [(0.0, v)] for v in (items[k] for k in keys)]
         first = np.zeros(len(keys) + 1, np.int64)

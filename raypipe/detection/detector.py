@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 import time
 from dataclasses import replace
@@ -18,7 +17,6 @@ from raypipe.detection.detections import CompactSubject, Keyframes, Subject
 from raypipe.detection.faces import find_faces
 from raypipe.detection.saliency import detect_saliency
 from raypipe.media import ReadCounter, keyframes, load_image
-
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +81,8 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                video_ranges: dict[str, tuple[tuple[float, float], ...]] | None = None,
                cache: DetectionCache | None = None, made: list | None = None) -> tuple[dict, dict]:
     """Every source's subject with one detector (`made` holds the (detector, fallback reason)
-    once one is made: a batch passes the same list to every call, so a model loads once): stills once, videos at `keyframe_rate`
+    once one is made: a batch passes the same list to every call, so a model loads once):
+    stills once, videos at `keyframe_rate`
     over the spans of them that the timeline shows (seeking from one to the next). Images go
     to the detector in batches (CLIP: `batch_size` per forward pass, each held only as the
     model's input and a copy at most 512 px a side), and results come compacted (masks as PNG), so the detector's

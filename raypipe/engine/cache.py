@@ -19,9 +19,9 @@ from omegaconf import DictConfig
 from raypipe.config import cache_root
 from raypipe.detection import detector
 from raypipe.detection.cache import DetectionCache, code_version, detection_keys, digest, source_id
+from raypipe.engine.task import SegmentManifest
 from raypipe.plan.cost import estimated_ms
 from raypipe.plan.timeline import Plan, SegmentPlan, ShotSpec, TaskPlan
-from raypipe.engine.task import SegmentManifest
 from raypipe.storage import Storage, writer_gone, writer_of
 
 # The code that decides a chunk's pixels and bits: the task and every module it imports.
@@ -112,7 +112,7 @@ def evict(root: str, max_bytes: int, keep: set[str]) -> dict:
 
 
 def _remove_empty_folders(root: str) -> None:
-    for folder, subfolders, files in os.walk(root, topdown=False):
+    for folder, _subfolders, files in os.walk(root, topdown=False):
         if folder != root and not files:
             try:
                 os.rmdir(folder)  # fails, harmlessly, if a render has just written into it
@@ -134,7 +134,7 @@ class Reuse:
     manifests: tuple[SegmentManifest, ...] = ()  # the cached chunks this render uses
 
     @classmethod
-    def look_up(cls, cfg: DictConfig, plan: Plan, run_store: Storage) -> "Reuse":
+    def look_up(cls, cfg: DictConfig, plan: Plan, run_store: Storage) -> Reuse:
         root = cache_root(cfg)
         if root is None:
             return cls(None, None, None, {}, run_store, plan.encode.chunk_extension)
@@ -175,7 +175,7 @@ class Reuse:
         self.manifests = tuple(found)
         return sorted(left, key=lambda t: -estimated_ms(t))
 
-    def moved(self, moved: dict[str, str]) -> "Reuse":
+    def moved(self, moved: dict[str, str]) -> Reuse:
         """The same, for a plan whose sources were staged elsewhere (keys follow content)."""
         if self.detections is None:
             return self

@@ -15,11 +15,6 @@ from omegaconf import DictConfig, OmegaConf
 from raypipe.detection import detector
 from raypipe.detection.cache import DetectionCache
 from raypipe.detection.detections import Detections
-from raypipe.errors import CancelToken
-from raypipe.media import ReadCounter
-from raypipe.plan.cost import frames_per_task, local_slots, ordered_tasks, worth_starting_ray
-from raypipe.plan.timeline import Plan
-from raypipe.plan.validate import prepare
 from raypipe.engine.cache import Reuse
 from raypipe.engine.executor import Executor, Work
 from raypipe.engine.headstart import HeadStart
@@ -30,6 +25,11 @@ from raypipe.engine.progress import Progress
 from raypipe.engine.report import Report, build, run_id_of
 from raypipe.engine.task import check_captions
 from raypipe.engine.threads import ThreadExecutor
+from raypipe.errors import CancelToken
+from raypipe.media import ReadCounter
+from raypipe.plan.cost import frames_per_task, local_slots, ordered_tasks, worth_starting_ray
+from raypipe.plan.timeline import Plan
+from raypipe.plan.validate import prepare
 from raypipe.storage import Storage
 
 log = logging.getLogger("raypipe")

@@ -12,9 +12,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from raypipe.engine.task import SegmentManifest
 from raypipe.media import EncodeSpec
 from raypipe.plan.timeline import TaskPlan
-from raypipe.engine.task import SegmentManifest
 from raypipe.storage import Storage
 
 
@@ -113,7 +113,7 @@ class Executor(ABC):
     def close(self) -> None:
         """Releases what `start` took (Ray's processes)."""
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc) -> None:

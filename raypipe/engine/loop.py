@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from raypipe.errors import CancelToken, RenderError
 from raypipe.engine.executor import Executor, TaskLost, Work
 from raypipe.engine.progress import Progress
 from raypipe.engine.task import SegmentManifest
+from raypipe.errors import CancelToken, RenderError
 
 log = logging.getLogger("raypipe")
 

@@ -7,12 +7,12 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from raypipe.engine.task import SegmentManifest
 from raypipe.errors import MuxError
 from raypipe.media import ReadCounter
 from raypipe.media.audio import AudioSpec, mix
 from raypipe.media.join import join
 from raypipe.media.video import reason
-from raypipe.engine.task import SegmentManifest
 from raypipe.storage import publishing
 
 

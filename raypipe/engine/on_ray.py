@@ -23,13 +23,13 @@ from omegaconf import DictConfig, OmegaConf
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raypipe.detection import detector
-from raypipe.errors import JobError, MuxError, RaypipeError
-from raypipe.plan.cost import local_slots
-from raypipe.plan.timeline import Plan
 from raypipe.engine import mux
 from raypipe.engine.executor import Executor, ExecutorStats, Outcome, TaskLost, Work
 from raypipe.engine.progress import Board, Reporter
 from raypipe.engine.task import SegmentManifest, render_task
+from raypipe.errors import JobError, MuxError, RaypipeError
+from raypipe.plan.cost import local_slots
+from raypipe.plan.timeline import Plan
 from raypipe.storage import Storage
 
 log = logging.getLogger("raypipe")
@@ -171,7 +171,7 @@ class RayExecutor(Executor):
         """The muxer actor; made once Ray is up (chunks done before that wait for it)."""
         return _Deferred(self, (total_frames, duration, audio, output, codec))
 
-    def _muxer_now(self, *args) -> "MuxerLink":
+    def _muxer_now(self, *args) -> MuxerLink:
         self.start()
         link = MuxerLink(*args)
         self.muxers.append(link)
@@ -283,7 +283,7 @@ class _Deferred:
         else:
             self._link().add(manifest)
 
-    def _link(self) -> "MuxerLink":
+    def _link(self) -> MuxerLink:
         if self.link is None:
             self.link = self.ray._muxer_now(*self.args)
             for m in self.early:

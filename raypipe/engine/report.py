@@ -9,9 +9,9 @@ import sys
 from dataclasses import asdict, dataclass
 
 from raypipe.detection.detections import Detections
-from raypipe.plan.timeline import Plan
 from raypipe.engine.executor import ExecutorStats
 from raypipe.engine.task import SegmentManifest
+from raypipe.plan.timeline import Plan
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class TaskRun:
     bytes_read: int
 
     @classmethod
-    def of(cls, m: SegmentManifest) -> "TaskRun":
+    def of(cls, m: SegmentManifest) -> TaskRun:
         return cls(m.index, m.start, m.frames, m.reused, m.executor, m.node_id, m.node_ip, m.pid, m.seconds,
                    round(m.started, 3), m.peak_rss_mb, m.bytes_read)
 

@@ -9,23 +9,22 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import cv2
 import numpy as np
 import ray
 
 from raypipe.detection.detections import Detections
-from raypipe.errors import CaptionError, JobError
+from raypipe.errors import NEVER, CancelToken, CaptionError, JobError
 from raypipe.frames.captions import overlay
 from raypipe.frames.effects import Shot
 from raypipe.frames.transitions import TRANSITIONS
 from raypipe.media import ChunkEncoder, EncodeSpec, MediaError, ReadCounter, load_image, read_frames
 from raypipe.media.video import reason
-from raypipe.errors import NEVER, CancelToken
-from raypipe.storage import Storage
 from raypipe.plan.timeline import Plan, SegmentPlan, ShotSpec, TaskPlan
+from raypipe.storage import Storage
 
 
 @dataclass(frozen=True)

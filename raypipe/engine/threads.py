@@ -7,10 +7,10 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
-from raypipe.errors import Cancelled, CancelToken
 from raypipe.engine import mux
 from raypipe.engine.executor import Executor, Outcome, Work
 from raypipe.engine.task import render_task
+from raypipe.errors import Cancelled, CancelToken
 
 
 class ThreadExecutor(Executor):

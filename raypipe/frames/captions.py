@@ -43,7 +43,8 @@ def resolve_font(font: str) -> str:
         return path
     found = _fc("fc-match", "--format=%{file}\t%{family}", font)
     if found is None:
-        raise CaptionError(f"cannot look up font {font!r}: fontconfig (fc-match) is not installed; give a font file path")
+        raise CaptionError(f"cannot look up font {font!r}: fontconfig (fc-match) is not installed; "
+                           "give a font file path")
     path, _, families = found.partition("\t")
     wanted = font.split(":")[0].strip().lower()
     # fc-match always answers with something; only a family of that name counts as found.
@@ -184,7 +185,7 @@ class Caption:
         for i, (h, w) in enumerate(self.shapes):
             origins = self.origins(out_w, out_h, (h, w))
 
-            def overlap(name, boxes):
+            def overlap(name, boxes, origins=origins, w=w, h=h):  # bound: called in this iteration only
                 x, y = origins[name]
                 return sum(_intersection((x, y, x + w, y + h), b) for b in boxes)
 
@@ -249,10 +250,11 @@ def layout(style: CaptionStyle, out_w: int, out_h: int) -> Caption:
                 png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA))[1].tobytes()
                 fits.setdefault(png, (img.shape[:2], p))
     if not fits:
-        raise CaptionError(f"its {len(style.text)} characters do not fit in the {out_w}x{out_h} frame even at {floor} px "
-                           f"text; shorten the text or lower size or margin")
+        raise CaptionError(f"its {len(style.text)} characters do not fit in the {out_w}x{out_h} frame even at "
+                           f"{floor} px text; shorten the text or lower size or margin")
     return Caption(tuple(np.frombuffer(png, np.uint8) for png in fits), tuple(shape for shape, _ in fits.values()),
-                   tuple(p for _, p in fits.values()), style.text, style.position, style.margin, style.fade_in, style.fade_out)
+                   tuple(p for _, p in fits.values()), style.text, style.position, style.margin, style.fade_in,
+                   style.fade_out)
 
 
 def _bitmap(style: CaptionStyle, primary: str, colors, px: int, column: float, room: int, out_w: int) -> np.ndarray:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+
 @dataclass(frozen=True)
 class View:
     cx: float

@@ -8,16 +8,17 @@ import cv2
 from omegaconf import DictConfig
 
 from raypipe.detection.detections import Detections
+from raypipe.engine.cache import Reuse
+from raypipe.engine.driver import detect, render
+from raypipe.engine.report import Report
+from raypipe.engine.task import segment_frames
 from raypipe.errors import JobError
 from raypipe.look import sheet
 from raypipe.look.report_html import sheet_for, write_page
 from raypipe.plan.timeline import Plan
 from raypipe.plan.validate import prepare
-from raypipe.engine.cache import Reuse
-from raypipe.engine.driver import detect, render
-from raypipe.engine.report import Report
-from raypipe.engine.task import segment_frames
 from raypipe.storage import Storage
+
 
 def _detected(cfg: DictConfig, run_dir: str) -> tuple[Plan, Detections, dict]:
     """The plan and every source's subject, from the detection cache where it has them."""

@@ -1,16 +1,16 @@
 """Contact sheets: images in a grid, each with a caption line under it. The detection sheet
 draws what the detector found on each source: the box (green), the mask's outline (yellow),
-the faces (magenta), the score and the detector that ran. `annotate` and `grid` are pure; `detection_sheet` reads the sources."""
+the faces (magenta), the score and the detector that ran. `annotate` and `grid` are pure;
+`detection_sheet` reads the sources."""
 from __future__ import annotations
 
 import bisect
 import functools
+import os
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-
-import os
 
 from raypipe.detection.detections import Detections, Subject
 from raypipe.media import ReadCounter, load_image

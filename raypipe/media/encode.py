@@ -141,7 +141,8 @@ class ChunkEncoder:
 
     def _raise(self) -> None:
         e = self._error
-        raise MediaError(f"encoding {self.path} failed: {reason(e)}") from (e if not isinstance(e, av.FFmpegError) else None)
+        cause = e if not isinstance(e, av.FFmpegError) else None
+        raise MediaError(f"encoding {self.path} failed: {reason(e)}") from cause
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != self.shape or frame.dtype != np.uint8:

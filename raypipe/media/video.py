@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import av
 import numpy as np
@@ -79,7 +79,7 @@ class VideoSource:
         # One converter for the whole stream: a fresh one per frame costs ~5 ms at 1080p.
         self._convert = VideoReformatter()
 
-    def __enter__(self) -> "VideoSource":
+    def __enter__(self) -> VideoSource:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -109,7 +109,8 @@ class VideoSource:
         if self._geometry is None:
             self._setup(frame)
         width, height, turns, hdr = self._geometry
-        rgb = self._convert.reformat(frame, width=width, height=height, format="rgb48le" if hdr else "rgb24").to_ndarray()
+        rgb = self._convert.reformat(frame, width=width, height=height,
+                                     format="rgb48le" if hdr else "rgb24").to_ndarray()
         if hdr:
             rgb = tone_map(rgb, hdr)
         return np.ascontiguousarray(np.rot90(rgb, -turns)) if turns else rgb

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from itertools import accumulate
 from fractions import Fraction
+from itertools import accumulate
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,10 +20,8 @@ from raypipe.errors import CaptionError, EffectError, JobError, MediaError
 from raypipe.frames.captions import POSITIONS, Caption, CaptionStyle, layout
 from raypipe.frames.effects import make_params
 from raypipe.frames.transitions import TRANSITIONS
-from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, is_video, normalize
-from raypipe.media import probe as probe_media
+from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, is_video, normalize, probe as probe_media
 from raypipe.media.audio import AudioSpec, ClipAudio
-
 
 AUDIO_MODES = ("drop", "mix", "keep")
 
@@ -107,7 +105,7 @@ class TaskPlan:
         return f"segments/{self.segment.index:05d}-{self.start:07d}{extension}"
 
 
-def split(plan: "Plan", max_frames: int | None) -> tuple[TaskPlan, ...]:
+def split(plan: Plan, max_frames: int | None) -> tuple[TaskPlan, ...]:
     """Each segment as tasks of at most `max_frames` frames, as even as the count allows
     (None: one task per segment). Ranges are contiguous and in timeline order."""
     tasks = []
@@ -138,7 +136,7 @@ class Plan:
     def sources(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(s.source for s in self.shots()))
 
-    def with_sources(self, moved: dict[str, str]) -> "Plan":
+    def with_sources(self, moved: dict[str, str]) -> Plan:
         """The same plan reading each source (and the soundtrack) from where `moved` says."""
         def shot(s: ShotSpec) -> ShotSpec:
             return replace(s, source=moved.get(s.source, s.source))
@@ -321,7 +319,8 @@ def _entry(i: int, seg, last: bool, probe) -> _Entry:
         if tr_seconds <= 0:
             raise JobError(f"{where}.transition.duration", f"must be > 0 for {tr.type} (got {tr.duration})")
         if seconds is not None and tr_seconds > seconds:
-            raise JobError(f"{where}.transition.duration", f"{tr.duration} s is longer than the segment ({seg.duration} s)")
+            raise JobError(f"{where}.transition.duration",
+                           f"{tr.duration} s is longer than the segment ({seg.duration} s)")
     volume = float(_number(seg.audio_volume, f"{where}.audio_volume"))
     if volume < 0:
         raise JobError(f"{where}.audio_volume", f"must be >= 0 (got {seg.audio_volume})")
@@ -392,8 +391,8 @@ def plan(job: DictConfig, render: DictConfig, probe=probe_media) -> Plan:
             raise JobError(f"{e.where}.caption", str(err)) from None
     segments = tuple(
         SegmentPlan(i, bounds[i], bounds[i + 1], shots[i],
-                    TransitionSpec(e.transition, e.transition_params, bounds[i + 1] - f, f, shots[i + 1]) if f else None,
-                    captions[i])
+                    TransitionSpec(e.transition, e.transition_params, bounds[i + 1] - f, f, shots[i + 1])
+                    if f else None, captions[i])
         for i, (e, f) in enumerate(zip(entries, fades))
     )
     return Plan(job.name, enc, bounds[-1], segments, _audio(job.audio, entries, shots, enc.fps), tuple(job.prompts))
