@@ -67,6 +67,7 @@ JOB_FILES = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("text,message", JOB_FILES, ids=[m.split(":")[0].replace("{file}", "file") + "|" + m.split(": ")[-1][:30]
                                                          for _, m in JOB_FILES])
 def test_a_bad_job_file_is_one_line_with_the_keys_full_path(tmp_path, monkeypatch, text, message):
@@ -80,6 +81,7 @@ def test_a_bad_job_file_is_one_line_with_the_keys_full_path(tmp_path, monkeypatc
     assert str(e.value).startswith(message.format(file=job, folder=tmp_path)) and "\n" not in str(e.value)
 
 
+@pytest.mark.unit
 def test_a_job_file_needs_no_package_line_nor_a_job_level_and_its_paths_are_its_folders(tmp_path, monkeypatch):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "beach.png").write_bytes(b"")  # only its path is looked at here

@@ -14,6 +14,8 @@ from raypipe.config import CaptionCfg
 from raypipe.frames.effects import EFFECTS, make_params
 from raypipe.frames.transitions import TRANSITIONS
 
+pytestmark = pytest.mark.render
+
 ITEM = re.compile(r"  (\w+): (\S.*)")
 OPTION = re.compile(r"    (\w+): (\S.*?) = (\S.*?)\s{2,}(\S.*)")
 

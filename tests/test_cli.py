@@ -13,6 +13,8 @@ from conftest import ROOT, run_cli
 from raypipe import media
 from raypipe.media import load_image
 
+pytestmark = pytest.mark.render
+
 SMALL = ("render.width=160", "render.height=90", "render.fps=12")
 
 

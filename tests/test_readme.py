@@ -17,6 +17,8 @@ from raypipe import media
 from raypipe.config import ASSETS
 from raypipe.media import load_image
 
+pytestmark = pytest.mark.slow
+
 README = (ROOT / "README.md").read_text()
 
 
