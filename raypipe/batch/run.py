@@ -66,6 +66,8 @@ class BatchReport:
     detector_loads: int
     executor: str
     ray_started: bool
+    task_seconds: float  # the rendering work: every task's seconds, summed
+    retries: list  # tasks run again after their worker or node was lost: {"start", "frames", "attempt", "reason"}
     stages: dict
     records: list[Record] = field(default_factory=list)
 
@@ -163,7 +165,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
             todo.append(video)
     detected: queue.Queue = queue.Queue()
     made: list = []  # the batch's one detector, once a source misses the cache
-    frames = 0
+    frames, retries, work_s = 0, [], [0.0]
     with ExitStack() as cleanup:
         slots = local_slots(cfg.ray) if embedded(cfg.ray) else None
         executor = cleanup.enter_context(choose(cfg, [t for v in todo for t in _all_tasks(v, slots)] if slots else None,
@@ -234,6 +236,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
             if entry is None or entry.failed:
                 return
             entry.muxer.add(m)
+            work_s[0] += m.seconds
             entry.left -= 1
             if entry.left == 0:
                 _finish(entry)
@@ -270,7 +273,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         try:
             t1 = time.perf_counter()
             while _Feed().more or flying:
-                run_tasks(executor, _Feed(), on_done, progress, cancel, on_error=on_error)
+                retries += run_tasks(executor, _Feed(), on_done, progress, cancel, on_error=on_error).retries
                 _collect(wait=not _Feed().more)
             detection.result()  # a detection thread that died says why
             stages["render"] = round(time.perf_counter() - t1, 3)
@@ -290,7 +293,8 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         frames=frames, seconds=seconds, videos_per_hour=round(3600 * done / seconds, 1) if seconds else 0.0,
         detector=made[0][0].name if made else detector.resolve_kind(cfg.detector)[0],
         detector_loads=detector.clip_loads(),
-        executor=executor.name, ray_started=stats.ray_started, stages=stages, records=records)
+        executor=executor.name, ray_started=stats.ray_started, task_seconds=round(work_s[0], 3), retries=retries,
+        stages=stages, records=records)
     Storage(run_dir).write_bytes("report.json", json.dumps(report.to_dict(), indent=2).encode())
     return report
 

@@ -94,14 +94,17 @@ def _batch(folder: Path, photos, extra, env, run: Path) -> dict:
     rows = run / "rows.csv"
     rows.write_text("id,address,price,photos\n" + "".join(
         f"v{v:03d},Listing v{v:03d},-,{'|'.join(str(folder / n) for n in names)}\n" for v, names in enumerate(photos)))
-    w, p, s, _ = _measure([sys.executable, "-m", "raypipe", "batch", "+job=listing", f"batch.rows={rows}", *extra,
-                           f"batch.root={run / 'out'}", f"batch.allowed_roots=[{folder}]",
-                           f"hydra.run.dir={run / 'run'}"], env, run / "batch.err")
+    cmd = [sys.executable, "-m", "raypipe", "batch", "+job=listing", f"batch.rows={rows}", *extra,
+           f"batch.root={run / 'out'}", f"batch.allowed_roots=[{folder}]"]
+    w, p, s, _ = _measure([*cmd, f"hydra.run.dir={run / 'run'}"], env, run / "batch.err")
     report = json.loads((run / "run" / "report.json").read_text())
     if report["done"] != len(photos):
         sys.exit(f"error: the batch published {report['done']} of {len(photos)} videos")
+    again, _, _, _ = _measure([*cmd, f"hydra.run.dir={run / 'again'}"], env, run / "again.err")  # unchanged: resume
+    cpus = os.cpu_count() or 1
     return {"wall_s": w, "peak_rss_mb": p, "sum_rss_mb": s, "detector_loads": report["detector_loads"],
-            "render_s": report["stages"].get("render")}
+            "render_s": report["stages"].get("render"), "rerun_s": again,
+            "overhead_per_video_s": (w - report["task_seconds"] / cpus) / len(photos)}
 
 
 def bench_batch(args) -> dict:
@@ -146,6 +149,7 @@ def _summary(runs: list[dict], n: int, cpus: int) -> dict:
            "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs)),
            "sum_rss_mb": round(statistics.median(r["sum_rss_mb"] for r in runs)),
            "detector_loads": max(r["detector_loads"] for r in runs)}
-    if runs[0].get("render_s") is not None:
-        out["render_s"] = round(statistics.median(r["render_s"] for r in runs), 2)
+    for key in ("render_s", "rerun_s", "overhead_per_video_s"):
+        if runs[0].get(key) is not None:
+            out[key] = round(statistics.median(r[key] for r in runs), 2)
     return out
