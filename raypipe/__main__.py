@@ -136,7 +136,7 @@ def batch_main(cfg: DictConfig) -> None:
 
     def work(run_dir: str, cancel: CancelToken) -> None:
         if FLAGS["dry_run"]:
-            _, videos, failed, _ = batch.checked(cfg, run_dir)
+            _, videos, failed, _ = batch.checked(cfg, run_dir, skip_published=False)
             for record in failed:
                 print(record.error, file=sys.stderr)
             print(f"{len(videos)} of {len(videos) + len(failed)} rows would render", flush=True)

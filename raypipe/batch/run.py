@@ -45,7 +45,7 @@ class Record:
     row: int
     status: str  # done, failed or skipped
     output: str | None
-    frames: int = 0
+    frames: int = 0  # rendered by this run (0 for a skipped row)
     seconds: float = 0.0
     error: str | None = None
 
@@ -108,7 +108,8 @@ class Manifest:
             self._rewrite()
 
 
-def checked(cfg: DictConfig, run_dir: str) -> tuple[list[Row], list[Video], list[Record], str]:
+def checked(cfg: DictConfig, run_dir: str,
+            skip_published: bool = True) -> tuple[list[Row], list[Video], list[Record], str]:
     """Every row checked as a render checks a job; the batch itself refused (a JobError) where
     its outputs collide or its table cannot be read."""
     b = cfg.batch
@@ -123,7 +124,7 @@ def checked(cfg: DictConfig, run_dir: str) -> tuple[list[Row], list[Video], list
     videos, failed, outputs = [], [], {}
     for row in rows:
         try:
-            video = check(cfg, row, root, base, allowed, run_dir)
+            video = check(cfg, row, root, base, allowed, run_dir, skip_published)
         except RaypipeError as e:
             failed.append(Record(row.id, row.number, "failed", None, error=str(e)))
             continue
@@ -158,9 +159,8 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         _end(manifest, record, on_progress, cfg.batch.fail_fast)
     todo = []
     for video in videos:  # published by an earlier run of the same command: done
-        if Storage(os.path.dirname(video.output)).exists(os.path.basename(video.output)):
-            _end(manifest, Record(video.row.id, video.row.number, "skipped", video.output,
-                                  video.plan.total_frames), on_progress, False)
+        if video.published:
+            _end(manifest, Record(video.row.id, video.row.number, "skipped", video.output), on_progress, False)
         else:
             todo.append(video)
     detected: queue.Queue = queue.Queue()

@@ -14,14 +14,19 @@ from raypipe.config import ASSETS, CURRENT_ROW, Config, hydra_error_line
 from raypipe.errors import JobError, RaypipeError
 from raypipe.plan.timeline import Plan
 from raypipe.plan.validate import prepare
+from raypipe.storage import Storage
 
 
 @dataclass
 class Video:
     row: Row
     cfg: DictConfig
-    plan: Plan
+    plan: Plan | None  # None: published by an earlier run (its sources are not checked again)
     output: str  # where it is published, under the batch's root
+
+    @property
+    def published(self) -> bool:
+        return self.plan is None
 
 
 def default_root(template: DictConfig) -> str:
@@ -104,8 +109,10 @@ def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
     return cfg
 
 
-def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[str], run_root: str) -> Video:
-    """Every check a render makes, for one row; errors name the row."""
+def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[str], run_root: str,
+          skip_published: bool = True) -> Video:
+    """Every check a render makes, for one row; errors name the row. A row whose video an
+    earlier run published is only named and placed (a rerun decodes none of its sources)."""
     try:
         cfg = row_config(template, row, base)
         output = output_of(str(template.batch.output), row, root)
@@ -115,6 +122,8 @@ def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[st
             if not _allowed(uri, allowed):
                 where = f"job.segments[{i}].source" if i < len(cfg.job.segments) else "job.audio.path"
                 raise JobError(where, f"{uri} is outside batch.allowed_roots ({', '.join(allowed)})")
+        if skip_published and Storage(os.path.dirname(output)).exists(os.path.basename(output)):
+            return Video(row, cfg, None, output)
         plan, _ = prepare(cfg, run_root)
     except RaypipeError as e:
         if e.where and e.where.startswith("row "):
