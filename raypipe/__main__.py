@@ -16,7 +16,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from raypipe.api import job_file
+from raypipe.api import folder_job, job_file
 from raypipe.config import hydra_error_line, register, yaml_error_line
 from raypipe.errors import CancelToken, Interrupted, RaypipeError
 
@@ -44,7 +44,8 @@ def _unraisable(unraisable) -> None:
 
 
 # Our own flags, taken out of the command line before Hydra parses the rest (its overrides).
-FLAGS: dict = {"quiet": False, "frames": False, "at": [], "scale": 0.25, "dry_run": False, "composed": False}
+FLAGS: dict = {"quiet": False, "frames": False, "at": [], "scale": 0.25, "dry_run": False, "composed": False,
+               "planned": None}  # planned: the job made of a folder (`render photos/`), written beside the video
 
 
 def _run(work) -> None:
@@ -99,7 +100,7 @@ def render_main(cfg: DictConfig) -> None:
     from raypipe.api import render_config  # after Hydra has parsed: `--help` stays instant
 
     _run(lambda run_dir, cancel: render_config(cfg, run_dir, on_result=_announce(run_dir), quiet=FLAGS["quiet"],
-                                               cancel=cancel))
+                                               cancel=cancel, planned=FLAGS["planned"]))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -251,7 +252,8 @@ HYDRA_VALUED = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", 
 
 def _job_files(argv: list[str], folder: Path) -> list[str]:
     """The command line with a job file (`path/job.yaml`, `+job=path/job.yaml`, or +job=NAME
-    of a --config-dir) written by the API's one mechanism into `folder`, which Hydra searches:
+    of a --config-dir) or a folder of photos and clips (`photos/`, planned as a job) written
+    by the API's one mechanism into `folder`, which Hydra searches:
     so the file needs no `# @package` line, its relative paths are taken from its folder, and
     its keys and syntax are checked with full paths."""
     config_dir = next((v for flag, v in zip(argv, argv[1:]) if flag in ("--config-dir", "-cd")), None)
@@ -260,11 +262,11 @@ def _job_files(argv: list[str], folder: Path) -> list[str]:
     for i, arg in enumerate(argv):
         value = arg[len("+job="):] if arg.startswith("+job=") else None
         positional = not arg.startswith("-") and "=" not in arg and (i == 0 or argv[i - 1] not in HYDRA_VALUED)
-        if positional and arg.endswith((".yaml", ".yml")):
-            value = arg
+        if positional and (arg.endswith((".yaml", ".yml")) or Path(arg).expanduser().is_dir()):
+            value = Path(arg)  # a folder given so is one, whatever conf/job/ holds
         if value is None:
             rest.append(arg)
-        elif value.endswith((".yaml", ".yml")) or "/" in value:
+        elif isinstance(value, Path) or value.endswith((".yaml", ".yml")) or "/" in value:
             found, at = value, len(rest)
         elif config_dir and (Path(config_dir).expanduser() / "job" / f"{value}.yaml").is_file():
             found, at = str(Path(config_dir).expanduser() / "job" / f"{value}.yaml"), len(rest)
@@ -272,8 +274,10 @@ def _job_files(argv: list[str], folder: Path) -> list[str]:
             rest.append(arg)
     if found is None:
         return argv
+    FLAGS["planned"] = folder_job(found, rest)
+    name = job_file(FLAGS["planned"] or found, folder)
     # In the job's place: Hydra's parser takes overrides only as one run between its flags.
-    return [*rest[:at], f"hydra.searchpath=[file://{folder}]", f"+job={job_file(found, folder)}", *rest[at:]]
+    return [*rest[:at], f"hydra.searchpath=[file://{folder}]", f"+job={name}", *rest[at:]]
 
 
 def main() -> None:

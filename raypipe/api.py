@@ -5,7 +5,8 @@
     result.video, result.report["stages"], result.run_dir
 
 `job` is a job name (a file in the package's conf/job/), a path to a job YAML (as in
-conf/job/), or a dict built in Python: either the job section itself
+conf/job/), a folder of photos and clips (planned by raypipe.plan.folder; `render` writes
+the job it made beside the video, as job.yaml), or a dict built in Python: either the job section itself
 ({"name": ..., "segments": [...]}) or a config fragment ({"job": {...}, "render": {...}}).
 Overrides are the CLI's (`render.width=640`, `detector=saliency`). Errors are the CLI's
 one-line `RaypipeError`s.
@@ -13,6 +14,7 @@ one-line `RaypipeError`s.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import secrets
 import tempfile
@@ -29,8 +31,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from raypipe.config import hydra_error_line, register, unknown_key, yaml_error_line
 from raypipe.errors import CancelToken, ConfigError, RaypipeError  # noqa: F401 (RaypipeError: raypipe's)
+from raypipe.plan.folder import FolderJob, read_folder
 
 CONF = Path(__file__).parent / "conf"
+log = logging.getLogger("raypipe")
 
 
 @dataclass(frozen=True)
@@ -74,15 +78,34 @@ def compose(overrides: Sequence[str]) -> DictConfig:
 def config(job: str | os.PathLike | Mapping, overrides: Sequence[str] = ()) -> DictConfig:
     """The composed config the CLI would get for `+job=... overrides`, checked against the schema."""
     with tempfile.TemporaryDirectory(prefix="raypipe-conf-") as extra:
-        name = job_file(job, Path(extra))
+        name = job_file(folder_job(job, overrides) or job, Path(extra))
         searchpath = [f"hydra.searchpath=[file://{extra}]"] if name.startswith("_api") else []
         return compose([*searchpath, f"+job={name}", *overrides])
 
 
+def folder_job(job, overrides: Sequence[str] = ()) -> FolderJob | None:
+    """A folder of photos and clips planned as a job, for the render size and the soundtrack
+    (`job.audio.path=...`) of the overrides; None for a job of any other kind. A string
+    that names a job in conf/job/ is that job, a folder of that name or not."""
+    if isinstance(job, FolderJob):
+        return job
+    if not isinstance(job, (str, os.PathLike)) or not Path(job).expanduser().is_dir():
+        return None
+    if isinstance(job, str) and (CONF / "job" / f"{job}.yaml").is_file():
+        return None
+    # The other overrides may need the job's segments, which are what is being planned.
+    sizing = [o for o in overrides if o.partition("=")[0].lstrip("+~").startswith("render.")
+              or o.partition("=")[0].lstrip("+~") == "job.audio.path"]
+    cfg = compose(sizing)
+    return read_folder(Path(job), cfg.render.width, cfg.render.height, cfg.render.fps, cfg.job.audio.path)
+
+
 def job_file(job, folder: Path) -> str:
-    """A job name as it is; a YAML file or a dict written as a job config Hydra can compose,
-    its keys checked against the schema by their full paths."""
-    if isinstance(job, Mapping):
+    """A job name as it is; a YAML file, a planned folder or a dict written as a job config
+    Hydra can compose, its keys checked against the schema by their full paths."""
+    if isinstance(job, FolderJob):
+        fragment, base = job.fragment, job.folder
+    elif isinstance(job, Mapping):
         fragment, base = job, None
     elif isinstance(job, os.PathLike) or str(job).endswith((".yaml", ".yml")):
         path = Path(job).expanduser()
@@ -145,18 +168,24 @@ def render(job, overrides: Sequence[str] = (), run_dir=None, quiet: bool = True,
            cancel: CancelToken | None = None) -> Result:
     """Renders the job (see the module's doc); progress on stderr unless `quiet`; `cancel`
     (a raypipe.errors.CancelToken) stops it from another thread."""
-    cfg = config(job, overrides)
-    return render_config(cfg, _run_dir(cfg, run_dir), quiet=quiet, cancel=cancel)
+    planned = folder_job(job, overrides)
+    cfg = config(planned or job, overrides)
+    return render_config(cfg, _run_dir(cfg, run_dir), quiet=quiet, cancel=cancel, planned=planned)
 
 
 def render_config(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = True,
-                  cancel: CancelToken | None = None) -> Result:
-    """A composed config rendered into `run_dir` (the CLI's path), then its report.html."""
+                  cancel: CancelToken | None = None, planned: FolderJob | None = None) -> Result:
+    """A composed config rendered into `run_dir` (the CLI's path), then its report.html, and
+    the job `planned` for a folder as `run_dir`/job.yaml."""
     from raypipe.engine.driver import render as run
     from raypipe.look.report_html import sheet_for, write_page
 
     rendered = run(cfg, run_dir, on_result=on_result, quiet=quiet, cancel=cancel, sheet=sheet_for(cfg))
     write_page(cfg, rendered, run_dir)
+    if planned is not None:
+        path = planned.write(run_dir)
+        log.info("the folder's job is %s: edit it and render it again with `python -m raypipe render %s`",
+                 path, path)
     return Result(rendered.report.output, rendered.report.to_dict(), run_dir)
 
 

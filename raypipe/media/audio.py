@@ -86,6 +86,23 @@ def check_audio(uri: str, counter: ReadCounter | None = None) -> None:
             raise MediaError(f"cannot read {uri}: {reason(e)}") from None
 
 
+def duration(uri: str, counter: ReadCounter | None = None) -> float:
+    """A soundtrack's length in seconds, from its header (a folder's photos are fitted to it)."""
+    with open_source(uri, counter) as f:
+        try:
+            with av.open(f, "r") as c:
+                if not c.streams.audio:
+                    raise MediaError(f"no audio stream in {uri}")
+                stream = c.streams.audio[0]
+                if stream.duration is not None:
+                    return float(stream.duration * stream.time_base)
+                if c.duration is not None:
+                    return c.duration / av.time_base
+        except av.FFmpegError as e:
+            raise MediaError(f"cannot read {uri}: {reason(e)}") from None
+    raise MediaError(f"{uri} does not say how long it is")
+
+
 def _tempo(x: np.ndarray, speed: float) -> np.ndarray:
     """Played `speed` times faster at the same pitch (FFmpeg's atempo, 0.5..2 per stage)."""
     stages, s = [], speed
