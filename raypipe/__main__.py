@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import hydra
@@ -250,10 +251,11 @@ HYDRA_VALUED = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", 
                 "--package", "-p")
 
 
-def _job_files(argv: list[str], folder: Path) -> list[str]:
+def _job_files(argv: list[str], make_folder) -> list[str]:
     """The command line with a job file (`path/job.yaml`, `+job=path/job.yaml`, or +job=NAME
     of a --config-dir) or a folder of photos and clips (`photos/`, planned as a job) written
-    by the API's one mechanism into `folder`, which Hydra searches:
+    by the API's one mechanism into a folder `make_folder()` gives (only then: a killed command
+    leaves nothing behind that it did not need), which Hydra searches:
     so the file needs no `# @package` line, its relative paths are taken from its folder, and
     its keys and syntax are checked with full paths."""
     config_dir = next((v for flag, v in zip(argv, argv[1:]) if flag in ("--config-dir", "-cd")), None)
@@ -275,6 +277,7 @@ def _job_files(argv: list[str], folder: Path) -> list[str]:
     if found is None:
         return argv
     FLAGS["planned"] = folder_job(found, rest)
+    folder = make_folder()
     name = job_file(FLAGS["planned"] or found, folder)
     # In the job's place: Hydra's parser takes overrides only as one run between its flags.
     return [*rest[:at], f"hydra.searchpath=[file://{folder}]", f"+job={name}", *rest[at:]]
@@ -298,10 +301,11 @@ def main() -> None:
     # Let Hydra's errors reach us, to be reported on one line rather than as Hydra's dump.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     given = sys.argv[1:]
-    with tempfile.TemporaryDirectory(prefix="raypipe-conf-") as folder:
+    with ExitStack() as stack:
         try:
             if command != "bench":
-                sys.argv[1:] = _job_files(sys.argv[1:], Path(folder))
+                sys.argv[1:] = _job_files(sys.argv[1:], lambda: Path(
+                    stack.enter_context(tempfile.TemporaryDirectory(prefix="raypipe-conf-"))))
             COMMANDS[command][0]()
         except RaypipeError as e:  # a job file that is missing or not a job
             _fail(str(e))

@@ -1,4 +1,6 @@
 """End to end: real Ray, real ffmpeg, real decoded frames."""
+import json
+import os
 import re
 import subprocess
 import sys
@@ -365,38 +367,52 @@ def test_overrides_reach_the_video_from_a_users_config_dir(tmp_path):
     assert report["output"] == str(output) and report["fps_exact"] == "12/1"
 
 
+HEAD_START = """
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from conftest import compose_job
+from raypipe.engine.driver import detect
+from raypipe.engine.executor import Work
+from raypipe.engine.headstart import HeadStart
+from raypipe.engine.on_ray import RayExecutor
+from raypipe.engine.threads import ThreadExecutor
+from raypipe.plan.cost import ordered_tasks
+from raypipe.plan.validate import prepare
+from raypipe.storage import Storage
+
+folder = sys.argv[1]
+cfg = compose_job("detector=saliency", "ray.num_cpus=2")
+plan, _ = prepare(cfg, folder)
+store = Storage(folder)
+with ThreadPoolExecutor(1) as pool, HeadStart(ThreadExecutor(1), RayExecutor(cfg.ray)) as executor:
+    found = pool.submit(lambda: detect(cfg.detector, plan, None)[0])  # still detecting: a Future
+    works = [Work(i, t, found, plan.encode, store, t.chunk(plan.encode.chunk_extension))
+             for i, t in enumerate(ordered_tasks(plan, 20)[:3])]
+    for w in works:
+        executor.submit(w)
+    executor.start()
+    outcomes = []
+    while len(outcomes) < 3:
+        outcomes += executor.wait(1.0)
+    stats = executor.stats()
+    print(json.dumps({"ran": {o.work.id: [o.manifest.executor, o.work.name] for o in outcomes},
+                      "ray_started": stats.ray_started, "put_once": stats.object_store_bytes == found.result().nbytes}))
+"""
+
+
 @pytest.mark.render
 def test_the_driver_renders_while_ray_is_still_starting_and_ray_takes_the_rest(tmp_path):
     """The head start gives the driver's thread the first task while Ray is not up (a real
-    chunk in storage, rendered once, while `start` blocks on Ray); Ray takes every other."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from raypipe.engine.driver import detect
-    from raypipe.engine.executor import Work
-    from raypipe.engine.headstart import HeadStart
-    from raypipe.engine.on_ray import RayExecutor
-    from raypipe.engine.threads import ThreadExecutor
-    from raypipe.plan.cost import ordered_tasks
-
-    cfg = compose_job("detector=saliency", "ray.num_cpus=2")
-    plan, _ = prepare(cfg, str(tmp_path))
-    tasks = ordered_tasks(plan, 20)[:3]
-    store = Storage(str(tmp_path))
-    with ThreadPoolExecutor(1) as pool, HeadStart(ThreadExecutor(1), RayExecutor(cfg.ray)) as executor:
-        found = pool.submit(lambda: detect(cfg.detector, plan, None)[0])  # still detecting: a Future
-        works = [Work(i, t, found, plan.encode, store, t.chunk(plan.encode.chunk_extension))
-                 for i, t in enumerate(tasks)]
-        for w in works:
-            executor.submit(w)
-        executor.start()
-        outcomes = []
-        while len(outcomes) < 3:
-            outcomes += executor.wait(1.0)
-        ran = {o.work.id: o.manifest.executor for o in outcomes}
-        assert ran == {0: "driver", 1: "ray", 2: "ray"}, ran
-        assert all((tmp_path / w.name).is_file() for w in works)
-        stats = executor.stats()
-        assert stats.ray_started and stats.object_store_bytes == found.result().nbytes  # put once
+    chunk in storage, rendered once, while `start` blocks on Ray); Ray takes every other. In a
+    process of its own: an embedded Ray starts only where none is up."""
+    proc = subprocess.run([sys.executable, "-c", HEAD_START, str(tmp_path)], cwd=ROOT / "tests", capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {k: e for k, (e, _) in out["ran"].items()} == {"0": "driver", "1": "ray", "2": "ray"}, out
+    assert all((tmp_path / name).is_file() for _, name in out["ran"].values())
+    assert out["ray_started"] and out["put_once"]  # the detections were put once, for Ray's two
 
 
 @pytest.mark.render
