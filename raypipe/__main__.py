@@ -2,12 +2,13 @@
 less the flags of our own (`--quiet`, `--frames`, `--at`, `--scale`)."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
-from contextlib import ExitStack
 from pathlib import Path
 
 import hydra
@@ -251,11 +252,35 @@ HYDRA_VALUED = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", 
                 "--package", "-p")
 
 
-def _job_files(argv: list[str], make_folder) -> list[str]:
+def _written(job) -> tuple[Path, str]:
+    """The job written for Hydra in a folder addressed by what it is made from (the file's
+    path and bytes, or the planned folder's job), under raypipe's cache directory: a command
+    killed with SIGKILL leaves no temporary folder behind, and the next reuses the folder."""
+    source = job.fragment if hasattr(job, "fragment") else Path(job).expanduser().resolve()
+    data = repr(source).encode()
+    if isinstance(source, Path) and source.is_file():
+        data += source.read_bytes()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    root = Path(os.environ.get("RAYPIPE_CACHE_DIR") or os.path.join(base, "raypipe")) / "jobs"
+    folder = root / hashlib.sha256(data).hexdigest()[:16]
+    if not (folder / "job").is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        fresh = Path(tempfile.mkdtemp(dir=root, prefix=".writing-"))
+        try:
+            job_file(job, fresh)
+            fresh.rename(folder)
+        except OSError:  # another command wrote the same job first
+            shutil.rmtree(fresh, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(fresh, ignore_errors=True)
+            raise
+    return folder, "_api"
+
+
+def _job_files(argv: list[str]) -> list[str]:
     """The command line with a job file (`path/job.yaml`, `+job=path/job.yaml`, or +job=NAME
     of a --config-dir) or a folder of photos and clips (`photos/`, planned as a job) written
-    by the API's one mechanism into a folder `make_folder()` gives (only then: a killed command
-    leaves nothing behind that it did not need), which Hydra searches:
+    by the API's one mechanism into a folder Hydra searches (`_written`):
     so the file needs no `# @package` line, its relative paths are taken from its folder, and
     its keys and syntax are checked with full paths."""
     config_dir = next((v for flag, v in zip(argv, argv[1:]) if flag in ("--config-dir", "-cd")), None)
@@ -277,8 +302,7 @@ def _job_files(argv: list[str], make_folder) -> list[str]:
     if found is None:
         return argv
     FLAGS["planned"] = folder_job(found, rest)
-    folder = make_folder()
-    name = job_file(FLAGS["planned"] or found, folder)
+    folder, name = _written(FLAGS["planned"] or found)
     # In the job's place: Hydra's parser takes overrides only as one run between its flags.
     return [*rest[:at], f"hydra.searchpath=[file://{folder}]", f"+job={name}", *rest[at:]]
 
@@ -301,25 +325,23 @@ def main() -> None:
     # Let Hydra's errors reach us, to be reported on one line rather than as Hydra's dump.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     given = sys.argv[1:]
-    with ExitStack() as stack:
-        try:
-            if command != "bench":
-                sys.argv[1:] = _job_files(sys.argv[1:], lambda: Path(
-                    stack.enter_context(tempfile.TemporaryDirectory(prefix="raypipe-conf-"))))
-            COMMANDS[command][0]()
-        except RaypipeError as e:  # a job file that is missing or not a job
-            _fail(str(e))
-        except (HydraException, OmegaConfBaseException) as e:
-            _fail(hydra_error_line(e))
-        except yaml.MarkedYAMLError as e:  # a file of another config group
-            _fail(yaml_error_line(e))
-        except Exception as e:
-            if command == "bench" or FLAGS["composed"]:
-                raise
-            # OmegaConf fails with a bare AssertionError or AttributeError on some overrides (a key
-            # under a node that is null): the overrides' fault all the same, said on one line.
-            overrides = " ".join(a for a in given if "=" in a)
-            _fail(f"the overrides could not be applied to the config ({overrides}): {type(e).__name__}: {e}")
+    try:
+        if command != "bench":
+            sys.argv[1:] = _job_files(sys.argv[1:])
+        COMMANDS[command][0]()
+    except RaypipeError as e:  # a job file that is missing or not a job
+        _fail(str(e))
+    except (HydraException, OmegaConfBaseException) as e:
+        _fail(hydra_error_line(e))
+    except yaml.MarkedYAMLError as e:  # a file of another config group
+        _fail(yaml_error_line(e))
+    except Exception as e:
+        if command == "bench" or FLAGS["composed"]:
+            raise
+        # OmegaConf fails with a bare AssertionError or AttributeError on some overrides (a key
+        # under a node that is null): the overrides' fault all the same, said on one line.
+        overrides = " ".join(a for a in given if "=" in a)
+        _fail(f"the overrides could not be applied to the config ({overrides}): {type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":
