@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
+import json
+import os
 from pathlib import Path
 
 PACKAGE = Path(__file__).parent
@@ -34,13 +37,41 @@ def _resolve(name: str, known: dict[str, Path]) -> str | None:
 @functools.lru_cache(maxsize=1)
 def graph() -> dict[str, frozenset[str]]:
     """module -> the package's modules it imports, at any depth of its code. `from a import b`
-    counts as importing `a.b` where b is a module, else `a`."""
+    counts as importing `a.b` where b is a module, else `a`. Parsing the package costs ~0.3 s,
+    which every render would pay for its cache keys: the graph is kept on disk under the
+    files' sizes and modification times, and made again when any changes."""
     known = modules()
+    stamp = hashlib.sha256(repr([(m, p.stat().st_size, p.stat().st_mtime_ns) for m, p in known.items()]).encode())
+    saved = _saved_graph_path()
+    try:
+        data = json.loads(saved.read_text())
+        if data["stamp"] == stamp.hexdigest():
+            return {m: frozenset(v) for m, v in data["edges"].items()}
+    except (OSError, ValueError, KeyError):
+        pass
+    edges = _parsed(known)
+    try:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        fresh = saved.with_name(f".{saved.name}.{os.getpid()}")
+        fresh.write_text(json.dumps({"stamp": stamp.hexdigest(), "edges": {m: sorted(v) for m, v in edges.items()}}))
+        fresh.replace(saved)  # whole, at once: renders side by side never read half of it
+    except OSError:
+        pass  # a read-only home: parse again next time
+    return edges
+
+
+def _saved_graph_path() -> Path:
+    # Beside the cache, not in it: the cache's eviction counts and removes what it holds.
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "raypipe-code" / f"graph-{hashlib.sha256(str(PACKAGE).encode()).hexdigest()[:12]}.json"
+
+
+def _parsed(known: dict[str, Path]) -> dict[str, frozenset[str]]:
     edges: dict[str, frozenset[str]] = {}
     for mod, path in known.items():
         found: set[str] = set()
         is_pkg = path.name == "__init__.py"
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in _statements(ast.parse(path.read_text(), str(path)).body):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -61,6 +92,15 @@ def graph() -> dict[str, frozenset[str]]:
                     found.add(hit)
         edges[mod] = frozenset(found)
     return edges
+
+
+def _statements(body):
+    """Every statement, at any depth (functions, classes, branches): imports are statements, so
+    the expressions, most of a module's nodes, need no visit."""
+    for node in body:
+        yield node
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            yield from _statements(getattr(node, name, ()) or ())
 
 
 def closure(roots: tuple[str, ...]) -> tuple[str, ...]:
