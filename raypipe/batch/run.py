@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from omegaconf import DictConfig, OmegaConf
 
 from raypipe.batch.rows import Row, read_rows
-from raypipe.batch.videos import Video, check, default_root
+from raypipe.batch.videos import Video, check, default_root, plan_video
 from raypipe.config import cache_root
 from raypipe.detection import detector
 from raypipe.detection.cache import DetectionCache, source_id
@@ -108,10 +108,11 @@ class Manifest:
             self._rewrite()
 
 
-def checked(cfg: DictConfig, run_dir: str,
-            skip_published: bool = True) -> tuple[list[Row], list[Video], list[Record], str]:
-    """Every row checked as a render checks a job; the batch itself refused (a JobError) where
-    its outputs collide or its table cannot be read."""
+def checked(cfg: DictConfig, run_dir: str, skip_published: bool = True,
+            sources: bool = True) -> tuple[list[Row], list[Video], list[Record], str]:
+    """Every row checked as a render checks a job (`sources=False`: all but what reads the
+    sources, which a batch checks for each row as it comes to it); the batch itself refused (a
+    JobError) where its outputs collide or its table cannot be read."""
     b = cfg.batch
     if not b.rows:
         raise JobError("batch.rows", "is required: a CSV, JSONL or Parquet file with a row per video")
@@ -124,7 +125,7 @@ def checked(cfg: DictConfig, run_dir: str,
     videos, failed, outputs = [], [], {}
     for row in rows:
         try:
-            video = check(cfg, row, root, base, allowed, run_dir, skip_published)
+            video = check(cfg, row, root, base, allowed, run_dir, skip_published, sources)
         except RaypipeError as e:
             failed.append(Record(row.id, row.number, "failed", None, error=str(e)))
             continue
@@ -152,7 +153,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
     """Renders every row of `cfg.batch.rows`; `on_progress(record)` hears each row's end."""
     cancel = cancel or CancelToken()
     t0, stages = time.perf_counter(), {}
-    rows, videos, failed, root = checked(cfg, run_dir)
+    rows, videos, failed, root = checked(cfg, run_dir, sources=False)
     stages["validate"] = round(time.perf_counter() - t0, 3)
     manifest = Manifest(root)
     for record in failed:
@@ -168,13 +169,11 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
     frames, retries, work_s = 0, [], [0.0]
     with ExitStack() as cleanup:
         slots = local_slots(cfg.ray) if embedded(cfg.ray) else None
-        executor = cleanup.enter_context(choose(cfg, [t for v in todo for t in _all_tasks(v, slots)] if slots else None,
-                                                todo[0].plan if todo else None, slots, None, cancel)
-                                         if todo else _Nothing())
+        executor = cleanup.enter_context(_executor(cfg, todo, slots, run_dir, cancel) if todo else _Nothing())
         pool = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="detect"))
         muxing = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="mux"))
-        detection = pool.submit(_detect_rows, todo, detected, made, cancel)
-        progress = Progress(sum(v.plan.total_frames for v in todo), 0, quiet=quiet, videos=len(todo))
+        detection = pool.submit(_detect_rows, todo, detected, made, cancel, run_dir)
+        progress = Progress(0, 0, quiet=quiet, videos=len(todo))  # frames added as each video is planned
         flying: dict[str, _InFlight] = {}
         finishing: list[tuple[_InFlight, Future]] = []
         admitted, next_id = 0, 0
@@ -212,7 +211,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
             muxer = executor.muxer(plan.total_frames, plan.duration, plan.audio, video.output, plan.encode.codec)
             for m in reuse.manifests:
                 muxer.add(m)
-            progress.add_frames(0, sum(m.frames for m in reuse.manifests))
+            progress.add_frames(plan.total_frames, sum(m.frames for m in reuse.manifests))
             entry = flying[video.row.id] = _InFlight(video, muxer, len(tasks), time.perf_counter(), reuse, detections)
             works = []
             for t in tasks:
@@ -311,8 +310,17 @@ def _end(manifest: Manifest, record: Record, on_progress, fail_fast: bool, error
         raise error if isinstance(error, RaypipeError) else JobError(f"row {record.id}", record.error or "failed")
 
 
-def _all_tasks(video: Video, slots: float):
-    return ordered_tasks(video.plan, frames_per_task(video.plan, video.cfg, slots))
+def _executor(cfg: DictConfig, todo: list[Video], slots: float | None, run_dir: str, cancel: CancelToken):
+    """Threads or Ray, by the rule one render follows, for the batch's work: its first video's
+    tasks, as many times as it has videos (the rest are planned as the batch comes to them)."""
+    for video in todo if slots else ():
+        try:
+            plan = plan_video(video, run_dir)
+        except RaypipeError:  # the row's own failure is recorded when detection comes to it
+            continue
+        tasks = ordered_tasks(plan, frames_per_task(plan, video.cfg, slots))
+        return choose(cfg, tasks * len(todo), plan, slots, None, cancel)
+    return choose(cfg, None, None, None, None, cancel)
 
 
 class _Nothing:
@@ -330,7 +338,7 @@ class _Nothing:
         return ExecutorStats()
 
 
-def _detect_rows(videos: list[Video], out: queue.Queue, made: list, cancel: CancelToken) -> None:
+def _detect_rows(videos: list[Video], out: queue.Queue, made: list, cancel: CancelToken, run_dir: str) -> None:
     """Rows in order, each distinct source once by content: a source that many rows show is
     detected for the first and reused by the rest. Several rows' sources share the model's
     forward passes (up to detector.batch_size images each)."""
@@ -344,6 +352,12 @@ def _detect_rows(videos: list[Video], out: queue.Queue, made: list, cancel: Canc
 
     for video in videos:
         cancel.check()
+        try:
+            if video.plan is None:
+                plan_video(video, run_dir)
+        except RaypipeError as e:
+            out.put((video, e))
+            continue
         group.append(video)
         new = {source_id(u) for v in group for u in v.plan.sources} - known.keys()
         if len(new) >= video.cfg.detector.batch_size:

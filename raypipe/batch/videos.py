@@ -21,12 +21,26 @@ from raypipe.storage import Storage
 class Video:
     row: Row
     cfg: DictConfig
-    plan: Plan | None  # None: published by an earlier run (its sources are not checked again)
+    plan: Plan | None  # None until its sources are checked (`plan_video`)
     output: str  # where it is published, under the batch's root
+    published: bool = False  # by an earlier run: its sources are not checked again
 
-    @property
-    def published(self) -> bool:
-        return self.plan is None
+
+def plan_video(video: Video, run_root: str) -> Plan:
+    """The checks that read the row's sources (every image decoded, every video probed): a
+    batch runs them for each row just before detecting it, so that rendering begins while
+    later rows are still checked; errors name the row."""
+    try:
+        video.plan, _ = prepare(video.cfg, run_root)
+    except RaypipeError as e:
+        raise _named(video.row, e) from None
+    return video.plan
+
+
+def _named(row: Row, e: RaypipeError) -> RaypipeError:
+    if e.where and e.where.startswith("row "):
+        return e
+    return JobError(f"{row.where}: {e.where}" if e.where else row.where, e.reason)
 
 
 def default_root(template: DictConfig) -> str:
@@ -110,9 +124,10 @@ def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
 
 
 def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[str], run_root: str,
-          skip_published: bool = True) -> Video:
-    """Every check a render makes, for one row; errors name the row. A row whose video an
-    earlier run published is only named and placed (a rerun decodes none of its sources)."""
+          skip_published: bool = True, sources: bool = True) -> Video:
+    """Every check a render makes, for one row (`sources=False`: all but those that read its
+    sources, left to `plan_video`); errors name the row. A row whose video an earlier run
+    published is only named and placed (a rerun decodes none of its sources)."""
     try:
         cfg = row_config(template, row, base)
         output = output_of(str(template.batch.output), row, root)
@@ -123,10 +138,10 @@ def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[st
                 where = f"job.segments[{i}].source" if i < len(cfg.job.segments) else "job.audio.path"
                 raise JobError(where, f"{uri} is outside batch.allowed_roots ({', '.join(allowed)})")
         if skip_published and Storage(os.path.dirname(output)).exists(os.path.basename(output)):
-            return Video(row, cfg, None, output)
-        plan, _ = prepare(cfg, run_root)
+            return Video(row, cfg, None, output, published=True)
     except RaypipeError as e:
-        if e.where and e.where.startswith("row "):
-            raise
-        raise JobError(f"{row.where}: {e.where}" if e.where else row.where, e.reason) from None
-    return Video(row, cfg, plan, output)
+        raise _named(row, e) from None
+    video = Video(row, cfg, None, output)
+    if sources:
+        plan_video(video, run_root)
+    return video
