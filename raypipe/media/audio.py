@@ -5,6 +5,7 @@ Sources are decoded from storage streams (a clip's sound: only its range), resam
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -75,31 +76,33 @@ def decode_audio(uri: str, start: float, seconds: float, counter: ReadCounter | 
     return np.concatenate(parts, axis=1) if parts else np.zeros((2, 0), np.float32)
 
 
-def check_audio(uri: str, counter: ReadCounter | None = None) -> None:
-    """A soundtrack that cannot be played fails before any work."""
+@contextmanager
+def _sound(uri: str, counter: ReadCounter | None):
+    """The container of a file that must have sound; one line naming the file if it has none."""
     with open_source(uri, counter) as f:
         try:
             with av.open(f, "r") as c:
                 if not c.streams.audio:
                     raise MediaError(f"no audio stream in {uri}")
+                yield c
         except av.FFmpegError as e:
             raise MediaError(f"cannot read {uri}: {reason(e)}") from None
+
+
+def check_audio(uri: str, counter: ReadCounter | None = None) -> None:
+    """A soundtrack that cannot be played fails before any work."""
+    with _sound(uri, counter):
+        pass
 
 
 def duration(uri: str, counter: ReadCounter | None = None) -> float:
     """A soundtrack's length in seconds, from its header (a folder's photos are fitted to it)."""
-    with open_source(uri, counter) as f:
-        try:
-            with av.open(f, "r") as c:
-                if not c.streams.audio:
-                    raise MediaError(f"no audio stream in {uri}")
-                stream = c.streams.audio[0]
-                if stream.duration is not None:
-                    return float(stream.duration * stream.time_base)
-                if c.duration is not None:
-                    return c.duration / av.time_base
-        except av.FFmpegError as e:
-            raise MediaError(f"cannot read {uri}: {reason(e)}") from None
+    with _sound(uri, counter) as c:
+        stream = c.streams.audio[0]
+        if stream.duration is not None:
+            return float(stream.duration * stream.time_base)
+        if c.duration is not None:
+            return c.duration / av.time_base
     raise MediaError(f"{uri} does not say how long it is")
 
 
