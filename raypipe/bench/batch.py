@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -110,6 +111,13 @@ def _batch(folder: Path, photos, extra, env, run: Path) -> dict:
 def bench_batch(args) -> dict:
     _become_subreaper()
     work = Path(tempfile.mkdtemp(prefix="raypipe-bench-batch-"))
+    try:
+        return _bench(args, work)
+    finally:  # its photos, checkpoint (600 MB) and videos: nothing of a run is kept
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _bench(args, work: Path) -> dict:
     folder = work / "photos"
     folder.mkdir()
     photos = _photos(folder, max(args.videos))
