@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from raypipe.api import folder_job, job_file
-from raypipe.config import hydra_error_line, register, yaml_error_line
+from raypipe.config import hydra_error_line, register, user_cache, yaml_error_line
 from raypipe.errors import CancelToken, Interrupted, RaypipeError
 
 log = logging.getLogger("raypipe")
@@ -254,14 +254,14 @@ HYDRA_VALUED = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", 
 
 def _written(job) -> tuple[Path, str]:
     """The job written for Hydra in a folder addressed by what it is made from (the file's
-    path and bytes, or the planned folder's job), under raypipe's cache directory: a command
+    path and bytes, or the planned folder's job), under the user's cache directory: a command
     killed with SIGKILL leaves no temporary folder behind, and the next reuses the folder."""
     source = job.fragment if hasattr(job, "fragment") else Path(job).expanduser().resolve()
     data = repr(source).encode()
     if isinstance(source, Path) and source.is_file():
         data += source.read_bytes()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    root = Path(os.environ.get("RAYPIPE_CACHE_DIR") or os.path.join(base, "raypipe")) / "jobs"
+    # Beside the render cache, not in it: render.cache=false keeps nothing there.
+    root = user_cache("raypipe-jobs")
     folder = root / hashlib.sha256(data).hexdigest()[:16]
     if not (folder / "job").is_dir():
         root.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,8 @@ import json
 import os
 from pathlib import Path
 
+from raypipe.config import user_cache
+
 PACKAGE = Path(__file__).parent
 NAME = PACKAGE.name
 
@@ -62,8 +64,7 @@ def graph() -> dict[str, frozenset[str]]:
 
 def _saved_graph_path() -> Path:
     # Beside the cache, not in it: the cache's eviction counts and removes what it holds.
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "raypipe-code" / f"graph-{hashlib.sha256(str(PACKAGE).encode()).hexdigest()[:12]}.json"
+    return user_cache("raypipe-code") / f"graph-{hashlib.sha256(str(PACKAGE).encode()).hexdigest()[:12]}.json"
 
 
 def _parsed(known: dict[str, Path]) -> dict[str, frozenset[str]]:

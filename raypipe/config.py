@@ -265,8 +265,13 @@ def cache_root(cfg) -> str | None:
         return cfg.cache.root
     if cfg.storage.root:  # every node of a cluster reaches it
         return cfg.storage.root.rstrip("/") + "/cache"
+    return os.environ.get("RAYPIPE_CACHE_DIR") or str(user_cache("raypipe"))
+
+
+def user_cache(name: str) -> Path:
+    """A folder of the user's cache directory (XDG's, else ~/.cache)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.environ.get("RAYPIPE_CACHE_DIR") or os.path.join(base, "raypipe")
+    return Path(base) / name
 
 
 def register() -> None:
