@@ -69,7 +69,8 @@ def code_version(roots: tuple[str, ...]) -> str:
 def _canon(v):
     """A JSON-able form of a plan's values that is equal exactly when they are."""
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return [type(v).__name__, {f.name: _canon(getattr(v, f.name)) for f in dataclasses.fields(v)}]
+        # A field left out of equality (a memo) is not part of what the value is.
+        return [type(v).__name__, {f.name: _canon(getattr(v, f.name)) for f in dataclasses.fields(v) if f.compare}]
     if isinstance(v, np.ndarray):
         return ["ndarray", str(v.dtype), list(v.shape), hashlib.sha256(np.ascontiguousarray(v).data).hexdigest()]
     if isinstance(v, Fraction):

@@ -107,12 +107,14 @@ def place_caption(seg: SegmentPlan, detections: Detections, enc: EncodeSpec) -> 
 
 
 def check_captions(plan: Plan, detections: Detections) -> None:
-    """Places every caption as its tasks will: one that cannot keep clear of the faces stops
-    the render here, once the detections are known and before any task, naming its segment."""
+    """Places every caption as its tasks will, and draws the bitmap it is placed with here, on
+    the driver, so that tasks get it drawn with the plan: one that cannot keep clear of the
+    faces stops the render here, once the detections are known and before any task, naming
+    its segment."""
     for seg in plan.segments:
         if seg.caption is not None:
             try:
-                place_caption(seg, detections, plan.encode)
+                seg.caption.png(place_caption(seg, detections, plan.encode)[0])
             except CaptionError as e:
                 raise JobError(f"job.segments[{seg.index}].caption", str(e)) from None
 

@@ -5,7 +5,8 @@ Fonts are looked up with fontconfig, the way desktop applications find them. A c
 the chosen font lacks is drawn with an installed font that has it; a character no
 installed font has is an error before anything renders, never a tofu box in the video.
 Layout (shaping, bidirectional text) is Pillow's, with libraqm where it is built in. The
-driver renders each caption to an RGBA bitmap, so worker nodes need no fonts at all.
+driver draws each caption to the RGBA bitmap its segment places, so worker nodes need no
+fonts at all.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import functools
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -128,24 +129,69 @@ COLUMNS = (1.0, 0.5, 0.3)
 
 
 @dataclass(frozen=True)
-class Caption:
-    """A laid-out caption: straight-alpha RGBA bitmaps of it at its size and at each smaller
-    size it may shrink to, each wrapped to the full width and to narrower columns (largest
-    size first, wider first; each inside the frame's margins). They travel PNG-encoded (as
-    uint8 arrays): a long caption's twenty bitmaps at 1080p are 24 MB raw and 3 MB so, in
-    every task's arguments."""
+class Variant:
+    """One way to draw a caption: its text size and its lines (wrapped to a column of the
+    frame), with the (height, width) of the bitmap they make."""
 
-    pngs: tuple[np.ndarray, ...]
-    shapes: tuple[tuple[int, int], ...]  # (height, width) of each
-    text_px: tuple[int, ...]  # the text size of each
-    text: str
-    position: str
-    margin: float
-    fade_in: float
-    fade_out: float
+    text_px: int
+    lines: tuple[str, ...]
+    shape: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A laid-out caption: its variants, at its size and at each smaller size it may shrink
+    to, each wrapped to the full width and to narrower columns (largest size first, wider
+    first; each inside the frame's margins), measured but not drawn. A variant is drawn when
+    first asked for: `check_captions` draws the one each segment places on the driver before
+    any task is sent, so it travels in the plan (PNG-encoded: a long caption at 1080p is
+    1.2 MB raw, 150 KB so) and worker nodes need no fonts. Drawing all twenty of a long
+    caption up front cost the demo a second."""
+
+    style: CaptionStyle
+    font: str  # the resolved primary font file
+    variants: tuple[Variant, ...]
+    # Variant -> PNG bytes: a memo, not part of what the caption is (nor of its cache key).
+    drawn: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def shapes(self) -> tuple[tuple[int, int], ...]:
+        return tuple(v.shape for v in self.variants)
+
+    @property
+    def text_px(self) -> tuple[int, ...]:
+        return tuple(v.text_px for v in self.variants)
+
+    @property
+    def text(self) -> str:
+        return self.style.text
+
+    @property
+    def position(self) -> str:
+        return self.style.position
+
+    @property
+    def margin(self) -> float:
+        return self.style.margin
+
+    @property
+    def fade_in(self) -> float:
+        return self.style.fade_in
+
+    @property
+    def fade_out(self) -> float:
+        return self.style.fade_out
+
+    def png(self, i: int) -> bytes:
+        """Variant i drawn, PNG-encoded (drawn once)."""
+        if i not in self.drawn:
+            img = _draw(self.style, self.font, self.variants[i])
+            self.drawn[i] = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA))[1].tobytes()
+        return self.drawn[i]
 
     def bitmap(self, i: int = 0) -> np.ndarray:
-        bgra = cv2.imdecode(self.pngs[i], cv2.IMREAD_UNCHANGED)
+        """Variant i as straight-alpha RGBA."""
+        bgra = cv2.imdecode(np.frombuffer(self.png(i), np.uint8), cv2.IMREAD_UNCHANGED)
         return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
 
     @property
@@ -226,13 +272,13 @@ def _wrap(text: str, width: float, measure) -> list[str]:
 
 
 def layout(style: CaptionStyle, out_w: int, out_h: int) -> Caption:
-    """Render the caption's text to RGBA bitmaps sized for this output: at its size, and at
-    each smaller one down to the floor it may shrink to, each in COLUMNS. Those that do not
-    fit inside the frame's margins are left out; a CaptionError when none does."""
+    """Lay the caption's text out for this output: at its size, and at each smaller one down
+    to the floor it may shrink to, each in COLUMNS. Those that do not fit inside the frame's
+    margins are left out; a CaptionError when none does."""
     if not style.text.strip():
         raise CaptionError("text: is empty")
-    colors = (_color(style.color, "color"), _color(style.outline_color, "outline_color"),
-              _color(style.box_color, "box_color"))
+    for name in ("color", "outline_color", "box_color"):
+        _color(getattr(style, name), name)
     primary = resolve_font(style.font)
     px = max(8, round(style.size * out_h))
     floor = min(px, max(MIN_TEXT_PX, round(MIN_TEXT * out_h)))
@@ -242,59 +288,76 @@ def layout(style: CaptionStyle, out_w: int, out_h: int) -> Caption:
     if ladder[-1] != floor:
         ladder.append(floor)
     m = round(style.margin * out_h)
-    fits: dict[bytes, tuple[tuple[int, int], int]] = {}  # a narrower column that breaks no line differently is one
+    fits: dict[tuple, Variant] = {}  # a narrower column that breaks no line differently is one
     for p in ladder:
+        fonts = _Fonts(primary, p)
         for column in COLUMNS:
-            img = _bitmap(style, primary, colors, p, column, out_w - 2 * m, out_w)
-            if img.shape[1] <= out_w - 2 * m and img.shape[0] <= out_h - 2 * m:
-                png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA))[1].tobytes()
-                fits.setdefault(png, (img.shape[:2], p))
+            v = _measured(style, fonts, column, out_w - 2 * m, out_w)
+            if v.shape[1] <= out_w - 2 * m and v.shape[0] <= out_h - 2 * m:
+                fits.setdefault((v.text_px, v.lines), v)
     if not fits:
         raise CaptionError(f"its {len(style.text)} characters do not fit in the {out_w}x{out_h} frame even at "
                            f"{floor} px text; shorten the text or lower size or margin")
-    return Caption(tuple(np.frombuffer(png, np.uint8) for png in fits), tuple(shape for shape, _ in fits.values()),
-                   tuple(p for _, p in fits.values()), style.text, style.position, style.margin, style.fade_in,
-                   style.fade_out)
+    return Caption(style, primary, tuple(fits.values()))
 
 
-def _bitmap(style: CaptionStyle, primary: str, colors, px: int, column: float, room: int, out_w: int) -> np.ndarray:
-    """The text at px pixels, wrapped to a `column` of the frame's width (`room` between the
-    margins)."""
-    color, outline_color, box_color = colors
-    fonts: dict[str, ImageFont.FreeTypeFont] = {}
+class _Fonts:
+    """The caption's fonts at one text size: the primary, and those that draw what it lacks."""
 
-    def font(path):
-        if path not in fonts:
+    def __init__(self, primary: str, px: int):
+        self.primary, self.px, self._loaded = primary, px, {}
+
+    def __call__(self, path: str) -> ImageFont.FreeTypeFont:
+        if path not in self._loaded:
             try:
-                fonts[path] = ImageFont.truetype(path, px, layout_engine=ImageFont.Layout.RAQM
-                                                 if features.check("raqm") else ImageFont.Layout.BASIC)
+                self._loaded[path] = ImageFont.truetype(path, self.px, layout_engine=ImageFont.Layout.RAQM
+                                                        if features.check("raqm") else ImageFont.Layout.BASIC)
             except OSError as e:
                 raise CaptionError(f"cannot load font {path}: {e}") from None
-        return fonts[path]
+        return self._loaded[path]
 
-    def measure(line: str) -> float:
-        return sum(font(p).getlength(run) for run, p in font_runs(line, primary))
+    def measure(self, line: str) -> float:
+        return sum(self(p).getlength(run) for run, p in font_runs(line, self.primary))
 
-    stroke = round(style.outline * px)
-    pad = round(0.35 * px) if style.box else 0
+
+def _frame(style: CaptionStyle, px: int) -> tuple[int, int]:
+    """The outline's and the box's padding around the text, in pixels."""
+    return round(style.outline * px), round(0.35 * px) if style.box else 0
+
+
+def _measured(style: CaptionStyle, fonts: _Fonts, column: float, room: int, out_w: int) -> Variant:
+    """The text at the fonts' size, wrapped to a `column` of the frame's width (`room`
+    between the margins), and the size of its bitmap."""
+    stroke, pad = _frame(style, fonts.px)
     # The box and outline inside the margins too, where a narrow frame's margins are wide.
-    lines = _wrap(style.text, column * min(0.86 * out_w - 2 * stroke, room - 2 * (stroke + pad)), measure)
-    ascent, descent = font(primary).getmetrics()
-    line_h = round((ascent + descent) * 1.15)
-    text_w = max(measure(line) for line in lines)
-    w = int(np.ceil(text_w)) + 2 * (stroke + pad)
-    h = line_h * len(lines) + 2 * (stroke + pad)
+    lines = _wrap(style.text, column * min(0.86 * out_w - 2 * stroke, room - 2 * (stroke + pad)), fonts.measure)
+    w = int(np.ceil(max(fonts.measure(line) for line in lines))) + 2 * (stroke + pad)
+    h = _line_height(fonts) * len(lines) + 2 * (stroke + pad)
+    return Variant(fonts.px, tuple(lines), (h, w))
+
+
+def _line_height(fonts: _Fonts) -> int:
+    ascent, descent = fonts(fonts.primary).getmetrics()
+    return round((ascent + descent) * 1.15)
+
+
+def _draw(style: CaptionStyle, primary: str, v: Variant) -> np.ndarray:
+    fonts = _Fonts(primary, v.text_px)
+    color, outline_color, box_color = (_color(style.color, "color"), _color(style.outline_color, "outline_color"),
+                                       _color(style.box_color, "box_color"))
+    stroke, pad = _frame(style, v.text_px)
+    h, w = v.shape
     img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     draw = ImageDraw.Draw(img)
     if style.box:
         draw.rounded_rectangle((0, 0, w - 1, h - 1), radius=pad, fill=(*box_color, round(255 * style.box_opacity)))
-    for i, line in enumerate(lines):
-        x = (w - measure(line)) / 2
-        y = stroke + pad + i * line_h
+    for i, line in enumerate(v.lines):
+        x = (w - fonts.measure(line)) / 2
+        y = stroke + pad + i * _line_height(fonts)
         for run, path in font_runs(line, primary):
-            draw.text((x, y), run, font=font(path), fill=(*color, 255), stroke_width=stroke,
+            draw.text((x, y), run, font=fonts(path), fill=(*color, 255), stroke_width=stroke,
                       stroke_fill=(*outline_color, 255))
-            x += font(path).getlength(run)
+            x += fonts(path).getlength(run)
     return np.asarray(img, np.uint8).copy()
 
 
