@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import queue
+import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -164,15 +166,17 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
             _end(manifest, Record(video.row.id, video.row.number, "skipped", video.output), on_progress, False)
         else:
             todo.append(video)
-    detected: queue.Queue = queue.Queue()
+    detected: queue.Queue = queue.Queue(maxsize=2 * cfg.batch.max_videos_in_flight)
     made: list = []  # the batch's one detector, once a source misses the cache
     frames, retries, work_s = 0, [], [0.0]
     with ExitStack() as cleanup:
         slots = local_slots(cfg.ray) if embedded(cfg.ray) else None
         executor = cleanup.enter_context(_executor(cfg, todo, slots, run_dir, cancel) if todo else _Nothing())
         pool = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="detect"))
+        stop = threading.Event()
+        cleanup.callback(stop.set)  # before the pool's exit waits for the detection thread
         muxing = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="mux"))
-        detection = pool.submit(_detect_rows, todo, detected, made, cancel, run_dir)
+        detection = pool.submit(_detect_rows, todo, detected, made, cancel, stop, run_dir)
         progress = Progress(0, 0, quiet=quiet, videos=len(todo))  # frames added as each video is planned
         flying: dict[str, _InFlight] = {}
         finishing: list[tuple[_InFlight, Future]] = []
@@ -338,32 +342,60 @@ class _Nothing:
         return ExecutorStats()
 
 
-def _detect_rows(videos: list[Video], out: queue.Queue, made: list, cancel: CancelToken, run_dir: str) -> None:
+# Sources whose detections the batch keeps for rows that show them again (a logo in every
+# row, a photo shared by a few): the most recently used, so memory stays flat however many
+# rows there are; one dropped is found again in the detection cache.
+KNOWN_SOURCES = 1024
+
+
+class _Stop(Exception):
+    """The batch ended (an error, or fail_fast) while detection was ahead of it."""
+
+
+def _detect_rows(videos: list[Video], out: queue.Queue, made: list, cancel: CancelToken, stop: threading.Event,
+                 run_dir: str) -> None:
     """Rows in order, each distinct source once by content: a source that many rows show is
     detected for the first and reused by the rest. Several rows' sources share the model's
-    forward passes (up to detector.batch_size images each)."""
-    known: dict[str, tuple] = {}  # source id -> compacted detection
+    forward passes (up to detector.batch_size images each), but only while rendering has rows
+    to go on with: a row is detected on its own whenever the renderers wait for one (at the
+    start above all), and detection blocks once `out` is full, so the rows it holds detected
+    ahead stay few."""
+    known: OrderedDict[str, tuple] = OrderedDict()  # source id -> compacted detection
     group: list[Video] = []
+
+    def put(item) -> None:
+        while True:
+            try:
+                return out.put(item, timeout=0.2)
+            except queue.Full:
+                cancel.check()
+                if stop.is_set():
+                    raise _Stop from None
 
     def flush() -> None:
         for video in _detect_group(group, known, made):
-            out.put(video)
+            put(video)
         group.clear()
+        while len(known) > KNOWN_SOURCES:
+            known.popitem(last=False)
 
-    for video in videos:
-        cancel.check()
-        try:
-            if video.plan is None:
-                plan_video(video, run_dir)
-        except RaypipeError as e:
-            out.put((video, e))
-            continue
-        group.append(video)
-        new = {source_id(u) for v in group for u in v.plan.sources} - known.keys()
-        if len(new) >= video.cfg.detector.batch_size:
+    try:
+        for video in videos:
+            cancel.check()
+            try:
+                if video.plan is None:
+                    plan_video(video, run_dir)
+            except RaypipeError as e:
+                put((video, e))
+                continue
+            group.append(video)
+            new = {source_id(u) for v in group for u in v.plan.sources} - known.keys()
+            if len(new) >= video.cfg.detector.batch_size or out.empty():
+                flush()
+        if group:
             flush()
-    if group:
-        flush()
+    except _Stop:
+        return
 
 
 def _detect_group(group: list[Video], known: dict, made: list):
@@ -374,15 +406,18 @@ def _detect_group(group: list[Video], known: dict, made: list):
         for u in v.plan.sources:
             first.setdefault(ids[u], (u, v))
     fresh = [(u, v) for i, (u, v) in first.items() if i not in known]
+    for i in first.keys() & known.keys():
+        known.move_to_end(i)  # used again: kept longest
     if fresh:
         try:
             ranges = {u: v.plan.video_ranges()[u] for u, v in fresh if u in v.plan.video_ranges()}
-            keys = {}
+            keys, found = {}, {}
             for u, v in fresh:
-                reuse = Reuse.look_up(v.cfg, v.plan, Storage(os.path.dirname(v.output)))
-                if reuse.detections is not None:
-                    keys[u] = reuse.detections.keys[u]
-            cache = DetectionCache(reuse.detections.root, keys) if keys else None
+                if id(v) not in found:  # one look-up per row
+                    found[id(v)] = Reuse.look_up(v.cfg, v.plan, Storage(os.path.dirname(v.output))).detections
+                if found[id(v)] is not None:
+                    keys[u], root = found[id(v)].keys[u], found[id(v)].root
+            cache = DetectionCache(root, keys) if keys else None
             compacted, _ = detector.detect_all(OmegaConf.to_object(cfg.detector), tuple(u for u, _ in fresh),
                                                tuple(cfg.job.prompts), ranges, cache, made)
             for u, _ in fresh:
