@@ -79,7 +79,8 @@ def clip_loads() -> int:
 
 def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                video_ranges: dict[str, tuple[tuple[float, float], ...]] | None = None,
-               cache: DetectionCache | None = None, made: list | None = None) -> tuple[dict, dict]:
+               cache: DetectionCache | None = None, made: list | None = None,
+               on_source=None) -> tuple[dict, dict]:
     """Every source's subject with one detector (`made` holds the (detector, fallback reason)
     once one is made: a batch passes the same list to every call, so a model loads once):
     stills once, videos at `keyframe_rate`
@@ -87,16 +88,21 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
     to the detector in batches (CLIP: `batch_size` per forward pass, each held only as the
     model's input and a copy at most 512 px a side), and results come compacted (masks as PNG), so the detector's
     memory stays flat however long a clip is. Sources in `cache` are read from it, and the
-    detector (a model load) is made only if one is not."""
+    detector (a model load) is made only if one is not. `on_source(uri, compacted)` hears each
+    source as soon as it is done, in `sources`' order: the first detected on its own, without
+    waiting for a full batch, so that whoever waits for it can start."""
     t0 = time.perf_counter()
     loads_before = clip_loads()
     counter = ReadCounter()
     made = [] if made is None else made  # (detector, fallback_reason), once the first source misses the cache
     pending: list = []  # (uri, seconds or None for a still, prepared image, faces): one batch at most
     found: dict = {}
+    added: list[str] = []  # sources whose images are all in `pending` or detected: done at the next flush
+    heard = False
 
     def flush() -> None:
-        subjects = made[0][0].detect_prepared([p for _, _, p, _ in pending])
+        nonlocal heard
+        subjects = made[0][0].detect_prepared([p for _, _, p, _ in pending]) if pending else []
         for (uri, t, _, heads), subject in zip(pending, subjects):
             subject = replace(subject, faces=heads)
             if t is None:
@@ -104,6 +110,10 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
             else:
                 found[uri].append((t, CompactSubject.of(subject)))
         pending.clear()
+        for uri in added if on_source else ():
+            on_source(uri, found[uri])
+            heard = True
+        added.clear()
 
     def add(uri, t, img) -> None:
         pending.append((uri, t, made[0][0].prepare(img), find_faces(img) if cfg.faces else ()))
@@ -117,6 +127,8 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
         if hit is not None:
             found[uri] = hit.value
             reused.append(hit)
+            if on_source:
+                on_source(uri, hit.value)
             continue
         if not made:
             made.append(make_detector(cfg, prompts))
@@ -128,7 +140,10 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
         else:
             found[uri] = None  # keeps the sources' order; filled when its batch runs
             add(uri, None, load_image(uri, counter))
-    if pending:
+        added.append(uri)
+        if on_source and not heard:
+            flush()
+    if pending or added:
         flush()
     for uri in detected if cache else ():
         cache.put(uri, Detection(found[uri], made[0][0].name, made[0][1]))

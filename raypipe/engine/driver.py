@@ -16,13 +16,14 @@ from raypipe.detection import detector
 from raypipe.detection.cache import DetectionCache
 from raypipe.detection.detections import Detections
 from raypipe.engine.cache import Reuse
-from raypipe.engine.executor import Executor, Work
+from raypipe.engine.executor import Executor, Streamed, Work
 from raypipe.engine.headstart import HeadStart
 from raypipe.engine.lock import output_lock
 from raypipe.engine.loop import run_tasks
 from raypipe.engine.on_ray import RayExecutor, embedded, stage_inputs
 from raypipe.engine.progress import Progress
 from raypipe.engine.report import Report, build, run_id_of
+from raypipe.engine.streaming import SourceStream
 from raypipe.engine.task import check_captions
 from raypipe.engine.threads import ThreadExecutor
 from raypipe.errors import CancelToken
@@ -73,7 +74,7 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False, c
     detections, info, counter)` makes report.html's detection sheet (raypipe.look) before the
     report is built, so that report.json counts what it reads."""
     cancel = cancel or CancelToken()
-    stages, t0 = Stages(), time.perf_counter()
+    stages, t0, started = Stages(), time.perf_counter(), time.time()
     run_root = run_location(cfg.storage.root, run_dir)
     store = Storage(run_root)
     with ExitStack() as cleanup:
@@ -98,12 +99,14 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False, c
                 if tasks:  # the same ranges, of the segments that read the staged files
                     tasks = [replace(t, segment=plan.segments[t.segment.index]) for t in tasks]
         cleanup.enter_context(executor)
+        stream = None
         if cfg.detector.num_gpus:  # in an actor on a node with a GPU: Ray first
             executor.start()
             found = _done(detect(cfg.detector, plan, reuse.detections, executor, stages))
-        else:  # on a driver thread, while Ray starts and the first task waits for it
+        else:  # on a driver thread, while Ray starts; the first tasks wait only for their sources
+            stream = SourceStream(plan, cfg.detector.track_smoothing)
             pool = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="detect"))
-            found = pool.submit(detect, cfg.detector, plan, reuse.detections, None, stages)
+            found = pool.submit(detect, cfg.detector, plan, reuse.detections, None, stages, stream, tasks)
         if isinstance(executor, RayExecutor) and slots and detector.resolve_kind(cfg.detector)[0] != "clip":
             # A driver that loads a model holds its memory: then the rendering is left to Ray.
             executor = cleanup.enter_context(HeadStart(ThreadExecutor(1, cancel), executor))
@@ -113,8 +116,9 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False, c
         muxer = executor.muxer(plan.total_frames, plan.duration, plan.audio, output, plan.encode.codec)
         for m in reuse.manifests:
             muxer.add(m)
-        detections = _first(found)
-        works = [Work(i, t, detections, plan.encode, *reuse.target(t)) for i, t in enumerate(tasks)]
+        every = _first(found)
+        works = [Work(i, t, Streamed(stream.for_segment(t.segment), every) if stream else every, plan.encode,
+                      *reuse.target(t)) for i, t in enumerate(tasks)]
         progress = Progress(plan.total_frames, len(tasks) + len(reuse.manifests),
                             sum(m.frames for m in reuse.manifests), len(reuse.manifests), quiet)
         with stages("segments"):
@@ -136,7 +140,8 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False, c
                 image = sheet(plan, detections, info, reads.setdefault("sheet", ReadCounter()))
         report = build(plan, result, info, detections, manifests, stages.seconds, executor.name, executor.stats(),
                        run=run_root, run_id=run_id_of(run_dir), max_frames_per_task=split,
-                       retries=runs.retries, cache=reuse.summary(manifests, info, evicted), reads=reads)
+                       retries=runs.retries, cache=reuse.summary(manifests, info, evicted), reads=reads,
+                       started=started)
         _write_record(report, run_dir, store)
         if on_result is not None:
             on_result(report)
@@ -152,20 +157,31 @@ def choose(cfg: DictConfig, tasks, plan: Plan, slots: float | None, stages: Stag
     return RayExecutor(cfg.ray, stages)
 
 
-def detect(settings: DictConfig, plan: Plan, found: DetectionCache | None,
-           executor: Executor | None = None, stages: Stages | None = None) -> tuple[Detections, dict]:
-    """One pass over the distinct sources: in the driver, or for a detector that asks for a GPU
-    in one Ray actor on a node that has one (a Ray executor's). Packed for the object store."""
-    with stages("detect") if stages else nullcontext():
-        if settings.num_gpus and isinstance(executor, RayExecutor):
-            compacted, info = executor.detect(settings, plan, found)
-        else:
-            compacted, info = detector.detect_all(OmegaConf.to_object(settings), plan.sources, plan.prompts,
-                                                  plan.video_ranges(), found)
+def detect(settings: DictConfig, plan: Plan, found: DetectionCache | None, executor: Executor | None = None,
+           stages: Stages | None = None, stream: SourceStream | None = None,
+           tasks: list | None = None) -> tuple[Detections, dict]:
+    """One pass over the distinct sources: in the driver (telling `stream` of each source as it
+    is in, in the order `tasks` read them), or for a detector that asks for a GPU in one Ray
+    actor on a node that has one (a Ray executor's). Packed for the object store."""
+    try:
+        with stages("detect") if stages else nullcontext():
+            if settings.num_gpus and isinstance(executor, RayExecutor):
+                compacted, info = executor.detect(settings, plan, found)
+            else:
+                compacted, info = detector.detect_all(
+                    OmegaConf.to_object(settings), stream.order(tasks, settings.keyframe_rate) if stream
+                    else plan.sources, plan.prompts,
+                    plan.video_ranges(), found, on_source=stream and stream.heard)
+                compacted = {u: compacted[u] for u in plan.sources}
+    except BaseException as e:
+        if stream is not None:
+            stream.fail(e)
+        raise
     if info["fallback_reason"]:
         log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
     detections = Detections.pack(detector.expand(compacted), smoothing=settings.track_smoothing)
-    check_captions(plan, detections)  # the faces are known now, and no task has rendered a frame
+    # The faces are known now: before any task on Ray (a stream checked each segment's already).
+    check_captions(plan, detections)
     return detections, info
 
 

@@ -9,6 +9,7 @@ the tasks in flight have got, and what only it can know (`ExecutorStats`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,14 +20,34 @@ from raypipe.storage import Storage
 
 
 @dataclass(frozen=True)
+class Streamed:
+    """A task's detections while the render's are still being found (raypipe.engine.streaming):
+    `own` holds the sources the task reads, as soon as they are detected, for the driver's
+    threads; `every` holds all of the render's, once all are: the one copy an object store
+    is given, whichever task it is for."""
+
+    own: Future
+    every: Future
+
+
+def ready(detections, own: bool):
+    """The Detections a task reads, waited for: its own sources (`own`, where they need not
+    be shared) or the render's one object of all of them."""
+    if isinstance(detections, Streamed):
+        detections = detections.own if own else detections.every
+    return detections.result() if isinstance(detections, Future) else detections
+
+
+@dataclass(frozen=True)
 class Work:
     """One task as an executor takes it: its frames, the detections it reads, how to encode,
     and where its chunk goes."""
 
     id: int  # unique in one loop: progress and outcomes are keyed by it
     task: TaskPlan
-    # Detections, or a Future of them: the driver detects while Ray starts and the first task
-    # renders as soon as they are there. An executor shares one copy among the works given one.
+    # Detections, a Future of them, or Streamed: the driver detects while Ray starts, and the
+    # first tasks render as soon as their sources are in. An executor shares one copy among the
+    # works given one.
     detections: Any
     encode: EncodeSpec
     store: Storage

@@ -15,7 +15,6 @@ import signal
 import socket
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import replace
 
 import ray
@@ -24,7 +23,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raypipe.detection import detector
 from raypipe.engine import mux
-from raypipe.engine.executor import Executor, ExecutorStats, Outcome, TaskLost, Work
+from raypipe.engine.executor import Executor, ExecutorStats, Outcome, TaskLost, Work, ready
 from raypipe.engine.progress import Board, Reporter
 from raypipe.engine.task import SegmentManifest, render_task
 from raypipe.errors import JobError, MuxError, RaypipeError
@@ -106,8 +105,7 @@ class RayExecutor(Executor):
 
     def _ref(self, detections):
         """The object store's one copy of these detections (a Future: once it has them)."""
-        if isinstance(detections, Future):
-            detections = detections.result()
+        detections = ready(detections, own=False)
         key = id(detections)
         if key not in self._refs:
             self._refs[key] = ray.put(detections)

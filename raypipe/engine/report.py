@@ -63,6 +63,9 @@ class Report:
     object_store_bytes: int | None  # what this render put into Ray's object store; None without Ray
     detections_held_by_nodes: list[str] | None
     detect_s: float
+    # Seconds from the render's start to its first task's (None when no task ran): a task on
+    # the driver's threads starts once its own sources are detected, not all of them.
+    first_task_s: float | None
     # Bytes each reader took from storage: sources are streamed, never fetched whole. The
     # planner's probes and validation's checks too; report.html's sheet reads after it.
     bytes_read: dict
@@ -86,8 +89,10 @@ class Report:
 
 def build(plan: Plan, result: dict, info: dict, detections: Detections, manifests: list[SegmentManifest],
           stages: dict, executor: str, stats: ExecutorStats, *, run: str, run_id: str, max_frames_per_task: int,
-          retries: list, cache: dict, reads: dict) -> Report:
+          retries: list, cache: dict, reads: dict, started: float) -> Report:
+    """`started`: the render's start, in epoch seconds (as the tasks' `started`)."""
     manifests = sorted(manifests, key=lambda m: m.start)
+    rendered = [m for m in manifests if not m.reused]
     on_ray = [m for m in manifests if m.executor == "ray"]
     ray_ran = stats.ray_started
     enc = plan.encode
@@ -104,9 +109,10 @@ def build(plan: Plan, result: dict, info: dict, detections: Detections, manifest
         driver_imported_torch="torch" in sys.modules, detections=detections.summary(),
         object_store_bytes=stats.object_store_bytes, detections_held_by_nodes=stats.detections_held_by,
         detect_s=info["seconds"],
+        first_task_s=round(min(m.started for m in rendered) - started, 3) if rendered else None,
         bytes_read={**{name: counter.bytes for name, counter in reads.items()}, "detector": info["bytes_read"],
                     "segments": sum(m.bytes_read for m in manifests), "mux": result["bytes_read"]},
-        stages=stages, run=run, run_id=run_id, tasks=sum(not m.reused for m in manifests), chunks=len(manifests),
+        stages=stages, run=run, run_id=run_id, tasks=len(rendered), chunks=len(manifests),
         max_frames_per_task=max_frames_per_task, retries=retries, muxer_restarts=stats.muxer_restarts, cache=cache,
         segment_runs=[TaskRun.of(m) for m in manifests],
     )

@@ -112,11 +112,16 @@ def check_captions(plan: Plan, detections: Detections) -> None:
     faces stops the render here, once the detections are known and before any task, naming
     its segment."""
     for seg in plan.segments:
-        if seg.caption is not None:
-            try:
-                seg.caption.png(place_caption(seg, detections, plan.encode)[0])
-            except CaptionError as e:
-                raise JobError(f"job.segments[{seg.index}].caption", str(e)) from None
+        check_caption(seg, detections, plan.encode)
+
+
+def check_caption(seg: SegmentPlan, detections: Detections, enc: EncodeSpec) -> None:
+    """check_captions for one segment (`detections` need hold only its sources)."""
+    if seg.caption is not None:
+        try:
+            seg.caption.png(place_caption(seg, detections, enc)[0])
+        except CaptionError as e:
+            raise JobError(f"job.segments[{seg.index}].caption", str(e)) from None
 
 
 def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, counter: ReadCounter | None = None,

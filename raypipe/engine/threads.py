@@ -8,7 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 from raypipe.engine import mux
-from raypipe.engine.executor import Executor, Outcome, Work
+from raypipe.engine.executor import Executor, Outcome, Streamed, Work, ready
 from raypipe.engine.task import render_task
 from raypipe.errors import Cancelled, CancelToken
 
@@ -35,15 +35,31 @@ class ThreadExecutor(Executor):
         return not self._running
 
     def submit(self, work: Work) -> None:
-        self._running[self._pool.submit(self._run, work)] = work
+        own = work.detections.own if isinstance(work.detections, Streamed) else None
+        if own is None or own.done():
+            self._running[self._pool.submit(self._run, work)] = work
+            return
+        # Queued once its sources are in, not before: a thread never sits waiting for
+        # detection while a later task's sources are there.
+        queued = Future()
+        self._running[queued] = work
+
+        def go(_) -> None:
+            if not queued.set_running_or_notify_cancel():  # cancelled meanwhile
+                return
+            try:
+                _chain(self._pool.submit(self._run, work), queued)
+            except RuntimeError as e:  # the executor closed meanwhile
+                queued.set_exception(Cancelled(str(e)))
+
+        own.add_done_callback(go)
 
     def _run(self, work: Work):
         def report(frames: int) -> None:
             with self._lock:
                 self._frames[work.id] = frames
 
-        detections = work.detections.result() if isinstance(work.detections, Future) else work.detections
-        m = render_task(work.task, detections, work.encode, work.store, work.name, report=report,
+        m = render_task(work.task, ready(work.detections, own=True), work.encode, work.store, work.name, report=report,
                         cancel=self._token)
         return replace(m, executor="driver")
 
@@ -74,3 +90,16 @@ class ThreadExecutor(Executor):
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _chain(inner: Future, outer: Future) -> None:
+    """`outer` ends as `inner` does."""
+    def copy(f: Future) -> None:
+        if f.cancelled():  # by the pool's shutdown: `outer` runs, so it cannot be cancelled
+            outer.set_exception(Cancelled("the render stopped"))
+        elif f.exception() is not None:
+            outer.set_exception(f.exception())
+        else:
+            outer.set_result(f.result())
+
+    inner.add_done_callback(copy)

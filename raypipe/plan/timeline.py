@@ -87,6 +87,11 @@ class SegmentPlan:
     def frames(self) -> int:
         return self.end - self.start
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """What its frames read: its shot's source, and the next one's during its transition."""
+        return tuple(dict.fromkeys((self.shot.source, *((self.transition.into.source,) if self.transition else ()))))
+
 
 @dataclass(frozen=True)
 class TaskPlan:
