@@ -67,6 +67,21 @@ def test_a_batch_renders_every_good_row_and_records_the_bad_one(table, tmp_path)
     assert not list(root.rglob("*.tmp*")) and not list(root.rglob("segments"))
 
 
+def test_the_checks_before_any_work_read_no_source_and_a_dry_run_reads_them_all(table, tmp_path):
+    """Every row is checked before work, but its sources only when detection comes to it: a
+    batch of 10,000 rows does not decode 40,000 photos before its first frame."""
+    from raypipe.api import compose
+    from raypipe.batch.run import checked
+
+    cfg = compose(["+job=listing", f"batch.rows={table}", *SMALL])
+    _, videos, failed, _ = checked(cfg, str(tmp_path / "run"), sources=False)
+    assert [v.row.id for v in videos] == ["elm", "oak", "bad", "ash"] and not failed
+    assert all(v.plan is None for v in videos)
+    _, videos, failed, _ = checked(cfg, str(tmp_path / "run"), sources=True)
+    assert [r.id for r in failed] == ["bad"] and "missing.png" in failed[0].error
+    assert [v.row.id for v in videos] == ["elm", "oak", "ash"] and all(v.plan is not None for v in videos)
+
+
 def test_the_same_batch_again_renders_only_what_is_missing(table, tmp_path):
     root = tmp_path / "out"
     args = [*SMALL, f"batch.root={root}"]

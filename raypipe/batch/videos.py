@@ -132,8 +132,8 @@ def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[st
         cfg = row_config(template, row, base)
         output = output_of(str(template.batch.output), row, root)
         cfg.job.output = output
-        sources = [s.source for s in cfg.job.segments] + ([cfg.job.audio.path] if cfg.job.audio.path else [])
-        for i, uri in enumerate(sources):
+        uris = [s.source for s in cfg.job.segments] + ([cfg.job.audio.path] if cfg.job.audio.path else [])
+        for i, uri in enumerate(uris):
             if not _allowed(uri, allowed):
                 where = f"job.segments[{i}].source" if i < len(cfg.job.segments) else "job.audio.path"
                 raise JobError(where, f"{uri} is outside batch.allowed_roots ({', '.join(allowed)})")
