@@ -334,3 +334,37 @@ def test_nodes_in_separate_network_namespaces_render_over_the_network(networked_
                          text=True)
     _, err = intruder.communicate(timeout=120)
     assert intruder.returncode != 0 and "auth" in err.lower(), err[-2000:]
+
+
+def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batch(s3, tmp_path):
+    """Rows in S3, videos and the cache in S3, a cluster of a CPU-less head and three workers;
+    one worker is removed once the first video is out: every video is still published, and the
+    lost node's tasks ran again."""
+    env, client = s3
+    rows = "id,address,price,photos\n" + "".join(
+        f"h{i},{i} Elm St,${i},sample:astronaut|sample:coffee|sample:chelsea\n" for i in range(6))
+    client.put_object(Bucket="renders", Key="batch/rows.csv", Body=rows.encode())
+    with ray_cluster(3) as (c, nodes):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "raypipe", "batch", "+job=listing", "batch.rows=s3://renders/batch/rows.csv",
+             "batch.root=s3://renders/batch/out", "storage.root=s3://renders/batch/store", f"ray.address={c.address}",
+             "detector=saliency", "render.width=160", "render.height=90", "render.fps=10", "batch.each.duration=1.0",
+             "batch.max_videos_in_flight=2", f"hydra.run.dir={tmp_path / 'run'}"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = proc.stdout.readline()  # the first published video's URI
+        assert first.startswith("s3://renders/batch/out/videos/"), proc.stderr.read()[-3000:]
+        c.remove_node(nodes[0])  # its raylet, workers and object store die with it
+        out, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err[-3000:]
+    report = read_report(tmp_path / "run")
+    assert (report["done"], report["failed"], report["executor"]) == (6, 0, "ray")
+    assert sorted(bucket_keys(client, "batch/out/videos/")) == [f"batch/out/videos/h{i}.mp4" for i in range(6)]
+    manifest = client.get_object(Bucket="renders", Key="batch/out/manifest.jsonl")["Body"].read().decode()
+    assert sorted(line.split('"id": "')[1].split('"')[0] for line in manifest.splitlines()) == [f"h{i}" for i in range(6)]
+    assert '"failed"' not in manifest
+    for i in range(6):
+        video = fetch(client, f"batch/out/videos/h{i}.mp4", tmp_path / f"h{i}.mp4")
+        assert media.count_frames(video) == 30  # three 1 s photos at 10 fps
+    # The fault struck while the batch ran and was handled: the lost node's tasks ran again
+    # (unless it had none in flight, which a batch of 6 videos on 2 workers never leaves it).
+    assert report["retries"] and all(r["attempt"] >= 2 for r in report["retries"]), report["retries"]

@@ -12,7 +12,16 @@ import pytest
 
 import media_inputs as mi
 from conftest import run_cli
-from raypipe.media import MediaError, count_frames, decode_all, keyframes, load_image, probe, read_frames
+from raypipe.media import (
+    MediaError,
+    count_frames,
+    decode_all,
+    keyframes,
+    load_image,
+    load_image_sized,
+    probe,
+    read_frames,
+)
 
 
 def mad(a, b) -> float:
@@ -151,6 +160,44 @@ def test_a_jpeg_is_shown_as_its_exif_orientation_says(tmp_path, orientation):
     img = load_image(str(path))
     assert_rgb8(img, *upright.shape[:2])
     assert np.abs(mi.quadrant_means(img) - mi.quadrant_means(upright)).max() < 12
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("orientation", (1, 6, 8))
+def test_a_large_phone_jpeg_is_decoded_smaller_where_a_smaller_copy_will_do(tmp_path, orientation):
+    """Detection and checks need only so many pixels: a 12-megapixel JPEG comes out at the
+    smallest 1/2, 1/4 or 1/8 of its size still as large as asked, upright, with its full
+    upright size beside it, and the same picture as the whole decode."""
+    import cv2
+
+    path, upright = mi.exif_jpeg(tmp_path, orientation, width=4000, height=3000)
+    whole, size = load_image_sized(str(path))
+    assert size == (4000, 3000) and whole.shape == (3000, 4000, 3)
+    small, size = load_image_sized(str(path), at_least=640)
+    assert size == (4000, 3000) and small.shape == (750, 1000, 3)  # a quarter: an eighth would be 500 wide
+    expected = cv2.resize(whole, (1000, 750), interpolation=cv2.INTER_AREA)
+    assert np.abs(small.astype(int) - expected).mean() < 2
+    assert load_image(str(path), at_least=1).shape == (375, 500, 3)  # validation's: every byte, at 1/8
+    png = tmp_path / "big.png"  # no DCT to scale: decoded whole
+    cv2.imwrite(str(png), upright[:, :, ::-1])
+    assert load_image(str(png), at_least=640).shape == (3000, 4000, 3)
+
+
+@pytest.mark.unit
+def test_a_subject_found_on_the_smaller_copy_is_in_the_photos_own_pixels(tmp_path):
+    import cv2
+
+    from raypipe.config import DetectorCfg
+    from raypipe.detection.detector import detect_all, expand
+
+    picture = np.full((3000, 4000, 3), (90, 110, 100), np.uint8)
+    cv2.circle(picture, (3000, 1000), 400, (230, 60, 40), -1)
+    path, _ = mi.exif_jpeg(tmp_path, 6, picture=picture)  # stored turned, shown as `picture`
+    found, _ = detect_all(DetectorCfg(kind="saliency"), (str(path),), ())
+    subject = expand(found)[str(path)]
+    assert subject.source_size == (4000, 3000)
+    x0, y0, x1, y1 = subject.box
+    assert abs((x0 + x1) / 2 - 3000) < 60 and abs((y0 + y1) / 2 - 1000) < 60 and 600 < x1 - x0 < 1000
 
 
 # ---- 3. bit depths, palettes, CMYK, alpha, ICC ----------------------------------------

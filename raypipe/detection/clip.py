@@ -155,6 +155,7 @@ class ClipDetector:
         self.model, pre = load(cfg)
         self.model.to(self.device)
         self.batch = max(1, int(cfg.batch_size))
+        self.side = max(*self.model.visual.image_size, HEAT_SIDE)  # the most it looks at of an image
         self.mean = np.asarray(pre["mean"], np.float32)
         self.std = np.asarray(pre["std"], np.float32)
         self.n_fg = len(prompts)

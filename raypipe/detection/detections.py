@@ -38,6 +38,15 @@ class Subject:
         """What the framing must keep whole: every face (None: no face was found)."""
         return union(self.faces)
 
+    def at_size(self, size: tuple[int, int]) -> Subject:
+        """The same subject in the pixels of the source at `size` (found on a smaller copy)."""
+        sx, sy = size[0] / self.source_size[0], size[1] / self.source_size[1]
+
+        def scaled(b):
+            return (b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy)
+
+        return replace(self, box=scaled(self.box), faces=tuple(scaled(f) for f in self.faces), size=tuple(size))
+
 
 # Masks travel at most this many pixels on their long side: CLIP's map is a patch grid
 # (at most 28x28 by default) and saliency works 128 pixels wide, so a full-resolution mask

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 
 from raypipe.detection.cache import Detection, DetectionCache
 from raypipe.detection.detections import CompactSubject, Keyframes, Subject
-from raypipe.detection.faces import find_faces
+from raypipe.detection.faces import WORK_SIDE, find_faces
 from raypipe.detection.saliency import detect_saliency
-from raypipe.media import ReadCounter, keyframes, load_image
+from raypipe.media import ReadCounter, keyframes, load_image_sized
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ class SaliencyDetector:
     name = "saliency"
     device = "cpu"
     batch = 1
+    side = 128  # the longer side of what it looks at (its maps' grid): a larger photo is decoded smaller
 
     def detect(self, rgb):
         return detect_saliency(rgb)
@@ -102,9 +103,11 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
 
     def flush() -> None:
         nonlocal heard
-        subjects = made[0][0].detect_prepared([p for _, _, p, _ in pending]) if pending else []
-        for (uri, t, _, heads), subject in zip(pending, subjects):
+        subjects = made[0][0].detect_prepared([p for _, _, p, _, _ in pending]) if pending else []
+        for (uri, t, _, heads, full), subject in zip(pending, subjects):
             subject = replace(subject, faces=heads)
+            if full is not None:  # found on a smaller copy of the still: in its own pixels
+                subject = subject.at_size(full)
             if t is None:
                 found[uri] = CompactSubject.of(subject)
             else:
@@ -115,8 +118,8 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
             heard = True
         added.clear()
 
-    def add(uri, t, img) -> None:
-        pending.append((uri, t, made[0][0].prepare(img), find_faces(img) if cfg.faces else ()))
+    def add(uri, t, img, full=None) -> None:
+        pending.append((uri, t, made[0][0].prepare(img), find_faces(img) if cfg.faces else (), full))
         if len(pending) >= made[0][0].batch:
             flush()
 
@@ -139,7 +142,10 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                 add(uri, t, img)
         else:
             found[uri] = None  # keeps the sources' order; filled when its batch runs
-            add(uri, None, load_image(uri, counter))
+            # Decoded no larger than the detector and the face finder look at (a 12-megapixel
+            # JPEG at a quarter of its size: 0.3 s saved a photo).
+            side = max(made[0][0].side, WORK_SIDE if cfg.faces else 0)
+            add(uri, None, *load_image_sized(uri, counter, side))
         added.append(uri)
         if on_source and not heard:
             flush()

@@ -10,10 +10,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from raypipe.detection.detections import Subject, subject_from_heat
+from raypipe.detection.detections import MASK_SIDE, Subject, subject_from_heat
 
 _SR_SIDE = 64  # spectral residual works on a 64x64 thumbnail, whatever the source size
 _WORK_W = 128  # width of the grid the two maps are combined on
+# The subject is found on a map at most this many pixels a side: one upsampled from a grid
+# 128 wide holds no more detail at 12 megapixels (thresholding it there cost 0.4 s a photo),
+# and the mask travels at half this side at most anyway (MASK_SIDE).
+HEAT_SIDE = 2 * MASK_SIDE
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -35,8 +39,8 @@ def frequency_tuned(lab: np.ndarray) -> np.ndarray:
     return _unit(np.linalg.norm(blurred - lab.reshape(-1, 3).mean(0), axis=2))
 
 
-def saliency_map(rgb: np.ndarray) -> np.ndarray:
-    """[0, 1] float32 saliency at the source's size."""
+def saliency_map(rgb: np.ndarray, side: int | None = None) -> np.ndarray:
+    """[0, 1] float32 saliency at the source's size, or at most `side` pixels a side."""
     h, w = rgb.shape[:2]
     work = (_WORK_W, max(8, round(_WORK_W * h / w)))
     small = cv2.resize(rgb, work, interpolation=cv2.INTER_AREA)
@@ -48,12 +52,16 @@ def saliency_map(rgb: np.ndarray) -> np.ndarray:
     # frame's borders; a mild Gaussian prior settles ties toward the middle.
     yy, xx = np.mgrid[0 : work[1], 0 : work[0]].astype(np.float32)
     prior = np.exp(-((xx / (work[0] - 1) - 0.5) ** 2 + (yy / (work[1] - 1) - 0.5) ** 2) / (2 * 0.3**2))
-    return cv2.resize(_unit(combined * prior), (w, h), interpolation=cv2.INTER_LINEAR)
+    scale = min(1.0, side / max(h, w)) if side else 1.0
+    out = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(_unit(combined * prior), out, interpolation=cv2.INTER_LINEAR)
 
 
 def detect_saliency(rgb: np.ndarray, method: str = "saliency") -> Subject:
-    subject = subject_from_heat(saliency_map(rgb), None, method)
+    """The subject, found on a map at most HEAT_SIDE a side; its box in the image's pixels."""
+    h, w = rgb.shape[:2]
+    heat = saliency_map(rgb, HEAT_SIDE)
+    subject = subject_from_heat(heat, None, method)
     if subject is None:  # a flat image: the whole frame is the subject
-        h, w = rgb.shape[:2]
-        subject = Subject((0.0, 0.0, float(w), float(h)), np.full((h, w), 255, np.uint8), 0.0, method)
-    return subject
+        return Subject((0.0, 0.0, float(w), float(h)), np.full(heat.shape, 255, np.uint8), 0.0, method, (w, h))
+    return subject.at_size((w, h))

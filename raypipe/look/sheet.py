@@ -95,7 +95,8 @@ def detection_sheet(plan: Plan, detections: Detections, detector: str, keyframe_
                                        1 / keyframe_rate, SHEET_KEYFRAMES)
                 shots = [(f" at {t:.1f} s", img, track.at(t)) for t, img in zip(at, v.on_screen(at))]
         else:
-            shots = [("", load_image(uri, counter), track.at(0.0))]
+            # Twice the tile: the tile is as wide as a portrait photo's shorter side.
+            shots = [("", load_image(uri, counter, at_least=2 * SHEET_TILE), track.at(0.0))]
         for when, img, subject in shots:
             how = detector if subject.method == detector else f"{detector} ({subject.method})"
             how += f" + {len(subject.faces)} face{'s' * (len(subject.faces) != 1)}" if subject.faces else ""

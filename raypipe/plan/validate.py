@@ -38,7 +38,9 @@ def prepare(cfg: DictConfig, run_root: str, reads: dict[str, ReadCounter] | None
         index = next(s.index for s in plan.segments if s.shot.source == uri)
         try:
             if not is_video(uri):  # videos were probed by the planner
-                load_image(uri, checked)  # a full decode: a missing or corrupt image fails here, not in a task
+                # Every byte decoded (a JPEG at 1/8 of its size): a missing or corrupt image fails here, not
+                # in a task.
+                load_image(uri, checked, at_least=1)
         except MediaError as e:
             raise JobError(f"job.segments[{index}].source", str(e)) from None
     if plan.audio.path:
