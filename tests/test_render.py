@@ -476,3 +476,44 @@ def test_ray_starts_only_where_its_workers_beat_the_drivers_threads_by_more_than
     assert on_ray("fixture", 2, "ray.min_saving_s=0")  # 0: Ray whenever there is a frame to render
     one_long_task = ("render.max_frames_per_task=null", "job.segments=[{source: 'sample:coffee', duration: 60.0}]")
     assert not on_ray("fixture", 64, *one_long_task)  # a minute of work, but one task: nothing side by side
+
+
+@pytest.mark.render
+def test_a_photo_larger_than_its_shot_needs_is_decoded_smaller_and_renders_as_the_whole_does(tmp_path, monkeypatch):
+    """A 12-megapixel JPEG in a 640x360 ken_burns shot: each task decodes it at half its size
+    (its closest view still has a source pixel per output pixel), with the same frames as a
+    whole decode within JPEG's rounding; a zoom_through transition, which flies 3x closer,
+    keeps the whole photo."""
+    import cv2
+
+    import raypipe.engine.task as task
+
+    photo = cv2.resize(load_image("sample:astronaut"), (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    photo = cv2.add(photo, np.random.default_rng(1).integers(0, 20, photo.shape, dtype=np.uint8))  # fine detail
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), photo[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    decoded = []
+    sized = task.load_image_sized
+
+    def spy(uri, counter=None, at_least=None):
+        image, full = sized(uri, counter, at_least)
+        decoded.append((uri, image.shape[:2]))
+        return image, full
+
+    monkeypatch.setattr(task, "load_image_sized", spy)
+    for transition, shape in (("crossfade", (1500, 2000)), ("zoom_through", (3000, 4000))):
+        cfg = compose_job("detector=saliency", "render.width=640", "render.height=360", "render.fps=10",
+                          f"job.segments=[{{source: {path}, duration: 1.0, effect: ken_burns, transition: "
+                          f"{{type: {transition}, duration: 0.5}}}}, {{source: 'sample:coffee', duration: 1.0}}]")
+        plan, _ = prepare(cfg, str(tmp_path / "run"), {})
+        found, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts)
+        detections = Detections.pack(expand(found))
+        seg = plan.segments[0]
+        decoded.clear()
+        frames = np.stack(list(segment_frames(seg, detections, plan.encode)))
+        assert [s for uri, s in decoded if uri == str(path)] == [shape]
+        monkeypatch.setattr(task, "load_image_sized", lambda uri, counter=None, at_least=None: sized(uri, counter))
+        whole = np.stack(list(segment_frames(seg, detections, plan.encode)))
+        monkeypatch.setattr(task, "load_image_sized", spy)
+        diff = np.abs(frames.astype(int) - whole)
+        assert diff.mean() < 0.5 and np.percentile(diff, 99.9) <= 4, (transition, diff.mean(), diff.max())

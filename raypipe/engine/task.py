@@ -21,7 +21,7 @@ from raypipe.errors import NEVER, CancelToken, CaptionError, JobError
 from raypipe.frames.captions import overlay
 from raypipe.frames.effects import Shot
 from raypipe.frames.transitions import TRANSITIONS
-from raypipe.media import ChunkEncoder, EncodeSpec, MediaError, ReadCounter, load_image, read_frames
+from raypipe.media import ChunkEncoder, EncodeSpec, MediaError, ReadCounter, load_image_sized, read_frames
 from raypipe.media.video import reason
 from raypipe.plan.timeline import Plan, SegmentPlan, ShotSpec, TaskPlan
 from raypipe.storage import Storage
@@ -58,22 +58,40 @@ def in_shared_memory(arr: np.ndarray) -> bool:
     return False
 
 
+# The closest view of a shot is looked for at this many points of its progress, and a still
+# is decoded with this much more than that view needs (between samples, and for resampling).
+SIDE_SAMPLES = 17
+SIDE_MARGIN = 1.05
+
+
 class _ShotStream:
     """A shot's frames from a given global frame on: the source frame, its subject and the
     shot's renderer. A video is decoded from that frame's time only, for as many frames
     as are asked for."""
 
     def __init__(self, spec: ShotSpec, detections: Detections, enc: EncodeSpec, first: int, count: int,
-                 counter: ReadCounter | None = None):
+                 counter: ReadCounter | None = None, zoom: float = 1.0):
         self.spec, self.first = spec, first
         self.track = detections.track(spec.source)
         self.shot = Shot(spec.effect, spec.params, enc.width, enc.height, spec.seconds)
         if spec.clip is None:
-            image, subject = load_image(spec.source, counter), self.track.at(0.0)
+            subject = self.track.at(0.0)
+            image, _ = load_image_sized(spec.source, counter, self._side(subject, zoom))
+            if (image.shape[1], image.shape[0]) != subject.source_size:  # decoded smaller: its own pixels
+                subject = subject.at_size((image.shape[1], image.shape[0]))
             self.frames = iter(lambda: (image, subject), None)
         else:
             decoded = read_frames(spec.source, spec.source_time(first), spec.clip.speed, enc.fps, count, counter)
             self.frames = ((img, self.track.at(spec.source_time(k))) for k, img in enumerate(decoded, first))
+
+    def _side(self, subject, zoom: float) -> int:
+        """The longer side a still need be decoded at: the closest view of the whole shot
+        (at the extra `zoom` a transition adds) still gets a source pixel per output pixel,
+        with a margin. It depends on the shot alone, so every task of it decodes alike: a
+        12-megapixel photo in a 720p frame is decoded at half its size, at 1/8 for a thumbnail."""
+        w, h = subject.source_size
+        closest = self.shot.closest((w, h), subject.box, subject.key, zoom, SIDE_SAMPLES)
+        return int(np.ceil(max(w, h) * min(1.0, SIDE_MARGIN / closest)))
 
     def next(self) -> Callable[[float], np.ndarray]:
         """The next frame, as a renderer of it at a given extra zoom (for transitions)."""
@@ -131,12 +149,13 @@ def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, co
     of its global index alone."""
     start = seg.start if start is None else start
     end = seg.end if end is None else end
-    main = _ShotStream(seg.shot, detections, enc, start, end - start, counter)
     tr = seg.transition
+    zoom = getattr(tr.params, "zoom", 1.0) if tr is not None else 1.0  # how close a transition flies in
+    main = _ShotStream(seg.shot, detections, enc, start, end - start, counter, zoom)
     into = None
     if tr is not None and end > tr.start:
         first = max(tr.start, start)
-        into = _ShotStream(tr.into, detections, enc, first, end - first, counter)
+        into = _ShotStream(tr.into, detections, enc, first, end - first, counter, zoom)
     blend = TRANSITIONS[tr.kind].blend if tr else None
     caption = seg.caption
     if caption is not None:

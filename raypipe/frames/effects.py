@@ -310,6 +310,12 @@ class Shot:
         view = self.effect.camera(framing, self.params, p, self.seconds)
         return framing, (view if zoom == 1.0 else framing.zoomed(view, zoom))
 
+    def closest(self, size: tuple[int, int], box, key=None, zoom: float = 1.0, samples: int = 17) -> float:
+        """Source pixels per output pixel in the shot's closest view (at the extra `zoom` a
+        transition adds), looked for at `samples` points of its progress."""
+        views = [self._camera(size, box, p, zoom, key)[1] for p in np.linspace(0.0, 1.0, samples)]
+        return min(min(v.w / self.out_w, v.h / self.out_h) for v in views)
+
     def to_screen(self, view: View, x: float, y: float) -> tuple[float, float]:
         return ((x - view.cx + view.w / 2) * self.out_w / view.w, (y - view.cy + view.h / 2) * self.out_h / view.h)
 
