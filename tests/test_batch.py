@@ -1,5 +1,7 @@
 """Many videos in one run: a template and a table of rows, bad rows among them."""
 import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -148,6 +150,22 @@ def test_clip_loads_once_for_the_whole_batch_and_a_shared_photo_is_detected_once
     report = raypipe.render_batch("listing", table, [*SMALL, "detector=clip", "detector.fallback=null", *overrides,
                                                      f"batch.root={tmp_path / 'out'}"], run_dir=tmp_path / "run")
     assert report.done == 3 and report.detector_loads == 1 and report.detector.startswith("clip:")
+
+
+def test_with_a_gpu_asked_for_clip_runs_in_one_actor_for_the_whole_batch_and_the_driver_never_imports_torch(
+        table, tiny_clip, tmp_path):
+    """detector.num_gpus: the batch's one detector is an actor on a node with a GPU (a Ray that
+    declares one; torch finds none and runs it on the CPU, saying so), loaded once for every row."""
+    args = [*SMALL, "detector=clip", "detector.fallback=null", "detector.num_gpus=1",
+            *(f"{k}={v}" for k, v in tiny_clip.items()), f"batch.root={tmp_path / 'out'}"]
+    script = (
+        "import json, sys, ray, raypipe\n"
+        "ray.init(address='local', num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)\n"
+        f"r = raypipe.render_batch('listing', {str(table)!r}, {args!r}, run_dir={str(tmp_path / 'run')!r})\n"
+        "print(json.dumps([r.done, r.detector_loads, r.detector.split(':')[0], r.executor, 'torch' in sys.modules]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [3, 1, "clip", "ray", False]
 
 
 def test_the_bundled_template_and_rows_render_from_the_readme_command(tmp_path):

@@ -167,16 +167,29 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         else:
             todo.append(video)
     detected: queue.Queue = queue.Queue(maxsize=2 * cfg.batch.max_videos_in_flight)
-    made: list = []  # the batch's one detector, once a source misses the cache
+    heard: dict = {"detector": None, "clip_loads": 0}  # what each detection said: the report's
     frames, retries, work_s = 0, [], [0.0]
     with ExitStack() as cleanup:
         slots = local_slots(cfg.ray) if embedded(cfg.ray) else None
         executor = cleanup.enter_context(_executor(cfg, todo, slots, run_dir, cancel) if todo else _Nothing())
+        if todo and cfg.detector.num_gpus:  # one actor on a GPU node for the whole batch: Ray first
+            detect = cleanup.enter_context(executor.detector(cfg.detector))
+        else:
+            settings, made = OmegaConf.to_object(cfg.detector), []  # made: the one detector, once a source misses
+
+            def detect(sources, prompts, ranges, cache):
+                return detector.detect_all(settings, sources, prompts, ranges, cache, made)
+
+        def counted(*args):
+            compacted, info = detect(*args)
+            heard["detector"], heard["clip_loads"] = info["detector"], heard["clip_loads"] + info["clip_loads"]
+            return compacted
+
         pool = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="detect"))
         stop = threading.Event()
         cleanup.callback(stop.set)  # before the pool's exit waits for the detection thread
         muxing = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="mux"))
-        detection = pool.submit(_detect_rows, todo, detected, made, cancel, stop, run_dir)
+        detection = pool.submit(_detect_rows, todo, detected, counted, cancel, stop, run_dir)
         progress = Progress(0, 0, quiet=quiet, videos=len(todo))  # frames added as each video is planned
         flying: dict[str, _InFlight] = {}
         finishing: list[tuple[_InFlight, Future]] = []
@@ -294,8 +307,8 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         rows=cfg.batch.rows, root=root, manifest=manifest.path, videos=len(rows), done=done,
         failed=sum(r.status == "failed" for r in records), skipped=sum(r.status == "skipped" for r in records),
         frames=frames, seconds=seconds, videos_per_hour=round(3600 * done / seconds, 1) if seconds else 0.0,
-        detector=made[0][0].name if made else detector.resolve_kind(cfg.detector)[0],
-        detector_loads=detector.clip_loads(),
+        detector=heard["detector"] or detector.resolve_kind(cfg.detector)[0],
+        detector_loads=heard["clip_loads"],
         executor=executor.name, ray_started=stats.ray_started, task_seconds=round(work_s[0], 3), retries=retries,
         stages=stages, records=records)
     Storage(run_dir).write_bytes("report.json", json.dumps(report.to_dict(), indent=2).encode())
@@ -352,7 +365,7 @@ class _Stop(Exception):
     """The batch ended (an error, or fail_fast) while detection was ahead of it."""
 
 
-def _detect_rows(videos: list[Video], out: queue.Queue, made: list, cancel: CancelToken, stop: threading.Event,
+def _detect_rows(videos: list[Video], out: queue.Queue, detect, cancel: CancelToken, stop: threading.Event,
                  run_dir: str) -> None:
     """Rows in order, each distinct source once by content: a source that many rows show is
     detected for the first and reused by the rest. Several rows' sources share the model's
@@ -373,7 +386,7 @@ def _detect_rows(videos: list[Video], out: queue.Queue, made: list, cancel: Canc
                     raise _Stop from None
 
     def flush() -> None:
-        for video in _detect_group(group, known, made):
+        for video in _detect_group(group, known, detect):
             put(video)
         group.clear()
         while len(known) > KNOWN_SOURCES:
@@ -398,7 +411,8 @@ def _detect_rows(videos: list[Video], out: queue.Queue, made: list, cancel: Canc
         return
 
 
-def _detect_group(group: list[Video], known: dict, made: list):
+def _detect_group(group: list[Video], known: dict, detect):
+    """`detect(sources, prompts, video_ranges, cache)`: the batch's one detector, here or in its actor."""
     cfg = group[0].cfg
     ids = {u: source_id(u) for v in group for u in v.plan.sources}
     first = {}
@@ -418,8 +432,7 @@ def _detect_group(group: list[Video], known: dict, made: list):
                 if found[id(v)] is not None:
                     keys[u], root = found[id(v)].keys[u], found[id(v)].root
             cache = DetectionCache(root, keys) if keys else None
-            compacted, _ = detector.detect_all(OmegaConf.to_object(cfg.detector), tuple(u for u, _ in fresh),
-                                               tuple(cfg.job.prompts), ranges, cache, made)
+            compacted = detect(tuple(u for u, _ in fresh), tuple(cfg.job.prompts), ranges, cache)
             for u, _ in fresh:
                 known[ids[u]] = compacted[u]
         except RaypipeError as e:
@@ -427,7 +440,7 @@ def _detect_group(group: list[Video], known: dict, made: list):
                 yield group[0], e
                 return
             for v in group:  # find the row whose source failed; the others go on
-                yield from _detect_group([v], known, made)
+                yield from _detect_group([v], known, detect)
             return
     for v in group:
         try:

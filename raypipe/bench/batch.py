@@ -161,3 +161,64 @@ def _summary(runs: list[dict], n: int, cpus: int) -> dict:
         if runs[0].get(key) is not None:
             out[key] = round(statistics.median(r[key] for r in runs), 2)
     return out
+
+
+class _DetectRows:
+    """Ray Data's documented pattern for a model over a table: a class run as a pool of
+    actors (one detector each), `map_batches` handing it rows."""
+
+    def __init__(self, settings):
+        from raypipe.detection.detector import make_detector
+
+        self.settings, self.made = settings, [make_detector(settings, ())]
+
+    def __call__(self, rows: dict) -> dict:
+        from raypipe.detection.detector import detect_all
+
+        found, _ = detect_all(self.settings, tuple(rows["uri"]), (), made=self.made)
+        return {"uri": list(rows["uri"]), "box": [list(found[u].box) for u in rows["uri"]]}
+
+
+def bench_ray_data(args) -> dict:
+    """The batch's detection as it runs (one detector on a driver thread, a row at a time,
+    the renderers taking each row as it is out) against Ray Data's map_batches over an actor
+    pool, on the same photos: seconds to the first row detected and to the last, Ray's start
+    apart. Ray Data needs pandas, which raypipe does not."""
+    import time
+
+    import ray
+
+    from raypipe.config import DetectorCfg
+    from raypipe.detection.detector import detect_all
+
+    work = Path(tempfile.mkdtemp(prefix="raypipe-bench-raydata-"))
+    try:
+        photos = _photos(work, args.videos)
+        rows = [[str(work / n) for n in names] for names in photos]
+        settings = DetectorCfg(kind="saliency")
+        out = {"videos": args.videos, "photos": PHOTOS * args.videos, "runs": args.runs, "thread": [], "ray_data": []}
+        for _ in range(args.runs):
+            t0, made, first = time.perf_counter(), [], None
+            for row in rows:  # what batch.run's detection thread does, row by row
+                detect_all(settings, tuple(row), (), made=made)
+                first = first or time.perf_counter() - t0
+            out["thread"].append({"first_row_s": round(first, 3), "all_s": round(time.perf_counter() - t0, 3)})
+            t0 = time.perf_counter()
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            started = time.perf_counter() - t0
+            import ray.data
+
+            ds = ray.data.from_items([{"uri": u} for row in rows for u in row]).map_batches(
+                _DetectRows, fn_constructor_args=(settings,), batch_size=PHOTOS,
+                compute=ray.data.ActorPoolStrategy(size=1))
+            first = None
+            for _batch in ds.iter_batches(batch_size=PHOTOS):
+                first = first or time.perf_counter() - t0
+            out["ray_data"].append({"ray_start_s": round(started, 3), "first_row_s": round(first, 3),
+                                    "all_s": round(time.perf_counter() - t0, 3)})
+            ray.shutdown()
+        for key in ("thread", "ray_data"):
+            out[f"{key}_median"] = {k: round(statistics.median(r[k] for r in out[key]), 3) for k in out[key][0]}
+        return out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m raypipe bench {render,nodes,compare,cache,detect,clip,handoff,effects,media} [options]`.
+"""Benchmarks: `python -m raypipe bench {render,batch,raydata,local,nodes,compare,cache,detect,clip,...}`.
 
 Every figure is a median over rounds, and alternatives are measured interleaved in the same
 run, because these machines are shared and noisy: compare ratios, not absolute numbers
@@ -605,6 +605,12 @@ def bench_media(args) -> dict:
     }
 
 
+def _ray_data(args) -> dict:
+    from raypipe.bench.batch import bench_ray_data
+
+    return bench_ray_data(args)
+
+
 def _batch(args) -> dict:
     from raypipe.bench.batch import bench_batch
 
@@ -629,6 +635,10 @@ def main(argv: list[str]) -> None:
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--fps", default="30")
     p.set_defaults(fn=_batch)
+    p = sub.add_parser("raydata", help="the batch's detection thread against Ray Data's map_batches on an actor pool")
+    p.add_argument("--videos", type=int, default=8)
+    p.add_argument("--runs", type=int, default=3)
+    p.set_defaults(fn=_ray_data)
     p = sub.add_parser("local", help="one machine: an embedded Ray against the driver's threads")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")

@@ -177,7 +177,11 @@ def expand(compacted: dict) -> dict[str, Subject | Keyframes]:
 
 class DetectorActor:
     """Holds the detector's process: in a render it is the only one that may import torch.
-    The driver wraps it with ray.remote so that it can ask for a GPU where there is one."""
+    The driver wraps it with ray.remote so that it can ask for a GPU where there is one. It
+    keeps its detector between calls: a batch's rows go through one model load."""
+
+    def __init__(self):
+        self.made: list = []
 
     def detect(self, cfg, sources, prompts, video_ranges=None, cache=None) -> tuple[dict, dict]:
-        return detect_all(cfg, sources, prompts, video_ranges, cache)
+        return detect_all(cfg, sources, prompts, video_ranges, cache, self.made)

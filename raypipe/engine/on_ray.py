@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 
 import ray
@@ -201,12 +202,19 @@ class RayExecutor(Executor):
 
     def detect(self, settings: DictConfig, plan: Plan, found) -> tuple[dict, dict]:
         """Detection in one actor on a node with a GPU, for a detector that asks for one."""
+        with self.detector(settings) as detect:
+            return detect(plan.sources, plan.prompts, plan.video_ranges(), found)
+
+    @contextmanager
+    def detector(self, settings: DictConfig):
+        """`detect(sources, prompts, video_ranges, cache)` in one actor on a node with a GPU, for
+        as many calls as the caller makes (a batch's rows): the model loads once."""
         self.start()
         actor = ray.remote(detector.DetectorActor).options(num_cpus=settings.num_cpus,
                                                           num_gpus=settings.num_gpus).remote()
+        cfg = OmegaConf.to_object(settings)
         try:
-            return get(actor.detect.remote(OmegaConf.to_object(settings), plan.sources, plan.prompts,
-                                           plan.video_ranges(), found))
+            yield lambda *args: get(actor.detect.remote(cfg, *args))
         finally:
             ray.kill(actor)  # the model's memory goes back before the segments need it
 
