@@ -205,6 +205,9 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
 
             def take(self, n):
                 nonlocal admitted, next_id
+                # Videos muxed since the last look leave room: with every video in flight
+                # rendered and muxing, no task is left to hear of it otherwise.
+                _collect()
                 works = []
                 while admitted < len(todo) and len(flying) < cfg.batch.max_videos_in_flight:
                     try:
