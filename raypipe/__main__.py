@@ -256,7 +256,8 @@ def _written(job) -> tuple[Path, str]:
     """The job written for Hydra in a folder addressed by what it is made from (the file's
     path and bytes, or the planned folder's job), under the user's cache directory: a command
     killed with SIGKILL leaves no temporary folder behind, and the next reuses the folder."""
-    source = job.fragment if hasattr(job, "fragment") else Path(job).expanduser().resolve()
+    # A folder's job names its files relative to the folder: the folder is part of what it is.
+    source = (job.fragment, str(job.folder)) if hasattr(job, "fragment") else Path(job).expanduser().resolve()
     data = repr(source).encode()
     if isinstance(source, Path) and source.is_file():
         data += source.read_bytes()

@@ -441,11 +441,13 @@ def test_a_task_failing_in_the_driver_stops_the_others_and_leaves_nothing(tmp_pa
 
     photo = tmp_path / "coffee.png"
     cv2.imwrite(str(photo), cv2.cvtColor(load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
-    # The photo goes after validation and detection, before the tasks read it (in the driver).
-    script = ("import sys, pathlib, raypipe.engine.driver as d\n"
-              "photo, real = pathlib.Path(sys.argv[1]), d.detect\n"
-              "def lose(*a):\n    found = real(*a)\n    photo.unlink()\n    return found\n"
-              "d.detect = lose\n"
+    # The photo goes after validation and its detection, before the tasks read it (in the
+    # driver): detections stream, so it goes as the stream hears of it and lets its tasks go.
+    script = ("import sys, pathlib, raypipe.engine.streaming as s\n"
+              "photo, real = pathlib.Path(sys.argv[1]), s.SourceStream.heard\n"
+              "def lose(self, uri, found):\n    if uri == str(photo):\n        photo.unlink()\n"
+              "    return real(self, uri, found)\n"
+              "s.SourceStream.heard = lose\n"
               "sys.argv = ['raypipe', 'render', *sys.argv[2:]]\n"
               "import runpy\nrunpy.run_module('raypipe', run_name='__main__', alter_sys=True)\n")
     output = tmp_path / "out" / "video.mp4"
