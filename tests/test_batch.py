@@ -131,7 +131,8 @@ def test_rows_cannot_reach_outside_their_roots(table, tmp_path):
 def test_outputs_that_collide_refuse_the_batch_naming_the_rows(table, tmp_path):
     table.write_text("id,address,price,photos\na,x,same,a.png\nb,y,same,b.png\nc,z,other,c.png\n")
     with pytest.raises(JobError) as e:  # the pattern as a shell passes it: Hydra would reject the braces
-        raypipe.render_batch("listing", table, [*SMALL, f"batch.root={tmp_path / 'out'}", "batch.output=all/{price}.mp4"])
+        raypipe.render_batch("listing", table, [*SMALL, f"batch.root={tmp_path / 'out'}", "batch.output=all/{price}.mp4"],
+                             run_dir=tmp_path / "run")
     assert e.value.where == "batch.output" and "rows a, b -> " in e.value.reason and "same.mp4" in e.value.reason
     assert not (tmp_path / "out" / "all").exists()
 
