@@ -162,26 +162,6 @@ class Caption:
     def text_px(self) -> tuple[int, ...]:
         return tuple(v.text_px for v in self.variants)
 
-    @property
-    def text(self) -> str:
-        return self.style.text
-
-    @property
-    def position(self) -> str:
-        return self.style.position
-
-    @property
-    def margin(self) -> float:
-        return self.style.margin
-
-    @property
-    def fade_in(self) -> float:
-        return self.style.fade_in
-
-    @property
-    def fade_out(self) -> float:
-        return self.style.fade_out
-
     def png(self, i: int) -> bytes:
         """Variant i drawn, PNG-encoded (drawn once)."""
         if i not in self.drawn:
@@ -201,15 +181,15 @@ class Caption:
 
     def opacity(self, t: float, seconds: float) -> float:
         a = 1.0
-        if self.fade_in > 0:
-            a = min(a, t / self.fade_in)
-        if self.fade_out > 0:
-            a = min(a, (seconds - t) / self.fade_out)
+        if self.style.fade_in > 0:
+            a = min(a, t / self.style.fade_in)
+        if self.style.fade_out > 0:
+            a = min(a, (seconds - t) / self.style.fade_out)
         return min(max(a, 0.0), 1.0)
 
     def origins(self, out_w: int, out_h: int, shape: tuple[int, int] | None = None) -> dict[str, tuple[int, int]]:
         h, w = shape or self.shapes[0]
-        m = round(self.margin * out_h)
+        m = round(self.style.margin * out_h)
         xs = {"left": m, "center": (out_w - w) // 2, "right": out_w - w - m}
         ys = {"top": m, "center": (out_h - h) // 2, "bottom": out_h - h - m}
         return {
@@ -227,7 +207,7 @@ class Caption:
         candidate position (the given one, or for `auto` each in turn) keeps clear of every
         face box wins, and of those positions the one covering least of the subject (earlier
         candidates win ties). A CaptionError when none clears the faces."""
-        names = _AUTO_ORDER if self.position == "auto" else (self.position,)
+        names = _AUTO_ORDER if self.style.position == "auto" else (self.style.position,)
         for i, (h, w) in enumerate(self.shapes):
             origins = self.origins(out_w, out_h, (h, w))
 
@@ -238,10 +218,10 @@ class Caption:
             clear = [name for name in names if overlap(name, face_boxes) == 0]
             if clear:
                 return i, origins[min(clear, key=lambda name: (round(overlap(name, subject_boxes)), names.index(name)))]
-        where = "at any position" if self.position == "auto" else f"at position {self.position}"
-        fix = "shorten the text or lower size" if self.position == "auto" else \
+        where = "at any position" if self.style.position == "auto" else f"at position {self.style.position}"
+        fix = "shorten the text or lower size" if self.style.position == "auto" else \
             "shorten the text, lower size or choose another position (auto tries them all)"
-        raise CaptionError(f"its {len(self.text)} characters cannot keep clear of the face in the shot, even at "
+        raise CaptionError(f"its {len(self.style.text)} characters cannot keep clear of the face in the shot, even at "
                            f"{self.text_px[-1]} px text {where}; {fix}")
 
 
