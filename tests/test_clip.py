@@ -8,7 +8,14 @@ import skimage.data
 from omegaconf import OmegaConf
 
 from raypipe.config import DetectorCfg
-from raypipe.detection.clip import ClipDetector, WeightsUnavailable, dense_patch_features, load
+from raypipe.detection.clip import (
+    TEMPLATES,
+    ClipDetector,
+    WeightsUnavailable,
+    dense_patch_features,
+    embed_prompts,
+    load,
+)
 from raypipe.detection.detector import detect_all, expand
 
 pytestmark = pytest.mark.slow  # each loads open_clip and torch, or a model
@@ -39,6 +46,30 @@ def test_checkpoint_loads_through_the_real_path_and_localizes(tiny_clip):
     ys, xs = np.nonzero(subject.mask)
     sx, sy = 600 / 256, 400 / 171
     assert subject.box == pytest.approx((xs.min() * sx, ys.min() * sy, (xs.max() + 1) * sx, (ys.max() + 1) * sy))
+
+
+def test_prompts_embed_as_the_whole_text_tower_embeds_them_with_the_padding_cut(tiny_clip):
+    """The text tower is causal and read at the end token: cutting the padding after the
+    longest prompt changes no embedding, and a tower that is not causal runs whole."""
+    import open_clip
+    import torch
+    import torch.nn.functional as F
+
+    c = cfg(model="tiny-clip", model_config=tiny_clip["detector.model_config"],
+            pretrained=tiny_clip["detector.pretrained"])
+    model, pre = load(c)
+    prompts = ("a person", "a red brick house with a garden", "sky")
+    with torch.inference_mode():
+        whole = torch.stack([F.normalize(F.normalize(model.encode_text(pre["tokenizer"](
+            [t.format(p) for t in TEMPLATES])), dim=-1).mean(0), dim=-1) for p in prompts])
+    cut = embed_prompts(model, pre["tokenizer"], prompts)
+    assert cut.shape == whole.shape and torch.allclose(cut, whole, atol=1e-6)
+
+    calls = []
+    model.attn_mask = None  # as a text tower that attends both ways: nothing may be cut
+    model.encode_text = lambda tokens: calls.append(tokens.shape) or open_clip.model.CLIP.encode_text(model, tokens)
+    embed_prompts(model, pre["tokenizer"], prompts)
+    assert calls == [(len(prompts) * len(TEMPLATES), 77)]
 
 
 def test_one_load_serves_every_source(tiny_clip):
