@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -63,32 +64,38 @@ def _job(name: str, photos: list[str], folder: Path) -> dict:
     return {"job": {"name": name, "segments": segments}}
 
 
-def _measure(cmd: list[str], env: dict, log: Path) -> tuple[float, float, float, int]:
+def _measure(cmd: list[str], env: dict, log: Path) -> tuple[float, float, float, float]:
+    """Wall, peak and summed RSS (MB), and CPU seconds of the command's whole process tree:
+    this process is their subreaper, so every descendant, orphans too, is reaped here and
+    counted in its children's usage."""
     tree = ProcessTree()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log, "w") as err:
         _, wall, code = tree.run(cmd, stderr=err, env=env)
     if code != 0:
         tail = "\n".join(log.read_text().strip().splitlines()[-12:])
         sys.exit(f"error: {' '.join(cmd[:4])} failed (exit {code}):\n{tail}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     peaks = tree.peaks.values()
-    return wall, max(peaks) / 1024, sum(peaks) / 1024, code
+    return wall, max(peaks) / 1024, sum(peaks) / 1024, cpu
 
 
 def _separate(folder: Path, photos, extra, env, run: Path) -> dict:
     conf = run / "conf" / "job"
     conf.mkdir(parents=True)
-    wall = peak = total = 0.0
+    wall = peak = total = cpu = 0.0
     loads = 0
     for v, names in enumerate(photos):
         name = f"v{v:03d}"
         (conf / f"{name}.yaml").write_text("# @package _global_\n" + yaml.safe_dump(_job(name, names, folder)))
         out = run / name
-        w, p, s, _ = _measure([sys.executable, "-m", "raypipe", "render", "--config-dir", str(run / "conf"),
+        w, p, s, c = _measure([sys.executable, "-m", "raypipe", "render", "--config-dir", str(run / "conf"),
                                f"+job={name}", *extra, f"hydra.run.dir={out}", f"job.output={out}/{name}.mp4"],
                               env, run / f"{name}.err")
-        wall, peak, total = wall + w, max(peak, p), total + s
+        wall, peak, total, cpu = wall + w, max(peak, p), total + s, cpu + c
         loads += json.loads((out / "report.json").read_text())["clip_loads"]
-    return {"wall_s": wall, "peak_rss_mb": peak, "sum_rss_mb": total, "detector_loads": loads}
+    return {"wall_s": wall, "peak_rss_mb": peak, "sum_rss_mb": total, "detector_loads": loads, "cpu_s": cpu}
 
 
 def _batch(folder: Path, photos, extra, env, run: Path) -> dict:
@@ -97,13 +104,13 @@ def _batch(folder: Path, photos, extra, env, run: Path) -> dict:
         f"v{v:03d},Listing v{v:03d},-,{'|'.join(str(folder / n) for n in names)}\n" for v, names in enumerate(photos)))
     cmd = [sys.executable, "-m", "raypipe", "batch", "+job=listing", f"batch.rows={rows}", *extra,
            f"batch.root={run / 'out'}", f"batch.allowed_roots=[{folder}]"]
-    w, p, s, _ = _measure([*cmd, f"hydra.run.dir={run / 'run'}"], env, run / "batch.err")
+    w, p, s, c = _measure([*cmd, f"hydra.run.dir={run / 'run'}"], env, run / "batch.err")
     report = json.loads((run / "run" / "report.json").read_text())
     if report["done"] != len(photos):
         sys.exit(f"error: the batch published {report['done']} of {len(photos)} videos")
     again, _, _, _ = _measure([*cmd, f"hydra.run.dir={run / 'again'}"], env, run / "again.err")  # unchanged: resume
     cpus = os.cpu_count() or 1
-    return {"wall_s": w, "peak_rss_mb": p, "sum_rss_mb": s, "detector_loads": report["detector_loads"],
+    return {"wall_s": w, "peak_rss_mb": p, "sum_rss_mb": s, "detector_loads": report["detector_loads"], "cpu_s": c,
             "render_s": report["stages"].get("render"), "rerun_s": again,
             "overhead_per_video_s": (w - report["task_seconds"] / cpus) / len(photos)}
 
@@ -156,7 +163,11 @@ def _summary(runs: list[dict], n: int, cpus: int) -> dict:
            "videos_per_hour_per_core": round(3600 * n / wall / cpus, 1),
            "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs)),
            "sum_rss_mb": round(statistics.median(r["sum_rss_mb"] for r in runs)),
-           "detector_loads": max(r["detector_loads"] for r in runs)}
+           "detector_loads": max(r["detector_loads"] for r in runs),
+           # CPU seconds of the whole process tree, and the share of the cores they kept busy
+           # over the wall: near 1, a run is bound by its work, not by waiting
+           "cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 1),
+           "cores_busy": round(statistics.median(r["cpu_s"] / (r["wall_s"] * cpus) for r in runs), 2)}
     for key in ("render_s", "rerun_s", "overhead_per_video_s"):
         if runs[0].get(key) is not None:
             out[key] = round(statistics.median(r[key] for r in runs), 2)
