@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from html.parser import HTMLParser
 
 import cv2
 import numpy as np
@@ -67,6 +68,40 @@ def test_a_batch_renders_every_good_row_and_records_the_bad_one(table, tmp_path)
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["done"] == 3 and saved["failed"] == 1 and saved["frames"] == 36 and saved["videos_per_hour"] > 0
     assert not list(root.rglob("*.tmp*")) and not list(root.rglob("segments"))
+    # report.html: a line per row in the rows' order, each video linked (relative to the page), the bad row's error
+    page = PageLines()
+    page.feed((tmp_path / "run" / "report.html").read_text())
+    assert [line[:3] for line in page.lines] == [["1", "elm", "done"], ["2", "oak", "done"], ["3", "bad", "failed"],
+                                                 ["4", "ash", "done"]]
+    assert page.lines[2][3] == records["bad"]["error"]
+    for href, rid in zip(page.links, ("elm", "oak", "ash")):
+        assert (tmp_path / "run" / href).resolve() == root / "videos" / f"{rid}.mp4"
+
+
+class PageLines(HTMLParser):
+    """The cells of each line of report.html's table of videos, and its links."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines, self.links, self._in = [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tbody":
+            self._in = True
+        elif self._in and tag == "tr":
+            self.lines.append([])
+        elif self._in and tag == "td":
+            self.lines[-1].append("")
+        elif self._in and tag == "a":
+            self.links.append(dict(attrs)["href"])
+
+    def handle_endtag(self, tag):
+        if tag == "tbody":
+            self._in = False
+
+    def handle_data(self, data):
+        if self._in and self.lines and self.lines[-1]:
+            self.lines[-1][-1] += data
 
 
 def test_the_checks_before_any_work_read_no_source_and_a_dry_run_reads_them_all(table, tmp_path):
@@ -204,3 +239,33 @@ def test_bench_batch_measures_both_ways_and_its_figures_agree(tmp_path):
         assert 0.5 < r["cpu_s"] and 0 < r["cores_busy"] <= 1.05  # the tree's CPU, within what the cores give
     assert batch["rerun_s"] < batch["wall_s"] and one["speedup"] == round(separate["wall_s"] / batch["wall_s"], 2)
     assert not list(tmp_path.iterdir())  # nothing of the bench is left where it ran
+
+
+def test_on_ray_with_storage_rows_read_their_local_photos_from_staged_copies_that_go_when_done(tmp_path):
+    """With storage.root and Ray's workers, a row's local photos are staged into storage once
+    (nodes need not share the driver's disk): removing the originals once the first video is
+    out leaves the other rows rendering, from the copies, and no copy is left at the end."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, sample in (("a.png", "astronaut"), ("b.png", "coffee")):
+        photo(folder, name, sample)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,address,price,photos\n" + "".join(f"r{i},{i} Elm St,${i},photos/a.png|photos/b.png\n" for i in range(3)))
+    store, run = tmp_path / "store", tmp_path / "outputs" / "listing" / "run"
+    args = [*SMALL, f"batch.root={tmp_path / 'out'}", f"storage.root={store}", "batch.max_videos_in_flight=1"]
+    script = (
+        "import json, os, ray, raypipe\n"
+        "ray.init(address='local', num_cpus=2, include_dashboard=False, log_to_driver=False)\n"
+        "def gone(record):  # the originals go once the first video is out\n"
+        "    for name in ('a.png', 'b.png'):\n"
+        f"        if os.path.exists(os.path.join({str(folder)!r}, name)): os.remove(os.path.join({str(folder)!r}, name))\n"
+        f"r = raypipe.render_batch('listing', {str(rows)!r}, {args!r}, on_progress=gone, run_dir={str(run)!r})\n"
+        "print(json.dumps([r.done, r.failed, r.executor]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [3, 0, "ray"]
+    assert not list(folder.iterdir())  # the originals went after the first video
+    assert all(media.count_frames(str(tmp_path / "out" / "videos" / f"r{i}.mp4")) == 12 for i in range(3))
+    kept = store / "listing" / "run"  # the run's place in storage: its record, no staged file
+    assert json.loads((kept / "report.json").read_text())["done"] == 3 and (kept / "report.html").exists()
+    assert not (kept / "inputs").exists() and not list(kept.rglob("*.png"))

@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,12 +27,14 @@ from raypipe.detection import detector
 from raypipe.detection.cache import DetectionCache, source_id
 from raypipe.detection.detections import Detections
 from raypipe.engine.cache import Reuse, evict
-from raypipe.engine.driver import choose, embedded
+from raypipe.engine.driver import choose, embedded, run_location, write_record
 from raypipe.engine.executor import ExecutorStats, Work
 from raypipe.engine.loop import Feed, run_tasks
+from raypipe.engine.on_ray import local_inputs, staged_name
 from raypipe.engine.progress import Progress
 from raypipe.engine.task import check_captions
-from raypipe.errors import CancelToken, JobError, RaypipeError
+from raypipe.errors import CancelToken, JobError, MediaError, RaypipeError
+from raypipe.look.batch_page import batch_html
 from raypipe.plan.cost import frames_per_task, local_slots, ordered_tasks
 from raypipe.storage import Storage
 
@@ -147,6 +149,7 @@ class _InFlight:
     started: float
     reuse: Reuse
     detections: Detections
+    moved: dict  # its local files -> where they were staged for Ray's nodes
     failed: bool = False
 
 
@@ -172,6 +175,11 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
     with ExitStack() as cleanup:
         slots = local_slots(cfg.ray) if embedded(cfg.ray) else None
         executor = cleanup.enter_context(_executor(cfg, todo, slots, run_dir, cancel) if todo else _Nothing())
+        run_root = run_location(cfg.storage.root, run_dir)
+        staged = None
+        if todo and cfg.storage.root and executor.name != "threads":  # nodes that do not share this disk
+            staged = _Staged(Storage(run_root))
+            cleanup.callback(staged.store.delete_dir, "inputs")  # what rows detected ahead of a stop staged
         if todo and cfg.detector.num_gpus:  # one actor on a GPU node for the whole batch: Ray first
             detect = cleanup.enter_context(executor.detector(cfg.detector))
         else:
@@ -189,7 +197,8 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         stop = threading.Event()
         cleanup.callback(stop.set)  # before the pool's exit waits for the detection thread
         muxing = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="mux"))
-        detection = pool.submit(_detect_rows, todo, detected, counted, cancel, stop, run_dir)
+        detection = pool.submit(_detect_rows, todo, detected, counted, cancel, stop, run_dir, run_root,
+                                staged.stage if staged else None)
         progress = Progress(0, 0, quiet=quiet, videos=len(todo))  # frames added as each video is planned
         flying: dict[str, _InFlight] = {}
         finishing: list[tuple[_InFlight, Future]] = []
@@ -211,28 +220,31 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
                 works = []
                 while admitted < len(todo) and len(flying) < cfg.batch.max_videos_in_flight:
                     try:
-                        video, found = detected.get_nowait()
+                        video, found, reuse, moved = detected.get_nowait()
                     except queue.Empty:
                         break
                     admitted += 1
                     if isinstance(found, BaseException):
-                        _fail(video, found)
+                        _fail(video, found, moved)
                         continue
-                    made_works = _admit(video, found)
-                    works += made_works
+                    works += _admit(video, found, reuse, moved)
                 return works
 
-        def _admit(video: Video, detections: Detections) -> list[Work]:
+        def _admit(video: Video, detections: Detections, reuse: Reuse, moved: dict) -> list[Work]:
             nonlocal next_id
-            reuse = Reuse.look_up(video.cfg, video.plan, Storage(os.path.join(run_dir, "videos", video.row.id)))
-            split = frames_per_task(video.plan, video.cfg, executor.slots)
-            tasks = reuse.pending(ordered_tasks(video.plan, split))
-            plan = video.plan
+            plan = video.plan  # its chunks' keys follow the files' content, wherever they are read from
+            split = frames_per_task(plan, video.cfg, executor.slots)
+            tasks = reuse.pending(ordered_tasks(plan, split))
+            if moved:  # Ray's nodes read the staged copies
+                plan, reuse = plan.with_sources(moved), reuse.moved(moved)
+                tasks = [replace(t, segment=plan.segments[t.segment.index]) for t in tasks]
+                detections = replace(detections, keys=tuple(moved.get(k, k) for k in detections.keys))
             muxer = executor.muxer(plan.total_frames, plan.duration, plan.audio, video.output, plan.encode.codec)
             for m in reuse.manifests:
                 muxer.add(m)
             progress.add_frames(plan.total_frames, sum(m.frames for m in reuse.manifests))
-            entry = flying[video.row.id] = _InFlight(video, muxer, len(tasks), time.perf_counter(), reuse, detections)
+            entry = flying[video.row.id] = _InFlight(video, muxer, len(tasks), time.perf_counter(), reuse, detections,
+                                                     moved)
             works = []
             for t in tasks:
                 works.append(Work(next_id, t, detections, plan.encode, *reuse.target(t), tag=video.row.id))
@@ -244,11 +256,16 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         def _finish(entry: _InFlight) -> None:
             finishing.append((entry, muxing.submit(entry.muxer.finish)))
 
-        def _fail(video: Video, error: BaseException) -> None:
-            flying.pop(video.row.id, None)
+        def _fail(video: Video, error: BaseException, moved: dict | None = None) -> None:
+            entry = flying.pop(video.row.id, None)
+            _release(entry.moved if entry else moved)
             _end(manifest, Record(video.row.id, video.row.number, "failed", None, error=_line(error)), on_progress,
                  cfg.batch.fail_fast, error)
             progress.video_done(f"{video.row.where}: failed: {_line(error)}")
+
+        def _release(moved: dict | None) -> None:
+            if staged and moved:
+                staged.release(moved)
 
         def on_done(work: Work, m) -> None:
             entry = flying.get(work.tag)
@@ -276,6 +293,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
                     continue
                 finishing.remove((entry, future))
                 flying.pop(entry.video.row.id, None)
+                _release(entry.moved)
                 executor.release(entry.detections)  # in the object store only while the video renders
                 entry.reuse.run_store.delete_dir("segments")  # chunks outside the cache (render.cache=false)
                 try:
@@ -314,7 +332,10 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         detector_loads=heard["clip_loads"],
         executor=executor.name, ray_started=stats.ray_started, task_seconds=round(work_s[0], 3), retries=retries,
         stages=stages, records=records)
-    Storage(run_dir).write_bytes("report.json", json.dumps(report.to_dict(), indent=2).encode())
+    record = report.to_dict()
+    write_record(lambda folder: {"report.json": json.dumps(record, indent=2).encode(),
+                                 "report.html": batch_html(record, folder).encode()},
+                 run_dir, Storage(run_location(cfg.storage.root, run_dir)))
     return report
 
 
@@ -364,18 +385,63 @@ class _Nothing:
 KNOWN_SOURCES = 1024
 
 
+class _Staged:
+    """A batch's local files, for Ray's nodes that do not share the driver's disk: each copied
+    into the run's storage once, when the first row that reads it is detected, and deleted when
+    the last row in flight that reads it is out. A long batch's storage holds the files of the
+    rows in flight and detected ahead, not every row's. The detection thread stages; the
+    renderers' thread releases."""
+
+    def __init__(self, store: Storage):
+        self.store, self.lock = store, threading.Lock()
+        self.uses: dict[str, list] = {}  # local path -> [its staged URI, rows holding it]
+
+    def stage(self, plan) -> dict[str, str]:
+        moved: dict[str, str] = {}
+        try:
+            for path in dict.fromkeys(local_inputs(plan)):
+                with self.lock:
+                    entry = self.uses.get(path)
+                    if entry is not None:
+                        entry[1] += 1
+                if entry is None:  # the upload outside the lock: releases do not wait for it
+                    try:
+                        uri = self.store.put_file(path, staged_name(path))
+                    except OSError as e:
+                        raise MediaError(f"cannot stage {path} for Ray's nodes: {e.strerror or e}") from None
+                    with self.lock:
+                        entry = self.uses.setdefault(path, [uri, 0])
+                        entry[1] += 1
+                moved[path] = entry[0]
+        except BaseException:
+            self.release(moved)
+            raise
+        return moved
+
+    def release(self, moved: dict[str, str]) -> None:
+        with self.lock:  # the delete too: a stage of the same path after it uploads anew
+            for path in moved:
+                entry = self.uses[path]
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self.uses[path]
+                    self.store.delete(staged_name(path))
+
+
 class _Stop(Exception):
     """The batch ended (an error, or fail_fast) while detection was ahead of it."""
 
 
 def _detect_rows(videos: list[Video], out: queue.Queue, detect, cancel: CancelToken, stop: threading.Event,
-                 run_dir: str) -> None:
+                 run_dir: str, run_root: str, stage=None) -> None:
     """Rows in order, each distinct source once by content: a source that many rows show is
     detected for the first and reused by the rest. Several rows' sources share the model's
     forward passes (up to detector.batch_size images each), but only while rendering has rows
     to go on with: a row is detected on its own whenever the renderers wait for one (at the
     start above all), and detection blocks once `out` is full, so the rows it holds detected
-    ahead stay few."""
+    ahead stay few. `stage(plan)` copies a detected row's local files to where Ray's nodes read
+    them, while the renderers work on the rows before it. Each row comes out as (video, its
+    Detections or its error, its cache look-up, its staged files)."""
     known: OrderedDict[str, tuple] = OrderedDict()  # source id -> compacted detection
     group: list[Video] = []
 
@@ -389,8 +455,14 @@ def _detect_rows(videos: list[Video], out: queue.Queue, detect, cancel: CancelTo
                     raise _Stop from None
 
     def flush() -> None:
-        for video in _detect_group(group, known, detect):
-            put(video)
+        for video, found, reuse in _detect_group(group, known, detect, run_root):
+            moved = {}
+            if stage is not None and not isinstance(found, BaseException):
+                try:
+                    moved = stage(video.plan)
+                except RaypipeError as e:
+                    found = e
+            put((video, found, reuse, moved))
         group.clear()
         while len(known) > KNOWN_SOURCES:
             known.popitem(last=False)
@@ -401,11 +473,11 @@ def _detect_rows(videos: list[Video], out: queue.Queue, detect, cancel: CancelTo
             try:
                 if video.plan is None:
                     plan_video(video, run_dir)
+                new = {source_id(u) for v in (*group, video) for u in v.plan.sources} - known.keys()
             except RaypipeError as e:
-                put((video, e))
+                put((video, e, None, {}))
                 continue
             group.append(video)
-            new = {source_id(u) for v in group for u in v.plan.sources} - known.keys()
             if len(new) >= video.cfg.detector.batch_size or out.empty():
                 flush()
         if group:
@@ -414,10 +486,20 @@ def _detect_rows(videos: list[Video], out: queue.Queue, detect, cancel: CancelTo
         return
 
 
-def _detect_group(group: list[Video], known: dict, detect):
+def _detect_group(group: list[Video], known: dict, detect, run_root: str):
     """`detect(sources, prompts, video_ranges, cache)`: the batch's one detector, here or in its actor."""
     cfg = group[0].cfg
     ids = {u: source_id(u) for v in group for u in v.plan.sources}
+    try:  # each row's cache keys, once: the detections' here, its chunks' when it is admitted
+        reuses = {id(v): Reuse.look_up(v.cfg, v.plan, Storage(f"{run_root.rstrip('/')}/videos/{v.row.id}"))
+                  for v in group}
+    except RaypipeError as e:
+        if len(group) == 1:
+            yield group[0], e, None
+            return
+        for v in group:
+            yield from _detect_group([v], known, detect, run_root)
+        return
     first = {}
     for v in group:
         for u in v.plan.sources:
@@ -428,22 +510,20 @@ def _detect_group(group: list[Video], known: dict, detect):
     if fresh:
         try:
             ranges = {u: v.plan.video_ranges()[u] for u, v in fresh if u in v.plan.video_ranges()}
-            keys, found = {}, {}
+            keys = {}
             for u, v in fresh:
-                if id(v) not in found:  # one look-up per row
-                    found[id(v)] = Reuse.look_up(v.cfg, v.plan, Storage(os.path.dirname(v.output))).detections
-                if found[id(v)] is not None:
-                    keys[u], root = found[id(v)].keys[u], found[id(v)].root
+                if (found := reuses[id(v)].detections) is not None:
+                    keys[u], root = found.keys[u], found.root
             cache = DetectionCache(root, keys) if keys else None
             compacted = detect(tuple(u for u, _ in fresh), tuple(cfg.job.prompts), ranges, cache)
             for u, _ in fresh:
                 known[ids[u]] = compacted[u]
         except RaypipeError as e:
             if len(group) == 1:
-                yield group[0], e
+                yield group[0], e, None
                 return
             for v in group:  # find the row whose source failed; the others go on
-                yield from _detect_group([v], known, detect)
+                yield from _detect_group([v], known, detect, run_root)
             return
     for v in group:
         try:
@@ -451,7 +531,7 @@ def _detect_group(group: list[Video], known: dict, detect):
             detections = Detections.pack(subjects, smoothing=v.cfg.detector.track_smoothing)
             check_captions(v.plan, detections)
         except RaypipeError as e:
-            yield v, e
+            yield v, e, None
             continue
-        yield v, detections
+        yield v, detections, reuses[id(v)]
 

@@ -32,10 +32,12 @@ from importlib import metadata
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypipe import code
 from raypipe.detection.detections import CompactSubject
+from raypipe.errors import MediaError
 from raypipe.storage import Storage, resolve
 
 log = logging.getLogger(__name__)
@@ -102,8 +104,13 @@ def source_id(uri: str) -> str:
         return f"{uri}@scikit-image-{_version('scikit-image')}"
     fs, path = resolve(uri)
     info = fs.get_file_info(path)
+    if info.type != pafs.FileType.File:  # gone since the checks (a batch's later rows)
+        raise MediaError(f"no such file: {uri}")
     if fs.type_name == "local":
-        return "sha256:" + _file_sha256(path, info.size, info.mtime_ns)
+        try:
+            return "sha256:" + _file_sha256(path, info.size, info.mtime_ns)
+        except OSError as e:
+            raise MediaError(f"cannot read {uri}: {e.strerror or e}") from None
     return f"{uri}|{info.size}|{info.mtime_ns}"
 
 

@@ -142,7 +142,7 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False, c
                        run=run_root, run_id=run_id_of(run_dir), max_frames_per_task=split,
                        retries=runs.retries, cache=reuse.summary(manifests, info, evicted), reads=reads,
                        started=started)
-        _write_record(report, run_dir, store)
+        write_record(lambda _: {"report.json": report.to_json()}, run_dir, store)
         if on_result is not None:
             on_result(report)
     return Rendered(report, plan, detections, info, image)
@@ -205,11 +205,13 @@ def _first(found: Future) -> Future:
     return first
 
 
-def _write_record(report: Report, run_dir: str, store: Storage) -> None:
-    data = report.to_json()
-    Storage(run_dir).write_bytes("report.json", data)
-    if store.root != run_dir:  # the run's record goes where its video went
-        store.write_bytes("report.json", data)
+def write_record(files, run_dir: str, store: Storage) -> None:
+    """The run's record, `files(folder)` -> {name: bytes}, in its run directory and, where its
+    videos went to storage elsewhere, there too, with Hydra's config."""
+    for folder in dict.fromkeys((run_dir, store.root)):
+        for name, data in files(folder).items():
+            Storage(folder).write_bytes(name, data)
+    if store.root != run_dir:
         hydra_dir = os.path.join(run_dir, ".hydra")
         for name in sorted(os.listdir(hydra_dir)) if os.path.isdir(hydra_dir) else ():
             store.put_file(os.path.join(hydra_dir, name), f".hydra/{name}")

@@ -300,12 +300,19 @@ class _Deferred:
         return self._link().finish()
 
 
+def local_inputs(plan: Plan) -> list[str]:
+    """The files a plan reads from the driver's disk (URIs and samples are read as they are)."""
+    return [uri for uri in (*plan.sources, plan.audio.path)
+            if uri and "://" not in uri and not uri.startswith("sample:")]
+
+
+def staged_name(uri: str) -> str:
+    """Where in a run's storage a local file is staged: one name per path."""
+    return f"inputs/{hashlib.sha1(uri.encode()).hexdigest()[:10]}-{os.path.basename(uri)}"
+
+
 def stage_inputs(plan: Plan, store: Storage, reuse):
     """Local files a job names are copied into the run's storage once, so that nodes that do
-    not share the driver's disk read them from there (URIs and samples are read as they are)."""
-    moved = {}
-    for uri in (*plan.sources, plan.audio.path):
-        if uri and "://" not in uri and not uri.startswith("sample:"):
-            digest = hashlib.sha1(uri.encode()).hexdigest()[:10]
-            moved[uri] = store.put_file(uri, f"inputs/{digest}-{os.path.basename(uri)}")
+    not share the driver's disk read them from there."""
+    moved = {uri: store.put_file(uri, staged_name(uri)) for uri in local_inputs(plan)}
     return plan.with_sources(moved), reuse.moved(moved)
