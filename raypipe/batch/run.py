@@ -122,6 +122,8 @@ def checked(cfg: DictConfig, run_dir: str, skip_published: bool = True,
         raise JobError("batch.rows", "is required: a CSV, JSONL or Parquet file with a row per video")
     if b.max_videos_in_flight < 1:
         raise JobError("batch.max_videos_in_flight", f"must be >= 1 (got {b.max_videos_in_flight})")
+    if b.detector_actors < 1:
+        raise JobError("batch.detector_actors", f"must be >= 1 (got {b.detector_actors})")
     rows = read_rows(b.rows)
     root = b.root or default_root(cfg)
     base = os.path.dirname(os.path.abspath(b.rows)) if "://" not in b.rows else ""
@@ -181,7 +183,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
             staged = _Staged(Storage(run_root))
             cleanup.callback(staged.store.delete_dir, "inputs")  # what rows detected ahead of a stop staged
         if todo and cfg.detector.num_gpus:  # one actor on a GPU node for the whole batch: Ray first
-            detect = cleanup.enter_context(executor.detector(cfg.detector))
+            detect = cleanup.enter_context(executor.detector(cfg.detector, cfg.batch.detector_actors))
         else:
             settings, made = OmegaConf.to_object(cfg.detector), []  # made: the one detector, once a source misses
 

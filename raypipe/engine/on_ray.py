@@ -206,17 +206,58 @@ class RayExecutor(Executor):
             return detect(plan.sources, plan.prompts, plan.video_ranges(), found)
 
     @contextmanager
-    def detector(self, settings: DictConfig):
-        """`detect(sources, prompts, video_ranges, cache)` in one actor on a node with a GPU, for
-        as many calls as the caller makes (a batch's rows): the model loads once."""
+    def detector(self, settings: DictConfig, actors: int = 1):
+        """`detect(sources, prompts, video_ranges, cache)` in a pool of `actors` actors, each on a
+        GPU where the detector asks for one, for as many calls as the caller makes (a batch's
+        rows): each actor loads the model once."""
         self.start()
-        actor = ray.remote(detector.DetectorActor).options(num_cpus=settings.num_cpus,
-                                                          num_gpus=settings.num_gpus).remote()
-        cfg = OmegaConf.to_object(settings)
+        make = ray.remote(detector.DetectorActor).options(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus)
+        pool = DetectorPool([make.remote() for _ in range(max(1, actors))], OmegaConf.to_object(settings))
         try:
-            yield lambda *args: get(actor.detect.remote(cfg, *args))
+            yield pool.detect
         finally:
-            ray.kill(actor)  # the model's memory goes back before the segments need it
+            for actor in pool.actors:
+                ray.kill(actor)  # the models' memory goes back before the segments need it
+
+
+class DetectorPool:
+    """Detector actors that deal each call's sources out among those that have started, in
+    turn across calls. The first call waits up to START_S for all of them, then goes on with
+    those up; an actor still waiting for a GPU (the cluster has fewer now than asked for, or is
+    adding them) gets sources once it starts."""
+
+    START_S = 30.0
+
+    def __init__(self, actors: list, cfg):
+        self.actors, self.cfg, self.ready, self.turn = actors, cfg, [], 0
+        self.waiting = {a.__ray_ready__.remote(): a for a in actors}
+
+    def _look(self) -> None:
+        if not self.waiting:
+            return
+        timeout = 0.0
+        if not self.ready:  # the first call: one, however long it takes, then the others for a while
+            ray.wait(list(self.waiting), num_returns=1)
+            timeout = self.START_S
+        up, _ = ray.wait(list(self.waiting), num_returns=len(self.waiting), timeout=timeout)
+        for ref in up:
+            get(ref)  # an actor that could not start says why
+            self.ready.append(self.waiting.pop(ref))
+
+    def detect(self, sources, prompts, video_ranges, cache) -> tuple[dict, dict]:
+        self._look()
+        n = min(len(self.ready), len(sources)) or 1
+        order = self.ready[self.turn:] + self.ready[:self.turn]
+        self.turn = (self.turn + n) % len(self.ready)
+        refs = [a.detect.remote(self.cfg, tuple(sources[i::n]), prompts, video_ranges, cache)
+                for i, a in enumerate(order[:n])]
+        results = get(refs)
+        found = {u: v for f, _ in results for u, v in f.items()}
+        infos = [info for _, info in results]
+        info = {**infos[0], "seconds": max(i["seconds"] for i in infos),
+                "fallback_reason": next((i["fallback_reason"] for i in infos if i["fallback_reason"]), None),
+                **{k: sum(i[k] for i in infos) for k in ("detections_reused", "clip_loads", "bytes_read")}}
+        return {u: found[u] for u in sources}, info
 
 
 def _init(rc: DictConfig) -> None:
