@@ -2,6 +2,7 @@
 its job merged, its output named, and every check a render makes, before any work."""
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 from dataclasses import dataclass
@@ -87,6 +88,13 @@ def _cause(e: BaseException) -> RaypipeError | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def _schema() -> DictConfig:
+    """The structured config, made once: making it is 32 ms, a third of a row's config
+    (merge copies it, so rows never share a node)."""
+    return OmegaConf.structured(Config)
+
+
 def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
     """The template with ${row:NAME} read from the row, the row's `job` merged over the job
     section, and `batch.each` made into segments. Relative sources are the rows file's folder's
@@ -112,7 +120,7 @@ def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
         if data["job"]["segments"] and each["transition"]:
             data["job"]["segments"][-1].pop("transition", None)  # the last segment has nothing to go into
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), data)
+        cfg = OmegaConf.merge(_schema(), data)
         if row.job:
             cfg.job = OmegaConf.merge(cfg.job, OmegaConf.create(dict(row.job)))
     except OmegaConfBaseException as e:
