@@ -138,11 +138,11 @@ def test_distributed_render_equals_single_process_render(ray_local, tmp_path, ma
 
 
 @pytest.mark.render
-def test_a_range_of_a_segment_renders_the_frames_the_whole_segment_has_there(ray_local):
+def test_a_range_of_a_segment_renders_the_frames_the_whole_segment_has_there(ray_local, tmp_path):
     """The seams are invisible before encoding: any split of a segment (inside a transition,
     inside a video clip, one frame long) gives exactly the whole segment's frames."""
     cfg = compose_job("detector=saliency")
-    plan, _ = prepare(cfg, "unused")
+    plan, _ = prepare(cfg, str(tmp_path))
     found, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts, plan.video_ranges())
     detections = Detections.pack(expand(found))
     seg = plan.segments[2]  # the clip under punch_in, then its zoom_through (frames 57..63) into segment 3
@@ -155,9 +155,9 @@ def test_a_range_of_a_segment_renders_the_frames_the_whole_segment_has_there(ray
 
 
 @pytest.mark.unit
-def test_tasks_split_long_segments_evenly_and_the_costliest_go_first():
+def test_tasks_split_long_segments_evenly_and_the_costliest_go_first(tmp_path):
     cfg = compose_job("detector=saliency")
-    plan, _ = prepare(cfg, "unused")
+    plan, _ = prepare(cfg, str(tmp_path))
     tasks = split(plan, 10)
     assert [t.start for t in tasks][:4] == [0, 8, 16, 24] and tasks[-1].end == plan.total_frames
     assert all(a.end == b.start for a, b in zip(tasks, tasks[1:])) and max(t.frames for t in tasks) <= 10

@@ -50,9 +50,9 @@ def short_job(fps: Fraction, transitions: bool) -> dict:
     return {"job": {"name": "short", "segments": segments}, "render": {"fps": str(fps)}}
 
 
-def raw_frames(cfg) -> np.ndarray:
+def raw_frames(cfg, run_root) -> np.ndarray:
     """Every global frame as segment_frames renders it, before any encoding."""
-    plan, _ = prepare(cfg, "unused")
+    plan, _ = prepare(cfg, str(run_root))
     found, _ = detect_all(OmegaConf.to_object(cfg.detector), plan.sources, plan.prompts, plan.video_ranges())
     detections = Detections.pack(expand(found), smoothing=cfg.detector.track_smoothing)
     return np.stack([f for seg in plan.segments for f in segment_frames(seg, detections, plan.encode)])
@@ -84,9 +84,9 @@ def test_segments_of_one_to_five_frames_render_frame_exact(tmp_path, fps, transi
     overrides = [*SMALL, f"render.cache={str(cache).lower()}"]
     job = short_job(Fraction(fps), transitions)
     cfg = config(job, overrides)
-    planned = [seg.frames for seg in prepare(cfg, "unused")[0].segments]
+    planned = [seg.frames for seg in prepare(cfg, str(tmp_path))[0].segments]
     assert planned == LAYOUT
-    raw = raw_frames(cfg)
+    raw = raw_frames(cfg, tmp_path)
     first = raypipe.render(job, overrides, run_dir=tmp_path / "first")
     assert first.report["frames"] == sum(LAYOUT)
     assert_each_frame_is_its_own(first.video, raw, Fraction(fps))
@@ -107,7 +107,7 @@ def test_short_chunks_split_from_longer_segments_join(tmp_path):
     result = raypipe.render(job, overrides, run_dir=tmp_path)
     sizes = [r["frames"] for r in sorted(result.report["segment_runs"], key=lambda r: r["start"])]
     assert sizes == [1, 2, 3, 3, 2, 1, 2, 3, 3, 3, 2, 3, 3, 2, 2, 2, 3, 2, 3, 3, 1]
-    assert_each_frame_is_its_own(result.video, raw_frames(config(job, overrides)), fps)
+    assert_each_frame_is_its_own(result.video, raw_frames(config(job, overrides), tmp_path), fps)
 
 
 @pytest.mark.unit
@@ -133,4 +133,4 @@ def test_short_segments_join_in_the_codecs_without_b_frames(tmp_path, codec):
     fps = Fraction(24000, 1001)
     job = short_job(fps, transitions=True)
     result = raypipe.render(job, overrides, run_dir=tmp_path)
-    assert_each_frame_is_its_own(result.video, raw_frames(config(job, overrides)), fps)
+    assert_each_frame_is_its_own(result.video, raw_frames(config(job, overrides), tmp_path), fps)
