@@ -204,14 +204,9 @@ def test_with_a_gpu_asked_for_clip_runs_in_one_actor_for_the_whole_batch_and_the
     declares one; torch finds none and runs it on the CPU, saying so), loaded once for every row."""
     args = [*SMALL, "detector=clip", "detector.fallback=null", "detector.num_gpus=1",
             *(f"{k}={v}" for k, v in tiny_clip.items()), f"batch.root={tmp_path / 'out'}"]
-    script = (
-        "import json, sys, ray, raypipe\n"
-        "ray.init(address='local', num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)\n"
-        f"r = raypipe.render_batch('listing', {str(table)!r}, {args!r}, run_dir={str(tmp_path / 'run')!r})\n"
-        "print(json.dumps([r.done, r.detector_loads, r.detector.split(':')[0], r.executor, 'torch' in sys.modules]))\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [3, 1, "clip", "ray", False]
+    seen = batch_on_ray("num_cpus=2, num_gpus=1", table, args, tmp_path,
+                        "[r.done, r.detector_loads, r.detector.split(':')[0], r.executor, 'torch' in sys.modules]")
+    assert seen == [3, 1, "clip", "ray", False]
 
 
 def test_a_pool_of_detector_actors_shares_the_rows_each_loading_the_model_once(table, tiny_clip, tmp_path):
@@ -219,14 +214,22 @@ def test_a_pool_of_detector_actors_shares_the_rows_each_loading_the_model_once(t
     loads, not one per row), and every good row is rendered, the driver still without torch."""
     args = [*SMALL, "detector=clip", "detector.fallback=null", "detector.num_gpus=1", "batch.detector_actors=2",
             *(f"{k}={v}" for k, v in tiny_clip.items()), f"batch.root={tmp_path / 'out'}"]
+    seen = batch_on_ray("num_cpus=3, num_gpus=2", table, args, tmp_path,
+                        "[r.done, r.failed, r.detector_loads, r.executor, 'torch' in sys.modules]")
+    assert seen == [3, 1, 2, "ray", False]
+
+
+def batch_on_ray(resources: str, table, args, tmp_path, fields: str):
+    """A batch in a fresh process on a local Ray with these resources; `fields` of its report,
+    as that process prints them (so that the driver's own imports can be seen)."""
     script = (
         "import json, sys, ray, raypipe\n"
-        "ray.init(address='local', num_cpus=3, num_gpus=2, include_dashboard=False, log_to_driver=False)\n"
+        f"ray.init(address='local', {resources}, include_dashboard=False, log_to_driver=False)\n"
         f"r = raypipe.render_batch('listing', {str(table)!r}, {args!r}, run_dir={str(tmp_path / 'run')!r})\n"
-        "print(json.dumps([r.done, r.failed, r.detector_loads, r.executor, 'torch' in sys.modules]))\n")
+        f"print(json.dumps({fields}))\n")
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [3, 1, 2, "ray", False]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_the_bundled_template_and_rows_render_from_the_readme_command(tmp_path):
