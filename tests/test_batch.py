@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import raypipe
-from conftest import ROOT, run_cli
+from conftest import ROOT, overrides, run_cli
 from raypipe import media
 from raypipe.errors import JobError
 
@@ -196,6 +196,22 @@ def test_clip_loads_once_for_the_whole_batch_and_a_shared_photo_is_detected_once
     report = raypipe.render_batch("listing", table, [*SMALL, "detector=clip", "detector.fallback=null", *overrides,
                                                      f"batch.root={tmp_path / 'out'}"], run_dir=tmp_path / "run")
     assert report.done == 3 and report.detector_loads == 1 and report.detector.startswith("clip:")
+
+
+def test_rows_with_their_own_prompts_have_a_shared_photo_detected_for_each_set_of_prompts(table, tiny_clip, tmp_path):
+    rows = [{"id": "cup", "photos": ["a.png"], "job": {"prompts": ["a cup"]}},
+            {"id": "dog", "photos": ["a.png"], "job": {"prompts": ["a dog"]}},
+            {"id": "plain", "photos": ["a.png"]},
+            {"id": "cup2", "photos": ["a.png"], "job": {"prompts": ["a cup"]}}]
+    jsonl = table.parent / "prompts.jsonl"
+    jsonl.write_text("".join(json.dumps({"address": "-", "price": "-", **r}) + "\n" for r in rows))
+    cache = tmp_path / "cache"
+    report = raypipe.render_batch("listing", jsonl, [*SMALL, "detector=clip", "detector.fallback=null",
+                                                     *overrides(tiny_clip), f"cache.root={cache}",
+                                                     f"batch.root={tmp_path / 'out'}"], run_dir=tmp_path / "run")
+    assert report.done == 4 and report.detector_loads == 1
+    # one detection per set of prompts (the cache keys them by their prompts): cup2 reuses cup's
+    assert len(list((cache / "detections").rglob("*.parquet"))) == 3
 
 
 def test_with_a_gpu_asked_for_clip_runs_in_one_actor_for_the_whole_batch_and_the_driver_never_imports_torch(

@@ -38,7 +38,7 @@ def test_checkpoint_loads_through_the_real_path_and_localizes(tiny_clip):
     assert torch.allclose(feats.norm(dim=-1), torch.ones(1, 4, 4))
 
     img = np.ascontiguousarray(skimage.data.coffee())  # 600x400
-    subject = ClipDetector(c, ("a cup",)).detect(img)
+    subject = ClipDetector(c).detect(img, ("a cup",))
     assert subject is not None and subject.method in ("clip", "saliency (no CLIP subject)")
     # The mask is made at most 256 px a side (the heat is a patch grid); the box is in the source's pixels.
     assert subject.mask.shape == (171, 256) and subject.mask.dtype == np.uint8 and subject.source_size == (600, 400)

@@ -101,3 +101,27 @@ def test_a_phone_video_stored_sideways_has_its_face_found_upright_on_every_keyfr
     assert len(keyframes) >= 2
     for t, subject in keyframes:
         assert len(subject.faces) == 1 and iou(subject.faces[0], expected) > 0.85, (t, subject.faces)
+
+
+def test_a_still_looked_at_ahead_is_detected_from_its_look_and_one_made_for_another_side_is_made_again(tmp_path):
+    """A batch looks at its rows' stills (decoded, faces found) on another core while the model
+    loads; the detector then takes each from its look, as it would have found it itself."""
+    import cv2
+
+    from raypipe.detection.detector import look, presumed_side
+    from raypipe.errors import MediaError
+
+    settings = OmegaConf.structured(DetectorCfg(kind="saliency"))
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(load_image("sample:astronaut"), cv2.COLOR_RGB2BGR))
+    uri = str(path)
+    ahead = look(settings, uri, presumed_side(settings))
+    assert ahead.side == 640 and ahead.size == (512, 512) and len(ahead.faces) == 1
+    itself, _ = detect_all(settings, (uri,), ("a person",))
+    path.unlink()  # the look holds all that the detector needs
+    from_look, info = detect_all(settings, (uri,), ("a person",), looks={uri: ahead})
+    got, expected = expand(from_look)[uri], expand(itself)[uri]
+    assert (got.box, got.faces) == (expected.box, expected.faces) and np.array_equal(got.mask, expected.mask)
+    assert info["bytes_read"] == 0
+    with pytest.raises(MediaError, match="astronaut.png"):  # a look for another side: the still is read again
+        detect_all(settings, (uri,), ("a person",), looks={uri: look(settings, "sample:astronaut", 128)})

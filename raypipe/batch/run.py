@@ -182,24 +182,40 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         if todo and cfg.storage.root and executor.name != "threads":  # nodes that do not share this disk
             staged = _Staged(Storage(run_root))
             cleanup.callback(staged.store.delete_dir, "inputs")  # what rows detected ahead of a stop staged
-        if todo and cfg.detector.num_gpus:  # one actor on a GPU node for the whole batch: Ray first
-            detect = cleanup.enter_context(executor.detector(cfg.detector, cfg.batch.detector_actors))
-        else:
-            settings, made = OmegaConf.to_object(cfg.detector), []  # made: the one detector, once a source misses
+        remote = bool(todo and cfg.detector.num_gpus)  # actors on GPU nodes for the whole batch: Ray first
+        settings = None if remote else OmegaConf.to_object(cfg.detector)
+        made: list = []  # here: the one detector, once a source misses the cache
+        if remote:
+            in_actors = cleanup.enter_context(executor.detector(cfg.detector, cfg.batch.detector_actors))
 
-            def detect(sources, prompts, ranges, cache):
-                return detector.detect_all(settings, sources, prompts, ranges, cache, made)
+            def detect(sources, prompts, ranges, cache, looks):  # no looks: the actors decode their own
+                return in_actors(sources, prompts, ranges, cache)
+        else:
+            def detect(sources, prompts, ranges, cache, looks):
+                return detector.detect_all(settings, sources, prompts, ranges, cache, made, looks=looks)
+
+        def warm() -> None:  # the model loads while the first rows are looked at
+            if made or remote:
+                return
+            before = detector.clip_loads()
+            try:
+                made.append(detector.make_detector(settings))
+            except RaypipeError:  # the first row that needs it fails with the reason, as it would have
+                return
+            heard["clip_loads"] += detector.clip_loads() - before
 
         def counted(*args):
             compacted, info = detect(*args)
             heard["detector"], heard["clip_loads"] = info["detector"], heard["clip_loads"] + info["clip_loads"]
             return compacted
 
-        pool = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="detect"))
+        pool = cleanup.enter_context(ThreadPoolExecutor(2, thread_name_prefix="detect"))
         stop = threading.Event()
-        cleanup.callback(stop.set)  # before the pool's exit waits for the detection thread
+        cleanup.callback(stop.set)  # before the pool's exit waits for the look and detection threads
         muxing = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="mux"))
-        detection = pool.submit(_detect_rows, todo, detected, counted, cancel, stop, run_dir, run_root,
+        looked: queue.Queue = queue.Queue(maxsize=cfg.batch.max_videos_in_flight)
+        looking = pool.submit(_look_rows, todo, looked, settings, cancel, stop, run_dir, run_root)
+        detection = pool.submit(_detect_rows, looked, detected, counted, warm, cancel, stop, remote,
                                 staged.stage if staged else None)
         progress = Progress(0, 0, quiet=quiet, videos=len(todo))  # frames added as each video is planned
         flying: dict[str, _InFlight] = {}
@@ -314,7 +330,8 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
             while _Feed().more or flying:
                 retries += run_tasks(executor, _Feed(), on_done, progress, cancel, on_error=on_error).retries
                 _collect(wait=not _Feed().more)
-            detection.result()  # a detection thread that died says why
+            looking.result()  # a look or detection thread that died says why
+            detection.result()
             stages["render"] = round(time.perf_counter() - t1, 3)
         finally:
             progress.close()
@@ -434,53 +451,122 @@ class _Stop(Exception):
     """The batch ended (an error, or fail_fast) while detection was ahead of it."""
 
 
-def _detect_rows(videos: list[Video], out: queue.Queue, detect, cancel: CancelToken, stop: threading.Event,
-                 run_dir: str, run_root: str, stage=None) -> None:
-    """Rows in order, each distinct source once by content: a source that many rows show is
-    detected for the first and reused by the rest. Several rows' sources share the model's
-    forward passes (up to detector.batch_size images each), but only while rendering has rows
-    to go on with: a row is detected on its own whenever the renderers wait for one (at the
-    start above all), and detection blocks once `out` is full, so the rows it holds detected
-    ahead stay few. `stage(plan)` copies a detected row's local files to where Ray's nodes read
-    them, while the renderers work on the rows before it. Each row comes out as (video, its
-    Detections or its error, its cache look-up, its staged files)."""
-    known: OrderedDict[str, tuple] = OrderedDict()  # source id -> compacted detection
-    group: list[Video] = []
+def _put(out: queue.Queue, item, cancel: CancelToken, stop: threading.Event) -> None:
+    while True:
+        try:
+            return out.put(item, timeout=0.2)
+        except queue.Full:
+            cancel.check()
+            if stop.is_set():
+                raise _Stop from None
 
-    def put(item) -> None:
-        while True:
+
+def _get(source: queue.Queue, cancel: CancelToken, stop: threading.Event):
+    while True:
+        try:
+            return source.get(timeout=0.2)
+        except queue.Empty:
+            cancel.check()
+            if stop.is_set():
+                raise _Stop from None
+
+
+_END = object()  # the look stage's last item
+_WARM = object()  # the look stage found a source that the cache does not hold: make the detector now
+
+
+def _look_rows(videos: list[Video], out: queue.Queue, settings, cancel: CancelToken, stop: threading.Event,
+               run_dir: str, run_root: str) -> None:
+    """The rows in order, each made ready for the detector without it: planned (the checks that
+    read its sources), its cache keys looked up once (the detections' here, its chunks' when it
+    is admitted) and, given the detector's `settings` (None: the detector's actors decode for
+    themselves), its stills that the cache does not hold and no row before showed decoded and
+    their faces found. This runs on its own core while the model loads (it says when to load
+    it, on the first source that misses the cache) and while it detects the rows before; `out`
+    holds a few rows, so the looks held stay few. Each row comes out as (video, its cache
+    look-up or its error, its looks)."""
+    side = detector.presumed_side(settings) if settings is not None else 0
+    seen: OrderedDict[str, None] = OrderedDict()  # the source ids looked at (or cached), most recent last
+    warned = settings is None
+    try:
+        for video in videos:
+            cancel.check()
             try:
-                return out.put(item, timeout=0.2)
+                plan = video.plan or plan_video(video, run_dir)
+                reuse = Reuse.look_up(video.cfg, plan, Storage(f"{run_root.rstrip('/')}/videos/{video.row.id}"))
+                looks = {}
+                for uri in plan.sources if settings is not None else ():
+                    sid = source_id(uri)
+                    if sid in seen:
+                        continue
+                    if reuse.detections is None or reuse.detections.get(uri) is None:
+                        if not warned:
+                            _put(out, _WARM, cancel, stop)
+                            warned = True
+                        if uri not in plan.video_ranges():  # a video's keyframes: decoded as it is detected
+                            looks[uri] = detector.look(settings, uri, side)
+                    seen[sid] = None
+                    if len(seen) > KNOWN_SOURCES:
+                        seen.popitem(last=False)
+            except RaypipeError as e:
+                _put(out, (video, e, {}), cancel, stop)
+                continue
+            _put(out, (video, reuse, looks), cancel, stop)
+    except _Stop:
+        return
+    finally:  # the detection stage takes rows until it sees this, or until the batch stops
+        while not stop.is_set() and cancel.reason is None:
+            try:
+                out.put(_END, timeout=0.2)
+                break
             except queue.Full:
-                cancel.check()
-                if stop.is_set():
-                    raise _Stop from None
+                pass
+
+
+def _detect_rows(looked: queue.Queue, out: queue.Queue, detect, warm, cancel: CancelToken, stop: threading.Event,
+                 shared_passes: bool, stage=None) -> None:
+    """The looked rows in order, each distinct source once by content: a source that many rows
+    show is detected for the first and reused by the rest. With `shared_passes` (the detector's
+    actors: a GPU's forward pass of 16 images costs little more than one of 1) several rows'
+    sources share the model's passes, up to detector.batch_size images each, but only while
+    rendering has rows to go on with: a row is detected on its own whenever the renderers wait
+    for one (at the start above all). On a CPU an image costs the same in a pass of 1 as of 16
+    (ViT-B-16: 650 ms), so each row is detected on its own. Detection blocks once `out` is full,
+    so the rows it holds detected ahead stay few. `stage(plan)` copies a detected row's local
+    files to where Ray's nodes read them, while the renderers work on the rows before it; `warm()`
+    makes the detector when the look stage says that one will be needed. Each row comes out as
+    (video, its Detections or its error, its cache look-up, its staged files)."""
+    known: OrderedDict[tuple, tuple] = OrderedDict()  # (source id, prompts) -> compacted detection
+    group: list[tuple] = []  # (video, its cache look-up, its looks)
 
     def flush() -> None:
-        for video, found, reuse in _detect_group(group, known, detect, run_root):
+        for video, found, reuse in _detect_group(group, known, detect):
             moved = {}
             if stage is not None and not isinstance(found, BaseException):
                 try:
                     moved = stage(video.plan)
                 except RaypipeError as e:
                     found = e
-            put((video, found, reuse, moved))
+            _put(out, (video, found, reuse, moved), cancel, stop)
         group.clear()
         while len(known) > KNOWN_SOURCES:
             known.popitem(last=False)
 
     try:
-        for video in videos:
+        while (item := _get(looked, cancel, stop)) is not _END:
             cancel.check()
-            try:
-                if video.plan is None:
-                    plan_video(video, run_dir)
-                new = {source_id(u) for v in (*group, video) for u in v.plan.sources} - known.keys()
-            except RaypipeError as e:
-                put((video, e, None, {}))
+            if item is _WARM:
+                warm()
                 continue
-            group.append(video)
-            if len(new) >= video.cfg.detector.batch_size or out.empty():
+            video, reuse, looks = item
+            if isinstance(reuse, BaseException):
+                _put(out, (video, reuse, None, {}), cancel, stop)
+                continue
+            if group and group[0][0].cfg.job.prompts != video.cfg.job.prompts:
+                flush()  # a pass has one set of prompts
+            group.append(item)
+            new = {_key(u, v) for v, _, _ in group for u in v.plan.sources} - known.keys()
+            if not shared_passes or len(new) >= video.cfg.detector.batch_size or out.empty():
                 flush()
         if group:
             flush()
@@ -488,46 +574,43 @@ def _detect_rows(videos: list[Video], out: queue.Queue, detect, cancel: CancelTo
         return
 
 
-def _detect_group(group: list[Video], known: dict, detect, run_root: str):
-    """`detect(sources, prompts, video_ranges, cache)`: the batch's one detector, here or in its actor."""
-    cfg = group[0].cfg
-    ids = {u: source_id(u) for v in group for u in v.plan.sources}
-    try:  # each row's cache keys, once: the detections' here, its chunks' when it is admitted
-        reuses = {id(v): Reuse.look_up(v.cfg, v.plan, Storage(f"{run_root.rstrip('/')}/videos/{v.row.id}"))
-                  for v in group}
-    except RaypipeError as e:
-        if len(group) == 1:
-            yield group[0], e, None
-            return
-        for v in group:
-            yield from _detect_group([v], known, detect, run_root)
-        return
+def _key(uri: str, video: Video) -> tuple:
+    """A detection's identity: the source's content and the prompts it was detected for."""
+    return source_id(uri), tuple(video.cfg.job.prompts)
+
+
+def _detect_group(group: list[tuple], known: dict, detect):
+    """`detect(sources, prompts, video_ranges, cache, looks)`: the batch's one detector, here or
+    in its actors, on the group's (video, cache look-up, looks), which share their prompts."""
+    cfg = group[0][0].cfg
+    ids = {u: _key(u, v) for v, _, _ in group for u in v.plan.sources}
     first = {}
-    for v in group:
+    for v, reuse, looks in group:
         for u in v.plan.sources:
-            first.setdefault(ids[u], (u, v))
-    fresh = [(u, v) for i, (u, v) in first.items() if i not in known]
+            first.setdefault(ids[u], (u, v, reuse, looks))
+    fresh = [(u, v, reuse, looks) for i, (u, v, reuse, looks) in first.items() if i not in known]
     for i in first.keys() & known.keys():
         known.move_to_end(i)  # used again: kept longest
     if fresh:
         try:
-            ranges = {u: v.plan.video_ranges()[u] for u, v in fresh if u in v.plan.video_ranges()}
+            ranges = {u: v.plan.video_ranges()[u] for u, v, _, _ in fresh if u in v.plan.video_ranges()}
             keys = {}
-            for u, v in fresh:
-                if (found := reuses[id(v)].detections) is not None:
+            for u, _, reuse, _ in fresh:
+                if (found := reuse.detections) is not None:
                     keys[u], root = found.keys[u], found.root
             cache = DetectionCache(root, keys) if keys else None
-            compacted = detect(tuple(u for u, _ in fresh), tuple(cfg.job.prompts), ranges, cache)
-            for u, _ in fresh:
+            looks = {u: looks[u] for u, _, _, looks in fresh if u in looks}
+            compacted = detect(tuple(u for u, _, _, _ in fresh), tuple(cfg.job.prompts), ranges, cache, looks)
+            for u, _, _, _ in fresh:
                 known[ids[u]] = compacted[u]
         except RaypipeError as e:
             if len(group) == 1:
-                yield group[0], e, None
+                yield group[0][0], e, None
                 return
-            for v in group:  # find the row whose source failed; the others go on
-                yield from _detect_group([v], known, detect, run_root)
+            for item in group:  # find the row whose source failed; the others go on
+                yield from _detect_group([item], known, detect)
             return
-    for v in group:
+    for v, reuse, _ in group:
         try:
             subjects = detector.expand({u: known[ids[u]] for u in v.plan.sources})
             detections = Detections.pack(subjects, smoothing=v.cfg.detector.track_smoothing)
@@ -535,5 +618,4 @@ def _detect_group(group: list[Video], known: dict, detect, run_root: str):
         except RaypipeError as e:
             yield v, e, None
             continue
-        yield v, detections, reuses[id(v)]
-
+        yield v, detections, reuse

@@ -51,7 +51,8 @@ def _load_detector(detector_cfg, prompts: tuple[str, ...], loads) -> None:
     cv2.setNumThreads(1)  # one worker per CPU: parallelism comes from the workers
     if detector_cfg.kind == "clip":  # as the old workers did: import torch, try the weights, then fall back
         try:
-            _WORKER_DETECTOR = ClipDetector(detector_cfg, prompts)
+            _WORKER_DETECTOR = ClipDetector(detector_cfg)
+            _WORKER_DETECTOR.text(prompts)  # as the old workers embedded theirs when they loaded
         except WeightsUnavailable:
             _WORKER_DETECTOR = SaliencyDetector()
     else:

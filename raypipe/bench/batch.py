@@ -181,7 +181,7 @@ class _DetectRows:
     def __init__(self, settings):
         from raypipe.detection.detector import make_detector
 
-        self.settings, self.made = settings, [make_detector(settings, ())]
+        self.settings, self.made = settings, [make_detector(settings)]
 
     def __call__(self, rows: dict) -> dict:
         from raypipe.detection.detector import detect_all

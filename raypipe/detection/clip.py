@@ -142,9 +142,10 @@ class Prepared:
 
 class ClipDetector:
     """CLIP on the sources, `batch` images per forward pass, on the GPU when the detector asks
-    for one and the node has it."""
+    for one and the node has it. The prompts come with each call (a batch's rows may each have
+    their own); each set's text embedding is made once."""
 
-    def __init__(self, cfg, prompts: tuple[str, ...]):
+    def __init__(self, cfg):
         import torch
 
         t0 = time.perf_counter()
@@ -158,31 +159,39 @@ class ClipDetector:
         self.side = max(*self.model.visual.image_size, HEAT_SIDE)  # the most it looks at of an image
         self.mean = np.asarray(pre["mean"], np.float32)
         self.std = np.asarray(pre["std"], np.float32)
-        self.n_fg = len(prompts)
-        self.text = embed_prompts(self.model, pre["tokenizer"], (*prompts, *cfg.background_prompts), self.device)
+        self.tokenizer = pre["tokenizer"]
+        self._texts: dict[tuple[str, ...], object] = {}
         self.name = f"clip:{cfg.model}/{os.path.basename(str(cfg.pretrained))}"
         log.info("CLIP %s loaded on %s in %.1f s", self.name, self.device, time.perf_counter() - t0)
+
+    def text(self, prompts: tuple[str, ...]):
+        """The subject prompts' and the background prompts' embeddings, (P, D)."""
+        if prompts not in self._texts:
+            self._texts[prompts] = embed_prompts(self.model, self.tokenizer, (*prompts, *self.cfg.background_prompts),
+                                                 self.device)
+        return self._texts[prompts]
 
     def prepare(self, rgb: np.ndarray) -> Prepared:
         ih, iw = self.model.visual.image_size
         x = cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
         return Prepared((x - self.mean) / self.std, bounded(rgb, HEAT_SIDE), (rgb.shape[1], rgb.shape[0]))
 
-    def heats(self, items: list[Prepared]) -> list[np.ndarray]:
-        """P(subject) per pixel, [0, 1], at each item's small size: one forward pass."""
+    def heats(self, items: list[Prepared], prompts: tuple[str, ...]) -> list[np.ndarray]:
+        """P(any subject prompt) per pixel, [0, 1], at each item's small size: one forward pass."""
         import torch
 
+        text = self.text(prompts)
         x = torch.from_numpy(np.stack([p.pixels for p in items])).permute(0, 3, 1, 2).to(self.device)
         with torch.inference_mode():
             feats = dense_patch_features(self.model, x, self.cfg.method)
-            probs = (self.cfg.logit_scale * feats @ self.text.T).softmax(-1)
-            fg = probs[..., : self.n_fg].sum(-1).float().cpu().numpy()
+            probs = (self.cfg.logit_scale * feats @ text.T).softmax(-1)
+            fg = probs[..., : len(prompts)].sum(-1).float().cpu().numpy()
         return [cv2.resize(f, (p.small.shape[1], p.small.shape[0]), interpolation=cv2.INTER_LINEAR)
                 for f, p in zip(fg, items)]
 
-    def detect_prepared(self, items: list[Prepared]) -> list[Subject]:
+    def detect_prepared(self, items: list[Prepared], prompts: tuple[str, ...]) -> list[Subject]:
         out = []
-        for p, heat in zip(items, self.heats(items)):
+        for p, heat in zip(items, self.heats(items, prompts)):
             subject = subject_from_heat(heat, self.cfg.threshold, "clip")
             if subject is None:
                 log.warning("CLIP found no subject in an image: using saliency for it")
@@ -192,8 +201,8 @@ class ClipDetector:
             out.append(replace(subject, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy), size=p.size))
         return out
 
-    def detect(self, rgb: np.ndarray) -> Subject:
-        return self.detect_prepared([self.prepare(rgb)])[0]
+    def detect(self, rgb: np.ndarray, prompts: tuple[str, ...]) -> Subject:
+        return self.detect_prepared([self.prepare(rgb)], prompts)[0]
 
 
 def embed_prompts(model, tokenizer, prompts, device: str = "cpu"):

@@ -9,11 +9,13 @@ import functools
 import logging
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
+import numpy as np
+
 from raypipe.detection.cache import Detection, DetectionCache
-from raypipe.detection.detections import CompactSubject, Keyframes, Subject
+from raypipe.detection.detections import CompactSubject, Keyframes, Subject, bounded
 from raypipe.detection.faces import WORK_SIDE, find_faces
 from raypipe.detection.saliency import detect_saliency
 from raypipe.media import ReadCounter, keyframes, load_image_sized
@@ -26,14 +28,14 @@ class SaliencyDetector:
     batch = 1
     side = 128  # the longer side of what it looks at (its maps' grid): a larger photo is decoded smaller
 
-    def detect(self, rgb):
+    def detect(self, rgb, prompts=()):  # no prompts: the most salient region is the subject
         return detect_saliency(rgb)
 
     @staticmethod
     def prepare(rgb):
         return rgb
 
-    def detect_prepared(self, images):
+    def detect_prepared(self, images, prompts=()):
         return [detect_saliency(rgb) for rgb in images]
 
 
@@ -54,7 +56,7 @@ def _resolve(kind, fallback, model, pretrained) -> tuple[str, str | None]:
     return kind, None
 
 
-def make_detector(cfg, prompts: tuple[str, ...]):
+def make_detector(cfg):
     """The configured detector, and why it is not the configured one when it fell back."""
     kind, missing = resolve_kind(cfg)
     if missing:  # fall back without importing torch
@@ -65,12 +67,46 @@ def make_detector(cfg, prompts: tuple[str, ...]):
     from raypipe.detection.clip import ClipDetector, WeightsUnavailable
 
     try:
-        return ClipDetector(cfg, prompts), None
+        return ClipDetector(cfg), None
     except WeightsUnavailable as e:
         if cfg.fallback != "saliency":
             raise
         log.warning("CLIP UNAVAILABLE, FALLING BACK TO SALIENCY: %s", e)
         return SaliencyDetector(), str(e)
+
+
+def still_side(cfg, detector_side: int) -> int:
+    """The side a still is decoded at: the most that the detector and the face finder look at."""
+    return max(detector_side, WORK_SIDE if cfg.faces else 0)
+
+
+def presumed_side(cfg) -> int:
+    """still_side, known before the model loads where the config says it (a CLIP model's input
+    size where `image_size` does not: 224, that of nearly every open_clip model)."""
+    if resolve_kind(cfg)[0] == "saliency":
+        return still_side(cfg, SaliencyDetector.side)
+    from raypipe.detection.clip import HEAT_SIDE  # no torch in it
+
+    return still_side(cfg, max(HEAT_SIDE, *(cfg.image_size or (224,))))
+
+
+@dataclass(frozen=True)
+class Look:
+    """A still as the detector takes it, made without the model: a batch makes its rows' looks
+    ahead on another core while the model loads and while it runs on the rows before."""
+
+    image: np.ndarray  # decoded and reduced to at most `side` a side
+    size: tuple[int, int]  # the still's upright (width, height) at full size
+    faces: tuple
+    side: int
+
+
+def look(cfg, uri: str, side: int, counter: ReadCounter | None = None) -> Look:
+    """Decoded no larger than needed (a 12-megapixel JPEG at a quarter of its size: 0.3 s saved
+    a photo), reduced to `side`, so that only that much is held, and its faces found."""
+    image, size = load_image_sized(uri, counter, side)
+    image = bounded(image, side)
+    return Look(image, size, find_faces(image) if cfg.faces else (), side)
 
 
 def clip_loads() -> int:
@@ -81,7 +117,7 @@ def clip_loads() -> int:
 def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                video_ranges: dict[str, tuple[tuple[float, float], ...]] | None = None,
                cache: DetectionCache | None = None, made: list | None = None,
-               on_source=None) -> tuple[dict, dict]:
+               on_source=None, looks: dict[str, Look] | None = None) -> tuple[dict, dict]:
     """Every source's subject with one detector (`made` holds the (detector, fallback reason)
     once one is made: a batch passes the same list to every call, so a model loads once):
     stills once, videos at `keyframe_rate`
@@ -91,7 +127,9 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
     memory stays flat however long a clip is. Sources in `cache` are read from it, and the
     detector (a model load) is made only if one is not. `on_source(uri, compacted)` hears each
     source as soon as it is done, in `sources`' order: the first detected on its own, without
-    waiting for a full batch, so that whoever waits for it can start."""
+    waiting for a full batch, so that whoever waits for it can start. `looks` holds stills
+    already looked at, which the cache was found not to hold; one made for another side is
+    made again."""
     t0 = time.perf_counter()
     loads_before = clip_loads()
     counter = ReadCounter()
@@ -103,7 +141,7 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
 
     def flush() -> None:
         nonlocal heard
-        subjects = made[0][0].detect_prepared([p for _, _, p, _, _ in pending]) if pending else []
+        subjects = made[0][0].detect_prepared([p for _, _, p, _, _ in pending], prompts) if pending else []
         for (uri, t, _, heads, full), subject in zip(pending, subjects):
             subject = replace(subject, faces=heads)
             if full is not None:  # found on a smaller copy of the still: in its own pixels
@@ -118,15 +156,16 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
             heard = True
         added.clear()
 
-    def add(uri, t, img, full=None) -> None:
-        pending.append((uri, t, made[0][0].prepare(img), find_faces(img) if cfg.faces else (), full))
+    def add(uri, t, img, faces, full=None) -> None:
+        pending.append((uri, t, made[0][0].prepare(img), faces, full))
         if len(pending) >= made[0][0].batch:
             flush()
 
     reused: list[Detection] = []
     detected = []
+    looks = looks or {}
     for uri in sources:
-        hit = cache.get(uri) if cache else None
+        hit = cache.get(uri) if cache and uri not in looks else None
         if hit is not None:
             found[uri] = hit.value
             reused.append(hit)
@@ -134,18 +173,19 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                 on_source(uri, hit.value)
             continue
         if not made:
-            made.append(make_detector(cfg, prompts))
+            made.append(make_detector(cfg))
         detected.append(uri)
         if video_ranges and uri in video_ranges:
             found[uri] = []
             for t, img in keyframes(uri, video_ranges[uri], cfg.keyframe_rate, counter):
-                add(uri, t, img)
+                add(uri, t, img, find_faces(img) if cfg.faces else ())
         else:
             found[uri] = None  # keeps the sources' order; filled when its batch runs
-            # Decoded no larger than the detector and the face finder look at (a 12-megapixel
-            # JPEG at a quarter of its size: 0.3 s saved a photo).
-            side = max(made[0][0].side, WORK_SIDE if cfg.faces else 0)
-            add(uri, None, *load_image_sized(uri, counter, side))
+            side = still_side(cfg, made[0][0].side)
+            seen = looks.get(uri)
+            if seen is None or seen.side != side:
+                seen = look(cfg, uri, side, counter)
+            add(uri, None, seen.image, seen.faces, seen.size)
         added.append(uri)
         if on_source and not heard:
             flush()
