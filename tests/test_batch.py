@@ -114,6 +114,11 @@ def test_the_checks_before_any_work_read_no_source_and_a_dry_run_reads_them_all(
     _, videos, failed, _ = checked(cfg, str(tmp_path / "run"), sources=False)
     assert [v.row.id for v in videos] == ["elm", "oak", "bad", "ash"] and not failed
     assert all(v.plan is None for v in videos)
+    # nor is a row's config held (~140 KB each) until the batch comes to the row, which makes it again
+    assert all(v.cfg is None for v in videos)
+    oak = videos[1].load()
+    assert oak.job.output == videos[1].output and [s.source for s in oak.job.segments] == [
+        str(table.parent / "b.png"), str(table.parent / "c.png")]
     _, videos, failed, _ = checked(cfg, str(tmp_path / "run"), sources=True)
     assert [r.id for r in failed] == ["bad"] and "missing.png" in failed[0].error
     assert [v.row.id for v in videos] == ["elm", "oak", "ash"] and all(v.plan is not None for v in videos)

@@ -277,6 +277,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         def _fail(video: Video, error: BaseException, moved: dict | None = None) -> None:
             entry = flying.pop(video.row.id, None)
             _release(entry.moved if entry else moved)
+            video.unload()
             _end(manifest, Record(video.row.id, video.row.number, "failed", None, error=_line(error)), on_progress,
                  cfg.batch.fail_fast, error)
             progress.video_done(f"{video.row.where}: failed: {_line(error)}")
@@ -320,6 +321,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
                     _fail(entry.video, e)
                     continue
                 frames += result["frames"]
+                entry.video.unload()
                 record = Record(entry.video.row.id, entry.video.row.number, "done", entry.video.output,
                                 result["frames"], round(time.perf_counter() - entry.started, 3))
                 _end(manifest, record, on_progress, False)
@@ -377,6 +379,7 @@ def _executor(cfg: DictConfig, todo: list[Video], slots: float | None, run_dir: 
         try:
             plan = plan_video(video, run_dir)
         except RaypipeError:  # the row's own failure is recorded when detection comes to it
+            video.unload()
             continue
         tasks = ordered_tasks(plan, frames_per_task(plan, video.cfg, slots))
         return choose(cfg, tasks * len(todo), plan, slots, None, cancel)

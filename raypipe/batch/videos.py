@@ -18,13 +18,35 @@ from raypipe.plan.validate import prepare
 from raypipe.storage import Storage
 
 
+@dataclass(frozen=True)
+class Template:
+    """What every row's config is made from: the batch's config and the rows file's folder."""
+
+    cfg: DictConfig
+    base: str
+
+
 @dataclass
 class Video:
+    """A row to render. Its config and plan are held only while the batch works on the row
+    (`load`, `unload`): a row's config is ~140 KB, and 10,000 rows of them 1.4 GB."""
+
     row: Row
-    cfg: DictConfig
-    plan: Plan | None  # None until its sources are checked (`plan_video`)
+    template: Template
     output: str  # where it is published, under the batch's root
     published: bool = False  # by an earlier run: its sources are not checked again
+    cfg: DictConfig | None = None
+    plan: Plan | None = None  # None until its sources are checked (`plan_video`)
+
+    def load(self) -> DictConfig:
+        """The row's config, made again as the checks before any work made it (they passed)."""
+        if self.cfg is None:
+            self.cfg = row_config(self.template.cfg, self.row, self.template.base)
+            self.cfg.job.output = self.output
+        return self.cfg
+
+    def unload(self) -> None:
+        self.cfg = self.plan = None
 
 
 def plan_video(video: Video, run_root: str) -> Plan:
@@ -32,7 +54,7 @@ def plan_video(video: Video, run_root: str) -> Plan:
     batch runs them for each row just before detecting it, so that rendering begins while
     later rows are still checked; errors name the row."""
     try:
-        video.plan, _ = prepare(video.cfg, run_root)
+        video.plan, _ = prepare(video.load(), run_root)
     except RaypipeError as e:
         raise _named(video.row, e) from None
     return video.plan
@@ -146,10 +168,12 @@ def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[st
                 where = f"job.segments[{i}].source" if i < len(cfg.job.segments) else "job.audio.path"
                 raise JobError(where, f"{uri} is outside batch.allowed_roots ({', '.join(allowed)})")
         if skip_published and Storage(os.path.dirname(output)).exists(os.path.basename(output)):
-            return Video(row, cfg, None, output, published=True)
+            return Video(row, Template(template, base), output, published=True)
     except RaypipeError as e:
         raise _named(row, e) from None
-    video = Video(row, cfg, None, output)
+    video = Video(row, Template(template, base), output, cfg=cfg)
     if sources:
         plan_video(video, run_root)
+    else:
+        video.unload()  # made again when the batch comes to the row
     return video
