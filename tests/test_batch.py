@@ -67,6 +67,7 @@ def test_a_batch_renders_every_good_row_and_records_the_bad_one(table, tmp_path)
     assert np.abs(first["elm"] - astronaut).mean() < np.abs(first["oak"] - astronaut).mean()
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["done"] == 3 and saved["failed"] == 1 and saved["frames"] == 36 and saved["videos_per_hour"] > 0
+    assert 0 < saved["detect_seconds"] < saved["seconds"] and saved["task_seconds"] > 0
     assert not list(root.rglob("*.tmp*")) and not list(root.rglob("segments"))
     # report.html: a line per row in the rows' order, each video linked (relative to the page), the bad row's error
     page = PageLines()
@@ -277,6 +278,7 @@ def test_bench_batch_measures_both_ways_and_its_figures_agree(tmp_path):
         assert r["wall_s"] > 0 and r["peak_rss_mb"] > 50 and r["sum_rss_mb"] >= r["peak_rss_mb"]
         assert 0.5 < r["cpu_s"] and 0 < r["cores_busy"] <= 1.05  # the tree's CPU, within what the cores give
     assert batch["rerun_s"] < batch["wall_s"] and one["speedup"] == round(separate["wall_s"] / batch["wall_s"], 2)
+    assert batch["detect_s"] > 0 and batch["overhead_beside_detection_per_video_s"] < batch["overhead_per_video_s"]
     assert not list(tmp_path.iterdir())  # nothing of the bench is left where it ran
 
 

@@ -125,3 +125,14 @@ def test_a_still_looked_at_ahead_is_detected_from_its_look_and_one_made_for_anot
     assert info["bytes_read"] == 0
     with pytest.raises(MediaError, match="astronaut.png"):  # a look for another side: the still is read again
         detect_all(settings, (uri,), ("a person",), looks={uri: look(settings, "sample:astronaut", 128)})
+
+
+def test_faces_are_found_from_many_threads_at_once_as_from_one():
+    """A batch looks at a row's photos side by side: each thread has its own cascades (one
+    CascadeClassifier run from two threads at once crashes the process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [load_image("sample:astronaut"), load_image("sample:camera"), load_image("sample:coffee")] * 4
+    alone = [find_faces(img) for img in images[:3]] * 4
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(find_faces, images)) == alone

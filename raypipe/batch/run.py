@@ -71,6 +71,9 @@ class BatchReport:
     executor: str
     ray_started: bool
     task_seconds: float  # the rendering work: every task's seconds, summed
+    # The detection work: each row's looks, the detector's calls and its model's load, summed
+    # (in a driver's threads; with detector actors, the seconds the driver waited on them).
+    detect_seconds: float
     retries: list  # tasks run again after their worker or node was lost: {"start", "frames", "attempt", "reason"}
     stages: dict
     records: list[Record] = field(default_factory=list)
@@ -174,6 +177,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
     detected: queue.Queue = queue.Queue(maxsize=2 * cfg.batch.max_videos_in_flight)
     heard: dict = {"detector": None, "clip_loads": 0}  # what each detection said: the report's
     frames, retries, work_s = 0, [], [0.0]
+    spent = {"looks": 0.0, "detect": 0.0}  # the detection work's seconds: each key is one thread's
     with ExitStack() as cleanup:
         slots = local_slots(cfg.ray) if embedded(cfg.ray) else None
         executor = cleanup.enter_context(_executor(cfg, todo, slots, run_dir, cancel) if todo else _Nothing())
@@ -197,15 +201,19 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         def warm() -> None:  # the model loads while the first rows are looked at
             if made or remote:
                 return
-            before = detector.clip_loads()
+            before, t = detector.clip_loads(), time.perf_counter()
             try:
                 made.append(detector.make_detector(settings))
             except RaypipeError:  # the first row that needs it fails with the reason, as it would have
                 return
+            finally:
+                spent["detect"] += time.perf_counter() - t
             heard["clip_loads"] += detector.clip_loads() - before
 
         def counted(*args):
+            t = time.perf_counter()
             compacted, info = detect(*args)
+            spent["detect"] += time.perf_counter() - t
             heard["detector"], heard["clip_loads"] = info["detector"], heard["clip_loads"] + info["clip_loads"]
             return compacted
 
@@ -214,7 +222,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         cleanup.callback(stop.set)  # before the pool's exit waits for the look and detection threads
         muxing = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="mux"))
         looked: queue.Queue = queue.Queue(maxsize=cfg.batch.max_videos_in_flight)
-        looking = pool.submit(_look_rows, todo, looked, settings, cancel, stop, run_dir, run_root)
+        looking = pool.submit(_look_rows, todo, looked, settings, cancel, stop, run_dir, run_root, spent)
         detection = pool.submit(_detect_rows, looked, detected, counted, warm, cancel, stop, remote,
                                 staged.stage if staged else None)
         progress = Progress(0, 0, quiet=quiet, videos=len(todo))  # frames added as each video is planned
@@ -351,7 +359,8 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         frames=frames, seconds=seconds, videos_per_hour=round(3600 * done / seconds, 1) if seconds else 0.0,
         detector=heard["detector"] or detector.resolve_kind(cfg.detector)[0],
         detector_loads=heard["clip_loads"],
-        executor=executor.name, ray_started=stats.ray_started, task_seconds=round(work_s[0], 3), retries=retries,
+        executor=executor.name, ray_started=stats.ray_started, task_seconds=round(work_s[0], 3),
+        detect_seconds=round(spent["looks"] + spent["detect"], 3), retries=retries,
         stages=stages, records=records)
     record = report.to_dict()
     write_record(lambda folder: {"report.json": json.dumps(record, indent=2).encode(),
@@ -479,25 +488,34 @@ _WARM = object()  # the look stage found a source that the cache does not hold: 
 
 
 def _look_rows(videos: list[Video], out: queue.Queue, settings, cancel: CancelToken, stop: threading.Event,
-               run_dir: str, run_root: str) -> None:
+               run_dir: str, run_root: str, spent: dict) -> None:
     """The rows in order, each made ready for the detector without it: planned (the checks that
     read its sources), its cache keys looked up once (the detections' here, its chunks' when it
     is admitted) and, given the detector's `settings` (None: the detector's actors decode for
     themselves), its stills that the cache does not hold and no row before showed decoded and
-    their faces found. This runs on its own core while the model loads (it says when to load
+    their faces found, on every core. This runs while the model loads (it says when to load
     it, on the first source that misses the cache) and while it detects the rows before; `out`
     holds a few rows, so the looks held stay few. Each row comes out as (video, its cache
-    look-up or its error, its looks)."""
+    look-up or its error, its looks); `spent["looks"]` sums the looks' seconds."""
     side = detector.presumed_side(settings) if settings is not None else 0
     seen: OrderedDict[str, None] = OrderedDict()  # the source ids looked at (or cached), most recent last
     warned = settings is None
+
+    def look(uri: str) -> tuple[detector.Look, float]:
+        t = time.perf_counter()
+        return detector.look(settings, uri, side), time.perf_counter() - t
+
+    # A row's stills side by side (the Haar passes let go of the GIL): where the renderers
+    # wait, above all when the video is small and its photos' faces cost more than its frames,
+    # every core looks.
+    workers = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="look")
     try:
         for video in videos:
             cancel.check()
             try:
                 plan = video.plan or plan_video(video, run_dir)
                 reuse = Reuse.look_up(video.cfg, plan, Storage(f"{run_root.rstrip('/')}/videos/{video.row.id}"))
-                looks = {}
+                stills = []
                 for uri in plan.sources if settings is not None else ():
                     sid = source_id(uri)
                     if sid in seen:
@@ -507,10 +525,14 @@ def _look_rows(videos: list[Video], out: queue.Queue, settings, cancel: CancelTo
                             _put(out, _WARM, cancel, stop)
                             warned = True
                         if uri not in plan.video_ranges():  # a video's keyframes: decoded as it is detected
-                            looks[uri] = detector.look(settings, uri, side)
+                            stills.append(uri)
                     seen[sid] = None
                     if len(seen) > KNOWN_SOURCES:
                         seen.popitem(last=False)
+                looks = {}
+                for uri, (seen_as, seconds) in zip(stills, workers.map(look, stills)):
+                    looks[uri] = seen_as
+                    spent["looks"] += seconds
             except RaypipeError as e:
                 _put(out, (video, e, {}), cancel, stop)
                 continue
@@ -518,6 +540,7 @@ def _look_rows(videos: list[Video], out: queue.Queue, settings, cancel: CancelTo
     except _Stop:
         return
     finally:  # the detection stage takes rows until it sees this, or until the batch stops
+        workers.shutdown()
         while not stop.is_set() and cancel.reason is None:
             try:
                 out.put(_END, timeout=0.2)

@@ -12,7 +12,7 @@ their scores on 17 photographs without a cat reached those of the hits.
 """
 from __future__ import annotations
 
-import functools
+import threading
 
 import cv2
 import numpy as np
@@ -23,10 +23,16 @@ WORK_SIDE = 640  # the cascades run on a copy at most this many pixels a side
 HEAD = {"top": 0.6, "bottom": 0.3, "sides": 0.25}
 
 
-@functools.lru_cache(maxsize=1)
+_LOADED = threading.local()
+
+
 def _cascades() -> tuple:
-    return tuple(cv2.CascadeClassifier(cv2.data.haarcascades + name)
-                 for name in ("haarcascade_frontalface_alt2.xml", "haarcascade_profileface.xml"))
+    """This thread's cascades: one CascadeClassifier run from two threads at once crashes the
+    process (its detectMultiScale keeps working buffers in the object)."""
+    if not hasattr(_LOADED, "cascades"):
+        _LOADED.cascades = tuple(cv2.CascadeClassifier(cv2.data.haarcascades + name)
+                                 for name in ("haarcascade_frontalface_alt2.xml", "haarcascade_profileface.xml"))
+    return _LOADED.cascades
 
 
 def _intersection(a, b) -> float:
