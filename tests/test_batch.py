@@ -1,5 +1,6 @@
 """Many videos in one run: a template and a table of rows, bad rows among them."""
 import json
+import os
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -67,7 +68,8 @@ def test_a_batch_renders_every_good_row_and_records_the_bad_one(table, tmp_path)
     assert np.abs(first["elm"] - astronaut).mean() < np.abs(first["oak"] - astronaut).mean()
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["done"] == 3 and saved["failed"] == 1 and saved["frames"] == 36 and saved["videos_per_hour"] > 0
-    assert 0 < saved["detect_seconds"] < saved["seconds"] and saved["task_seconds"] > 0
+    # work summed over the threads that did it: the look threads (one a core) and the detection thread
+    assert 0 < saved["detect_seconds"] < saved["seconds"] * ((os.cpu_count() or 1) + 1) and saved["task_seconds"] > 0
     assert not list(root.rglob("*.tmp*")) and not list(root.rglob("segments"))
     # report.html: a line per row in the rows' order, each video linked (relative to the page), the bad row's error
     page = PageLines()
