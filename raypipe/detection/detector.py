@@ -93,7 +93,7 @@ def presumed_side(cfg) -> int:
 @dataclass(frozen=True)
 class Look:
     """A still as the detector takes it, made without the model: a batch makes its rows' looks
-    ahead on another core while the model loads and while it runs on the rows before."""
+    ahead, beside the model (while it loads, and while it runs on the rows before)."""
 
     image: np.ndarray  # decoded and reduced to at most `side` a side
     size: tuple[int, int]  # the still's upright (width, height) at full size
