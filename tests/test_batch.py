@@ -280,7 +280,7 @@ def test_bench_batch_measures_both_ways_and_its_figures_agree(tmp_path):
         assert r["wall_s"] > 0 and r["peak_rss_mb"] > 50 and r["sum_rss_mb"] >= r["peak_rss_mb"]
         assert 0.5 < r["cpu_s"] and 0 < r["cores_busy"] <= 1.05  # the tree's CPU, within what the cores give
     assert batch["rerun_s"] < batch["wall_s"] and one["speedup"] == round(separate["wall_s"] / batch["wall_s"], 2)
-    assert batch["detect_s"] > 0 and batch["overhead_beside_detection_per_video_s"] < batch["overhead_per_video_s"]
+    assert batch["detect_s"] > 0
     assert not list(tmp_path.iterdir())  # nothing of the bench is left where it ran
 
 
