@@ -591,8 +591,9 @@ def _detect_rows(looked: queue.Queue, out: queue.Queue, detect, warm, cancel: Ca
             if group and group[0][0].cfg.job.prompts != video.cfg.job.prompts:
                 flush()  # a pass has one set of prompts
             group.append(item)
-            new = {_key(u, v) for v, _, _ in group for u in v.plan.sources} - known.keys()
-            if not shared_passes or len(new) >= video.cfg.detector.batch_size or out.empty():
+            if not shared_passes or out.empty() or len(  # source_id is a round trip per object on S3
+                    {_key(u, v) for v, _, _ in group for u in v.plan.sources} - known.keys()) >= \
+                    video.cfg.detector.batch_size:
                 flush()
         if group:
             flush()
