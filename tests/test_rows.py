@@ -1,0 +1,71 @@
+"""A row of a table made into its video's config: its text stays text, and a row made from
+an earlier row of its shape is the config a merge would make."""
+import pytest
+from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
+
+from raypipe.api import compose
+from raypipe.batch import videos
+from raypipe.batch.rows import Row
+from raypipe.batch.videos import _Typed, row_config
+from raypipe.errors import JobError
+
+pytestmark = pytest.mark.unit
+
+
+def listing_row(number, **fields):
+    return Row(number, str(number), {"address": "1 Elm St", "price": "$1", "photos": "a.png|b.png", **fields},
+               fields.pop("job", None), csv=True)
+
+
+@pytest.fixture(scope="module")
+def template():
+    return compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency"])
+
+
+def test_a_rows_text_is_text_never_an_interpolation_resolved_on_the_driver(template, monkeypatch):
+    monkeypatch.setenv("RAYPIPE_SECRET", "hunter2")
+    row = Row(1, "evil", {"address": "${oc.env:RAYPIPE_SECRET}", "price": r"C:\${x}", "photos": "a.png"}, None,
+              csv=True)
+    assert row_config(template, row, "/photos").job.segments[0].caption.text == r"${oc.env:RAYPIPE_SECRET} · C:\${x}"
+    # nor in a row's own job
+    row = Row(2, "own", {"address": "x", "price": "y", "photos": "a.png"}, {"segments": [{"source": "b.png", "caption": {"text": "${oc.env:RAYPIPE_SECRET}"}}]},
+              csv=False)
+    cfg = row_config(template, row, "/photos")
+    assert [(s.source, s.caption.text) for s in cfg.job.segments] == [("/photos/b.png", "${oc.env:RAYPIPE_SECRET}")]
+    assert "hunter2" not in OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True))
+
+
+def test_rows_of_one_shape_are_made_as_a_merge_makes_them(template, monkeypatch):
+    rows = [listing_row(1), listing_row(2, address="2 Oak Ln", price=7, photos="c.png|sample:coffee"),
+            listing_row(3, address="3 Ash Ct")]
+    made = [row_config(template, row, "/photos") for row in rows]
+    monkeypatch.setattr(videos, "_typed", _Typed(shapes=0))  # remembers no shape: every node merged
+    for row, cfg in zip(rows, made):
+        assert OmegaConf.to_yaml(cfg) == OmegaConf.to_yaml(row_config(template, row, "/photos"))
+    assert [s.source for s in made[1].job.segments] == ["/photos/c.png", "sample:coffee"]
+    assert made[1].job.segments[0].caption.text == "2 Oak Ln · 7"
+    assert made[0].job.segments[0].caption.text == "1 Elm St · $1"  # rows never share a node
+    assert made[0].job.segments[0] is not made[2].job.segments[0]
+
+
+def test_a_value_assigned_into_a_row_of_a_known_shape_is_converted_and_refused_as_a_merge_would():
+    typed = _Typed()
+    good = {"render": {"width": 640, "fps": "30"}, "job": {"segments": [{"source": "a.png", "duration": 1.0}]}}
+    typed(good)  # the shape is known from here on
+    converted = typed({"render": {"width": "320", "fps": "25"}, "job": {"segments": [{"source": "b", "duration": 2}]}})
+    assert (converted.render.width, converted.job.segments[0].duration) == (320, 2.0)
+    assert OmegaConf.to_yaml(converted) == OmegaConf.to_yaml(_Typed(shapes=0)(
+        {"render": {"width": "320", "fps": "25"}, "job": {"segments": [{"source": "b", "duration": 2}]}}))
+    bad = {"render": {"width": 640, "fps": "30"}, "job": {"segments": [{"source": "a.png", "duration": "long"}]}}
+    errors = []
+    for make in (typed, _Typed(shapes=0)):
+        with pytest.raises(ValidationError) as e:
+            make(bad)
+        errors.append((e.value.full_key, str(e.value).splitlines()[0]))
+    assert errors[0] == errors[1] and "long" in errors[0][1]
+
+
+def test_a_row_that_is_not_a_plain_value_is_refused_naming_the_row_and_field(template):
+    with pytest.raises(JobError, match=r"row 1.address: must be a plain value"):
+        row_config(template, listing_row(1, address={"street": "x"}), "/photos")
