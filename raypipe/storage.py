@@ -203,11 +203,12 @@ class Storage:
         with fs.open_input_stream(path) as f:
             return f.read()
 
-    def files(self, rel: str = "") -> list[tuple[str, int, float]]:
-        """Every file under `rel`, recursively: (path relative to the root, bytes, mtime)."""
+    def files(self, rel: str = "", recursive: bool = True) -> list[tuple[str, int, float]]:
+        """Every file under `rel` (in it alone, not `recursive`): (path relative to the root,
+        bytes, mtime)."""
         fs, path = self._locate(rel)
         base = _root(self.root)[1]
-        infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), recursive=True, allow_not_found=True))
+        infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), recursive=recursive, allow_not_found=True))
         return [(i.path[len(base) + 1:], i.size, i.mtime.timestamp() if i.mtime else 0.0)
                 for i in infos if i.type == pafs.FileType.File]
 

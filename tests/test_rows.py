@@ -69,3 +69,24 @@ def test_a_value_assigned_into_a_row_of_a_known_shape_is_converted_and_refused_a
 def test_a_row_that_is_not_a_plain_value_is_refused_naming_the_row_and_field(template):
     with pytest.raises(JobError, match=r"row 1.address: must be a plain value"):
         row_config(template, listing_row(1, address={"street": "x"}), "/photos")
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_what_an_earlier_run_published_is_found_with_a_listing_per_folder_not_a_request_per_row(
+        where, tmp_path, monkeypatch, request):
+    from raypipe.storage import Storage
+
+    root = str(tmp_path) if where == "local" else "s3://renders/published"
+    for name in ("a.mp4", "b.mp4.tmp-1a2b", "sub/c.mp4"):
+        if where == "local":
+            (tmp_path / name).parent.mkdir(exist_ok=True)
+            (tmp_path / name).write_bytes(b"x")
+        else:
+            request.getfixturevalue("s3")[1].put_object(Bucket="renders", Key=f"published/{name}", Body=b"x")
+    listed = []
+    files = Storage.files
+    monkeypatch.setattr(Storage, "files", lambda self, *a, **k: listed.append(self.root) or files(self, *a, **k))
+    published = videos.Published()
+    found = {name: published(f"{root}/{name}") for name in ("a.mp4", "b.mp4", "c.mp4", "sub/c.mp4", "d.mp4")}
+    assert found == {"a.mp4": True, "b.mp4": False, "c.mp4": False, "sub/c.mp4": True, "d.mp4": False}
+    assert listed == [root, f"{root}/sub"]

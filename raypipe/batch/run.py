@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from omegaconf import DictConfig, OmegaConf
 
 from raypipe.batch.rows import Row, read_rows
-from raypipe.batch.videos import Video, check, default_root, plan_video
+from raypipe.batch.videos import Published, Video, check, default_root, plan_video
 from raypipe.config import cache_root
 from raypipe.detection import detector
 from raypipe.detection.cache import DetectionCache, source_id
@@ -132,9 +132,10 @@ def checked(cfg: DictConfig, run_dir: str, skip_published: bool = True,
     base = os.path.dirname(os.path.abspath(b.rows)) if "://" not in b.rows else ""
     allowed = list(b.allowed_roots) if b.allowed_roots is not None else [base or b.rows.rsplit("/", 1)[0]]
     videos, failed, outputs = [], [], {}
+    published = Published() if skip_published else None
     for row in rows:
         try:
-            video = check(cfg, row, root, base, allowed, run_dir, skip_published, sources)
+            video = check(cfg, row, root, base, allowed, run_dir, published, sources)
         except RaypipeError as e:
             failed.append(Record(row.id, row.number, "failed", None, error=str(e)))
             continue

@@ -229,22 +229,37 @@ def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
     return cfg
 
 
+class Published:
+    """Whether an earlier run published an output: each folder of outputs is listed once (on
+    S3 a request per 1,000 names), not asked about for each row (a request per row)."""
+
+    def __init__(self):
+        self._names: dict[str, set[str]] = {}
+
+    def __call__(self, output: str) -> bool:
+        folder, name = os.path.split(output)
+        if folder not in self._names:
+            self._names[folder] = {path.rsplit("/", 1)[-1] for path, _, _ in Storage(folder).files(recursive=False)}
+        return name in self._names[folder]
+
+
 def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[str], run_root: str,
-          skip_published: bool = True, sources: bool = True) -> Video:
+          published: Published | None = None, sources: bool = True) -> Video:
     """Every check a render makes, for one row (`sources=False`: all but those that read its
     sources, left to `plan_video`); errors name the row. A row whose video an earlier run
-    published is only named and placed (a rerun decodes none of its sources)."""
+    published is only named and placed: a rerun makes none of its configs and reads none of
+    its sources."""
     try:
-        cfg = row_config(template, row, base)
         output = output_of(str(template.batch.output), row, root)
+        if published is not None and published(output):
+            return Video(row, Template(template, base), output, published=True)
+        cfg = row_config(template, row, base)
         cfg.job.output = output
         uris = [s.source for s in cfg.job.segments] + ([cfg.job.audio.path] if cfg.job.audio.path else [])
         for i, uri in enumerate(uris):
             if not _allowed(uri, allowed):
                 where = f"job.segments[{i}].source" if i < len(cfg.job.segments) else "job.audio.path"
                 raise JobError(where, f"{uri} is outside batch.allowed_roots ({', '.join(allowed)})")
-        if skip_published and Storage(os.path.dirname(output)).exists(os.path.basename(output)):
-            return Video(row, Template(template, base), output, published=True)
     except RaypipeError as e:
         raise _named(row, e) from None
     video = Video(row, Template(template, base), output, cfg=cfg)
