@@ -312,3 +312,18 @@ def test_on_ray_with_storage_rows_read_their_local_photos_from_staged_copies_tha
     kept = store / "listing" / "run"  # the run's place in storage: its record, no staged file
     assert json.loads((kept / "report.json").read_text())["done"] == 3 and (kept / "report.html").exists()
     assert not (kept / "inputs").exists() and not list(kept.rglob("*.png"))
+
+
+@pytest.mark.timeout(120)
+def test_a_detection_thread_that_dies_ends_the_batch_with_its_error_not_a_hang(table, tmp_path, monkeypatch):
+    """A fault that is not a row's (a bug, a lost service) kills the detection thread while the
+    look thread waits to hand it the next row: the batch ends with that error."""
+    from raypipe.detection import detector
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the detector broke")
+
+    monkeypatch.setattr(detector, "detect_all", broken)
+    with pytest.raises(RuntimeError, match="the detector broke"):
+        raypipe.render_batch("listing", table, [*SMALL, "batch.max_videos_in_flight=1", f"batch.root={tmp_path}/o"],
+                             run_dir=tmp_path / "run")

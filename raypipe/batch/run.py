@@ -341,8 +341,10 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
             while _Feed().more or flying:
                 retries += run_tasks(executor, _Feed(), on_done, progress, cancel, on_error=on_error).retries
                 _collect(wait=not _Feed().more)
-            looking.result()  # a look or detection thread that died says why
+            # A detection thread that died says why first: the look thread may be blocked on
+            # the queue that it no longer takes from, until the batch's end stops it.
             detection.result()
+            looking.result()
             stages["render"] = round(time.perf_counter() - t1, 3)
         finally:
             progress.close()
