@@ -223,8 +223,9 @@ class BatchCfg:
     fail_fast: bool = False
     # Videos whose tasks are in flight at once: memory stays flat whatever the batch's size.
     max_videos_in_flight: int = 4
-    # With detector.num_gpus > 0: the detector actors (one per GPU to use), each loading the
-    # model once for the whole batch; the sources of each group of rows are dealt out among them.
+    # On a cluster (ray.address), or with detector.num_gpus > 0: the detector's actors (one per
+    # GPU to use; on CPUs, enough for detection to keep up with the renderers), each loading the model
+    # once for the whole batch; the sources of each group of rows are dealt out among them.
     detector_actors: int = 1
     each: EachCfg = field(default_factory=EachCfg)
 

@@ -68,6 +68,7 @@ def test_a_batch_renders_every_good_row_and_records_the_bad_one(table, tmp_path)
     assert np.abs(first["elm"] - astronaut).mean() < np.abs(first["oak"] - astronaut).mean()
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["done"] == 3 and saved["failed"] == 1 and saved["frames"] == 36 and saved["videos_per_hour"] > 0
+    assert saved["detector_actors"] == 0  # one machine: the driver detects
     # work summed over the threads that did it: the look threads (one a core) and the detection thread
     assert 0 < saved["detect_seconds"] < saved["seconds"] * ((os.cpu_count() or 1) + 1) and saved["task_seconds"] > 0
     assert not list(root.rglob("*.tmp*")) and not list(root.rglob("segments"))

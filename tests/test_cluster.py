@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from ray.cluster_utils import Cluster
 
-from conftest import CREDENTIALS, ROOT, bucket_keys, free_port, read_report, run_cli
+from conftest import CREDENTIALS, ROOT, bucket_keys, free_port, overrides, read_report, run_cli
 from raypipe import media
 from raypipe.media import load_image
+from raypipe.media.images import SAMPLES
 from test_render import FIXTURE_FRAMES
 
 pytestmark = pytest.mark.cluster
@@ -340,29 +341,41 @@ def test_nodes_in_separate_network_namespaces_render_over_the_network(networked_
     assert intruder.returncode != 0 and "auth" in err.lower(), err[-2000:]
 
 
-def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batch(s3, tmp_path):
+@pytest.mark.parametrize("lost_node", ["a renderer's", "the detector's"])
+def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batch(lost_node, s3, tiny_clip, tmp_path):
     """Rows in S3, videos and the cache in S3, a cluster of a CPU-less head and three workers;
-    one worker is removed once the first video is out: every video is still published, and the
-    lost node's tasks ran again."""
+    the batch detects in an actor on a worker node (CLIP's tiny checkpoint: the driver never
+    loads a model) and renders on the others. Once the first video is out, a worker node is
+    removed, one mid-task or the detector's: every video is still published, the lost node's
+    tasks ran again, and a lost detector was made again and loaded its model again."""
     env, client = s3
     log = tmp_path / "batch.err"
+    detector_lost = lost_node == "the detector's"
+    prefix = "batch-detector-lost" if detector_lost else "batch"  # the bucket outlives each test
+    # Losing the detector costs something only while rows are still to be detected: then each
+    # row shows a photo that no row before it did (a shared photo is detected once).
+    photos = [[SAMPLES[(i + k) % 8] if detector_lost else ("astronaut", "coffee", "chelsea")[k] for k in range(3)]
+              for i in range(6)]
     rows = "id,address,price,photos\n" + "".join(
-        f"h{i},{i} Elm St,${i},sample:astronaut|sample:coffee|sample:chelsea\n" for i in range(6))
-    client.put_object(Bucket="renders", Key="batch/rows.csv", Body=rows.encode())
+        f"h{i},{i} Elm St,${i},{'|'.join('sample:' + p for p in photos[i])}\n" for i in range(6))
+    client.put_object(Bucket="renders", Key=f"{prefix}/rows.csv", Body=rows.encode())
     with ray_cluster(3) as (c, nodes):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "raypipe", "batch", "+job=listing", "batch.rows=s3://renders/batch/rows.csv",
-             "batch.root=s3://renders/batch/out", "storage.root=s3://renders/batch/store", f"ray.address={c.address}",
-             "detector=saliency", "render.width=160", "render.height=90", "render.fps=24", "batch.each.duration=2.0",
-             "batch.max_videos_in_flight=2", f"hydra.run.dir={tmp_path / 'run'}"],
+            [sys.executable, "-m", "raypipe", "batch", "+job=listing", f"batch.rows=s3://renders/{prefix}/rows.csv",
+             f"batch.root=s3://renders/{prefix}/out", f"storage.root=s3://renders/{prefix}/store",
+             f"ray.address={c.address}",
+             "detector=clip", "detector.fallback=null", *overrides(tiny_clip), "render.width=160",
+             "render.height=90", "render.fps=24", "batch.each.duration=2.0",
+             # one video in flight: rows are still to be detected when the first is out
+             f"batch.max_videos_in_flight={1 if detector_lost else 2}", f"hydra.run.dir={tmp_path / 'run'}"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
         ready, _, _ = select.select([proc.stdout], [], [], 240)
         first = proc.stdout.readline() if ready else ""  # the first published video's URI
-        if not first.startswith("s3://renders/batch/out/videos/"):
+        if not first.startswith(f"s3://renders/{prefix}/out/videos/"):
             proc.kill()
             pytest.fail(f"no video out: {log.read_text()[-3000:]}")
-        lost = busy_node(nodes)
-        c.remove_node(lost)  # its raylet, its worker mid-task and its object store die with it
+        lost = busy_node(nodes, "ray::DetectorActor" if detector_lost else "ray::render_task")
+        c.remove_node(lost)  # its raylet, its workers (mid-task) and its object store die with it
         try:
             proc.communicate(timeout=300)
         except subprocess.TimeoutExpired:
@@ -370,27 +383,30 @@ def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batc
             pytest.fail(f"the batch did not end: {log.read_text()[-3000:]}")
     assert proc.returncode == 0, log.read_text()[-3000:]
     report = read_report(tmp_path / "run")
-    assert (report["done"], report["failed"], report["executor"]) == (6, 0, "ray")
-    assert sorted(bucket_keys(client, "batch/out/videos/")) == [f"batch/out/videos/h{i}.mp4" for i in range(6)]
-    manifest = client.get_object(Bucket="renders", Key="batch/out/manifest.jsonl")["Body"].read().decode()
+    assert (report["done"], report["failed"], report["executor"], report["detector_actors"]) == (6, 0, "ray", 1)
+    assert sorted(bucket_keys(client, f"{prefix}/out/videos/")) == [f"{prefix}/out/videos/h{i}.mp4" for i in range(6)]
+    manifest = client.get_object(Bucket="renders", Key=f"{prefix}/out/manifest.jsonl")["Body"].read().decode()
     assert sorted(line.split('"id": "')[1].split('"')[0] for line in manifest.splitlines()) == [f"h{i}" for i in range(6)]
     assert '"failed"' not in manifest
     for i in range(6):
-        video = fetch(client, f"batch/out/videos/h{i}.mp4", tmp_path / f"h{i}.mp4")
+        video = fetch(client, f"{prefix}/out/videos/h{i}.mp4", tmp_path / f"h{i}.mp4")
         assert media.count_frames(video) == 144  # three 2 s photos at 24 fps
-    # The node was lost mid-task: its task ran again, elsewhere.
-    assert report["retries"] and all(r["attempt"] >= 2 for r in report["retries"]), report["retries"]
+    if detector_lost:  # made again on a node that was left, which loaded the model again
+        assert report["detector_loads"] == 2
+    else:  # the node was lost mid-task: its task ran again, elsewhere
+        assert report["detector_loads"] == 1
+        assert report["retries"] and all(r["attempt"] >= 2 for r in report["retries"]), report["retries"]
 
 
-def busy_node(nodes, timeout: float = 60):
-    """A worker node that is running a render task now: the parent of a worker process titled
-    ray::render_task is its node's raylet."""
+def busy_node(nodes, title: str = "ray::render_task", timeout: float = 60):
+    """A worker node with a worker titled `title` now (a render task running, or an actor):
+    the parent of that worker process is its node's raylet."""
     raylets = {n.all_processes["raylet"][0].process.pid: n for n in nodes}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for entry in filter(str.isdigit, os.listdir("/proc")):
             try:
-                if not Path(f"/proc/{entry}/cmdline").read_bytes().startswith(b"ray::render_task"):
+                if not Path(f"/proc/{entry}/cmdline").read_bytes().startswith(title.encode()):
                     continue
                 parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
@@ -398,4 +414,4 @@ def busy_node(nodes, timeout: float = 60):
             if parent in raylets:
                 return raylets[parent]
         time.sleep(0.005)
-    pytest.fail("no worker node ran a render task")
+    pytest.fail(f"no worker node has a {title}")

@@ -68,6 +68,7 @@ class BatchReport:
     videos_per_hour: float
     detector: str  # what ran, or (every source from the cache) what would have
     detector_loads: int
+    detector_actors: int  # the detector's Ray actors; 0: the driver detected
     executor: str
     ray_started: bool
     task_seconds: float  # the rendering work: every task's seconds, summed
@@ -187,16 +188,26 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         if todo and cfg.storage.root and executor.name != "threads":  # nodes that do not share this disk
             staged = _Staged(Storage(run_root))
             cleanup.callback(staged.store.delete_dir, "inputs")  # what rows detected ahead of a stop staged
-        remote = bool(todo and cfg.detector.num_gpus)  # actors on GPU nodes for the whole batch: Ray first
+        # The detector's actors for the whole batch: on GPU nodes where it asks for them, and on a
+        # cluster's nodes (the driver, on a head of a few cores, would cap a cluster's batch at
+        # its own looks and forward passes). On one machine the driver's threads detect: they
+        # share the renderers' cores either way, and an actor costs its start.
+        remote = bool(todo and (cfg.detector.num_gpus or (executor.name == "ray" and executor.nodes > 1)))
         settings = None if remote else OmegaConf.to_object(cfg.detector)
         made: list = []  # here: the one detector, once a source misses the cache
         if remote:
             in_actors = cleanup.enter_context(executor.detector(cfg.detector, cfg.batch.detector_actors))
 
-            def detect(sources, prompts, ranges, cache, looks):  # no looks: the actors decode their own
-                return in_actors(sources, prompts, ranges, cache)
+            def detect(sources, prompts, ranges, cache, looks, moved):
+                # No looks: the actors decode their own, from where every node reads them.
+                there = {u: moved.get(u, u) for u in sources}
+                if cache is not None:
+                    cache = DetectionCache(cache.root, {there.get(u, u): k for u, k in cache.keys.items()})
+                found, info = in_actors(tuple(there.values()), prompts, {there[u]: r for u, r in ranges.items()},
+                                        cache)
+                return {u: found[there[u]] for u in sources}, info
         else:
-            def detect(sources, prompts, ranges, cache, looks):
+            def detect(sources, prompts, ranges, cache, looks, moved):  # the driver reads the files themselves
                 return detector.detect_all(settings, sources, prompts, ranges, cache, made, looks=looks)
 
         def warm() -> None:  # the model loads while the first rows are looked at
@@ -361,7 +372,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         failed=sum(r.status == "failed" for r in records), skipped=sum(r.status == "skipped" for r in records),
         frames=frames, seconds=seconds, videos_per_hour=round(3600 * done / seconds, 1) if seconds else 0.0,
         detector=heard["detector"] or detector.resolve_kind(cfg.detector)[0],
-        detector_loads=heard["clip_loads"],
+        detector_loads=heard["clip_loads"], detector_actors=cfg.batch.detector_actors if remote else 0,
         executor=executor.name, ray_started=stats.ray_started, task_seconds=round(work_s[0], 3),
         detect_seconds=round(spent["looks"] + spent["detect"], 3), retries=retries,
         stages=stages, records=records)
@@ -561,21 +572,22 @@ def _detect_rows(looked: queue.Queue, out: queue.Queue, detect, warm, cancel: Ca
     rendering has rows to go on with: a row is detected on its own whenever the renderers wait
     for one (at the start above all). On a CPU an image costs the same in a pass of 1 as of 16
     (ViT-B-16: 650 ms), so each row is detected on its own. Detection blocks once `out` is full,
-    so the rows it holds detected ahead stay few. `stage(plan)` copies a detected row's local
-    files to where Ray's nodes read them, while the renderers work on the rows before it; `warm()`
+    so the rows it holds detected ahead stay few. `stage(plan)` copies a row's local files to
+    where Ray's nodes read them (the detector's actors, then the row's tasks), while the
+    renderers work on the rows before it; `warm()`
     makes the detector when the look stage says that one will be needed. Each row comes out as
     (video, its Detections or its error, its cache look-up, its staged files)."""
     known: OrderedDict[tuple, tuple] = OrderedDict()  # (source id, prompts) -> compacted detection
     group: list[tuple] = []  # (video, its cache look-up, its looks)
 
     def flush() -> None:
-        for video, found, reuse in _detect_group(group, known, detect):
-            moved = {}
-            if stage is not None and not isinstance(found, BaseException):
-                try:
-                    moved = stage(video.plan)
-                except RaypipeError as e:
-                    found = e
+        staged = []
+        for video, reuse, looks in group:  # before detection: actors on other nodes read the copies
+            try:
+                staged.append((video, reuse, looks, stage(video.plan) if stage is not None else {}))
+            except RaypipeError as e:
+                _put(out, (video, e, None, {}), cancel, stop)
+        for video, found, reuse, moved in _detect_group(staged, known, detect) if staged else ():
             _put(out, (video, found, reuse, moved), cancel, stop)
         group.clear()
         while len(known) > KNOWN_SOURCES:
@@ -610,12 +622,13 @@ def _key(uri: str, video: Video) -> tuple:
 
 
 def _detect_group(group: list[tuple], known: dict, detect):
-    """`detect(sources, prompts, video_ranges, cache, looks)`: the batch's one detector, here or
-    in its actors, on the group's (video, cache look-up, looks), which share their prompts."""
+    """`detect(sources, prompts, video_ranges, cache, looks, staged)`: the batch's one detector,
+    here or in its actors, on the group's (video, cache look-up, looks, staged files), which
+    share their prompts. Yields (video, its Detections or its error, cache look-up, staged)."""
     cfg = group[0][0].cfg
-    ids = {u: _key(u, v) for v, _, _ in group for u in v.plan.sources}
+    ids = {u: _key(u, v) for v, *_ in group for u in v.plan.sources}
     first = {}
-    for v, reuse, looks in group:
+    for v, reuse, looks, _ in group:
         for u in v.plan.sources:
             first.setdefault(ids[u], (u, v, reuse, looks))
     fresh = [(u, v, reuse, looks) for i, (u, v, reuse, looks) in first.items() if i not in known]
@@ -630,22 +643,23 @@ def _detect_group(group: list[tuple], known: dict, detect):
                     keys[u], root = found.keys[u], found.root
             cache = DetectionCache(root, keys) if keys else None
             looks = {u: looks[u] for u, _, _, looks in fresh if u in looks}
-            compacted = detect(tuple(u for u, _, _, _ in fresh), tuple(cfg.job.prompts), ranges, cache, looks)
+            staged = {path: uri for *_, moved in group for path, uri in moved.items()}
+            compacted = detect(tuple(u for u, _, _, _ in fresh), tuple(cfg.job.prompts), ranges, cache, looks, staged)
             for u, _, _, _ in fresh:
                 known[ids[u]] = compacted[u]
         except RaypipeError as e:
             if len(group) == 1:
-                yield group[0][0], e, None
+                yield group[0][0], e, None, group[0][3]
                 return
             for item in group:  # find the row whose source failed; the others go on
                 yield from _detect_group([item], known, detect)
             return
-    for v, reuse, _ in group:
+    for v, reuse, _, moved in group:
         try:
             subjects = detector.expand({u: known[ids[u]] for u in v.plan.sources})
             detections = Detections.pack(subjects, smoothing=v.cfg.detector.track_smoothing)
             check_captions(v.plan, detections)
         except RaypipeError as e:
-            yield v, e, None
+            yield v, e, None, moved
             continue
-        yield v, detections, reuse
+        yield v, detections, reuse, moved

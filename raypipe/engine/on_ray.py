@@ -104,6 +104,12 @@ class RayExecutor(Executor):
         self.start()
         return ray.cluster_resources().get("CPU", 1.0) / self.rc.segment_cpus
 
+    @property
+    def nodes(self) -> int:
+        """The nodes of the Ray it runs on that are alive (1: this machine alone)."""
+        self.start()
+        return sum(1 for n in ray.nodes() if n["Alive"])
+
     def _ref(self, detections):
         """The object store's one copy of these detections (a Future: once it has them)."""
         detections = ready(detections, own=False)
@@ -211,13 +217,19 @@ class RayExecutor(Executor):
         GPU where the detector asks for one, for as many calls as the caller makes (a batch's
         rows): each actor loads the model once."""
         self.start()
-        make = ray.remote(detector.DetectorActor).options(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus)
+        # An actor lost with its node is made again elsewhere and its calls run again: the batch
+        # goes on (the new one loads the model again, and the report counts that load).
+        make = ray.remote(detector.DetectorActor).options(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus,
+                                                          max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)
         pool = DetectorPool([make.remote() for _ in range(max(1, actors))], OmegaConf.to_object(settings))
         try:
             yield pool.detect
         finally:
             for actor in pool.actors:
                 ray.kill(actor)  # the models' memory goes back before the segments need it
+
+
+ACTOR_RESTARTS = 3
 
 
 class DetectorPool:

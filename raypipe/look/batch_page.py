@@ -19,11 +19,14 @@ def _href(output: str, page_dir: str) -> str:
 
 def batch_html(report: dict, page_dir: str) -> str:
     esc = html.escape
+    actors = report["detector_actors"]
     facts = {
         "rows": report["rows"], "videos": report["videos"], "done": report["done"], "skipped": report["skipped"],
         "failed": report["failed"], "frames rendered": report["frames"], "seconds": f'{report["seconds"]:.1f}',
         "videos per hour": report["videos_per_hour"], "detector": report["detector"],
-        "detector loads": report["detector_loads"], "executor": report["executor"],
+        "detector loads": report["detector_loads"],
+        "detected in": f'{actors} actor{"s" * (actors > 1)}' if actors else "the driver",
+        "executor": report["executor"],
         "tasks run again": len(report["retries"]), "output root": report["root"], "manifest": report["manifest"],
     }
     fact_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in facts.items())
