@@ -149,6 +149,8 @@ class DetectorCfg:
     # of the subject's path between them.
     keyframe_rate: float = 2.0
     track_smoothing: float = 0.5
+    # CLIP's threads on a CPU, and what a detector actor asks Ray for. One machine of many
+    # cores renders a row faster than one thread detects it: raise it there.
     num_cpus: float = 1.0
     # Ask for a GPU on clusters that have one: the model and its inputs then live on it (one
     # actor on a GPU node; report.json's detector_device says where it ran). Segment tasks
