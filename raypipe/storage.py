@@ -212,10 +212,6 @@ class Storage:
         return [(i.path[len(base) + 1:], i.size, i.mtime.timestamp() if i.mtime else 0.0)
                 for i in infos if i.type == pafs.FileType.File]
 
-    def exists(self, rel: str) -> bool:
-        fs, path = self._locate(rel)
-        return fs.get_file_info(path).type == pafs.FileType.File
-
     def delete(self, rel: str) -> None:
         _delete_quietly(*self._locate(rel))
 
