@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, compose_job, read_report, render, run_cli
+from conftest import ROOT, compose_job, overrides, read_report, render, run_cli
 from raypipe import media
 
 pytestmark = pytest.mark.render
@@ -84,6 +84,25 @@ def test_the_muxer_killed_mid_collection_starts_again_and_the_video_is_unchanged
     assert report["frames"] == clean["frames"]
     assert np.array_equal(media.decode_all(report["output"]), media.decode_all(clean["output"]))
     assert not leftovers(tmp_path, cache_dir)
+
+
+def test_a_detector_actor_killed_in_the_call_that_loaded_its_model_has_both_loads_counted(
+        ray_local, tiny_clip, tmp_path):
+    """The actor dies after its load, before its result (which counted that load) is back: the
+    call runs again on the actor made again, which loads again, and the count says 2 loads."""
+    from raypipe.bench.batch import _photos
+    from raypipe.engine.on_ray import RayExecutor
+
+    photos = [str(tmp_path / name) for names in _photos(tmp_path, 4) for name in names]  # 16, no two alike
+    cfg = compose_job("detector=clip", "detector.fallback=null", *overrides(tiny_clip))
+    with RayExecutor(cfg.ray).detector(cfg.detector) as pool:
+        killer = Killer("ray::DetectorActor", ready=lambda: pool.loads == 1)
+        killer.start()
+        found, info = pool.detect(tuple(photos), tuple(cfg.job.prompts), {}, None)
+        killer.join()
+        assert killer.killed is not None
+        assert info["clip_loads"] == pool.loads == 2 and info["detector"].startswith("clip:")
+    assert sorted(found) == sorted(photos) and all(found[p].box for p in photos)
 
 
 def test_a_driver_killed_half_way_resumes_when_the_command_runs_again(tmp_path, cache_dir):

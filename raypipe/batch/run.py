@@ -196,7 +196,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         settings = None if remote else OmegaConf.to_object(cfg.detector)
         made: list = []  # here: the one detector, once a source misses the cache
         if remote:
-            in_actors = cleanup.enter_context(executor.detector(cfg.detector, cfg.batch.detector_actors))
+            in_actors = cleanup.enter_context(executor.detector(cfg.detector, cfg.batch.detector_actors)).detect
 
             def detect(sources, prompts, ranges, cache, looks, moved):
                 # No looks: the actors decode their own, from where every node reads them.

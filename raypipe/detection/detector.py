@@ -117,7 +117,7 @@ def clip_loads() -> int:
 def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                video_ranges: dict[str, tuple[tuple[float, float], ...]] | None = None,
                cache: DetectionCache | None = None, made: list | None = None,
-               on_source=None, looks: dict[str, Look] | None = None) -> tuple[dict, dict]:
+               on_source=None, looks: dict[str, Look] | None = None, make=make_detector) -> tuple[dict, dict]:
     """Every source's subject with one detector (`made` holds the (detector, fallback reason)
     once one is made: a batch passes the same list to every call, so a model loads once):
     stills once, videos at `keyframe_rate`
@@ -129,7 +129,7 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
     source as soon as it is done, in `sources`' order: the first detected on its own, without
     waiting for a full batch, so that whoever waits for it can start. `looks` holds stills
     already looked at, which the cache was found not to hold; one made for another side is
-    made again."""
+    made again. `make(cfg)` makes the detector."""
     t0 = time.perf_counter()
     loads_before = clip_loads()
     counter = ReadCounter()
@@ -173,7 +173,7 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                 on_source(uri, hit.value)
             continue
         if not made:
-            made.append(make_detector(cfg))
+            made.append(make(cfg))
         detected.append(uri)
         if video_ranges and uri in video_ranges:
             found[uri] = []
@@ -220,8 +220,16 @@ class DetectorActor:
     The driver wraps it with ray.remote so that it can ask for a GPU where there is one. It
     keeps its detector between calls: a batch's rows go through one model load."""
 
-    def __init__(self):
+    def __init__(self, on_load=None):
         self.made: list = []
+        self.on_load = on_load  # on_load(loads) hears each model load at once, before it is used
+
+    def _make(self, cfg):
+        before = clip_loads()
+        made = make_detector(cfg)
+        if self.on_load is not None and clip_loads() > before:
+            self.on_load(clip_loads() - before)
+        return made
 
     def detect(self, cfg, sources, prompts, video_ranges=None, cache=None) -> tuple[dict, dict]:
-        return detect_all(cfg, sources, prompts, video_ranges, cache, self.made)
+        return detect_all(cfg, sources, prompts, video_ranges, cache, self.made, make=self._make)

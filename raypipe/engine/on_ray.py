@@ -208,28 +208,41 @@ class RayExecutor(Executor):
 
     def detect(self, settings: DictConfig, plan: Plan, found) -> tuple[dict, dict]:
         """Detection in one actor on a node with a GPU, for a detector that asks for one."""
-        with self.detector(settings) as detect:
-            return detect(plan.sources, plan.prompts, plan.video_ranges(), found)
+        with self.detector(settings) as pool:
+            return pool.detect(plan.sources, plan.prompts, plan.video_ranges(), found)
 
     @contextmanager
     def detector(self, settings: DictConfig, actors: int = 1):
-        """`detect(sources, prompts, video_ranges, cache)` in a pool of `actors` actors, each on a
-        GPU where the detector asks for one, for as many calls as the caller makes (a batch's
-        rows): each actor loads the model once."""
+        """A DetectorPool of `actors` actors, each on a GPU where the detector asks for one, for
+        as many calls as the caller makes (a batch's rows): each actor loads the model once."""
         self.start()
         # An actor lost with its node is made again elsewhere and its calls run again: the batch
         # goes on (the new one loads the model again, and the report counts that load).
         make = ray.remote(detector.DetectorActor).options(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus,
                                                           max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)
-        pool = DetectorPool([make.remote() for _ in range(max(1, actors))], OmegaConf.to_object(settings))
+        told = _LoadsTold(self._board)
+        pool = DetectorPool([make.remote(told) for _ in range(max(1, actors))], OmegaConf.to_object(settings),
+                            self._board)
         try:
-            yield pool.detect
+            yield pool
         finally:
             for actor in pool.actors:
                 ray.kill(actor)  # the models' memory goes back before the segments need it
 
 
 ACTOR_RESTARTS = 3
+
+
+class _LoadsTold:
+    """What a detector actor calls on each model load. The driver's board has the count before
+    the actor goes on, so a load is counted even when its process dies in that same call (its
+    result, which would have said so, is lost with it)."""
+
+    def __init__(self, board):
+        self.board = board
+
+    def __call__(self, loads: int) -> None:
+        ray.get(self.board.loaded.remote(loads))
 
 
 class DetectorPool:
@@ -240,9 +253,15 @@ class DetectorPool:
 
     START_S = 30.0
 
-    def __init__(self, actors: list, cfg):
-        self.actors, self.cfg, self.ready, self.turn = actors, cfg, [], 0
+    def __init__(self, actors: list, cfg, board):
+        self.actors, self.cfg, self.board, self.ready, self.turn = actors, cfg, board, [], 0
         self.waiting = {a.__ray_ready__.remote(): a for a in actors}
+        self.counted = 0  # the model loads that earlier calls' infos reported
+
+    @property
+    def loads(self) -> int:
+        """The model loads of every actor of the pool so far, those that died included."""
+        return ray.get(self.board.loads.remote())
 
     def _look(self) -> None:
         if not self.waiting:
@@ -266,9 +285,11 @@ class DetectorPool:
         results = get(refs)
         found = {u: v for f, _ in results for u, v in f.items()}
         infos = [info for _, info in results]
-        info = {**infos[0], "seconds": max(i["seconds"] for i in infos),
+        loads = self.loads  # not the infos': a call that ran again after its actor died lost the dead one's
+        info = {**infos[0], "seconds": max(i["seconds"] for i in infos), "clip_loads": loads - self.counted,
                 "fallback_reason": next((i["fallback_reason"] for i in infos if i["fallback_reason"]), None),
-                **{k: sum(i[k] for i in infos) for k in ("detections_reused", "clip_loads", "bytes_read")}}
+                **{k: sum(i[k] for i in infos) for k in ("detections_reused", "bytes_read")}}
+        self.counted = loads
         return {u: found[u] for u in sources}, info
 
 

@@ -21,12 +21,20 @@ LINE_S = 5.0
 
 
 class Board:
-    """Frames rendered so far per task (keyed by its first frame), and where it runs. A Ray
-    actor in a distributed render; a plain object when the driver renders alone."""
+    """Frames rendered so far per task (keyed by its first frame), and where it runs; and the
+    model loads of the run's detector actors. A Ray actor in a distributed render; a plain
+    object when the driver renders alone."""
 
     def __init__(self):
         self.frames: dict[int, int] = {}
         self.running: dict[int, str] = {}  # task -> node, until it finishes
+        self.model_loads = 0
+
+    def loaded(self, loads: int) -> None:
+        self.model_loads += loads
+
+    def loads(self) -> int:
+        return self.model_loads
 
     def tick(self, task: int, frames: int, node: str) -> None:
         self.frames[task] = max(frames, self.frames.get(task, 0))
