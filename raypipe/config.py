@@ -131,7 +131,8 @@ class RenderCfg:
 class DetectorCfg:
     kind: str = "clip"  # clip | saliency
     model: str = "ViT-B-16"
-    # An open_clip pretrained tag, or a path to a local checkpoint file.
+    # An open_clip pretrained tag, or a checkpoint file: a path, or a URI on storage that every
+    # node reaches (s3://...), which each node fetches once into its cache.
     pretrained: Optional[str] = "laion2b_s34b_b88k"
     # Optional open_clip model-config JSON for custom or fine-tuned architectures.
     model_config: Optional[str] = None
@@ -271,7 +272,13 @@ def cache_root(cfg) -> str | None:
         return cfg.cache.root
     if cfg.storage.root:  # every node of a cluster reaches it
         return cfg.storage.root.rstrip("/") + "/cache"
-    return os.environ.get("RAYPIPE_CACHE_DIR") or str(user_cache("raypipe"))
+    return str(local_cache())
+
+
+def local_cache() -> Path:
+    """This machine's raypipe cache: the default cache root, and where a node keeps the model
+    weights it fetched from storage."""
+    return Path(os.environ.get("RAYPIPE_CACHE_DIR") or user_cache("raypipe"))
 
 
 def user_cache(name: str) -> Path:

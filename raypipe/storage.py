@@ -12,6 +12,7 @@ tell the leftovers of a killed process from a write in progress.
 from __future__ import annotations
 
 import functools
+import hashlib
 import mmap
 import os
 import shutil
@@ -162,6 +163,39 @@ def publishing(uri: str, suffix: str = "") -> Iterator[str]:
                 _atomic_write(fs, path, data)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def local_copy(uri: str, folder: str) -> str:
+    """A local file with the bytes of `uri`, fetched into `folder` once for each version of it
+    (its size and time), under its own name: a node's processes load a model's weights from
+    their disk, not again over the network. The copy of an older version is deleted, and so
+    is a download that a killed process left. A plain path is itself."""
+    if "://" not in uri:
+        return uri
+    fs, path = resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type != pafs.FileType.File:
+        raise FileNotFoundError(f"no such file: {uri}")
+    name = os.path.basename(path)
+    versions = os.path.join(folder, hashlib.sha256(uri.encode()).hexdigest()[:16])
+    version = hashlib.sha256(f"{info.size}|{info.mtime_ns}".encode()).hexdigest()[:12]
+    target = os.path.join(versions, version, name)
+    if os.path.isfile(target):
+        return target
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    for old in os.listdir(versions):
+        writer = writer_of(old)
+        if old != version and (writer is None or writer_gone(*writer)):
+            shutil.rmtree(os.path.join(versions, old), ignore_errors=True)
+    tmp = os.path.join(versions, temp_name(version))
+    try:
+        os.makedirs(tmp)
+        with fs.open_input_stream(path) as src, open(os.path.join(tmp, name), "wb") as out:
+            shutil.copyfileobj(src, out, 8 << 20)
+        os.replace(os.path.join(tmp, name), target)  # the same bytes, should another process have fetched them
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:

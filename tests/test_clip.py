@@ -130,3 +130,37 @@ def test_batched_detection_finds_what_one_image_at_a_time_finds(tiny_clip):
         assert a.box == pytest.approx(b.box, abs=2) and a.size == b.size
         overlap = np.logical_and(a.mask > 0, b.mask > 0).sum() / max(np.logical_or(a.mask > 0, b.mask > 0).sum(), 1)
         assert overlap > 0.98, uri
+
+
+def test_weights_on_s3_load_from_a_copy_fetched_once_per_node_and_a_missing_one_is_refused_first(
+        tiny_clip, s3, tmp_path, monkeypatch):
+    """A cluster's nodes cannot read the driver's paths: weights and config on storage every
+    node reaches are fetched into the node's cache once, and a checkpoint that is not there
+    is refused by the checks before any work, naming the field and the URI."""
+    from pathlib import Path
+
+    from raypipe.detection.settings import validate
+    from raypipe.errors import JobError
+
+    _, client = s3
+    monkeypatch.setenv("RAYPIPE_CACHE_DIR", str(tmp_path / "node"))
+    for key in ("detector.pretrained", "detector.model_config"):
+        client.put_object(Bucket="renders", Key=f"weights/{Path(tiny_clip[key]).name}",
+                          Body=Path(tiny_clip[key]).read_bytes())
+    c = cfg(model="tiny-clip", model_config="s3://renders/weights/tiny-clip.json",
+            pretrained="s3://renders/weights/open_clip_pytorch_model.bin")
+    validate(c)
+    found, info = detect_all(c, ("sample:astronaut",), ("a person",))
+    assert info["detector"] == "clip:tiny-clip/open_clip_pytorch_model.bin" and info["clip_loads"] == 1
+    assert found["sample:astronaut"].subject().box
+    copies = sorted((tmp_path / "node" / "weights").rglob("*.*"), key=lambda p: p.name)
+    assert [p.name for p in copies] == ["open_clip_pytorch_model.bin", "tiny-clip.json"]
+    assert copies[0].read_bytes() == Path(tiny_clip["detector.pretrained"]).read_bytes()
+    times = [p.stat().st_mtime_ns for p in copies]
+    load(c)  # the node's next load reads its copies
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "node" / "weights").rglob("*.*"),
+                                                 key=lambda p: p.name)] == times
+    with pytest.raises(JobError) as e:
+        validate(cfg(pretrained="s3://renders/weights/none.bin"))
+    assert str(e.value).startswith("detector.pretrained: no checkpoint file at s3://renders/weights/none.bin; ")
+    assert "\n" not in str(e.value)

@@ -342,10 +342,11 @@ def test_nodes_in_separate_network_namespaces_render_over_the_network(networked_
 
 
 @pytest.mark.parametrize("lost_node", ["a renderer's", "the detector's"])
-def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batch(lost_node, s3, tiny_clip, tmp_path):
-    """Rows in S3, videos and the cache in S3, a cluster of a CPU-less head and three workers;
-    the batch detects in an actor on a worker node (CLIP's tiny checkpoint: the driver never
-    loads a model) and renders on the others. Once the first video is out, a worker node is
+def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batch(lost_node, s3, tiny_clip, tmp_path,
+                                                                                  cache_dir):
+    """Rows, CLIP's weights, videos and the cache in S3, a cluster of a CPU-less head and three
+    workers; the batch detects in an actor on a worker node (CLIP's tiny checkpoint, fetched
+    by the node: the driver never loads a model) and renders on the others. Once the first video is out, a worker node is
     removed, one mid-task or the detector's: every video is still published, the lost node's
     tasks ran again, and a lost detector was made again and loaded its model again."""
     env, client = s3
@@ -359,12 +360,18 @@ def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batc
     rows = "id,address,price,photos\n" + "".join(
         f"h{i},{i} Elm St,${i},{'|'.join('sample:' + p for p in photos[i])}\n" for i in range(6))
     client.put_object(Bucket="renders", Key=f"{prefix}/rows.csv", Body=rows.encode())
+    weights = {}
+    for key in ("detector.pretrained", "detector.model_config"):
+        name = Path(tiny_clip[key]).name
+        client.put_object(Bucket="renders", Key=f"{prefix}/weights/{name}", Body=Path(tiny_clip[key]).read_bytes())
+        weights[key] = f"s3://renders/{prefix}/weights/{name}"
     with ray_cluster(3) as (c, nodes):
         proc = subprocess.Popen(
             [sys.executable, "-m", "raypipe", "batch", "+job=listing", f"batch.rows=s3://renders/{prefix}/rows.csv",
              f"batch.root=s3://renders/{prefix}/out", f"storage.root=s3://renders/{prefix}/store",
              f"ray.address={c.address}",
-             "detector=clip", "detector.fallback=null", *overrides(tiny_clip), "render.width=160",
+             "detector=clip", "detector.fallback=null", "detector.model=tiny-clip", *overrides(weights),
+             "render.width=160",
              "render.height=90", "render.fps=24", "batch.each.duration=2.0",
              # one video in flight: rows are still to be detected when the first is out
              f"batch.max_videos_in_flight={1 if detector_lost else 2}", f"hydra.run.dir={tmp_path / 'run'}"],
@@ -391,6 +398,9 @@ def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batc
     for i in range(6):
         video = fetch(client, f"{prefix}/out/videos/h{i}.mp4", tmp_path / f"h{i}.mp4")
         assert media.count_frames(video) == 144  # three 2 s photos at 24 fps
+    # The nodes (this machine's processes) keep one copy of the weights, in their cache.
+    assert sorted(p.name for p in (cache_dir / "weights").rglob("*.*")) == [
+        "open_clip_pytorch_model.bin", "tiny-clip.json"]
     if detector_lost:  # made again on a node that was left, which loaded the model again
         assert report["detector_loads"] == 2
     else:  # the node was lost mid-task: its task ran again, elsewhere

@@ -99,3 +99,36 @@ def test_an_upload_folder_left_by_a_killed_process_is_removed_by_the_next_upload
         assert os.path.basename(os.path.dirname(local)).startswith(f"raypipe-out-{os.getpid()}-")
         Path(local).write_bytes(b"whole")
     assert keys(client, "uploads/") == ["uploads/video.mp4"]
+
+
+@pytest.mark.unit
+def test_a_file_on_storage_is_fetched_once_per_version_and_an_older_versions_copy_goes(tmp_path):
+    """What a node does with model weights on storage: one copy of each version, under the
+    file's own name; the copy of the version before, and a dead process's download, deleted."""
+    import subprocess
+    import sys
+
+    from raypipe.storage import HOST, local_copy, temp_name
+
+    remote, cache = tmp_path / "bucket" / "model.bin", tmp_path / "cache"
+    remote.parent.mkdir()
+    remote.write_bytes(b"weights v1")
+    uri = f"file://{remote}"
+    first = local_copy(uri, str(cache))
+    assert Path(first).name == "model.bin" and Path(first).read_bytes() == b"weights v1"
+    os.utime(first, (1, 1))  # fetched again, it would have a new time
+    assert local_copy(uri, str(cache)) == first and os.stat(first).st_mtime == 1
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    versions = Path(first).parent.parent
+    left = versions / f".x~{HOST}~{dead.pid}~abcdef.tmp"  # a killed download's
+    live = versions / temp_name("y")  # a download under way in a live process
+    left.mkdir()
+    live.mkdir()
+    remote.write_bytes(b"weights v2, longer")
+    second = local_copy(uri, str(cache))
+    assert second != first and Path(second).read_bytes() == b"weights v2, longer"
+    assert sorted(p.name for p in versions.iterdir()) == sorted([Path(second).parent.name, live.name])
+    assert local_copy(str(remote), str(cache)) == str(remote)  # a path is read where it is
+    with pytest.raises(FileNotFoundError, match="no such file: file://"):
+        local_copy(f"file://{tmp_path}/none.bin", str(cache))

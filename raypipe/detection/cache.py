@@ -133,7 +133,11 @@ def detection_keys(detector, kind: str, sources: tuple[str, ...], prompts: tuple
 
 
 def _file_or_name(value: str | None) -> str | None:
-    """A local file by its identity (a checkpoint is too big to hash on every render), else the name."""
+    """A file by its identity (a checkpoint is too big to hash on every render), else the name."""
+    if value and "://" in value:
+        fs, path = resolve(value)
+        info = fs.get_file_info(path)
+        return f"{value}|{info.size}|{info.mtime_ns}" if info.type == pafs.FileType.File else value
     if value and os.path.isfile(value):
         st = os.stat(value)
         return f"{os.path.abspath(value)}|{st.st_size}|{st.st_mtime_ns}"

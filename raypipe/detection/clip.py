@@ -20,10 +20,12 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
+from raypipe.config import local_cache
 from raypipe.detection.detections import Subject, bounded, subject_from_heat
 from raypipe.detection.saliency import detect_saliency
-from raypipe.detection.settings import WEIGHTS_HINT as hint, is_checkpoint_path as _is_path
+from raypipe.detection.settings import WEIGHTS_HINT as hint, checkpoint_missing, is_checkpoint_path as _is_path
 from raypipe.errors import WeightsUnavailable
+from raypipe.storage import local_copy
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +68,8 @@ def weights_missing(cfg) -> str | None:
     if not cfg.pretrained:
         return f"detector.pretrained is null: CLIP needs weights; {hint}"
     if _is_path(cfg.pretrained):
-        if os.path.isfile(cfg.pretrained):
-            return None
-        return f"detector.pretrained: no checkpoint file at {cfg.pretrained}; {hint}"
+        missing = checkpoint_missing(cfg.pretrained)
+        return missing and f"detector.pretrained: {missing}"
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or not _hub_reachable()
     if not offline or any(_squash(cfg.pretrained) in _squash(repo) for repo in _cached_hub_repos()):
         return None
@@ -92,23 +93,21 @@ def load(cfg) -> tuple[object, dict]:
     torch.set_num_threads(max(1, int(cfg.num_cpus)))
     name = cfg.model
     if cfg.model_config:
-        path = Path(cfg.model_config)
-        if not path.is_file():
-            raise WeightsUnavailable(f"detector.model_config: no such file: {path}")
+        path = Path(_on_disk("detector.model_config", cfg.model_config, "file"))
         open_clip.add_model_config(path)
         if name != path.stem:
             raise WeightsUnavailable(f"detector.model: {name!r} is not the model {path} defines ({path.stem!r})")
     if name not in open_clip.list_models():
         raise WeightsUnavailable(f"detector.model: unknown open_clip model {name!r}")
+    weights = cfg.pretrained
     if _is_path(cfg.pretrained):
-        if not Path(cfg.pretrained).is_file():
-            raise WeightsUnavailable(f"detector.pretrained: no checkpoint file at {cfg.pretrained}; {hint}")
+        weights = _on_disk("detector.pretrained", cfg.pretrained, "checkpoint file")
     elif cfg.pretrained not in open_clip.list_pretrained_tags_by_model(name):
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
         raise WeightsUnavailable(f"detector.pretrained: {cfg.pretrained!r} is not a tag of {name} (tags: {tags})")
     size = tuple(cfg.image_size) if cfg.image_size else None
     try:
-        model = open_clip.create_model(name, pretrained=cfg.pretrained, force_image_size=size,
+        model = open_clip.create_model(name, pretrained=weights, force_image_size=size,
                                        require_pretrained=True)
     except Exception as e:  # open_clip raises RuntimeError/OSError/KeyError by route
         if hub_down:
@@ -122,6 +121,20 @@ def load(cfg) -> tuple[object, dict]:
     LOADS += 1
     pre = open_clip.get_model_preprocess_cfg(model)
     return model, {"mean": pre["mean"], "std": pre["std"], "tokenizer": open_clip.get_tokenizer(name)}
+
+
+def _on_disk(field: str, value: str, what: str) -> str:
+    """The local file of a path, or of a URI on storage (fetched once per node, into its cache:
+    a cluster's actors on other nodes cannot read the driver's paths)."""
+    if "://" in value:
+        try:
+            return local_copy(value, str(local_cache() / "weights"))
+        except (OSError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise WeightsUnavailable(f"{field}: cannot fetch {value} ({first}); {hint}") from None
+    if not os.path.isfile(value):  # checked before any work: here, a node that is not the driver's
+        raise WeightsUnavailable(f"{field}: no {what} at {value} on {socket.gethostname()}; {hint}")
+    return value
 
 
 # The side the heat map and the mask are made at: the heat is a patch grid (7x7 for ViT-B/32

@@ -4,20 +4,47 @@ from __future__ import annotations
 
 import os
 
+import pyarrow.fs as pafs
+
 from raypipe.errors import JobError
+from raypipe.storage import resolve
 
 KINDS = ("clip", "saliency")
 FALLBACKS = (None, "saliency")
 METHODS = ("clearclip", "maskclip", "sclip")
 
 
-WEIGHTS_HINT = ("supply a local checkpoint (detector.pretrained=/path/to/open_clip_pytorch_model.bin) "
-                "or use detector=saliency")
+WEIGHTS_HINT = ("supply a checkpoint (detector.pretrained=/path/to/open_clip_pytorch_model.bin, or a URI "
+                "such as s3://bucket/model.bin that every node of a cluster reads) or use detector=saliency")
 
 
 def is_checkpoint_path(pretrained: str) -> bool:
-    """A local checkpoint file rather than an open_clip pretrained tag."""
-    return os.sep in pretrained or pretrained.endswith((".bin", ".pt", ".pth", ".safetensors"))
+    """A checkpoint file (a path or a URI) rather than an open_clip pretrained tag."""
+    return "://" in pretrained or os.sep in pretrained or pretrained.endswith((".bin", ".pt", ".pth", ".safetensors"))
+
+
+MISSING = "no such file"
+
+
+def file_missing(value: str) -> str | None:
+    """Why the file at a path or URI cannot be had (MISSING, or why it cannot be reached: one
+    request on an object store); None when it can."""
+    if "://" not in value:
+        return None if os.path.isfile(value) else MISSING
+    try:
+        fs, path = resolve(value)
+        return None if fs.get_file_info(path).type == pafs.FileType.File else MISSING
+    except (OSError, ValueError) as e:  # no route, no credentials, an unknown scheme
+        return f"cannot reach it ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
+
+
+def checkpoint_missing(pretrained: str) -> str | None:
+    """Why a checkpoint file cannot be loaded, with the hint; None when it may be."""
+    why = file_missing(pretrained)
+    if why is None:
+        return None
+    where = f"no checkpoint file at {pretrained}" if why == MISSING else f"checkpoint {pretrained}: {why}"
+    return f"{where}; {WEIGHTS_HINT}"
 
 
 def validate(cfg) -> None:
@@ -36,7 +63,7 @@ def validate(cfg) -> None:
         raise JobError("detector.track_smoothing", f"must be >= 0 seconds (got {cfg.track_smoothing})")
     if cfg.kind != "clip":  # files the user named that are missing are typos, fallback or not
         return
-    if cfg.model_config and not os.path.isfile(cfg.model_config):
-        raise JobError("detector.model_config", f"no such file: {cfg.model_config}")
-    if cfg.pretrained and is_checkpoint_path(cfg.pretrained) and not os.path.isfile(cfg.pretrained):
-        raise JobError("detector.pretrained", f"no checkpoint file at {cfg.pretrained}; {WEIGHTS_HINT}")
+    if cfg.model_config and (why := file_missing(cfg.model_config)):
+        raise JobError("detector.model_config", f"{why}: {cfg.model_config}")
+    if cfg.pretrained and is_checkpoint_path(cfg.pretrained) and (why := checkpoint_missing(cfg.pretrained)):
+        raise JobError("detector.pretrained", why)
