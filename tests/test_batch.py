@@ -125,7 +125,8 @@ def test_the_checks_before_any_work_read_no_source_and_a_dry_run_reads_them_all(
         str(table.parent / "b.png"), str(table.parent / "c.png")]
     _, videos, failed, _ = checked(cfg, str(tmp_path / "run"), sources=True)
     assert [r.id for r in failed] == ["bad"] and "missing.png" in failed[0].error
-    assert [v.row.id for v in videos] == ["elm", "oak", "ash"] and all(v.plan is not None for v in videos)
+    assert [v.row.id for v in videos] == ["elm", "oak", "ash"]
+    assert all(v.plan is None and v.cfg is None for v in videos)  # checked, then let go: a dry run's memory is flat
 
 
 def test_one_video_in_flight_at_a_time_still_renders_every_row(table, tmp_path):

@@ -246,7 +246,8 @@ class Published:
 def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[str], run_root: str,
           published: Published | None = None, sources: bool = True) -> Video:
     """Every check a render makes, for one row (`sources=False`: all but those that read its
-    sources, left to `plan_video`); errors name the row. A row whose video an earlier run
+    sources, left to `plan_video`); errors name the row. Neither its config nor its plan is
+    kept. A row whose video an earlier run
     published is only named and placed: a rerun makes none of its configs and reads none of
     its sources."""
     try:
@@ -265,6 +266,5 @@ def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[st
     video = Video(row, Template(template, base), output, cfg=cfg)
     if sources:
         plan_video(video, run_root)
-    else:
-        video.unload()  # made again when the batch comes to the row
+    video.unload()  # made again when the batch comes to the row; a dry run of 10,000 rows holds none
     return video
