@@ -224,6 +224,25 @@ def test_rows_with_their_own_prompts_have_a_shared_photo_detected_for_each_set_o
     assert len(list((cache / "detections").rglob("*.parquet"))) == 3
 
 
+def test_rows_that_show_one_clip_over_other_spans_have_each_span_detected_for_itself(table, tmp_path):
+    """A clip is detected at keyframes over the spans that its row shows: a row that shows
+    seconds 3-4 of it must not be given the keyframes of another row's seconds 0-1."""
+    import media_inputs as mi
+
+    clip = mi.encode_rgb(table.parent / "walk.mp4", mi.marked_frames(192, 108, 24 * 5))  # 5 s
+    rows = [{"id": "early", "job": {"segments": [{"source": "walk.mp4", "start": 0.0, "end": 1.0}]}},
+            {"id": "late", "job": {"segments": [{"source": "walk.mp4", "start": 3.0, "end": 4.0}]}}]
+    jsonl = table.parent / "spans.jsonl"
+    jsonl.write_text("".join(json.dumps({"address": "-", "price": "-", "photos": ["a.png"], **r}) + "\n" for r in rows))
+    cache = tmp_path / "cache"
+    report = raypipe.render_batch("listing", jsonl, [*SMALL, f"cache.root={cache}", f"batch.root={tmp_path / 'out'}"],
+                                  run_dir=tmp_path / "run")
+    assert report.done == 2 and clip.exists()
+    # one detection per span, each with its own keyframes' times (seconds in the clip)
+    times = sorted(sorted(t for t in pq.read_table(p)["t"].to_pylist()) for p in (cache / "detections").rglob("*.parquet"))
+    assert len(times) == 2 and 0.0 <= times[0][0] and times[0][-1] <= 1.0 and 3.0 <= times[1][0] <= times[1][-1] <= 4.0
+
+
 def test_with_a_gpu_asked_for_clip_runs_in_one_actor_for_the_whole_batch_and_the_driver_never_imports_torch(
         table, tiny_clip, tmp_path):
     """detector.num_gpus: the batch's one detector is an actor on a node with a GPU (a Ray that

@@ -607,7 +607,7 @@ def _detect_rows(looked: queue.Queue, out: queue.Queue, detect, warm, cancel: Ca
                 flush()  # a pass has one set of prompts
             group.append(item)
             if not shared_passes or out.empty() or len(  # source_id is a round trip per object on S3
-                    {_key(u, v) for v, _, _ in group for u in v.plan.sources} - known.keys()) >= \
+                    {k for v, _, _ in group for k in _keys(v).values()} - known.keys()) >= \
                     video.cfg.detector.batch_size:
                 flush()
         if group:
@@ -616,9 +616,12 @@ def _detect_rows(looked: queue.Queue, out: queue.Queue, detect, warm, cancel: Ca
         return
 
 
-def _key(uri: str, video: Video) -> tuple:
-    """A detection's identity: the source's content and the prompts it was detected for."""
-    return source_id(uri), tuple(video.cfg.job.prompts)
+def _keys(video: Video) -> dict[str, tuple]:
+    """Each source's detection identity in this row: the source's content, the prompts it is
+    detected for and, for a video, the spans of it that the row shows (another row's spans
+    of the same clip are other keyframes)."""
+    spans = video.plan.video_ranges()
+    return {u: (source_id(u), tuple(video.cfg.job.prompts), spans.get(u)) for u in video.plan.sources}
 
 
 def _detect_group(group: list[tuple], known: dict, detect):
@@ -626,37 +629,43 @@ def _detect_group(group: list[tuple], known: dict, detect):
     here or in its actors, on the group's (video, cache look-up, looks, staged files), which
     share their prompts. Yields (video, its Detections or its error, cache look-up, staged)."""
     cfg = group[0][0].cfg
-    ids = {u: _key(u, v) for v, *_ in group for u in v.plan.sources}
-    first = {}
-    for v, reuse, looks, _ in group:
+    ids = [_keys(v) for v, *_ in group]
+    first = {}  # identity -> (source, the first row that shows it, its cache look-up, its looks)
+    for (v, reuse, looks, _), keys in zip(group, ids):
         for u in v.plan.sources:
-            first.setdefault(ids[u], (u, v, reuse, looks))
-    fresh = [(u, v, reuse, looks) for i, (u, v, reuse, looks) in first.items() if i not in known]
+            first.setdefault(keys[u], (u, v, reuse, looks))
+    fresh = [(i, u, v, reuse, looks) for i, (u, v, reuse, looks) in first.items() if i not in known]
     for i in first.keys() & known.keys():
         known.move_to_end(i)  # used again: kept longest
-    if fresh:
-        try:
-            ranges = {u: v.plan.video_ranges()[u] for u, v, _, _ in fresh if u in v.plan.video_ranges()}
+    staged = {path: uri for *_, moved in group for path, uri in moved.items()}
+    try:
+        while fresh:  # a call names each source once: a clip that rows show over other spans waits for the next
+            call, later, names = [], [], set()
+            for item in fresh:
+                (later if item[1] in names else call).append(item)
+                names.add(item[1])
+            fresh = later
+            ranges = {u: v.plan.video_ranges()[u] for _, u, v, _, _ in call if u in v.plan.video_ranges()}
             keys = {}
-            for u, _, reuse, _ in fresh:
+            for _, u, _, reuse, _ in call:
                 if (found := reuse.detections) is not None:
                     keys[u], root = found.keys[u], found.root
             cache = DetectionCache(root, keys) if keys else None
-            looks = {u: looks[u] for u, _, _, looks in fresh if u in looks}
-            staged = {path: uri for *_, moved in group for path, uri in moved.items()}
-            compacted = detect(tuple(u for u, _, _, _ in fresh), tuple(cfg.job.prompts), ranges, cache, looks, staged)
-            for u, _, _, _ in fresh:
-                known[ids[u]] = compacted[u]
-        except RaypipeError as e:
-            if len(group) == 1:
-                yield group[0][0], e, None, group[0][3]
-                return
-            for item in group:  # find the row whose source failed; the others go on
-                yield from _detect_group([item], known, detect)
+            looks = {u: looks[u] for _, u, _, _, looks in call if u in looks}
+            compacted = detect(tuple(u for _, u, _, _, _ in call), tuple(cfg.job.prompts), ranges, cache, looks,
+                               staged)
+            for i, u, _, _, _ in call:
+                known[i] = compacted[u]
+    except RaypipeError as e:
+        if len(group) == 1:
+            yield group[0][0], e, None, group[0][3]
             return
-    for v, reuse, _, moved in group:
+        for item in group:  # find the row whose source failed; the others go on
+            yield from _detect_group([item], known, detect)
+        return
+    for (v, reuse, _, moved), keys in zip(group, ids):
         try:
-            subjects = detector.expand({u: known[ids[u]] for u in v.plan.sources})
+            subjects = detector.expand({u: known[keys[u]] for u in v.plan.sources})
             detections = Detections.pack(subjects, smoothing=v.cfg.detector.track_smoothing)
             check_captions(v.plan, detections)
         except RaypipeError as e:
