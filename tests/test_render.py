@@ -89,6 +89,22 @@ def test_masks_reach_tasks_zero_copy(ray_local):
         assert seen["shape"] == detections.subject(key).mask.shape
 
 
+@pytest.mark.render
+def test_each_videos_detections_get_their_own_object_whatever_python_reuses(ray_local):
+    """A batch puts each video's detections once, and a failed row's are dropped unreleased:
+    a later video's Detections that Python allocates where they were gets its own object,
+    never theirs (the executor knew its objects by address)."""
+    from raypipe.engine.on_ray import RayExecutor
+
+    executor = RayExecutor(compose_job().ray)
+    executor.start()
+    subject = detect_saliency(load_image("sample:coffee"))
+    for i in range(40):
+        detections = Detections.pack({f"v{i}.png": subject})  # the one before is dropped here
+        assert ray.get(executor._ref(detections)).keys == (f"v{i}.png",)
+    executor.close()
+
+
 def render_single_process(cfg, out_dir):
     """The same job through the same functions, in this process, with no Ray at all."""
     plan, output = prepare(cfg, str(out_dir))

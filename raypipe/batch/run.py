@@ -297,6 +297,11 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         def _fail(video: Video, error: BaseException, moved: dict | None = None) -> None:
             entry = flying.pop(video.row.id, None)
             _release(entry.moved if entry else moved)
+            if entry is not None:  # what an admitted row holds goes with it, not at the batch's end
+                executor.release(entry.detections)
+                entry.muxer.abandon()
+                # its tasks still running may write chunks yet: the folder goes at the batch's end
+                cleanup.callback(entry.reuse.run_store.delete_dir, "segments")
             video.unload()
             _end(manifest, Record(video.row.id, video.row.number, "failed", None, error=_line(error)), on_progress,
                  cfg.batch.fail_fast, error)

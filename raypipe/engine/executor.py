@@ -90,6 +90,9 @@ class Muxer(Protocol):
 
     def finish(self) -> dict: ...
 
+    def abandon(self) -> None:
+        """The video will not be finished (its row failed): what the muxer holds goes now."""
+
 
 class Executor(ABC):
     """Runs tasks; not thread-safe (the loop drives it from one thread)."""

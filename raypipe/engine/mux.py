@@ -29,6 +29,9 @@ class Muxer:
         self.manifests[manifest.start] = manifest
         return len(self.manifests)
 
+    def abandon(self) -> None:
+        self.manifests.clear()
+
     def finish(self) -> dict:
         t0 = time.perf_counter()
         ordered, at = [], 0

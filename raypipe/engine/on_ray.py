@@ -70,7 +70,8 @@ class RayExecutor(Executor):
         self._stopped = False
         self._queued: list[Work] = []  # submitted before Ray was up
         self._pending: dict = {}  # ref -> Work
-        self._refs: dict[int, object] = {}  # id(detections) -> its one ref
+        # id(detections) -> (them, their one ref): held, so that no other object takes the id while the ref is kept
+        self._refs: dict[int, tuple] = {}
         self._put_bytes = 0
         self._board = self._remote = None
         self.muxers: list[MuxerLink] = []
@@ -115,9 +116,9 @@ class RayExecutor(Executor):
         detections = ready(detections, own=False)
         key = id(detections)
         if key not in self._refs:
-            self._refs[key] = ray.put(detections)
+            self._refs[key] = (detections, ray.put(detections))
             self._put_bytes += detections.nbytes
-        return self._refs[key]
+        return self._refs[key][1]
 
     def release(self, detections) -> None:
         self._refs.pop(id(detections), None)  # the last handle: Ray frees the object
@@ -183,7 +184,7 @@ class RayExecutor(Executor):
         return link
 
     def stats(self) -> ExecutorStats:
-        refs = list(self._refs.values())
+        refs = [ref for _, ref in self._refs.values()]
         held = None
         if refs:
             locations = ray.experimental.get_object_locations(refs)
@@ -342,7 +343,7 @@ class MuxerLink:
         while True:
             try:
                 result = get([*self.acks, self.actor.finish.remote()])[-1]
-                ray.kill(self.actor)  # its process goes now, not whenever Ray collects the handle
+                self.abandon()  # done with: the manifests are in the video
                 return result
             except ray.exceptions.RayActorError as e:
                 if self.restarts:
@@ -351,6 +352,11 @@ class MuxerLink:
                 self.restarts += 1
                 self.actor = self._make()
                 self.acks = [self.actor.add.remote(m) for m in self.sent]
+
+
+    def abandon(self) -> None:
+        ray.kill(self.actor)  # its process goes now, not whenever Ray collects the handle (the batch's end)
+        self.sent, self.acks = [], []
 
 
 class _Deferred:
@@ -372,6 +378,11 @@ class _Deferred:
 
     def finish(self) -> dict:
         return self._link().finish()
+
+    def abandon(self) -> None:
+        self.early = []
+        if self.link is not None:
+            self.link.abandon()
 
 
 def local_inputs(plan: Plan) -> list[str]:
