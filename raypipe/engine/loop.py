@@ -73,22 +73,25 @@ def run_tasks(executor: Executor, works: Iterable[Work] | Feed, on_done: Callabl
             for outcome in executor.wait(POLL_S):
                 in_flight -= 1
                 work = outcome.work
-                if isinstance(outcome.error, TaskLost):
+                error = outcome.error
+                if isinstance(error, TaskLost):
                     task = work.task
-                    if work.attempt >= attempts:
-                        raise RenderError(f"segment {task.segment.index}, frames {task.start}-{task.end - 1}: lost "
-                                          f"{attempts} times ({outcome.error.reason})") from None
-                    log.warning("segment %d, frames %d-%d: lost (%s); running it again", task.segment.index,
-                                task.start, task.end - 1, outcome.error.reason)
-                    runs.retries.append({"start": task.start, "frames": task.frames, "attempt": work.attempt + 1,
-                                         "reason": outcome.error.kind})
-                    executor.submit(replace(work, attempt=work.attempt + 1))
-                    in_flight += 1
-                    continue
-                if outcome.error is not None:
-                    if on_error is not None and on_error(work, outcome.error):
+                    if work.attempt < attempts:
+                        log.warning("segment %d, frames %d-%d: lost (%s); running it again", task.segment.index,
+                                    task.start, task.end - 1, error.reason)
+                        runs.retries.append({"start": task.start, "frames": task.frames,
+                                             "attempt": work.attempt + 1, "reason": error.kind})
+                        executor.submit(replace(work, attempt=work.attempt + 1))
+                        in_flight += 1
                         continue
-                    raise outcome.error
+                    # Lost every time: most likely its own doing (a source that crashes the decoder,
+                    # a frame too big for the node), so its error, which a batch's row can take.
+                    error = RenderError(f"segment {task.segment.index}, frames {task.start}-{task.end - 1}: "
+                                        f"lost {attempts} times ({error.reason})")
+                if error is not None:
+                    if on_error is not None and on_error(work, error):
+                        continue
+                    raise error
                 runs.manifests.append(outcome.manifest)
                 on_done(work, outcome.manifest)
                 progress.task_done(done_line(outcome.manifest))
