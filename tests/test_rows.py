@@ -90,3 +90,27 @@ def test_what_an_earlier_run_published_is_found_with_a_listing_per_folder_not_a_
     found = {name: published(f"{root}/{name}") for name in ("a.mp4", "b.mp4", "c.mp4", "sub/c.mp4", "d.mp4")}
     assert found == {"a.mp4": True, "b.mp4": False, "c.mp4": False, "sub/c.mp4": True, "d.mp4": False}
     assert listed == [root, f"{root}/sub"]
+
+
+LEAVING = ["file://{allowed}/../private.png", "file://{allowed}/%2E%2E/private.png", "file://otherhost{allowed}/x.png",
+           "s3://bucket/allowed/x.png?endpoint_override=attacker.example:9000&scheme=http",
+           "s3://bucket/allowed/../other/x.png", "s3://bucket/allowed-not/x.png", "{allowed}/../private.png"]
+STAYING = ["file://{allowed}/x.png", "file://{allowed}/a%20b.png", "s3://bucket/allowed/sub/x.png", "{allowed}/x.png"]
+
+
+@pytest.mark.parametrize("source", LEAVING + STAYING)
+def test_a_rows_source_outside_its_roots_is_refused_naming_the_row_however_it_is_spelt(template, tmp_path, source):
+    """allowed_roots holds against `..` (percent-encoded too) and against a URI's query, from
+    which pyarrow would take an endpoint of the row's choosing for the driver's S3 client."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    row = listing_row(7, photos=source.format(allowed=allowed))
+    check = lambda: videos.check(template, row, str(tmp_path / "out"), str(allowed),  # noqa: E731
+                                 [str(allowed), "s3://bucket/allowed"], str(tmp_path / "run"), sources=False)
+    if source in STAYING:
+        assert check().output.endswith("/7.mp4")
+        return
+    with pytest.raises(JobError) as e:
+        check()
+    assert str(e.value).startswith(f"{row.where}: job.segments[0].source: ") and "outside batch.allowed_roots" in str(
+        e.value)

@@ -10,6 +10,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -97,13 +98,26 @@ def output_of(pattern: str, row: Row, root: str) -> str:
 
 
 def _allowed(uri: str, roots: list[str]) -> bool:
+    """Whether a row's source lies under one of `roots`. A URI must name a plain path: pyarrow
+    takes options from a URI's query (`?endpoint_override=` would point the driver's S3
+    client at a host of the row's choosing), and a `..` (percent-encoded or not) in a
+    file:// URI leaves the root. A local path (file:// too) is compared where it really is,
+    links followed."""
     if uri.startswith("sample:"):
         return True
+    local = [r for r in roots if "://" not in r] + [r.split("://", 1)[1] for r in roots if r.startswith("file://")]
     if "://" in uri:
-        return any(uri.startswith(r.rstrip("/") + "/") for r in roots if "://" in r)
+        scheme, rest = uri.split("://", 1)
+        if "?" in rest or "#" in rest or {".", ".."} & set(unquote(rest).split("/")):
+            return False
+        if scheme != "file":
+            return any(uri.startswith(r.rstrip("/") + "/") for r in roots if "://" in r)
+        if not rest.startswith("/"):  # file://HOST/...: another machine's file, or a relative one
+            return False
+        uri = unquote(rest)
     real = os.path.realpath(uri)
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep)
-               for r in [os.path.realpath(r) for r in roots if "://" not in r] + [os.path.realpath(ASSETS)])
+               for r in [os.path.realpath(r) for r in local] + [os.path.realpath(ASSETS)])
 
 
 def _cause(e: BaseException) -> RaypipeError | None:
