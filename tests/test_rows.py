@@ -114,3 +114,23 @@ def test_a_rows_source_outside_its_roots_is_refused_naming_the_row_however_it_is
         check()
     assert str(e.value).startswith(f"{row.where}: job.segments[0].source: ") and "outside batch.allowed_roots" in str(
         e.value)
+
+
+@pytest.mark.parametrize("rid", ["y/", "a/b", "..", ".hidden", "tab\there", "x" * 201])
+def test_an_id_that_is_not_a_plain_name_fails_its_row_alone(template, tmp_path, rid):
+    """An id names its run folder: `y` and `y/` would share one (and delete each other's
+    chunks), and `videos/y/.mp4` is no file name."""
+    row = Row(3, rid, {"address": "x", "price": "y", "photos": "a.png"}, None, csv=True)
+    with pytest.raises(JobError) as e:
+        videos.check(template, row, str(tmp_path / "out"), str(tmp_path), [str(tmp_path)], str(tmp_path / "run"),
+                     sources=False)
+    assert e.value.where in (f"{row.where}.id", f"{row.where}.output") and "\n" not in str(e.value)
+    assert videos.check(template, Row(4, "elm-12 Oak St", row.fields, None, csv=True), str(tmp_path / "out"),
+                        str(tmp_path), [str(tmp_path)], str(tmp_path / "run"), sources=False).output.endswith(
+        "/videos/elm-12 Oak St.mp4")
+
+
+def test_an_output_named_by_an_empty_field_is_refused_for_its_row(template, tmp_path):
+    row = Row(5, "5", {"address": "x", "price": "", "photos": "a.png"}, None, csv=True)
+    with pytest.raises(JobError, match=r"row 5\.output: 'videos/\.mp4' is not a plain file name"):
+        videos.output_of("videos/{price}.mp4", row, str(tmp_path))

@@ -94,7 +94,19 @@ def output_of(pattern: str, row: Row, root: str) -> str:
     norm = posixpath.normpath(rel.replace("\\", "/"))
     if rel.startswith(("/", "~")) or "://" in rel or norm == ".." or norm.startswith("../") or "\0" in rel:
         raise JobError(f"{row.where}.output", f"{rel!r} would leave the batch's root {root}")
+    if posixpath.basename(norm).startswith("."):  # `videos/.mp4` (an empty field), or a name the cache sweeps as a temp
+        raise JobError(f"{row.where}.output", f"{rel!r} is not a plain file name (batch.output: {pattern})")
     return _join(root, norm)
+
+
+def check_id(row: Row) -> None:
+    """A row's id names its run folder (`videos/<id>`) and, by default, its video: a plain
+    file name, so that no two rows share a folder (`y` and `y/`) and none is hidden."""
+    rid = row.id
+    if rid in (".", "..") or rid.startswith(".") or any(c in rid for c in "/\\") or \
+            any(ord(c) < 32 for c in rid) or len(rid.encode()) > 200:
+        raise JobError(f"{row.where}.id", f"must be a plain name of at most 200 bytes, not starting with a dot and "
+                                          f"with no / or \\ (got {rid!r})")
 
 
 def _allowed(uri: str, roots: list[str]) -> bool:
@@ -272,6 +284,7 @@ def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[st
     its sources."""
     try:
         output = output_of(str(template.batch.output), row, root)
+        check_id(row)
         if published is not None and published(output):
             return Video(row, Template(template, base), output, published=True)
         cfg = row_config(template, row, base)
