@@ -105,6 +105,28 @@ def test_a_detector_actor_killed_in_the_call_that_loaded_its_model_has_both_load
     assert sorted(found) == sorted(photos) and all(found[p].box for p in photos)
 
 
+def test_a_batch_stopped_while_its_detector_waits_for_a_gpu_that_never_comes_ends_at_once(
+        ray_local, tiny_clip, tmp_path):
+    """detector.num_gpus=1 on a Ray without one: the actor waits for it, forever. A stop (the
+    API's cancel, as Ctrl-C gives) ends the batch within seconds, with no video."""
+    import raypipe
+    from raypipe.errors import CancelToken, Interrupted
+
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(media.load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,address,price,photos\nh1,1 Elm,$1,a.png\n")
+    cancel = CancelToken()
+    threading.Timer(3.0, cancel.cancel, (Interrupted(2),)).start()
+    t0 = time.monotonic()
+    with pytest.raises(Interrupted):
+        raypipe.render_batch("listing", rows, ["render.width=160", "render.height=90", "render.fps=10",
+                                               "detector=clip", "detector.fallback=null", "detector.num_gpus=1",
+                                               *overrides(tiny_clip), f"batch.root={tmp_path / 'out'}"],
+                             run_dir=tmp_path / "run", cancel=cancel)
+    assert time.monotonic() - t0 < 20
+    assert not list((tmp_path / "out").rglob("*.mp4"))
+
+
 def test_a_driver_killed_half_way_resumes_when_the_command_runs_again(tmp_path, cache_dir):
     args = ["--config-dir", "tests/conf", "+job=fixture", "detector=saliency", SPLIT, "ray.num_cpus=1"]
     tmp_before = set(os.listdir("/tmp"))

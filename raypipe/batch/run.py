@@ -195,8 +195,15 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         remote = bool(todo and (cfg.detector.num_gpus or (executor.name == "ray" and executor.nodes > 1)))
         settings = None if remote else OmegaConf.to_object(cfg.detector)
         made: list = []  # here: the one detector, once a source misses the cache
+        stop = threading.Event()  # the batch ended: the look and detection threads stop where they wait
+
+        def halt() -> None:
+            cancel.check()
+            if stop.is_set():
+                raise _Stop
+
         if remote:
-            in_actors = cleanup.enter_context(executor.detector(cfg.detector, cfg.batch.detector_actors)).detect
+            in_actors = cleanup.enter_context(executor.detector(cfg.detector, cfg.batch.detector_actors, halt)).detect
 
             def detect(sources, prompts, ranges, cache, looks, moved):
                 # No looks: the actors decode their own, from where every node reads them.
@@ -230,7 +237,6 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
             return compacted
 
         pool = cleanup.enter_context(ThreadPoolExecutor(2, thread_name_prefix="detect"))
-        stop = threading.Event()
         cleanup.callback(stop.set)  # before the pool's exit waits for the look and detection threads
         muxing = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="mux"))
         looked: queue.Queue = queue.Queue(maxsize=cfg.batch.max_videos_in_flight)
@@ -363,6 +369,13 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
             looking.result()
             stages["render"] = round(time.perf_counter() - t1, 3)
         finally:
+            # After a failure (fail_fast, a stop), the muxes under way still publish their
+            # videos (the mux pool's exit waits for them): the manifest says so.
+            while finishing:
+                try:
+                    _collect(wait=True)
+                except Exception as e:  # another row failing while the first failure is on its way up
+                    log.debug("after the batch stopped: %s", e)
             progress.close()
             manifest.close()
         stats = executor.stats()

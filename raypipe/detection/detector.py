@@ -220,16 +220,16 @@ class DetectorActor:
     The driver wraps it with ray.remote so that it can ask for a GPU where there is one. It
     keeps its detector between calls: a batch's rows go through one model load."""
 
-    def __init__(self, on_load=None):
+    def __init__(self):
         self.made: list = []
-        self.on_load = on_load  # on_load(loads) hears each model load at once, before it is used
 
-    def _make(self, cfg):
-        before = clip_loads()
-        made = make_detector(cfg)
-        if self.on_load is not None and clip_loads() > before:
-            self.on_load(clip_loads() - before)
-        return made
+    def detect(self, cfg, sources, prompts, video_ranges=None, cache=None, on_load=None) -> tuple[dict, dict]:
+        """`on_load(loads)` hears a model load at once, before the model is used."""
+        def make(cfg):
+            before = clip_loads()
+            made = make_detector(cfg)
+            if on_load is not None and clip_loads() > before:
+                on_load(clip_loads() - before)
+            return made
 
-    def detect(self, cfg, sources, prompts, video_ranges=None, cache=None) -> tuple[dict, dict]:
-        return detect_all(cfg, sources, prompts, video_ranges, cache, self.made, make=self._make)
+        return detect_all(cfg, sources, prompts, video_ranges, cache, self.made, make=make)

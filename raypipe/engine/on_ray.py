@@ -213,17 +213,17 @@ class RayExecutor(Executor):
             return pool.detect(plan.sources, plan.prompts, plan.video_ranges(), found)
 
     @contextmanager
-    def detector(self, settings: DictConfig, actors: int = 1):
+    def detector(self, settings: DictConfig, actors: int = 1, halt=None):
         """A DetectorPool of `actors` actors, each on a GPU where the detector asks for one, for
-        as many calls as the caller makes (a batch's rows): each actor loads the model once."""
+        as many calls as the caller makes (a batch's rows): each actor loads the model once.
+        `halt()`, called while a call waits, raises to give up waiting (the caller stopped)."""
         self.start()
         # An actor lost with its node is made again elsewhere and its calls run again: the batch
         # goes on (the new one loads the model again, and the report counts that load).
         make = ray.remote(detector.DetectorActor).options(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus,
                                                           max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)
-        told = _LoadsTold(self._board)
-        pool = DetectorPool([make.remote(told) for _ in range(max(1, actors))], OmegaConf.to_object(settings),
-                            self._board)
+        pool = DetectorPool([make.remote() for _ in range(max(1, actors))], OmegaConf.to_object(settings),
+                            self._board, halt)
         try:
             yield pool
         finally:
@@ -254,8 +254,13 @@ class DetectorPool:
 
     START_S = 30.0
 
-    def __init__(self, actors: list, cfg, board):
+    HALT_S = 0.2  # how often a wait asks whether to give up
+
+    def __init__(self, actors: list, cfg, board, halt=None):
         self.actors, self.cfg, self.board, self.ready, self.turn = actors, cfg, board, [], 0
+        self.told = _LoadsTold(board)  # with each call, not to the constructor: what an actor is made
+        # again from must outlive its node, and Ray keeps a call's arguments for its retries
+        self.halt = halt or (lambda: None)
         self.waiting = {a.__ray_ready__.remote(): a for a in actors}
         self.counted = 0  # the model loads that earlier calls' infos reported
 
@@ -269,20 +274,32 @@ class DetectorPool:
             return
         timeout = 0.0
         if not self.ready:  # the first call: one, however long it takes, then the others for a while
-            ray.wait(list(self.waiting), num_returns=1)
+            self._wait(list(self.waiting), 1)
             timeout = self.START_S
-        up, _ = ray.wait(list(self.waiting), num_returns=len(self.waiting), timeout=timeout)
+        up = self._wait(list(self.waiting), len(self.waiting), timeout)
         for ref in up:
             get(ref)  # an actor that could not start says why
             self.ready.append(self.waiting.pop(ref))
+
+    def _wait(self, refs: list, count: int, timeout: float | None = None) -> list:
+        """ray.wait in short steps, asking `halt` between them: an actor may wait for a GPU
+        that never comes, and a stopped batch must not wait with it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = self.HALT_S if deadline is None else max(0.0, min(self.HALT_S, deadline - time.monotonic()))
+            up, _ = ray.wait(refs, num_returns=count, timeout=left)
+            if len(up) >= count or (deadline is not None and time.monotonic() >= deadline):
+                return up
+            self.halt()
 
     def detect(self, sources, prompts, video_ranges, cache) -> tuple[dict, dict]:
         self._look()
         n = min(len(self.ready), len(sources)) or 1
         order = self.ready[self.turn:] + self.ready[:self.turn]
         self.turn = (self.turn + n) % len(self.ready)
-        refs = [a.detect.remote(self.cfg, tuple(sources[i::n]), prompts, video_ranges, cache)
+        refs = [a.detect.remote(self.cfg, tuple(sources[i::n]), prompts, video_ranges, cache, self.told)
                 for i, a in enumerate(order[:n])]
+        self._wait(refs, len(refs))
         results = get(refs)
         found = {u: v for f, _ in results for u, v in f.items()}
         infos = [info for _, info in results]
@@ -340,18 +357,19 @@ class MuxerLink:
         self.acks.append(self.actor.add.remote(m))
 
     def finish(self) -> dict:
-        while True:
-            try:
-                result = get([*self.acks, self.actor.finish.remote()])[-1]
-                self.abandon()  # done with: the manifests are in the video
-                return result
-            except ray.exceptions.RayActorError as e:
-                if self.restarts:
-                    raise MuxError(f"the muxer was lost twice ({str(e).strip().splitlines()[0]})") from None
-                log.warning("the muxer was lost; starting it again with the %d chunks so far", len(self.sent))
-                self.restarts += 1
-                self.actor = self._make()
-                self.acks = [self.actor.add.remote(m) for m in self.sent]
+        try:
+            while True:
+                try:
+                    return get([*self.acks, self.actor.finish.remote()])[-1]
+                except ray.exceptions.RayActorError as e:
+                    if self.restarts:
+                        raise MuxError(f"the muxer was lost twice ({str(e).strip().splitlines()[0]})") from None
+                    log.warning("the muxer was lost; starting it again with the %d chunks so far", len(self.sent))
+                    self.restarts += 1
+                    self.actor = self._make()
+                    self.acks = [self.actor.add.remote(m) for m in self.sent]
+        finally:  # published or failed, it is done with
+            self.abandon()
 
 
     def abandon(self) -> None:
