@@ -160,6 +160,21 @@ def test_a_dry_run_names_the_failing_rows_and_renders_nothing(table, tmp_path):
     assert not (tmp_path / "out" / "videos").exists()
 
 
+def test_fail_fast_stops_at_the_first_bad_row_and_the_manifest_holds_every_video_published(table, tmp_path):
+    """batch.fail_fast=true: the batch stops at row 3's missing photo, with its error; the
+    videos that were being muxed when it stopped are still published, and recorded."""
+    root = tmp_path / "out"
+    with pytest.raises(JobError) as e:
+        raypipe.render_batch("listing", table, [*SMALL, "batch.fail_fast=true", f"batch.root={root}"],
+                             run_dir=tmp_path / "run")
+    assert e.value.where.startswith("row 3 (id bad)") and "missing.png" in str(e.value)
+    records = manifest(root)
+    published = sorted(p.stem for p in (root / "videos").glob("*.mp4")) if (root / "videos").exists() else []
+    assert sorted(i for i, r in records.items() if r["status"] == "done") == published
+    assert records["bad"]["status"] == "failed" and "ash" not in published
+    assert not [p for p in root.rglob("*") if ".tmp" in p.name]
+
+
 def test_rows_cannot_reach_outside_their_roots(table, tmp_path):
     secret = photo(tmp_path, "secret.png", "rocket")  # beside the table's folder, not in it
     table.write_text(f"id,address,price,photos\nevil,x,y,{secret}\nok,x,y,a.png\n")
