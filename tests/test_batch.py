@@ -160,6 +160,23 @@ def test_a_dry_run_names_the_failing_rows_and_renders_nothing(table, tmp_path):
     assert not (tmp_path / "out" / "videos").exists()
 
 
+def test_without_the_cache_every_row_is_muxed_before_its_chunks_go(table, tmp_path, monkeypatch):
+    """render.cache=false: a video's chunks are in its run folder, deleted once it is muxed;
+    the last rows, waited for at the batch's end, lost theirs to the delete before a slow mux."""
+    import time
+
+    from raypipe.engine import mux
+
+    join = mux.join
+    monkeypatch.setattr(mux, "join", lambda *a: time.sleep(0.5) or join(*a))  # a long video's mux
+    root = tmp_path / "out"
+    report = raypipe.render_batch("listing", table, [*SMALL, "render.cache=false", f"batch.root={root}"],
+                                  run_dir=tmp_path / "run")
+    assert (report.done, report.failed) == (3, 1), [r.error for r in report.records]
+    assert all(media.count_frames(str(root / "videos" / f"{i}.mp4")) == 12 for i in ("elm", "oak", "ash"))
+    assert not list((tmp_path / "run").rglob("segments"))
+
+
 def test_fail_fast_stops_at_the_first_bad_row_and_the_manifest_holds_every_video_published(table, tmp_path):
     """batch.fail_fast=true: the batch stops at row 3's missing photo, with its error; the
     videos that were being muxed when it stopped are still published, and recorded."""

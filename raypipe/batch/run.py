@@ -342,15 +342,15 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
                 if not (wait or future.done()):
                     continue
                 finishing.remove((entry, future))
+                try:
+                    result = future.result()  # first: the mux reads the chunks and the staged files
+                except RaypipeError as e:
+                    _fail(entry.video, e)  # which lets go of what the row holds
+                    continue
                 flying.pop(entry.video.row.id, None)
                 _release(entry.moved)
                 executor.release(entry.detections)  # in the object store only while the video renders
                 entry.reuse.run_store.delete_dir("segments")  # chunks outside the cache (render.cache=false)
-                try:
-                    result = future.result()
-                except RaypipeError as e:
-                    _fail(entry.video, e)
-                    continue
                 frames += result["frames"]
                 entry.video.unload()
                 record = Record(entry.video.row.id, entry.video.row.number, "done", entry.video.output,
