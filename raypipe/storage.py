@@ -11,6 +11,7 @@ tell the leftovers of a killed process from a write in progress.
 """
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import mmap
@@ -18,6 +19,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -165,11 +167,18 @@ def publishing(uri: str, suffix: str = "") -> Iterator[str]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+# A version of a fetched file that no process of this node has asked for in this long is
+# deleted when another version is fetched (a model loads in seconds of being asked for).
+UNUSED_COPY_S = 600.0
+
+
 def local_copy(uri: str, folder: str) -> str:
     """A local file with the bytes of `uri`, fetched into `folder` once for each version of it
     (its size and time), under its own name: a node's processes load a model's weights from
-    their disk, not again over the network. The copy of an older version is deleted, and so
-    is a download that a killed process left. A plain path is itself."""
+    their disk, not again over the network. One process of the node fetches while the others
+    wait for it (a lock on the file's folder); a download is checked for its length and shown
+    whole, by a rename. Copies of other versions unused for UNUSED_COPY_S go, and so do the
+    downloads of killed processes. A plain path is itself."""
     if "://" not in uri:
         return uri
     fs, path = resolve(uri)
@@ -180,21 +189,28 @@ def local_copy(uri: str, folder: str) -> str:
     versions = os.path.join(folder, hashlib.sha256(uri.encode()).hexdigest()[:16])
     version = hashlib.sha256(f"{info.size}|{info.mtime_ns}".encode()).hexdigest()[:12]
     target = os.path.join(versions, version, name)
-    if os.path.isfile(target):
-        return target
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    for old in os.listdir(versions):
-        writer = writer_of(old)
-        if old != version and (writer is None or writer_gone(*writer)):
-            shutil.rmtree(os.path.join(versions, old), ignore_errors=True)
-    tmp = os.path.join(versions, temp_name(version))
-    try:
-        os.makedirs(tmp)
-        with fs.open_input_stream(path) as src, open(os.path.join(tmp, name), "wb") as out:
-            shutil.copyfileobj(src, out, 8 << 20)
-        os.replace(os.path.join(tmp, name), target)  # the same bytes, should another process have fetched them
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(versions, exist_ok=True)
+    with open(os.path.join(versions, ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel if this process dies
+        if not os.path.isfile(target):
+            tmp = os.path.join(versions, temp_name(version))
+            try:
+                os.makedirs(tmp)
+                with fs.open_input_stream(path) as src, open(os.path.join(tmp, name), "wb") as out:
+                    shutil.copyfileobj(src, out, 8 << 20)
+                if (got := os.path.getsize(os.path.join(tmp, name))) != info.size:
+                    raise OSError(f"fetched {got} of the {info.size} bytes of {uri}")
+                os.rename(tmp, os.path.dirname(target))
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        os.utime(os.path.dirname(target))  # in use: kept by the sweeps of other versions' fetches
+        now = time.time()
+        for other in os.listdir(versions):
+            at, writer = os.path.join(versions, other), writer_of(other)
+            if other in (version, ".lock") or (writer is not None and not writer_gone(*writer)):
+                continue
+            if writer is not None or now - os.stat(at).st_mtime > UNUSED_COPY_S:
+                shutil.rmtree(at, ignore_errors=True)
     return target
 
 

@@ -107,7 +107,9 @@ def test_a_file_on_storage_is_fetched_once_per_version_and_an_older_versions_cop
     file's own name; the copy of the version before, and a dead process's download, deleted."""
     import subprocess
     import sys
+    import time
 
+    from raypipe import storage
     from raypipe.storage import HOST, local_copy, temp_name
 
     remote, cache = tmp_path / "bucket" / "model.bin", tmp_path / "cache"
@@ -126,9 +128,38 @@ def test_a_file_on_storage_is_fetched_once_per_version_and_an_older_versions_cop
     left.mkdir()
     live.mkdir()
     remote.write_bytes(b"weights v2, longer")
+    old = time.time() - storage.UNUSED_COPY_S - 1  # v1 unused for longer than a load takes: it may go
+    os.utime(Path(first).parent, (old, old))
     second = local_copy(uri, str(cache))
     assert second != first and Path(second).read_bytes() == b"weights v2, longer"
-    assert sorted(p.name for p in versions.iterdir()) == sorted([Path(second).parent.name, live.name])
+    assert sorted(p.name for p in versions.iterdir()) == sorted([".lock", Path(second).parent.name, live.name])
     assert local_copy(str(remote), str(cache)) == str(remote)  # a path is read where it is
     with pytest.raises(FileNotFoundError, match="no such file: file://"):
         local_copy(f"file://{tmp_path}/none.bin", str(cache))
+
+
+@pytest.mark.unit
+def test_processes_of_a_node_that_ask_for_one_file_at_once_fetch_it_once(tmp_path, monkeypatch):
+    """Two detector actors starting together on a node: one downloads, the other waits for
+    its copy (a lock); a version asked for while another is in use leaves that one alone."""
+    import shutil
+    import threading
+
+    from raypipe.storage import local_copy
+
+    remote = tmp_path / "bucket" / "model.bin"
+    remote.parent.mkdir()
+    remote.write_bytes(b"w" * 100_000)
+    copies, copy = [], shutil.copyfileobj
+    monkeypatch.setattr(shutil, "copyfileobj", lambda *a: copies.append(1) or copy(*a))
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(local_copy(f"file://{remote}", str(tmp_path / "c"))))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(copies) == 1 and len(set(got)) == 1 and Path(got[0]).read_bytes() == b"w" * 100_000
+    remote.write_bytes(b"v2")
+    newer = local_copy(f"file://{remote}", str(tmp_path / "c"))
+    assert Path(got[0]).exists() and Path(newer).read_bytes() == b"v2"  # v1 was just used: kept
