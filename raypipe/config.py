@@ -277,8 +277,12 @@ def cache_root(cfg) -> str | None:
 
 def local_cache() -> Path:
     """This machine's raypipe cache: the default cache root, and where a node keeps the model
-    weights it fetched from storage."""
+    weights it fetched from storage (in WEIGHTS, which eviction leaves alone: a model is no
+    chunk to make again, and the least recently written file there)."""
     return Path(os.environ.get("RAYPIPE_CACHE_DIR") or user_cache("raypipe"))
+
+
+WEIGHTS = "weights"
 
 
 def user_cache(name: str) -> Path:

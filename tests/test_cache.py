@@ -154,6 +154,18 @@ def test_eviction_removes_the_least_recently_used_past_the_bound_and_dead_writer
     assert not (tmp_path / "chunks" / "a" / "a").exists() and (tmp_path / "chunks" / "a").is_dir()  # no empty folders
 
 
+@pytest.mark.unit
+def test_weights_a_node_fetched_into_its_cache_are_never_evicted(tmp_path):
+    """They are the oldest file there (written once, read in place) and the largest: evicting
+    them would fetch a model again for every render."""
+    weights = _file(tmp_path, "weights/0123/abcd/open_clip_pytorch_model.bin", 5000, 9000)
+    (tmp_path / "weights" / "0123" / "pending").mkdir()  # a version on its way in
+    chunk = _file(tmp_path, "chunks/a/a/0000000-0000010.mp4", 1000, 1000)
+    report = evict(str(tmp_path), max_bytes=500, keep=set())
+    assert (tmp_path / weights).exists() and (tmp_path / "weights" / "0123" / "pending").is_dir()
+    assert not (tmp_path / chunk).exists() and report["evicted_files"] == 1 and report["bytes"] == 0
+
+
 @pytest.mark.render
 def test_without_the_cache_nothing_is_kept_or_reused(tmp_path, cache_dir):
     for run in ("first", "second"):

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
-from raypipe.config import local_cache
+from raypipe.config import WEIGHTS, local_cache
 from raypipe.detection.detections import Subject, bounded, subject_from_heat
 from raypipe.detection.saliency import detect_saliency
 from raypipe.detection.settings import WEIGHTS_HINT as hint, checkpoint_missing, is_checkpoint_path as _is_path
@@ -128,7 +128,7 @@ def _on_disk(field: str, value: str, what: str) -> str:
     a cluster's actors on other nodes cannot read the driver's paths)."""
     if "://" in value:
         try:
-            return local_copy(value, str(local_cache() / "weights"))
+            return local_copy(value, str(local_cache() / WEIGHTS))
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise WeightsUnavailable(f"{field}: cannot fetch {value} ({first}); {hint}") from None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from omegaconf import DictConfig
 
-from raypipe.config import cache_root
+from raypipe.config import WEIGHTS, cache_root
 from raypipe.detection import detector
 from raypipe.detection.cache import DetectionCache, code_version, detection_keys, digest, source_id
 from raypipe.engine.task import SegmentManifest
@@ -91,6 +91,8 @@ def evict(root: str, max_bytes: int, keep: set[str]) -> dict:
     store, now = Storage(root), time.time()
     entries, swept = [], 0
     for rel, size, mtime in store.files():
+        if rel.startswith(WEIGHTS + "/"):  # fetched models, where the cache is this machine's
+            continue
         writer = writer_of(rel.rsplit("/", 1)[-1])
         if writer is not None:
             if writer_gone(*writer) or now - mtime > STALE_TEMP_S:
@@ -113,6 +115,8 @@ def evict(root: str, max_bytes: int, keep: set[str]) -> dict:
 
 def _remove_empty_folders(root: str) -> None:
     for folder, _subfolders, files in os.walk(root, topdown=False):
+        if os.path.relpath(folder, root).split(os.sep)[0] == WEIGHTS:
+            continue
         if folder != root and not files:
             try:
                 os.rmdir(folder)  # fails, harmlessly, if a render has just written into it
