@@ -17,6 +17,7 @@ from raypipe.detection.clip import (
     load,
 )
 from raypipe.detection.detector import detect_all, expand
+from raypipe.errors import JobError
 
 pytestmark = pytest.mark.slow  # each loads open_clip and torch, or a model
 
@@ -132,6 +133,11 @@ def test_batched_detection_finds_what_one_image_at_a_time_finds(tiny_clip):
         assert overlap > 0.98, uri
 
 
+def fetched(folder):
+    """The copies a node fetched, by name (its locks aside)."""
+    return sorted((p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
 def test_weights_on_s3_load_from_a_copy_fetched_once_per_node_and_a_missing_one_is_refused_first(
         tiny_clip, s3, tmp_path, monkeypatch):
     """A cluster's nodes cannot read the driver's paths: weights and config on storage every
@@ -153,14 +159,45 @@ def test_weights_on_s3_load_from_a_copy_fetched_once_per_node_and_a_missing_one_
     found, info = detect_all(c, ("sample:astronaut",), ("a person",))
     assert info["detector"] == "clip:tiny-clip/open_clip_pytorch_model.bin" and info["clip_loads"] == 1
     assert found["sample:astronaut"].subject().box
-    copies = sorted((tmp_path / "node" / "weights").rglob("*.*"), key=lambda p: p.name)
+    copies = fetched(tmp_path / "node" / "weights")
     assert [p.name for p in copies] == ["open_clip_pytorch_model.bin", "tiny-clip.json"]
     assert copies[0].read_bytes() == Path(tiny_clip["detector.pretrained"]).read_bytes()
     times = [p.stat().st_mtime_ns for p in copies]
     load(c)  # the node's next load reads its copies
-    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "node" / "weights").rglob("*.*"),
-                                                 key=lambda p: p.name)] == times
+    assert [p.stat().st_mtime_ns for p in fetched(tmp_path / "node" / "weights")] == times
     with pytest.raises(JobError) as e:
         validate(cfg(pretrained="s3://renders/weights/none.bin"))
     assert str(e.value).startswith("detector.pretrained: no checkpoint file at s3://renders/weights/none.bin; ")
     assert "\n" not in str(e.value)
+
+
+def test_weights_on_a_store_that_cannot_be_reached_fail_in_one_line_and_no_fallback_sticks(tiny_clip, s3, monkeypatch):
+    """A blip of the store: the detection keys' lookup fails naming the field, in one line;
+    the fallback to saliency it caused lasts until the store answers again, not for the
+    process's life; and a batch's rows share one lookup of a found object."""
+    from pathlib import Path
+
+    from raypipe.detection import settings
+    from raypipe.detection.cache import detection_keys
+    from raypipe.detection.detector import resolve_kind
+
+    _, client = s3
+    client.put_object(Bucket="renders", Key="weights/blip.bin", Body=Path(tiny_clip["detector.pretrained"]).read_bytes())
+    c = cfg(model="tiny-clip", pretrained="s3://renders/weights/blip.bin", fallback="saliency")
+    real = settings.resolve
+
+    def down(uri):
+        raise OSError("When getting information for key 'weights/blip.bin': AWS Error NETWORK_CONNECTION\nretries: 3")
+
+    monkeypatch.setattr(settings, "resolve", down)
+    with pytest.raises(JobError) as e:
+        detection_keys(c, "clip", ("sample:coffee",), (), {}, {"sample:coffee": "id"})
+    assert e.value.where == "detector.pretrained" and "NETWORK_CONNECTION" in str(e.value) and "\n" not in str(e.value)
+    assert resolve_kind(c)[0] == "saliency"
+    asked = []
+    monkeypatch.setattr(settings, "resolve", lambda uri: asked.append(uri) or real(uri))
+    assert resolve_kind(c) == ("clip", None)  # the store answers again: CLIP
+    for _ in range(20):  # rows
+        resolve_kind(c)
+        detection_keys(c, "clip", ("sample:coffee",), (), {}, {"sample:coffee": "id"})
+    assert asked == ["s3://renders/weights/blip.bin"]

@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 
 from raypipe import code
 from raypipe.detection.detections import CompactSubject
-from raypipe.errors import MediaError
+from raypipe.detection.settings import file_identity, first_line
+from raypipe.errors import JobError, MediaError
 from raypipe.storage import Storage, resolve
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,8 @@ def detection_keys(detector, kind: str, sources: tuple[str, ...], prompts: tuple
     when CLIP fell back) with every setting that changes its answer, and for a video the
     seconds and rate it is sampled at."""
     if kind == "clip":
-        settings = (kind, detector.model, _file_or_name(detector.pretrained), _file_or_name(detector.model_config),
+        settings = (kind, detector.model, _file_or_name(detector.pretrained, "detector.pretrained"),
+                    _file_or_name(detector.model_config, "detector.model_config"),
                     detector.image_size and list(detector.image_size), detector.method, float(detector.logit_scale),
                     detector.threshold, list(detector.background_prompts), list(prompts))
     else:
@@ -132,16 +134,17 @@ def detection_keys(detector, kind: str, sources: tuple[str, ...], prompts: tuple
             for uri in sources}
 
 
-def _file_or_name(value: str | None) -> str | None:
+def _file_or_name(value: str | None, field: str) -> str | None:
     """A file by its identity (a checkpoint is too big to hash on every render), else the name."""
-    if value and "://" in value:
-        fs, path = resolve(value)
-        info = fs.get_file_info(path)
-        return f"{value}|{info.size}|{info.mtime_ns}" if info.type == pafs.FileType.File else value
-    if value and os.path.isfile(value):
-        st = os.stat(value)
-        return f"{os.path.abspath(value)}|{st.st_size}|{st.st_mtime_ns}"
-    return value
+    if not value:
+        return value
+    try:
+        found = file_identity(value)
+    except (OSError, ValueError) as e:
+        raise JobError(field, f"cannot reach {value} ({first_line(e)})") from None
+    if found is None:
+        return value
+    return f"{value if '://' in value else os.path.abspath(value)}|{found[0]}|{found[1]}"
 
 
 # --- detections -------------------------------------------------------------------------

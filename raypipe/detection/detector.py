@@ -41,8 +41,11 @@ class SaliencyDetector:
 
 def resolve_kind(cfg) -> tuple[str, str | None]:
     """The detector that will run, and why it is not the configured one; found without
-    importing torch (so the detection cache's keys cost nothing)."""
-    return _resolve(cfg.kind, cfg.fallback, cfg.model, cfg.pretrained)
+    importing torch (so the detection cache's keys cost nothing). Weights on storage are
+    looked up each time (a found object is remembered for a while): a store that could not be
+    reached once must not make the fallback stick for the process's life."""
+    resolve = _resolve.__wrapped__ if cfg.pretrained and "://" in cfg.pretrained else _resolve
+    return resolve(cfg.kind, cfg.fallback, cfg.model, cfg.pretrained)
 
 
 @functools.lru_cache(maxsize=8)

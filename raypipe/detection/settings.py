@@ -3,6 +3,7 @@ that need neither torch nor Ray, so that a bad detector fails before any work.""
 from __future__ import annotations
 
 import os
+import time
 
 import pyarrow.fs as pafs
 
@@ -24,18 +25,37 @@ def is_checkpoint_path(pretrained: str) -> bool:
 
 
 MISSING = "no such file"
+SEEN_S = 30.0  # how long a URI's answer is kept: a batch's rows share one detector, and ask once
+_seen: dict[str, tuple[float, tuple[int, int] | None]] = {}
+
+
+def file_identity(value: str) -> tuple[int, int] | None:
+    """(bytes, mtime in ns) of the file at a path or URI; None where there is none. A URI's
+    answer is one request, kept for SEEN_S. Raises OSError (or ValueError: an unknown scheme)
+    where it cannot be reached, which is never kept."""
+    if "://" not in value:
+        return (st.st_size, st.st_mtime_ns) if os.path.isfile(value) and (st := os.stat(value)) else None
+    now = time.monotonic()
+    if (kept := _seen.get(value)) is not None and now - kept[0] < SEEN_S:
+        return kept[1]
+    fs, path = resolve(value)
+    info = fs.get_file_info(path)
+    found = (info.size, info.mtime_ns) if info.type == pafs.FileType.File else None
+    _seen[value] = (now, found)
+    return found
 
 
 def file_missing(value: str) -> str | None:
-    """Why the file at a path or URI cannot be had (MISSING, or why it cannot be reached: one
-    request on an object store); None when it can."""
-    if "://" not in value:
-        return None if os.path.isfile(value) else MISSING
+    """Why the file at a path or URI cannot be had (MISSING, or why it cannot be reached);
+    None when it can."""
     try:
-        fs, path = resolve(value)
-        return None if fs.get_file_info(path).type == pafs.FileType.File else MISSING
+        return None if file_identity(value) is not None else MISSING
     except (OSError, ValueError) as e:  # no route, no credentials, an unknown scheme
-        return f"cannot reach it ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
+        return f"cannot reach it ({first_line(e)})"
+
+
+def first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def checkpoint_missing(pretrained: str) -> str | None:
