@@ -66,3 +66,11 @@ def test_a_task_lost_on_every_attempt_is_its_rows_error_and_the_other_rows_go_on
 def test_without_a_taker_a_task_lost_on_every_attempt_ends_the_loop():
     with pytest.raises(RenderError, match=f"lost {ATTEMPTS} times"):
         run_tasks(DyingWorkers(), [work(1, "crash")], lambda w, m: None, Progress(10, 1, quiet=True), CancelToken())
+
+
+def test_a_lost_task_of_a_row_that_has_failed_is_not_run_again(monkeypatch):
+    monkeypatch.setattr("raypipe.engine.loop.done_line", lambda m: "")
+    executor, done = DyingWorkers(), []
+    runs = run_tasks(executor, [work(0, "flaky"), work(1, "ok")], lambda w, m: done.append(w.id),
+                     Progress(20, 2, quiet=True), CancelToken(), wanted=lambda w: w.id != 0)
+    assert done == [1] and [w.id for w in executor.submitted] == [0, 1] and not runs.retries

@@ -203,7 +203,8 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
                 raise _Stop
 
         if remote:
-            in_actors = cleanup.enter_context(executor.detector(cfg.detector, cfg.batch.detector_actors, halt)).detect
+            actors = cleanup.enter_context(executor.detector(cfg.detector, cfg.batch.detector_actors, halt))
+            in_actors = actors.detect
 
             def detect(sources, prompts, ranges, cache, looks, moved):
                 # No looks: the actors decode their own, from where every node reads them.
@@ -361,12 +362,15 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         try:
             t1 = time.perf_counter()
             while _Feed().more or flying:
-                retries += run_tasks(executor, _Feed(), on_done, progress, cancel, on_error=on_error).retries
+                retries += run_tasks(executor, _Feed(), on_done, progress, cancel, on_error=on_error,
+                                     wanted=lambda work: work.tag in flying).retries
                 _collect(wait=not _Feed().more)
             # A detection thread that died says why first: the look thread may be blocked on
             # the queue that it no longer takes from, until the batch's end stops it.
             detection.result()
             looking.result()
+            if remote:  # every actor's loads, those of calls that failed after loading too
+                heard["clip_loads"] = actors.loads
             stages["render"] = round(time.perf_counter() - t1, 3)
         finally:
             # After a failure (fail_fast, a stop), the muxes under way still publish their

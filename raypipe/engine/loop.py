@@ -50,10 +50,12 @@ class Feed:
 
 def run_tasks(executor: Executor, works: Iterable[Work] | Feed, on_done: Callable[[Work, SegmentManifest], None],
               progress: Progress, cancel: CancelToken, window: int | None = None, attempts: int = ATTEMPTS,
-              on_error: Callable[[Work, BaseException], bool] | None = None) -> Runs:
+              on_error: Callable[[Work, BaseException], bool] | None = None,
+              wanted: Callable[[Work], bool] | None = None) -> Runs:
     """Runs every work to its manifest; `on_done(work, manifest)` hears each as it completes.
     At most `window` works are in flight (None: all that are ready). A task's own error ends
-    the loop, unless `on_error(work, error)` takes it (a batch records its row and goes on)."""
+    the loop, unless `on_error(work, error)` takes it (a batch records its row and goes on).
+    A lost work that is no longer `wanted` (its row failed) is not run again."""
     feed = works if isinstance(works, Feed) else Feed(works)
     runs, in_flight = Runs(), 0
 
@@ -76,6 +78,8 @@ def run_tasks(executor: Executor, works: Iterable[Work] | Feed, on_done: Callabl
                 error = outcome.error
                 if isinstance(error, TaskLost):
                     task = work.task
+                    if wanted is not None and not wanted(work):
+                        continue
                     if work.attempt < attempts:
                         log.warning("segment %d, frames %d-%d: lost (%s); running it again", task.segment.index,
                                     task.start, task.end - 1, error.reason)
