@@ -18,6 +18,11 @@ class RaypipeError(Exception):
         super().__init__(f"{where}: {reason}" if where else reason)
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's message as one line (pyarrow's and Ray's run to many), or its type's name."""
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
 class JobError(RaypipeError, ValueError):
     """A job that cannot be rendered as written; `where` is the key's full path."""
 

@@ -33,7 +33,7 @@ from raypipe.engine.loop import Feed, run_tasks
 from raypipe.engine.on_ray import local_inputs, staged_name
 from raypipe.engine.progress import Progress
 from raypipe.engine.task import check_captions
-from raypipe.errors import CancelToken, JobError, MediaError, RaypipeError
+from raypipe.errors import CancelToken, JobError, MediaError, RaypipeError, first_line
 from raypipe.look.batch_page import batch_html
 from raypipe.plan.cost import frames_per_task, local_slots, ordered_tasks
 from raypipe.storage import Storage
@@ -310,9 +310,9 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
                 # its tasks still running may write chunks yet: the folder goes at the batch's end
                 cleanup.callback(entry.reuse.run_store.delete_dir, "segments")
             video.unload()
-            _end(manifest, Record(video.row.id, video.row.number, "failed", None, error=_line(error)), on_progress,
+            _end(manifest, Record(video.row.id, video.row.number, "failed", None, error=first_line(error)), on_progress,
                  cfg.batch.fail_fast, error)
-            progress.video_done(f"{video.row.where}: failed: {_line(error)}")
+            progress.video_done(f"{video.row.where}: failed: {first_line(error)}")
 
         def _release(moved: dict | None) -> None:
             if staged and moved:
@@ -403,10 +403,6 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
                                  "report.html": batch_html(record, folder).encode()},
                  run_dir, Storage(run_location(cfg.storage.root, run_dir)))
     return report
-
-
-def _line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _end(manifest: Manifest, record: Record, on_progress, fail_fast: bool, error: BaseException | None = None) -> None:

@@ -37,8 +37,8 @@ import pyarrow.parquet as pq
 
 from raypipe import code
 from raypipe.detection.detections import CompactSubject
-from raypipe.detection.settings import file_identity, first_line
-from raypipe.errors import JobError, MediaError
+from raypipe.detection.settings import file_identity
+from raypipe.errors import JobError, MediaError, first_line
 from raypipe.storage import Storage, resolve
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from raypipe.config import WEIGHTS, local_cache
 from raypipe.detection.detections import Subject, bounded, subject_from_heat
 from raypipe.detection.saliency import detect_saliency
 from raypipe.detection.settings import WEIGHTS_HINT as hint, checkpoint_missing, is_checkpoint_path as _is_path
-from raypipe.errors import WeightsUnavailable
+from raypipe.errors import WeightsUnavailable, first_line
 from raypipe.storage import local_copy
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,7 @@ def load(cfg) -> tuple[object, dict]:
             raise WeightsUnavailable(f"detector.pretrained: open_clip tag {name}/{cfg.pretrained} is not in the "
                                      f"local cache and the model hub is unreachable; {hint}") from None
         where = cfg.pretrained if _is_path(cfg.pretrained) else f"open_clip tag {name}/{cfg.pretrained}"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsUnavailable(f"detector.pretrained: could not load weights from {where} ({first}); "
+        raise WeightsUnavailable(f"detector.pretrained: could not load weights from {where} ({first_line(e)}); "
                                  f"{hint}") from None
     model.eval()
     LOADS += 1
@@ -130,8 +129,7 @@ def _on_disk(field: str, value: str, what: str) -> str:
         try:
             return local_copy(value, str(local_cache() / WEIGHTS))
         except (OSError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise WeightsUnavailable(f"{field}: cannot fetch {value} ({first}); {hint}") from None
+            raise WeightsUnavailable(f"{field}: cannot fetch {value} ({first_line(e)}); {hint}") from None
     if not os.path.isfile(value):  # checked before any work: here, a node that is not the driver's
         raise WeightsUnavailable(f"{field}: no {what} at {value} on {socket.gethostname()}; {hint}")
     return value

@@ -7,7 +7,7 @@ import time
 
 import pyarrow.fs as pafs
 
-from raypipe.errors import JobError
+from raypipe.errors import JobError, first_line
 from raypipe.storage import resolve
 
 KINDS = ("clip", "saliency")
@@ -52,10 +52,6 @@ def file_missing(value: str) -> str | None:
         return None if file_identity(value) is not None else MISSING
     except (OSError, ValueError) as e:  # no route, no credentials, an unknown scheme
         return f"cannot reach it ({first_line(e)})"
-
-
-def first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def checkpoint_missing(pretrained: str) -> str | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from raypipe.errors import MediaError
+from raypipe.errors import MediaError, first_line
 from raypipe.storage import resolve
 
 
@@ -107,7 +107,7 @@ def open_source(uri: str, counter: ReadCounter | None = None) -> io.BufferedRead
     except FileNotFoundError:
         raise MediaError(f"no such file: {uri}") from None
     except (OSError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         if "not found" in reason.lower() or "does not exist" in reason.lower():
             raise MediaError(f"no such file: {uri}") from None
         raise MediaError(f"cannot read {uri}: {reason}") from None
