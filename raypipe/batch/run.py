@@ -595,8 +595,9 @@ def _detect_rows(looked: queue.Queue, out: queue.Queue, detect, warm, cancel: Ca
     renderers work on the rows before it; `warm()`
     makes the detector when the look stage says that one will be needed. Each row comes out as
     (video, its Detections or its error, its cache look-up, its staged files)."""
-    known: OrderedDict[tuple, tuple] = OrderedDict()  # (source id, prompts) -> compacted detection
+    known: OrderedDict[tuple, tuple] = OrderedDict()  # a source's identity (`_keys`) -> compacted detection
     group: list[tuple] = []  # (video, its cache look-up, its looks)
+    identities: dict[str, dict] = {}  # the group's rows' `_keys`, found once (on S3 a request per source)
 
     def flush() -> None:
         staged = []
@@ -605,9 +606,10 @@ def _detect_rows(looked: queue.Queue, out: queue.Queue, detect, warm, cancel: Ca
                 staged.append((video, reuse, looks, stage(video.plan) if stage is not None else {}))
             except RaypipeError as e:
                 _put(out, (video, e, None, {}), cancel, stop)
-        for video, found, reuse, moved in _detect_group(staged, known, detect) if staged else ():
+        for video, found, reuse, moved in _detect_group(staged, known, detect, identities) if staged else ():
             _put(out, (video, found, reuse, moved), cancel, stop)
         group.clear()
+        identities.clear()
         while len(known) > KNOWN_SOURCES:
             known.popitem(last=False)
 
@@ -621,11 +623,17 @@ def _detect_rows(looked: queue.Queue, out: queue.Queue, detect, warm, cancel: Ca
             if isinstance(reuse, BaseException):
                 _put(out, (video, reuse, None, {}), cancel, stop)
                 continue
+            try:
+                keys = _keys(video)
+            except RaypipeError as e:  # a source gone since its row was looked at
+                _put(out, (video, e, None, {}), cancel, stop)
+                continue
             if group and group[0][0].cfg.job.prompts != video.cfg.job.prompts:
                 flush()  # a pass has one set of prompts
             group.append(item)
-            if not shared_passes or out.empty() or len(  # source_id is a round trip per object on S3
-                    {k for v, _, _ in group for k in _keys(v).values()} - known.keys()) >= \
+            identities[video.row.id] = keys
+            if not shared_passes or out.empty() or len(
+                    {k for ks in identities.values() for k in ks.values()} - known.keys()) >= \
                     video.cfg.detector.batch_size:
                 flush()
         if group:
@@ -642,12 +650,13 @@ def _keys(video: Video) -> dict[str, tuple]:
     return {u: (source_id(u), tuple(video.cfg.job.prompts), spans.get(u)) for u in video.plan.sources}
 
 
-def _detect_group(group: list[tuple], known: dict, detect):
+def _detect_group(group: list[tuple], known: dict, detect, identities: dict[str, dict]):
     """`detect(sources, prompts, video_ranges, cache, looks, staged)`: the batch's one detector,
     here or in its actors, on the group's (video, cache look-up, looks, staged files), which
-    share their prompts. Yields (video, its Detections or its error, cache look-up, staged)."""
+    share their prompts; `identities` holds each row's `_keys`. Yields (video, its Detections
+    or its error, cache look-up, staged)."""
     cfg = group[0][0].cfg
-    ids = [_keys(v) for v, *_ in group]
+    ids = [identities[v.row.id] for v, *_ in group]
     first = {}  # identity -> (source, the first row that shows it, its cache look-up, its looks)
     for (v, reuse, looks, _), keys in zip(group, ids):
         for u in v.plan.sources:
@@ -663,7 +672,7 @@ def _detect_group(group: list[tuple], known: dict, detect):
                 (later if item[1] in names else call).append(item)
                 names.add(item[1])
             fresh = later
-            ranges = {u: v.plan.video_ranges()[u] for _, u, v, _, _ in call if u in v.plan.video_ranges()}
+            ranges = {u: i[2] for i, u, _, _, _ in call if i[2] is not None}  # a clip's spans, in its identity
             keys = {}
             for _, u, _, reuse, _ in call:
                 if (found := reuse.detections) is not None:
@@ -679,7 +688,7 @@ def _detect_group(group: list[tuple], known: dict, detect):
             yield group[0][0], e, None, group[0][3]
             return
         for item in group:  # find the row whose source failed; the others go on
-            yield from _detect_group([item], known, detect)
+            yield from _detect_group([item], known, detect, identities)
         return
     for (v, reuse, _, moved), keys in zip(group, ids):
         try:
