@@ -134,3 +134,40 @@ def test_an_output_named_by_an_empty_field_is_refused_for_its_row(template, tmp_
     row = Row(5, "5", {"address": "x", "price": "", "photos": "a.png"}, None, csv=True)
     with pytest.raises(JobError, match=r"row 5\.output: 'videos/\.mp4' is not a plain file name"):
         videos.output_of("videos/{price}.mp4", row, str(tmp_path))
+
+
+def test_a_source_gone_after_its_row_was_looked_at_fails_that_row_and_detection_goes_on(template, tmp_path):
+    import queue
+    import threading
+    from types import SimpleNamespace
+
+    import cv2
+    import numpy as np
+
+    from raypipe.batch.run import _END, _detect_rows
+    from raypipe.config import DetectorCfg
+    from raypipe.detection.detector import detect_all
+    from raypipe.errors import CancelToken, MediaError
+
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((90, 160, 3), 99, np.uint8))
+    made = [videos.check(template, Row(n, rid, {"address": "x", "price": "y", "photos": photo}, None, csv=True),
+                         str(tmp_path / "out"), str(tmp_path), [str(tmp_path)], str(tmp_path / "run"))
+            for n, rid, photo in ((1, "gone", "a.png"), (2, "kept", "b.png"))]
+    for video in made:
+        videos.plan_video(video, str(tmp_path / "run"))  # looked at
+    (tmp_path / "a.png").unlink()
+    looked, out, detected = queue.Queue(), queue.Queue(), []
+    for video in made:
+        looked.put((video, SimpleNamespace(detections=None), {}))  # nothing in the cache
+    looked.put(_END)
+
+    def detect(sources, prompts, ranges, cache, looks, staged):
+        detected.append(sources)
+        return detect_all(DetectorCfg(kind="saliency"), sources, prompts, ranges, cache)[0]
+
+    _detect_rows(looked, out, detect, lambda: None, CancelToken(), threading.Event(), False)
+    first, second = out.get_nowait(), out.get_nowait()
+    assert first[0].row.id == "gone" and isinstance(first[1], MediaError) and "a.png" in str(first[1])
+    assert second[0].row.id == "kept" and second[1].keys == (str(tmp_path / "b.png"),)
+    assert detected == [(str(tmp_path / "b.png"),)]
