@@ -126,8 +126,8 @@ def detect_main(cfg: DictConfig) -> None:
 
     def work(run_dir: str, cancel: CancelToken) -> None:
         path, info, _ = quicklook.detection_sheet(cfg, run_dir)
-        if info["fallback_reason"]:
-            log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
+        if info.fallback_reason:
+            log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info.fallback_reason)
         print(path, flush=True)
 
     _run(work)

@@ -196,7 +196,7 @@ def detect(job, overrides: Sequence[str] = (), run_dir=None) -> Detected:
     cfg = config(job, overrides)
     folder = _run_dir(cfg, run_dir)
     sheet, info, detections = detection_sheet(cfg, folder)
-    return Detected(sheet, detections.summary(), info["detector"], folder)
+    return Detected(sheet, detections.summary(), info.detector, folder)
 
 
 def preview(job, overrides: Sequence[str] = (), run_dir=None, scale: float = 0.25,

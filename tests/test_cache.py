@@ -96,13 +96,13 @@ def test_a_torn_detection_entry_is_ignored_and_written_again(tmp_path, cache_dir
     detector = OmegaConf.to_object(cfg.detector)
     subjects, info = detect_all(detector, plan.sources, plan.prompts, plan.video_ranges(), found)
     entries = sorted(cache_dir.rglob("*.parquet"))
-    assert info["detections_reused"] == 0 and len(entries) == len(plan.sources) == 5
+    assert info.detections_reused == 0 and len(entries) == len(plan.sources) == 5
     entries[0].write_bytes(entries[0].read_bytes()[:200])  # a write cut short by some other tool
     entries[1].write_bytes(b"not parquet")
     again, info = detect_all(detector, plan.sources, plan.prompts, plan.video_ranges(), found)
-    assert info["detections_reused"] == 3 and again == subjects
+    assert info.detections_reused == 3 and again == subjects
     again, info = detect_all(detector, plan.sources, plan.prompts, plan.video_ranges(), found)
-    assert info["detections_reused"] == 5 and again == subjects  # both rewritten whole
+    assert info.detections_reused == 5 and again == subjects  # both rewritten whole
 
 
 @pytest.mark.slow

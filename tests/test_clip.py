@@ -78,7 +78,7 @@ def test_one_load_serves_every_source(tiny_clip):
             pretrained=tiny_clip["detector.pretrained"])
     found, info = detect_all(c, ("sample:astronaut", "sample:coffee", "sample:rocket"), ("a person",))
     subjects = expand(found)
-    assert info["clip_loads"] == 1
+    assert info.clip_loads == 1
     assert tuple(subjects) == ("sample:astronaut", "sample:coffee", "sample:rocket")
     rocket = subjects["sample:rocket"]
     assert rocket.source_size == (640, 427) and rocket.mask.shape == (171, 256)  # CLIP's masks: 256 px a side
@@ -112,8 +112,8 @@ def test_fallback_is_loud_and_recorded(tmp_path, caplog):
     c = cfg(pretrained=str(tmp_path / "nope.bin"), fallback="saliency")
     found, info = detect_all(c, ("sample:chelsea",), ("a cat",))
     subjects = expand(found)
-    assert info["detector"] == "saliency" and str(tmp_path / "nope.bin") in info["fallback_reason"]
-    assert info["clip_loads"] == 0
+    assert info.detector == "saliency" and str(tmp_path / "nope.bin") in info.fallback_reason
+    assert info.clip_loads == 0
     assert subjects["sample:chelsea"].method == "saliency"
     assert any("FALLING BACK TO SALIENCY" in r.getMessage() for r in caplog.records)
 
@@ -125,12 +125,27 @@ def test_batched_detection_finds_what_one_image_at_a_time_finds(tiny_clip):
     sources = tuple(f"sample:{n}" for n in ("astronaut", "chelsea", "coffee", "rocket", "cat", "camera"))
     one, info1 = detect_all(OmegaConf.merge(c, {"batch_size": 1}), sources, ("a person", "an animal"))
     many, info16 = detect_all(OmegaConf.merge(c, {"batch_size": 16}), sources, ("a person", "an animal"))
-    assert info1["device"] == info16["device"] == "cpu" and info16["clip_loads"] == 1
+    assert info1.device == info16.device == "cpu" and info16.clip_loads == 1
     for uri in sources:
         a, b = one[uri].subject(), many[uri].subject()
         assert a.box == pytest.approx(b.box, abs=2) and a.size == b.size
         overlap = np.logical_and(a.mask > 0, b.mask > 0).sum() / max(np.logical_or(a.mask > 0, b.mask > 0).sum(), 1)
         assert overlap > 0.98, uri
+
+
+def test_two_detectors_in_one_process_each_count_their_own_model_load(tiny_clip):
+    """Loads are counted by whoever owns the detector, not by the process: a detector actor's
+    later call uses the model it has (no load), and a second one in the same process counts its own."""
+    from raypipe.detection.detector import DetectorActor
+
+    c = cfg(model="tiny-clip", model_config=tiny_clip["detector.model_config"],
+            pretrained=tiny_clip["detector.pretrained"])
+    first, second, heard = DetectorActor(), DetectorActor(), []
+    _, a = first.detect(c, ("sample:astronaut",), ("a person",), on_load=heard.append)
+    _, again = first.detect(c, ("sample:coffee",), ("a person",), on_load=heard.append)
+    _, b = second.detect(c, ("sample:astronaut",), ("a person",))
+    assert (a.clip_loads, again.clip_loads, b.clip_loads) == (1, 0, 1) and heard == [1]
+    assert first.loads.count == second.loads.count == 1
 
 
 def fetched(folder):
@@ -157,7 +172,7 @@ def test_weights_on_s3_load_from_a_copy_fetched_once_per_node_and_a_missing_one_
             pretrained="s3://renders/weights/open_clip_pytorch_model.bin")
     validate(c)
     found, info = detect_all(c, ("sample:astronaut",), ("a person",))
-    assert info["detector"] == "clip:tiny-clip/open_clip_pytorch_model.bin" and info["clip_loads"] == 1
+    assert info.detector == "clip:tiny-clip/open_clip_pytorch_model.bin" and info.clip_loads == 1
     assert found["sample:astronaut"].subject().box
     copies = fetched(tmp_path / "node" / "weights")
     assert [p.name for p in copies] == ["open_clip_pytorch_model.bin", "tiny-clip.json"]

@@ -45,3 +45,17 @@ def test_masks_survive_the_trip_from_the_detector_exactly():
     back = packed.subject("b")
     assert np.array_equal(back.mask, s.mask) and back.box == s.box
     assert np.shares_memory(back.mask, packed.masks)  # a view into the one buffer, not a copy
+
+
+def test_infos_of_parts_that_ran_side_by_side_merge_into_one_pass():
+    """A detector pool's actors each detect some of a call's sources: the call took as long as
+    the slowest, read and reused what they all did, and fell back if any did."""
+    from raypipe.detection.info import DetectionInfo
+
+    a = DetectionInfo(detector="clip:m/w", fallback_reason=None, detections_reused=1, device="cuda", clip_loads=1,
+                      seconds=2.5, bytes_read=100)
+    b = DetectionInfo(detector="clip:m/w", fallback_reason="gone", detections_reused=2, device="cpu", clip_loads=0,
+                      seconds=4.0, bytes_read=50)
+    assert DetectionInfo.merged([a, b]) == DetectionInfo(
+        detector="clip:m/w", fallback_reason="gone", detections_reused=3, device="cuda", clip_loads=1, seconds=4.0,
+        bytes_read=150)

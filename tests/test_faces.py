@@ -122,7 +122,7 @@ def test_a_still_looked_at_ahead_is_detected_from_its_look_and_one_made_for_anot
     from_look, info = detect_all(settings, (uri,), ("a person",), looks={uri: ahead})
     got, expected = expand(from_look)[uri], expand(itself)[uri]
     assert (got.box, got.faces) == (expected.box, expected.faces) and np.array_equal(got.mask, expected.mask)
-    assert info["bytes_read"] == 0
+    assert info.bytes_read == 0
     with pytest.raises(MediaError, match="astronaut.png"):  # a look for another side: the still is read again
         detect_all(settings, (uri,), ("a person",), looks={uri: look(settings, "sample:astronaut", 128)})
 

@@ -101,7 +101,7 @@ def test_a_detector_actor_killed_in_the_call_that_loaded_its_model_has_both_load
         found, info = pool.detect(tuple(photos), tuple(cfg.job.prompts), {}, None)
         killer.join()
         assert killer.killed is not None
-        assert info["clip_loads"] == pool.loads == 2 and info["detector"].startswith("clip:")
+        assert info.clip_loads == pool.loads == 2 and info.detector.startswith("clip:")
     assert sorted(found) == sorted(photos) and all(found[p].box for p in photos)
 
 

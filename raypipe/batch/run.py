@@ -26,6 +26,7 @@ from raypipe.config import cache_root
 from raypipe.detection import detector
 from raypipe.detection.cache import DetectionCache, source_id
 from raypipe.detection.detections import Detections
+from raypipe.detection.info import LoadCounter
 from raypipe.engine.cache import Reuse, evict
 from raypipe.engine.driver import choose, embedded, run_location, write_record
 from raypipe.engine.executor import ExecutorStats, Work
@@ -195,6 +196,7 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
         remote = bool(todo and (cfg.detector.num_gpus or (executor.name == "ray" and executor.nodes > 1)))
         settings = None if remote else OmegaConf.to_object(cfg.detector)
         made: list = []  # here: the one detector, once a source misses the cache
+        loads = LoadCounter()  # its model's
         stop = threading.Event()  # the batch ended: the look and detection threads stop where they wait
 
         def halt() -> None:
@@ -216,25 +218,25 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
                 return {u: found[there[u]] for u in sources}, info
         else:
             def detect(sources, prompts, ranges, cache, looks, moved):  # the driver reads the files themselves
-                return detector.detect_all(settings, sources, prompts, ranges, cache, made, looks=looks)
+                return detector.detect_all(settings, sources, prompts, ranges, cache, made, looks=looks, loads=loads)
 
         def warm() -> None:  # the model loads while the first rows are looked at
             if made or remote:
                 return
-            before, t = detector.clip_loads(), time.perf_counter()
+            before, t = loads.count, time.perf_counter()
             try:
-                made.append(detector.make_detector(settings))
+                made.append(detector.make_detector(settings, loads))
             except RaypipeError:  # the first row that needs it fails with the reason, as it would have
                 return
             finally:
                 spent["detect"] += time.perf_counter() - t
-            heard["clip_loads"] += detector.clip_loads() - before
+            heard["clip_loads"] += loads.count - before
 
         def counted(*args):
             t = time.perf_counter()
             compacted, info = detect(*args)
             spent["detect"] += time.perf_counter() - t
-            heard["detector"], heard["clip_loads"] = info["detector"], heard["clip_loads"] + info["clip_loads"]
+            heard["detector"], heard["clip_loads"] = info.detector, heard["clip_loads"] + info.clip_loads
             return compacted
 
         pool = cleanup.enter_context(ThreadPoolExecutor(2, thread_name_prefix="detect"))

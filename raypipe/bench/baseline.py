@@ -46,19 +46,21 @@ def _load_detector(detector_cfg, prompts: tuple[str, ...], loads) -> None:
     import cv2
 
     from raypipe.detection.clip import ClipDetector, WeightsUnavailable
-    from raypipe.detection.detector import SaliencyDetector, clip_loads
+    from raypipe.detection.detector import SaliencyDetector
+    from raypipe.detection.info import LoadCounter
 
     cv2.setNumThreads(1)  # one worker per CPU: parallelism comes from the workers
+    counted = LoadCounter()
     if detector_cfg.kind == "clip":  # as the old workers did: import torch, try the weights, then fall back
         try:
-            _WORKER_DETECTOR = ClipDetector(detector_cfg)
+            _WORKER_DETECTOR = ClipDetector(detector_cfg, counted)
             _WORKER_DETECTOR.text(prompts)  # as the old workers embedded theirs when they loaded
         except WeightsUnavailable:
             _WORKER_DETECTOR = SaliencyDetector()
     else:
         _WORKER_DETECTOR = SaliencyDetector()
     with loads.get_lock():
-        loads.value += clip_loads()
+        loads.value += counted.count
 
 
 def _as_lists(found):
@@ -148,7 +150,7 @@ def run_pool(cfg, run_dir: str) -> dict:
                       cfg.detector.track_smoothing, os.path.join(run_dir, f"segment{seg.index:05d}.mp4"))
                      for seg in plan.segments]
             paths = pool.starmap(_pool_segment, tasks, chunksize=1)
-        clip_loads = info["clip_loads"] + worker_loads.value
+        clip_loads = info.clip_loads + worker_loads.value
     with timed(stages, "mux"):
         video = concatenate_videoclips([VideoFileClip(p, audio=False) for p in paths])
         video = video.with_duration(clip_seconds(plan.total_frames, plan.encode.fps))

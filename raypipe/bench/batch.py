@@ -183,8 +183,9 @@ class _DetectRows:
 
     def __init__(self, settings):
         from raypipe.detection.detector import make_detector
+        from raypipe.detection.info import LoadCounter
 
-        self.settings, self.made = settings, [make_detector(settings)]
+        self.settings, self.made = settings, [make_detector(settings, LoadCounter())]  # loads not reported
 
     def __call__(self, rows: dict) -> dict:
         from raypipe.detection.detector import detect_all

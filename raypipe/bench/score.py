@@ -93,7 +93,7 @@ def run(detector_cfg, labels_path: str | os.PathLike, per_image: bool = True) ->
         rows.append(row)
     kept = [v for r in rows for v in r.get("face_kept", {}).values()]
     return {
-        "detector": info["detector"],
+        "detector": info.detector,
         "images": len(rows),
         "mean_iou": round(float(np.mean([r["iou"] for r in rows])), 3),
         "face_shots": len(kept),

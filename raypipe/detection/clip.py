@@ -22,6 +22,7 @@ import numpy as np
 
 from raypipe.config import WEIGHTS, local_cache
 from raypipe.detection.detections import Subject, bounded, subject_from_heat
+from raypipe.detection.info import LoadCounter
 from raypipe.detection.saliency import detect_saliency
 from raypipe.detection.settings import WEIGHTS_HINT as hint, checkpoint_missing, is_checkpoint_path as _is_path
 from raypipe.errors import WeightsUnavailable, first_line
@@ -30,7 +31,6 @@ from raypipe.storage import local_copy
 log = logging.getLogger(__name__)
 
 TEMPLATES = ("a photo of {}.", "a close-up photo of {}.", "a photo of the {} in the scene.")
-LOADS = 0  # CLIP model loads in this process; the run report states it
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -79,7 +79,6 @@ def weights_missing(cfg) -> str | None:
 
 def load(cfg) -> tuple[object, dict]:
     """Create the open_clip model with its weights: a tag (cached or fetched) or a local file."""
-    global LOADS
     if not cfg.pretrained:
         raise WeightsUnavailable(f"detector.pretrained is null: CLIP needs weights; {hint}")
     # With no route to the hub, huggingface_hub retries for ~45 s before giving up; look only
@@ -117,7 +116,6 @@ def load(cfg) -> tuple[object, dict]:
         raise WeightsUnavailable(f"detector.pretrained: could not load weights from {where} ({first_line(e)}); "
                                  f"{hint}") from None
     model.eval()
-    LOADS += 1
     pre = open_clip.get_model_preprocess_cfg(model)
     return model, {"mean": pre["mean"], "std": pre["std"], "tokenizer": open_clip.get_tokenizer(name)}
 
@@ -154,9 +152,10 @@ class Prepared:
 class ClipDetector:
     """CLIP on the sources, `batch` images per forward pass, on the GPU when the detector asks
     for one and the node has it. The prompts come with each call (a batch's rows may each have
-    their own); each set's text embedding is made once."""
+    their own); each set's text embedding is made once. Its model load is counted in `loads`
+    where one is given (a detector made for a benchmark's timing alone counts nothing)."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, loads: LoadCounter | None = None):
         import torch
 
         t0 = time.perf_counter()
@@ -165,6 +164,8 @@ class ClipDetector:
         if cfg.num_gpus > 0 and self.device == "cpu":
             log.warning("detector.num_gpus=%s but torch sees no GPU here: CLIP runs on the CPU", cfg.num_gpus)
         self.model, pre = load(cfg)
+        if loads is not None:
+            loads.add()
         self.model.to(self.device)
         self.batch = max(1, int(cfg.batch_size))
         self.side = max(*self.model.visual.image_size, HEAT_SIDE)  # the most it looks at of an image

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 import time
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
@@ -17,6 +16,7 @@ import numpy as np
 from raypipe.detection.cache import Detection, DetectionCache
 from raypipe.detection.detections import CompactSubject, Keyframes, Subject, bounded
 from raypipe.detection.faces import WORK_SIDE, find_faces
+from raypipe.detection.info import DetectionInfo, LoadCounter
 from raypipe.detection.saliency import detect_saliency
 from raypipe.media import ReadCounter, keyframes, load_image_sized
 
@@ -59,8 +59,9 @@ def _resolve(kind, fallback, model, pretrained) -> tuple[str, str | None]:
     return kind, None
 
 
-def make_detector(cfg):
-    """The configured detector, and why it is not the configured one when it fell back."""
+def make_detector(cfg, loads: LoadCounter):
+    """The configured detector, and why it is not the configured one when it fell back; a
+    model it loads is counted in `loads`."""
     kind, missing = resolve_kind(cfg)
     if missing:  # fall back without importing torch
         log.warning("CLIP UNAVAILABLE, FALLING BACK TO SALIENCY: %s", missing)
@@ -70,7 +71,7 @@ def make_detector(cfg):
     from raypipe.detection.clip import ClipDetector, WeightsUnavailable
 
     try:
-        return ClipDetector(cfg), None
+        return ClipDetector(cfg, loads), None
     except WeightsUnavailable as e:
         if cfg.fallback != "saliency":
             raise
@@ -112,15 +113,11 @@ def look(cfg, uri: str, side: int, counter: ReadCounter | None = None) -> Look:
     return Look(image, size, find_faces(image) if cfg.faces else (), side)
 
 
-def clip_loads() -> int:
-    clip = sys.modules.get("raypipe.detection.clip")
-    return clip.LOADS if clip else 0
-
-
 def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                video_ranges: dict[str, tuple[tuple[float, float], ...]] | None = None,
                cache: DetectionCache | None = None, made: list | None = None,
-               on_source=None, looks: dict[str, Look] | None = None, make=make_detector) -> tuple[dict, dict]:
+               on_source=None, looks: dict[str, Look] | None = None, make=make_detector,
+               loads: LoadCounter | None = None) -> tuple[dict, DetectionInfo]:
     """Every source's subject with one detector (`made` holds the (detector, fallback reason)
     once one is made: a batch passes the same list to every call, so a model loads once):
     stills once, videos at `keyframe_rate`
@@ -132,9 +129,11 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
     source as soon as it is done, in `sources`' order: the first detected on its own, without
     waiting for a full batch, so that whoever waits for it can start. `looks` holds stills
     already looked at, which the cache was found not to hold; one made for another side is
-    made again. `make(cfg)` makes the detector."""
+    made again. `make(cfg, loads)` makes the detector, counting a model load in `loads` (the
+    caller's, where it counts more than this call: a batch's)."""
     t0 = time.perf_counter()
-    loads_before = clip_loads()
+    loads = LoadCounter() if loads is None else loads
+    loads_before = loads.count
     counter = ReadCounter()
     made = [] if made is None else made  # (detector, fallback_reason), once the first source misses the cache
     pending: list = []  # (uri, seconds or None for a still, prepared image, faces): one batch at most
@@ -176,7 +175,7 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                 on_source(uri, hit.value)
             continue
         if not made:
-            made.append(make(cfg))
+            made.append(make(cfg, loads))
         detected.append(uri)
         if video_ranges and uri in video_ranges:
             found[uri] = []
@@ -202,16 +201,9 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
         name, reason = reused[0].detector, reused[0].fallback_reason
     else:
         name, reason = resolve_kind(cfg)[0], None
-    info = {
-        "detector": name,
-        "fallback_reason": reason,
-        "detections_reused": len(reused),
-        "device": made[0][0].device if made else None,
-        "clip_loads": clip_loads() - loads_before,
-        "seconds": round(time.perf_counter() - t0, 3),
-        "bytes_read": counter.bytes,
-    }
-    return found, info
+    return found, DetectionInfo(detector=name, fallback_reason=reason, detections_reused=len(reused),
+                                device=made[0][0].device if made else None, clip_loads=loads.count - loads_before,
+                                seconds=round(time.perf_counter() - t0, 3), bytes_read=counter.bytes)
 
 
 def expand(compacted: dict) -> dict[str, Subject | Keyframes]:
@@ -225,14 +217,16 @@ class DetectorActor:
 
     def __init__(self):
         self.made: list = []
+        self.loads = LoadCounter()
 
-    def detect(self, cfg, sources, prompts, video_ranges=None, cache=None, on_load=None) -> tuple[dict, dict]:
+    def detect(self, cfg, sources, prompts, video_ranges=None, cache=None,
+               on_load=None) -> tuple[dict, DetectionInfo]:
         """`on_load(loads)` hears a model load at once, before the model is used."""
-        def make(cfg):
-            before = clip_loads()
-            made = make_detector(cfg)
-            if on_load is not None and clip_loads() > before:
-                on_load(clip_loads() - before)
+        def make(cfg, loads):
+            before = loads.count
+            made = make_detector(cfg, loads)
+            if on_load is not None and loads.count > before:
+                on_load(loads.count - before)
             return made
 
-        return detect_all(cfg, sources, prompts, video_ranges, cache, self.made, make=make)
+        return detect_all(cfg, sources, prompts, video_ranges, cache, self.made, make=make, loads=self.loads)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from raypipe.config import WEIGHTS, cache_root
 from raypipe.detection import detector
 from raypipe.detection.cache import DetectionCache, code_version, detection_keys, digest, source_id
+from raypipe.detection.info import DetectionInfo
 from raypipe.engine.task import SegmentManifest
 from raypipe.plan.cost import estimated_ms
 from raypipe.plan.timeline import Plan, SegmentPlan, ShotSpec, TaskPlan
@@ -198,10 +199,10 @@ class Reuse:
         used = {m.chunk[len(self.chunks.store.root.rstrip("/")) + 1:] for m in manifests}
         return evict(self.root, int(max_gb * 1e9), used)
 
-    def summary(self, manifests, info: dict, evicted: dict) -> dict:
+    def summary(self, manifests, info: DetectionInfo, evicted: dict) -> dict:
         if self.root is None:
             return {"enabled": False}
-        return {"enabled": True, "root": self.root, "detections_reused": info.get("detections_reused", 0),
+        return {"enabled": True, "root": self.root, "detections_reused": info.detections_reused,
                 "chunks_reused": sum(m.reused for m in manifests),
                 "frames_reused": sum(m.frames for m in manifests if m.reused),
                 "frames_rendered": sum(m.frames for m in manifests if not m.reused), **evicted}

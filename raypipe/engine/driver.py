@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from raypipe.detection import detector
 from raypipe.detection.cache import DetectionCache
 from raypipe.detection.detections import Detections
+from raypipe.detection.info import DetectionInfo
 from raypipe.engine.cache import Reuse
 from raypipe.engine.executor import Executor, Streamed, Work
 from raypipe.engine.headstart import HeadStart
@@ -54,7 +55,7 @@ class Rendered:
     report: Report
     plan: Plan
     detections: Detections
-    info: dict  # the detector's: which ran, why it fell back, its reads
+    info: DetectionInfo  # the detector's: which ran, why it fell back, its reads
     sheet: object = None  # the detection sheet (an RGB array), where the caller asked for one
 
 
@@ -159,7 +160,7 @@ def choose(cfg: DictConfig, tasks, plan: Plan, slots: float | None, stages: Stag
 
 def detect(settings: DictConfig, plan: Plan, found: DetectionCache | None, executor: Executor | None = None,
            stages: Stages | None = None, stream: SourceStream | None = None,
-           tasks: list | None = None) -> tuple[Detections, dict]:
+           tasks: list | None = None) -> tuple[Detections, DetectionInfo]:
     """One pass over the distinct sources: in the driver (telling `stream` of each source as it
     is in, in the order `tasks` read them), or for a detector that asks for a GPU in one Ray
     actor on a node that has one (a Ray executor's). Packed for the object store."""
@@ -177,8 +178,8 @@ def detect(settings: DictConfig, plan: Plan, found: DetectionCache | None, execu
         if stream is not None:
             stream.fail(e)
         raise
-    if info["fallback_reason"]:
-        log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info["fallback_reason"])
+    if info.fallback_reason:
+        log.warning("DETECTOR FELL BACK TO SALIENCY: %s", info.fallback_reason)
     detections = Detections.pack(detector.expand(compacted), smoothing=settings.track_smoothing)
     # The faces are known now: before any task on Ray (a stream checked each segment's already).
     check_captions(plan, detections)

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raypipe.detection import detector
+from raypipe.detection.info import DetectionInfo
 from raypipe.engine import mux
 from raypipe.engine.executor import Executor, ExecutorStats, Outcome, TaskLost, Work, ready
 from raypipe.engine.progress import Board, Reporter
@@ -207,7 +208,7 @@ class RayExecutor(Executor):
 
     # --- what only Ray does ---------------------------------------------------------------
 
-    def detect(self, settings: DictConfig, plan: Plan, found) -> tuple[dict, dict]:
+    def detect(self, settings: DictConfig, plan: Plan, found) -> tuple[dict, DetectionInfo]:
         """Detection in one actor on a node with a GPU, for a detector that asks for one."""
         with self.detector(settings) as pool:
             return pool.detect(plan.sources, plan.prompts, plan.video_ranges(), found)
@@ -292,7 +293,7 @@ class DetectorPool:
                 return up
             self.halt()
 
-    def detect(self, sources, prompts, video_ranges, cache) -> tuple[dict, dict]:
+    def detect(self, sources, prompts, video_ranges, cache) -> tuple[dict, DetectionInfo]:
         self._look()
         n = min(len(self.ready), len(sources)) or 1
         order = self.ready[self.turn:] + self.ready[:self.turn]
@@ -304,9 +305,7 @@ class DetectorPool:
         found = {u: v for f, _ in results for u, v in f.items()}
         infos = [info for _, info in results]
         loads = self.loads  # not the infos': a call that ran again after its actor died lost the dead one's
-        info = {**infos[0], "seconds": max(i["seconds"] for i in infos), "clip_loads": loads - self.counted,
-                "fallback_reason": next((i["fallback_reason"] for i in infos if i["fallback_reason"]), None),
-                **{k: sum(i[k] for i in infos) for k in ("detections_reused", "bytes_read")}}
+        info = replace(DetectionInfo.merged(infos), clip_loads=loads - self.counted)
         self.counted = loads
         return {u: found[u] for u in sources}, info
 

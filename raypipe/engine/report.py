@@ -9,6 +9,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 from raypipe.detection.detections import Detections
+from raypipe.detection.info import DetectionInfo
 from raypipe.engine.executor import ExecutorStats
 from raypipe.engine.task import SegmentManifest
 from raypipe.plan.timeline import Plan
@@ -87,7 +88,7 @@ class Report:
         return json.dumps(self.to_dict(), indent=2).encode()
 
 
-def build(plan: Plan, result: dict, info: dict, detections: Detections, manifests: list[SegmentManifest],
+def build(plan: Plan, result: dict, info: DetectionInfo, detections: Detections, manifests: list[SegmentManifest],
           stages: dict, executor: str, stats: ExecutorStats, *, run: str, run_id: str, max_frames_per_task: int,
           retries: list, cache: dict, reads: dict, started: float) -> Report:
     """`started`: the render's start, in epoch seconds (as the tasks' `started`)."""
@@ -100,17 +101,17 @@ def build(plan: Plan, result: dict, info: dict, detections: Detections, manifest
         job=plan.name, output=result["output"], frames=result["frames"], fps=float(enc.fps),
         fps_exact=f"{enc.fps.numerator}/{enc.fps.denominator}", width=enc.width, height=enc.height,
         duration_s=round(plan.duration, 6), segments=len(plan.segments),
-        detector=info["detector"], detector_fallback=info["fallback_reason"], detector_device=info.get("device"),
-        clip_loads=info["clip_loads"], executor=executor, ray_started=ray_ran,
+        detector=info.detector, detector_fallback=info.fallback_reason, detector_device=info.device,
+        clip_loads=info.clip_loads, executor=executor, ray_started=ray_ran,
         segment_workers=len({(m.node_id, m.pid) for m in on_ray}) if ray_ran else None,
         segment_workers_with_torch=len({(m.node_id, m.pid) for m in on_ray if m.torch_imported}) if ray_ran else None,
         masks_zero_copy=all(m.masks_in_shared_memory for m in on_ray) if on_ray else None,
         frames_rendered_by_the_driver=sum(m.frames for m in manifests if m.executor == "driver"),
         driver_imported_torch="torch" in sys.modules, detections=detections.summary(),
         object_store_bytes=stats.object_store_bytes, detections_held_by_nodes=stats.detections_held_by,
-        detect_s=info["seconds"],
+        detect_s=info.seconds,
         first_task_s=round(min(m.started for m in rendered) - started, 3) if rendered else None,
-        bytes_read={**{name: counter.bytes for name, counter in reads.items()}, "detector": info["bytes_read"],
+        bytes_read={**{name: counter.bytes for name, counter in reads.items()}, "detector": info.bytes_read,
                     "segments": sum(m.bytes_read for m in manifests), "mux": result["bytes_read"]},
         stages=stages, run=run, run_id=run_id, tasks=len(rendered), chunks=len(manifests),
         max_frames_per_task=max_frames_per_task, retries=retries, muxer_restarts=stats.muxer_restarts, cache=cache,

@@ -8,6 +8,7 @@ import cv2
 from omegaconf import DictConfig
 
 from raypipe.detection.detections import Detections
+from raypipe.detection.info import DetectionInfo
 from raypipe.engine.cache import Reuse
 from raypipe.engine.driver import detect, render
 from raypipe.engine.report import Report
@@ -20,7 +21,7 @@ from raypipe.plan.validate import prepare
 from raypipe.storage import Storage
 
 
-def _detected(cfg: DictConfig, run_dir: str) -> tuple[Plan, Detections, dict]:
+def _detected(cfg: DictConfig, run_dir: str) -> tuple[Plan, Detections, DetectionInfo]:
     """The plan and every source's subject, from the detection cache where it has them."""
     plan, _ = prepare(cfg, run_dir)
     return (plan, *detect(cfg.detector, plan, Reuse.look_up(cfg, plan, Storage(run_dir)).detections))
@@ -34,11 +35,11 @@ def _png(path: str, rgb) -> str:
     return path
 
 
-def detection_sheet(cfg: DictConfig, run_dir: str) -> tuple[str, dict, Detections]:
+def detection_sheet(cfg: DictConfig, run_dir: str) -> tuple[str, DetectionInfo, Detections]:
     """`detections.png` in the run directory (see `sheet.detection_sheet`), the detector's
     info and the detections."""
     plan, detections, info = _detected(cfg, run_dir)
-    image = sheet.detection_sheet(plan, detections, info["detector"], cfg.detector.keyframe_rate)
+    image = sheet.detection_sheet(plan, detections, info.detector, cfg.detector.keyframe_rate)
     return _png(os.path.join(run_dir, "detections.png"), image), info, detections
 
 

@@ -145,7 +145,7 @@ def sheet_for(cfg):
     no longer reads (the video is out: say why the page is not)."""
     def make(plan, detections, info, counter):
         try:
-            return sheet.detection_sheet(plan, detections, info["detector"], cfg.detector.keyframe_rate, counter)
+            return sheet.detection_sheet(plan, detections, info.detector, cfg.detector.keyframe_rate, counter)
         except (MediaError, OSError, ValueError) as e:
             log.warning("report.html not written: %s", str(e).splitlines()[0])
             return None
