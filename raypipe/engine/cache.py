@@ -169,8 +169,8 @@ class Reuse:
                     end = max(cached[pos])
                     name = self.chunks.name(key, seg, pos, end)
                     self.chunks.use(name)
-                    found.append(SegmentManifest(index, self.chunks.store.uri(name), pos, end - pos, 0.0, "", "", 0,
-                                                 False, False, 0.0, 0, reused=True))
+                    found.append(SegmentManifest.cached(index=index, chunk=self.chunks.store.uri(name), start=pos,
+                                                        frames=end - pos))
                     pos = end
                     continue
                 gap_end = min([a for a, ends in cached.items() if a > pos and ends] + [seg.end])

@@ -45,6 +45,13 @@ class SegmentManifest:
     started: float = 0.0  # wall-clock time (epoch seconds) the task began
     executor: str = ""  # what ran it, as that executor records it: "driver" or "ray" ("" if reused)
 
+    @classmethod
+    def cached(cls, *, index: int, chunk: str, start: int, frames: int) -> SegmentManifest:
+        """A chunk found in the chunk cache: no process of this render ran it, so it has no
+        node, time, memory or reads of its own."""
+        return cls(index=index, chunk=chunk, start=start, frames=frames, seconds=0.0, node_id="", node_ip="", pid=0,
+                   torch_imported=False, masks_in_shared_memory=False, peak_rss_mb=0.0, bytes_read=0, reused=True)
+
 
 def in_shared_memory(arr: np.ndarray) -> bool:
     """True when the array's data lies in a Plasma shared-memory mapping of this process."""
