@@ -95,7 +95,7 @@ def test_a_detector_actor_killed_in_the_call_that_loaded_its_model_has_both_load
 
     photos = [str(tmp_path / name) for names in _photos(tmp_path, 4) for name in names]  # 16, no two alike
     cfg = compose_job("detector=clip", "detector.fallback=null", *overrides(tiny_clip))
-    with RayExecutor(cfg.ray).detector(cfg.detector) as pool:
+    with RayExecutor(cfg.ray).detector_pool(cfg.detector) as pool:
         killer = Killer("ray::DetectorActor", ready=lambda: pool.loads == 1)
         killer.start()
         found, info = pool.detect(tuple(photos), tuple(cfg.job.prompts), {}, None)

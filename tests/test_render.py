@@ -335,18 +335,18 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
 def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, tmp_path, monkeypatch):
     import cv2
 
-    import raypipe.engine.driver as driver
+    from raypipe.engine.detecting import LocalDetector
 
     photo = tmp_path / "coffee.png"
     cv2.imwrite(str(photo), cv2.cvtColor(load_image("sample:coffee"), cv2.COLOR_RGB2BGR))
-    real_detect = driver.detect
+    real_detect = LocalDetector.detect
 
-    def detect_then_lose_the_photo(*args):
-        found = real_detect(*args)
+    def detect_then_lose_the_photo(*args, **kwargs):
+        found = real_detect(*args, **kwargs)
         photo.unlink()  # after validation and detection, before the segment tasks read it
         return found
 
-    monkeypatch.setattr(driver, "detect", detect_then_lose_the_photo)
+    monkeypatch.setattr(LocalDetector, "detect", detect_then_lose_the_photo)
     run_dir = tmp_path / "run"
     output = tmp_path / "out" / "video.mp4"
     cfg = compose_job("detector=saliency", f"job.segments.3.source={photo}", f"job.output={output}")

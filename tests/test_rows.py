@@ -138,36 +138,51 @@ def test_an_output_named_by_an_empty_field_is_refused_for_its_row(template, tmp_
 
 def test_a_source_gone_after_its_row_was_looked_at_fails_that_row_and_detection_goes_on(template, tmp_path):
     import queue
-    import threading
     from types import SimpleNamespace
 
     import cv2
     import numpy as np
 
-    from raypipe.batch.run import _END, _detect_rows
+    from raypipe.batch.run import RowVideo
     from raypipe.config import DetectorCfg
     from raypipe.detection.detector import detect_all
+    from raypipe.engine.detecting import DetectStage, Gate, Looked, NoMore
+    from raypipe.engine.video import VideoHandle, VideoRun
     from raypipe.errors import CancelToken, MediaError
+    from raypipe.storage import Storage
 
     for name in ("a.png", "b.png"):
         cv2.imwrite(str(tmp_path / name), np.full((90, 160, 3), 99, np.uint8))
     made = [videos.check(template, Row(n, rid, {"address": "x", "price": "y", "photos": photo}, None, csv=True),
                          str(tmp_path / "out"), str(tmp_path), [str(tmp_path)], str(tmp_path / "run"))
             for n, rid, photo in ((1, "gone", "a.png"), (2, "kept", "b.png"))]
+    runs = []
     for video in made:
-        videos.plan_video(video, str(tmp_path / "run"))  # looked at
+        run = VideoRun(RowVideo(video), VideoHandle(video.row.id, CancelToken()), CancelToken(), Storage(str(tmp_path)))
+        run.plan = videos.plan_video(video, str(tmp_path / "run"))  # looked at
+        run.reuse = SimpleNamespace(detections=None)  # nothing in the cache
+        runs.append(run)
     (tmp_path / "a.png").unlink()
     looked, out, detected = queue.Queue(), queue.Queue(), []
-    for video in made:
-        looked.put((video, SimpleNamespace(detections=None), {}))  # nothing in the cache
-    looked.put(_END)
+    for run in runs:
+        looked.put(Looked(run))
+    looked.put(NoMore())
 
-    def detect(sources, prompts, ranges, cache, looks, staged):
-        detected.append(sources)
-        return detect_all(DetectorCfg(kind="saliency"), sources, prompts, ranges, cache)[0]
+    class Detector:
+        remote, seconds, loads = False, 0.0, 0
 
-    _detect_rows(looked, out, detect, lambda: None, CancelToken(), threading.Event(), False)
+        def warm(self):
+            pass
+
+        def close(self):
+            pass
+
+        def detect(self, sources, prompts, ranges, cache, looks, moved, on_source=None):
+            detected.append(sources)
+            return detect_all(DetectorCfg(kind="saliency"), sources, prompts, ranges, cache)
+
+    DetectStage(looked, out, Gate(CancelToken()), Detector(), None, shared_passes=False).run()
     first, second = out.get_nowait(), out.get_nowait()
-    assert first[0].row.id == "gone" and isinstance(first[1], MediaError) and "a.png" in str(first[1])
-    assert second[0].row.id == "kept" and second[1].keys == (str(tmp_path / "b.png"),)
+    assert first.id == "gone" and isinstance(first.detected.exception(), MediaError) and "a.png" in str(first.detected.exception())
+    assert second.id == "kept" and second.detections().keys == (str(tmp_path / "b.png"),)
     assert detected == [(str(tmp_path / "b.png"),)]

@@ -136,33 +136,8 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
     loads_before = loads.count
     counter = ReadCounter()
     made = [] if made is None else made  # (detector, fallback_reason), once the first source misses the cache
-    pending: list = []  # (uri, seconds or None for a still, prepared image, faces): one batch at most
     found: dict = {}
-    added: list[str] = []  # sources whose images are all in `pending` or detected: done at the next flush
-    heard = False
-
-    def flush() -> None:
-        nonlocal heard
-        subjects = made[0][0].detect_prepared([p for _, _, p, _, _ in pending], prompts) if pending else []
-        for (uri, t, _, heads, full), subject in zip(pending, subjects):
-            subject = replace(subject, faces=heads)
-            if full is not None:  # found on a smaller copy of the still: in its own pixels
-                subject = subject.at_size(full)
-            if t is None:
-                found[uri] = CompactSubject.of(subject)
-            else:
-                found[uri].append((t, CompactSubject.of(subject)))
-        pending.clear()
-        for uri in added if on_source else ():
-            on_source(uri, found[uri])
-            heard = True
-        added.clear()
-
-    def add(uri, t, img, faces, full=None) -> None:
-        pending.append((uri, t, made[0][0].prepare(img), faces, full))
-        if len(pending) >= made[0][0].batch:
-            flush()
-
+    passes = None
     reused: list[Detection] = []
     detected = []
     looks = looks or {}
@@ -176,23 +151,22 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
             continue
         if not made:
             made.append(make(cfg, loads))
+        passes = passes or _Passes(made[0][0], prompts, found, on_source)
         detected.append(uri)
         if video_ranges and uri in video_ranges:
             found[uri] = []
             for t, img in keyframes(uri, video_ranges[uri], cfg.keyframe_rate, counter):
-                add(uri, t, img, find_faces(img) if cfg.faces else ())
+                passes.add(uri, t, img, find_faces(img) if cfg.faces else ())
         else:
-            found[uri] = None  # keeps the sources' order; filled when its batch runs
+            found[uri] = None  # keeps the sources' order; filled when its pass runs
             side = still_side(cfg, made[0][0].side)
             seen = looks.get(uri)
             if seen is None or seen.side != side:
                 seen = look(cfg, uri, side, counter)
-            add(uri, None, seen.image, seen.faces, seen.size)
-        added.append(uri)
-        if on_source and not heard:
-            flush()
-    if pending or added:
-        flush()
+            passes.add(uri, None, seen.image, seen.faces, seen.size)
+        passes.source_added(uri)
+    if passes is not None:
+        passes.flush()
     for uri in detected if cache else ():
         cache.put(uri, Detection(found[uri], made[0][0].name, made[0][1]))
     if made:
@@ -204,6 +178,44 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
     return found, DetectionInfo(detector=name, fallback_reason=reason, detections_reused=len(reused),
                                 device=made[0][0].device if made else None, clip_loads=loads.count - loads_before,
                                 seconds=round(time.perf_counter() - t0, 3), bytes_read=counter.bytes)
+
+
+class _Passes:
+    """Images on their way to the detector's forward passes, `batch` at a time, and the
+    sources whose images are all in, told to `on_source` when their pass has run: the first
+    source at once, on its own, so that whoever waits for it can start."""
+
+    def __init__(self, detector, prompts, found: dict, on_source):
+        self.detector, self.prompts, self.found, self.on_source = detector, prompts, found, on_source
+        self.pending: list = []  # (uri, seconds or None for a still, prepared image, faces, full size)
+        self.added: list[str] = []  # sources whose images are all pending or detected
+        self.heard = False
+
+    def add(self, uri, t, img, faces, full=None) -> None:
+        self.pending.append((uri, t, self.detector.prepare(img), faces, full))
+        if len(self.pending) >= self.detector.batch:
+            self.flush()
+
+    def source_added(self, uri: str) -> None:
+        self.added.append(uri)
+        if self.on_source and not self.heard:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        subjects = self.detector.detect_prepared([p for _, _, p, _, _ in pending], self.prompts) if pending else []
+        for (uri, t, _, heads, full), subject in zip(pending, subjects):
+            subject = replace(subject, faces=heads)
+            if full is not None:  # found on a smaller copy of the still: in its own pixels
+                subject = subject.at_size(full)
+            if t is None:
+                self.found[uri] = CompactSubject.of(subject)
+            else:
+                self.found[uri].append((t, CompactSubject.of(subject)))
+        for uri in self.added if self.on_source else ():
+            self.on_source(uri, self.found[uri])
+            self.heard = True
+        self.added.clear()
 
 
 def expand(compacted: dict) -> dict[str, Subject | Keyframes]:

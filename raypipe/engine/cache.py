@@ -136,7 +136,6 @@ class Reuse:
     keys: dict[int, str]  # segment index -> chunk key
     run_store: Storage
     ext: str
-    manifests: tuple[SegmentManifest, ...] = ()  # the cached chunks this render uses
 
     @classmethod
     def look_up(cls, cfg: DictConfig, plan: Plan, run_store: Storage) -> Reuse:
@@ -150,13 +149,13 @@ class Reuse:
         return cls(root, DetectionCache(root, det_keys), ChunkCache(root, plan.encode.chunk_extension), keys,
                    run_store, plan.encode.chunk_extension)
 
-    def pending(self, tasks: list[TaskPlan]) -> list[TaskPlan]:
-        """The tasks still to render: the frames of each segment that no cached chunk holds,
-        in the planned ranges cut at the cached ones. Cached chunks are used whatever ranges
-        made them (another machine's core count splits segments differently), as every frame
-        is a function of its global index alone; they become this render's manifests."""
+    def pending(self, tasks: list[TaskPlan]) -> tuple[list[TaskPlan], tuple[SegmentManifest, ...]]:
+        """(the tasks still to render, the cached chunks that make the rest): the frames of each
+        segment that no cached chunk holds, in the planned ranges cut at the cached ones. Cached
+        chunks are used whatever ranges made them (another machine's core count splits segments
+        differently), as every frame is a function of its global index alone."""
         if self.chunks is None:
-            return tasks
+            return tasks, ()
         left, found = [], []
         for index in dict.fromkeys(t.segment.index for t in tasks):
             planned = sorted((t for t in tasks if t.segment.index == index), key=lambda t: t.start)
@@ -177,8 +176,7 @@ class Reuse:
                 left += [TaskPlan(seg, max(t.start, pos), min(t.end, gap_end))
                          for t in planned if t.start < gap_end and t.end > pos]
                 pos = gap_end
-        self.manifests = tuple(found)
-        return sorted(left, key=lambda t: -estimated_ms(t))
+        return sorted(left, key=lambda t: -estimated_ms(t)), tuple(found)
 
     def moved(self, moved: dict[str, str]) -> Reuse:
         """The same, for a plan whose sources were staged elsewhere (keys follow content)."""

@@ -95,9 +95,26 @@ class Muxer(Protocol):
 
 
 class Executor(ABC):
-    """Runs tasks; not thread-safe (the loop drives it from one thread)."""
+    """Runs tasks; not thread-safe (the loop drives it from one thread). What it can do is
+    said by its properties, so that no caller tests its type or name."""
 
     name: str
+    # Whether its tasks read the driver's disk (else a job's local files are staged into storage).
+    reads_driver_disk: bool = True
+
+    @property
+    def nodes(self) -> int:
+        """The machines its tasks run on."""
+        return 1
+
+    def detector_pool(self, settings, actors: int = 1, halt=None):
+        """A pool of `actors` detector actors (closed by its `close`), where this executor can
+        host them (Ray's nodes, GPUs); an executor that cannot raises NotImplementedError."""
+        raise NotImplementedError(f"the {self.name} executor hosts no detector actors")
+
+    def drop(self, tag) -> None:
+        """Stops the work of one video (`Work.tag`) in flight, leaving the rest running; its
+        outcomes still come back, as errors or manifests, for the caller to count."""
 
     def start(self) -> None:
         """Starts what the tasks need (Ray), blocking until it is up; work submitted before

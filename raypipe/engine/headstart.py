@@ -49,6 +49,16 @@ class HeadStart(Executor):
     def muxer(self, total_frames, duration, audio, output, codec):
         return self.ray.muxer(total_frames, duration, audio, output, codec)
 
+    reads_driver_disk = False
+
+    @property
+    def nodes(self) -> int:
+        return self.ray.nodes
+
+    def drop(self, tag) -> None:
+        self.here.drop(tag)
+        self.ray.drop(tag)
+
     def release(self, detections) -> None:
         self.ray.release(detections)
 

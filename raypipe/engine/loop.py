@@ -51,11 +51,13 @@ class Feed:
 def run_tasks(executor: Executor, works: Iterable[Work] | Feed, on_done: Callable[[Work, SegmentManifest], None],
               progress: Progress, cancel: CancelToken, window: int | None = None, attempts: int = ATTEMPTS,
               on_error: Callable[[Work, BaseException], bool] | None = None,
-              wanted: Callable[[Work], bool] | None = None) -> Runs:
+              wanted: Callable[[Work], bool] | None = None,
+              on_retry: Callable[[Work, dict], None] | None = None) -> Runs:
     """Runs every work to its manifest; `on_done(work, manifest)` hears each as it completes.
     At most `window` works are in flight (None: all that are ready). A task's own error ends
     the loop, unless `on_error(work, error)` takes it (a batch records its row and goes on).
-    A lost work that is no longer `wanted` (its row failed) is not run again."""
+    A lost work that is no longer `wanted` (its video failed) is not run again; `on_retry(work,
+    entry)` hears each one that is."""
     feed = works if isinstance(works, Feed) else Feed(works)
     runs, in_flight = Runs(), 0
 
@@ -83,8 +85,11 @@ def run_tasks(executor: Executor, works: Iterable[Work] | Feed, on_done: Callabl
                     if work.attempt < attempts:
                         log.warning("segment %d, frames %d-%d: lost (%s); running it again", task.segment.index,
                                     task.start, task.end - 1, error.reason)
-                        runs.retries.append({"start": task.start, "frames": task.frames,
-                                             "attempt": work.attempt + 1, "reason": error.kind})
+                        entry = {"start": task.start, "frames": task.frames, "attempt": work.attempt + 1,
+                                 "reason": error.kind}
+                        runs.retries.append(entry)
+                        if on_retry is not None:
+                            on_retry(work, entry)
                         executor.submit(replace(work, attempt=work.attempt + 1))
                         in_flight += 1
                         continue

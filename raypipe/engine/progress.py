@@ -12,12 +12,14 @@ import logging
 import os
 import sys
 import time
+from collections import OrderedDict
 
 log = logging.getLogger("raypipe")
 
 # How often a task reports its frames, and how often a plain (non-terminal) line is written.
 TICK_S = 0.25
 LINE_S = 5.0
+ENDED_KEPT = 4096
 
 
 class Board:
@@ -26,7 +28,9 @@ class Board:
     object when the driver renders alone."""
 
     def __init__(self):
-        self.frames: dict[int, int] = {}
+        self.frames: dict[int, int] = {}  # task -> frames so far, until it finishes
+        self.finished = 0  # the frames of finished tasks: an engine's life long, its board stays small
+        self.ended: OrderedDict[int, None] = OrderedDict()  # the last tasks finished: their late ticks are dropped
         self.running: dict[int, str] = {}  # task -> node, until it finishes
         self.model_loads = 0
 
@@ -37,16 +41,22 @@ class Board:
         return self.model_loads
 
     def tick(self, task: int, frames: int, node: str) -> None:
+        if task in self.ended:  # Ray orders no calls of two callers: a tick may come after its task's end
+            return
         self.frames[task] = max(frames, self.frames.get(task, 0))
         self.running[task] = node
 
     def done(self, task: int, frames: int) -> None:
-        self.frames[task] = frames
+        self.frames.pop(task, None)
+        self.finished += frames
         self.running.pop(task, None)
+        self.ended[task] = None
+        if len(self.ended) > ENDED_KEPT:
+            self.ended.popitem(last=False)
 
     def snapshot(self) -> tuple[int, int]:
         """(frames rendered, nodes with a task running)."""
-        return sum(self.frames.values()), len(set(self.running.values()))
+        return self.finished + sum(self.frames.values()), len(set(self.running.values()))
 
 
 class Reporter:
@@ -117,12 +127,17 @@ class Progress:
         else:
             self.bar.set_postfix_str(f"{self._counts()}, nodes busy {self.busy}")
 
-    def add_frames(self, frames: int, reused: int = 0) -> None:
-        """A batch learns its videos' frames as it plans them."""
+    def add_video(self, frames: int, tasks: int, reused_frames: int = 0, reused_tasks: int = 0) -> None:
+        """An engine learns its videos' frames and tasks as it admits them."""
         self.total += frames
-        self.reused_frames += reused
+        self.tasks += tasks
+        self.reused_frames += reused_frames
+        self.segments_done += reused_tasks
+        self.frames += reused_frames
         if self.bar is not None:
             self.bar.total = self.total
+            self.bar.n = self.frames
+            self.bar.refresh()
 
     def task_done(self, message: str) -> None:
         self.segments_done += 1

@@ -23,7 +23,9 @@ class ThreadExecutor(Executor):
         # failed task or `cancel()` stops the others at their next frame rather than at their end.
         self._token = CancelToken(parent=cancel)
         self._running: dict[Future, Work] = {}
-        self._frames: dict[int, int] = {}
+        self._frames: dict[int, int] = {}  # work id -> frames so far, while it runs
+        self._finished = 0  # frames of the works done: what it holds stays flat however many it ran
+        self._videos: dict = {}  # a video's tag -> its tasks' token, while it has tasks here (`drop`)
         self._lock = threading.Lock()
 
     @property
@@ -60,8 +62,18 @@ class ThreadExecutor(Executor):
                 self._frames[work.id] = frames
 
         m = render_task(work.task, ready(work.detections, own=True), work.encode, work.store, work.name, report=report,
-                        cancel=self._token)
+                        cancel=self._token_of(work.tag))
         return replace(m, executor="driver")
+
+    def _token_of(self, tag) -> CancelToken:
+        with self._lock:
+            return self._videos.setdefault(tag, CancelToken(parent=self._token))
+
+    def drop(self, tag) -> None:
+        self._token_of(tag).cancel(Cancelled("its video ended"))
+        for future, work in list(self._running.items()):
+            if work.tag == tag:
+                future.cancel()  # one queued, not started: it comes back cancelled
 
     def wait(self, timeout: float) -> list[Outcome]:
         if not self._running:
@@ -70,13 +82,18 @@ class ThreadExecutor(Executor):
         outcomes = []
         for future in done:
             work = self._running.pop(future)
-            error = future.exception()
+            error = future.exception() if not future.cancelled() else Cancelled("its video ended")
             outcomes.append(Outcome(work, None if error else future.result(), error))
+            with self._lock:
+                self._frames.pop(work.id, None)
+                self._finished += 0 if error else outcomes[-1].manifest.frames
+                if not any(w.tag == work.tag for w in self._running.values()):
+                    self._videos.pop(work.tag, None)
         return outcomes
 
     def progress(self) -> tuple[int, int]:
         with self._lock:
-            return sum(self._frames.values()), 1 if self._running else 0
+            return self._finished + sum(self._frames.values()), 1 if self._running else 0
 
     def cancel(self) -> None:
         self._token.cancel(Cancelled("another task of the render failed"))
