@@ -42,7 +42,9 @@ def param(default, help: str):
 @dataclass
 class TransitionCfg:
     type: str = "cut"  # cut | crossfade | fade_black | wipe | zoom_through
+    # Seconds it takes, out of this segment's tail.
     duration: float = 0.0
+    # The transition's own parameters (Transitions, below; `python -m raypipe effects`).
     params: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -73,36 +75,49 @@ class SegmentCfg:
     source: str = MISSING
     # Seconds on screen; for a video, null plays its trimmed range once.
     duration: Optional[float] = None
+    # How the shot frames the subject: static, ken_burns, punch_in, pan, reframe, focus, spotlight.
     effect: str = "static"
+    # The effect's own parameters (Effects, below; `python -m raypipe effects`).
     params: Dict[str, Any] = field(default_factory=dict)
     # Transition from this segment into the next one; it occupies this segment's tail.
     transition: TransitionCfg = field(default_factory=TransitionCfg)
+    # Text over the segment, kept clear of the subject; no text: none.
     caption: Optional[CaptionCfg] = field(default_factory=CaptionCfg)
-    # Video sources only: the range played (seconds in the file) and its speed.
+    # Video sources only: where the range played starts, in seconds in the file.
     start: float = 0.0
+    # Video sources only: where the range ends, in seconds in the file; null: the file's end.
     end: Optional[float] = None
+    # Video sources only: 2.0 plays the range twice as fast.
     speed: float = 1.0
     # Video sources only: the clip's own sound: drop, mix (under the soundtrack) or keep
     # (the soundtrack ducks to job.audio.duck while it plays).
     audio: str = "drop"
+    # Video sources only: the level of the clip's own sound.
     audio_volume: float = 1.0
 
 
 @dataclass
 class AudioCfg:
+    # The soundtrack: a path or URI of any file FFmpeg reads, looped or trimmed to the video; null: none.
     path: Optional[str] = None
+    # Its level, 1.0 as recorded.
     volume: float = 1.0
+    # Seconds of fade from silence at the video's start.
     fade_in: float = 0.0
-    fade_out: float = 0.0
+    fade_out: float = 0.0  # seconds of fade to silence at the video's end
     # The soundtrack's level while a segment with `audio: keep` plays.
     duck: float = 0.25
 
 
 @dataclass
 class JobCfg:
+    # Names the run directory, the default output and the batch's root.
     name: str = "untitled"
+    # The timeline, in order: a segment per photo or clip.
     segments: List[SegmentCfg] = field(default_factory=list)
+    # The soundtrack under the whole video.
     audio: AudioCfg = field(default_factory=AudioCfg)
+    # What the subject is, for CLIP; the default suits most photos.
     prompts: List[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
     # Final video path or URI; null puts `<name>.mp4` in the run directory.
     output: Optional[str] = None
@@ -110,8 +125,9 @@ class JobCfg:
 
 @dataclass
 class RenderCfg:
+    # The video's width in pixels: a positive even number.
     width: int = 1280
-    height: int = 720
+    height: int = 720  # the video's height in pixels: a positive even number
     # An integer or a ratio such as 30000/1001.
     fps: str = "30"
     codec: str = "h264"  # h264 | h265 | vp9 | prores
@@ -121,7 +137,7 @@ class RenderCfg:
     # Encoder threads per segment task; parallelism comes from running tasks side by side.
     encoder_threads: int = 1
     # A segment longer than this is rendered by several tasks over contiguous frame ranges;
-    # null: enough tasks to keep every CPU of the cluster busy (see README, Performance).
+    # null: enough tasks to keep every CPU of the cluster busy (see docs/design.md).
     max_frames_per_task: Optional[int] = None
     # Reuse detections and chunks that an earlier render already made (see cache.*).
     cache: bool = True
@@ -130,6 +146,7 @@ class RenderCfg:
 @dataclass
 class DetectorCfg:
     kind: str = "clip"  # clip | saliency
+    # The open_clip architecture.
     model: str = "ViT-B-16"
     # An open_clip pretrained tag, or a checkpoint file: a path, or a URI on storage that every
     # node reaches (s3://...), which each node fetches once into its cache.
@@ -142,14 +159,15 @@ class DetectorCfg:
     # Input size (h, w) for dense localization; larger gives a finer patch grid.
     image_size: Optional[List[int]] = None
     method: str = "clearclip"  # clearclip | maskclip | sclip
+    # How sharply a patch's scores are turned into foreground probabilities.
     logit_scale: float = 50.0
     # Foreground-probability threshold; null picks one per image with Otsu's method.
     threshold: Optional[float] = None
+    # What competes with the subject for each patch (SCLIP's VOC background list).
     background_prompts: List[str] = field(default_factory=lambda: list(DEFAULT_BACKGROUND))
-    # Video sources: frames per second sampled for detection, and the smoothing (seconds)
-    # of the subject's path between them.
+    # Video sources: frames per second sampled for detection (the keyframes).
     keyframe_rate: float = 2.0
-    track_smoothing: float = 0.5
+    track_smoothing: float = 0.5  # seconds of Gaussian smoothing of the subject's path between keyframes
     # CLIP's threads on a CPU, and what a detector actor asks Ray for. One machine of many
     # cores renders a row faster than one thread detects it: raise it there.
     num_cpus: float = 1.0
@@ -168,11 +186,15 @@ class DetectorCfg:
 class RayCfg:
     # null starts an embedded local Ray; "auto" joins the running cluster; or host:port.
     address: Optional[str] = None
+    # CPUs an embedded Ray is given; null: every CPU of the machine.
     num_cpus: Optional[int] = None
+    # Bytes of an embedded Ray's object store; null: Ray's default.
     object_store_memory: Optional[int] = None
+    # CPUs each segment task asks Ray for.
     segment_cpus: float = 1.0
     # SPREAD puts segments on as many nodes as have room; DEFAULT packs them.
     segment_strategy: str = "SPREAD"
+    # Show the Ray workers' own logs in the driver's output.
     log_to_driver: bool = False
     # An embedded Ray starts only when rendering on its workers would save more than this
     # over the driver alone (in the task estimates' unit, seconds of one core, which run about
@@ -203,9 +225,13 @@ class EachCfg:
     # A segment per item of a row's list field (a list in JSONL or Parquet; in CSV a cell of
     # items separated by `|`), after the template's own segments, effects cycling.
     list_field: Optional[str] = None
+    # The effects those segments take in turn.
     effects: List[str] = field(default_factory=lambda: ["ken_burns", "punch_in"])
+    # Seconds each of those segments stays.
     duration: float = 2.5
+    # The transition between them; null: cuts.
     transition: Optional[str] = "crossfade"
+    # Seconds each transition takes.
     transition_duration: float = 0.5
     # The first of these segments' caption (it may use ${row:NAME}); empty: none.
     caption: str = ""
@@ -223,6 +249,7 @@ class BatchCfg:
     # Where a row's sources may be (path prefixes or URI prefixes). null: the rows file's folder.
     # sample: photographs and raypipe's own assets are always allowed.
     allowed_roots: Optional[List[str]] = None
+    # Stop at the first failing row (the videos being muxed then are still published).
     fail_fast: bool = False
     # Videos whose tasks are in flight at once: memory stays flat whatever the batch's size.
     max_videos_in_flight: int = 4
@@ -230,17 +257,25 @@ class BatchCfg:
     # GPU to use; on CPUs, enough for detection to keep up with the renderers), each loading the model
     # once for the whole batch; the sources of each group of rows are dealt out among them.
     detector_actors: int = 1
+    # A segment per item of a row's list (a listing's photos).
     each: EachCfg = field(default_factory=EachCfg)
 
 
 @dataclass
 class Config:
+    # The video: its timeline of photos and clips, its soundtrack, where it goes.
     job: JobCfg = field(default_factory=JobCfg)
+    # The output's size, frame rate and encoder, and how the timeline is split into tasks.
     render: RenderCfg = field(default_factory=RenderCfg)
+    # What finds each source's subject: CLIP (the default), or saliency without weights.
     detector: DetectorCfg = field(default_factory=DetectorCfg)
+    # Where the tasks run: the driver's threads, an embedded Ray, or a cluster.
     ray: RayCfg = field(default_factory=RayCfg)
+    # Where a run's files go: a folder, or storage every node of a cluster reaches.
     storage: StorageCfg = field(default_factory=StorageCfg)
+    # The cache of detections and rendered chunks that re-renders reuse.
     cache: CacheCfg = field(default_factory=CacheCfg)
+    # Many videos from one template, a row per video (python -m raypipe batch).
     batch: BatchCfg = field(default_factory=BatchCfg)
 
 

@@ -1,6 +1,7 @@
 """The README's examples, run as written, offline: its job file beside the files it names,
 its Python snippet, and its commands (less the full renders of the shipped jobs, which
-test_render.py makes, and those that need a cluster or the reader's own folder)."""
+test_render.py makes, and those that need a cluster or the reader's own folder); and the
+README and docs/ as pages: short enough to read, every link leading somewhere."""
 import os
 import re
 import shlex
@@ -17,9 +18,8 @@ from raypipe import media
 from raypipe.config import ASSETS
 from raypipe.media import load_image
 
-pytestmark = pytest.mark.slow
-
 README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def section(title: str) -> str:
@@ -63,6 +63,7 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 
+@pytest.mark.slow
 def test_the_readmes_job_renders_as_written(beside_the_job):
     [job] = blocks(section("A job"), "yaml")
     (beside_the_job / "trip.yaml").write_text(job)
@@ -75,12 +76,14 @@ def test_the_readmes_job_renders_as_written(beside_the_job):
     assert "DETECTOR FELL BACK TO SALIENCY" in proc.stdout + proc.stderr  # no weights here: said, not fatal
 
 
+@pytest.mark.slow
 def test_the_readmes_python_snippet_runs(beside_the_job):
     [snippet] = blocks(README[:README.index("## Overrides")], "python")
     proc = run([sys.executable, "-c", snippet], beside_the_job)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [c for c in commands() if not not_run(c)])
 def test_the_readmes_commands_run(command, tmp_path):
     proc = run([sys.executable, *shlex.split(command)[1:]], tmp_path)
@@ -88,3 +91,40 @@ def test_the_readmes_commands_run(command, tmp_path):
     if re.match(r"python -m raypipe (detect|preview) ", command):  # each prints what it made
         assert all(Path(p).is_file() for p in proc.stdout.strip().splitlines()[-1:])
 
+
+
+def anchor(heading: str) -> str:
+    """The fragment GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def links(page: Path) -> list[str]:
+    """The page's links and image sources outside its code blocks, the web's left out."""
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
+    found = re.findall(r"\]\(([^)\s]+)\)", text) + re.findall(r'<img src="([^"]+)"', text)
+    return [link for link in found if not re.match(r"[a-z]+://", link)]
+
+
+def broken(page: Path, link: str) -> str | None:
+    """Why a link of the page leads nowhere, or None."""
+    path, _, fragment = link.partition("#")
+    target = (page.parent / path).resolve() if path else page
+    if not target.exists():
+        return f"{page.name}: {link}: no such file"
+    headings = re.findall(r"^#+ (.+)$", target.read_text(), re.M) if target.suffix == ".md" else []
+    if fragment and fragment not in {anchor(h) for h in headings}:
+        return f"{page.name}: {link}: no such heading in {target.name}"
+    return None
+
+
+@pytest.mark.unit
+def test_the_readme_holds_what_a_user_needs_in_under_300_lines():
+    assert len(README.splitlines()) < 300
+    titles = re.findall(r"^## (.+)$", README, re.M)
+    assert {"See what it does", "A job", "Many videos", "On a cluster", "Weights", "Troubleshooting"} <= set(titles)
+
+
+@pytest.mark.unit
+def test_every_link_of_the_readme_and_docs_leads_somewhere():
+    assert all(links(page) for page in PAGES[:1])  # the README links to docs/: the check looks at something
+    assert [why for page in PAGES for link in links(page) if (why := broken(page, link))] == []
