@@ -262,6 +262,38 @@ class BatchCfg:
 
 
 @dataclass
+class ServeCfg:
+    # Where the service listens; beyond 127.0.0.1 (or ::1) it asks for API keys by default.
+    host: str = "127.0.0.1"
+    port: int = 8000  # the HTTP port of Ray Serve's proxy
+    # The service's own folder: its renders' records, API keys (hashed), outputs and run files.
+    root: str = "serve"
+    # Every request but /healthz and /readyz needs `Authorization: Bearer KEY`; null: on
+    # unless the service listens on loopback only.
+    auth: Optional[bool] = None
+    # Where a request's sources may be (path prefixes or URI prefixes, as batch.allowed_roots);
+    # null: only sample: and raypipe's own assets.
+    allowed_roots: Optional[List[str]] = None
+    # Hosts that sources and webhooks may name although they are loopback, private or
+    # link-local (an internal network; a test's receiver on 127.0.0.1).
+    allowed_hosts: List[str] = field(default_factory=list)
+    # The HMAC-SHA256 key of webhooks' X-Raypipe-Signature; null: $RAYPIPE_WEBHOOK_SECRET.
+    webhook_secret: Optional[str] = None
+    # Tries of a webhook's delivery, with backoff doubling from webhook_backoff_s between them.
+    webhook_tries: int = 4
+    webhook_backoff_s: float = 1.0  # seconds before a webhook's second try
+    # Videos whose tasks are in flight at once; the others wait in the queue.
+    max_in_flight: int = 2
+    # Limits on one request, each refused with a 4xx naming it.
+    max_duration_s: float = 600.0  # seconds of video
+    max_pixels: int = 3840 * 2160  # render.width x render.height
+    max_fps: float = 60.0  # render.fps
+    max_segments: int = 200  # job.segments, a template's rows' photos included
+    max_body_bytes: int = 1 << 20  # bytes of a request's body
+    max_queued_per_key: int = 20  # renders not yet ended, per API key
+
+
+@dataclass
 class Config:
     # The video: its timeline of photos and clips, its soundtrack, where it goes.
     job: JobCfg = field(default_factory=JobCfg)
@@ -277,10 +309,12 @@ class Config:
     cache: CacheCfg = field(default_factory=CacheCfg)
     # Many videos from one template, a row per video (python -m raypipe batch).
     batch: BatchCfg = field(default_factory=BatchCfg)
+    # The render service (python -m raypipe serve): where it listens, keys, limits, webhooks.
+    serve: ServeCfg = field(default_factory=ServeCfg)
 
 
 _SCHEMAS = (TransitionCfg, CaptionCfg, SegmentCfg, AudioCfg, JobCfg, RenderCfg, DetectorCfg, RayCfg, StorageCfg,
-            CacheCfg, EachCfg, BatchCfg, Config)
+            CacheCfg, EachCfg, BatchCfg, ServeCfg, Config)
 
 # This process's render: part of its run directory's name, so that two renders started in
 # the same second never share a directory, chunks or a default output.

@@ -18,6 +18,7 @@ LAYERS = (
     ("raypipe.look",),
     ("raypipe.batch",),
     ("raypipe.api", "raypipe"),  # the package root is the API's facade: it imports nothing else
+    ("raypipe.serve",),  # the service composes requests as the API does
     ("raypipe.bench",),
     ("raypipe.__main__",),
 )

@@ -1,0 +1,278 @@
+"""The render service: its pure parts (signatures, addresses, the store), then its API in this
+process through FastAPI's test client, on the engine with the driver's threads."""
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from raypipe import media
+from raypipe.serve.guard import Refused, check_url, public_address, signature, verify
+from raypipe.serve.store import RenderRecord, Store
+
+TINY = ["detector=saliency", "render.width=96", "render.height=54", "render.fps=6", "render.cache=false"]
+JOB = {"name": "t", "segments": [{"source": "sample:astronaut", "duration": 1.0},
+                                 {"source": "sample:coffee", "duration": 1.0}]}
+SECRET = "s3cret"
+
+
+# --- unit: pure parts -------------------------------------------------------------------------
+
+@pytest.mark.unit
+def test_the_signature_is_an_hmac_sha256_of_the_raw_body():
+    body = b'{"id": "r_1"}'
+    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert signature(SECRET, body) == expected
+    assert verify(SECRET, body, expected) and not verify(SECRET, body + b" ", expected)
+    assert not verify("other", body, expected)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("address, public", [
+    ("8.8.8.8", True), ("2606:4700::1111", True), ("127.0.0.1", False), ("10.1.2.3", False),
+    ("172.16.0.1", False), ("192.168.1.1", False), ("169.254.169.254", False), ("::1", False),
+    ("fe80::1", False), ("fd00:ec2::254", False), ("::ffff:127.0.0.1", False), ("0.0.0.0", False),
+    ("224.0.0.1", False), ("100.100.100.200", False)])
+def test_only_public_addresses_are_public(address, public):
+    assert public_address(address) is public
+
+
+def resolver(*addresses):
+    return lambda host, port, proto=0: [(socket.AF_INET, socket.SOCK_STREAM, proto, "", (a, port))
+                                        for a in addresses]
+
+
+@pytest.mark.unit
+def test_a_url_is_refused_when_any_of_its_addresses_is_private_unless_its_host_is_allowed():
+    check_url("https://example.com/hook", "webhook_url", [], resolve=resolver("93.184.216.34"))
+    with pytest.raises(Refused, match=r"^webhook_url: example.com is a loopback, private, link-local or metadata "
+                                      r"address \(10.0.0.5\)"):
+        check_url("https://example.com/hook", "webhook_url", [], resolve=resolver("93.184.216.34", "10.0.0.5"))
+    with pytest.raises(Refused, match="169.254.169.254"):
+        check_url("http://169.254.169.254/latest/meta-data", "webhook_url", [])
+    check_url("http://127.0.0.1:9/hook", "webhook_url", ["127.0.0.1"])
+    with pytest.raises(Refused, match="must be an http"):
+        check_url("file:///etc/passwd", "webhook_url", [])
+
+
+@pytest.mark.unit
+def test_the_store_keeps_keys_hashed_and_idempotency_claims_across_a_restart(tmp_path):
+    store = Store(str(tmp_path))
+    key, secret = store.create_key("ci")
+    assert secret not in (tmp_path / "keys.json").read_text()
+    assert store.key_of(secret) == key and store.key_of(secret + "x") is None and store.key_of("nope") is None
+    assert store.claim(key.id, "k1", b"{}", "r_a") == ("r_a", True)
+    store.add(RenderRecord("r_a", key.id, time.time()))
+    again = Store(str(tmp_path))
+    assert again.claim(key.id, "k1", b"{}", "r_b") == ("r_a", True)
+    assert again.claim(key.id, "k1", b"{ }", "r_b") == ("r_a", False)
+    assert again.claim("another", "k1", b"{}", "r_c") == ("r_c", True)  # keys are per API key
+    assert again.get("r_a").key_id == key.id and again.get("r_a", "another") is None
+
+
+@pytest.mark.unit
+def test_a_record_moves_forward_counting_each_stage():
+    record = RenderRecord("r", "", 100.0, status_since=100.0)
+    record.move("detecting", 101.0)
+    record.move("rendering", 103.5)
+    record.move("succeeded", 104.0)
+    record.move("failed", 105.0)  # an end is final
+    assert record.status == "succeeded" and record.progress == 1.0
+    assert record.stages == {"queued": 1.0, "detecting": 2.5, "rendering": 0.5}
+
+
+# --- render: the API in this process ---------------------------------------------------------------
+
+class Receiver(BaseHTTPRequestHandler):
+    """A webhook receiver on 127.0.0.1: keeps what it was sent."""
+
+    got: list = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Receiver.got.append((dict(self.headers), body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def receiver():
+    Receiver.got = []
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+def make_service(root, *extra):
+    from raypipe.engine.threads import ThreadExecutor
+    from raypipe.serve.service import RenderService
+
+    overrides = [*TINY, f"serve.root={root}", "serve.allowed_hosts=[127.0.0.1]", f"serve.webhook_secret={SECRET}",
+                 "serve.webhook_backoff_s=0.1", *extra]
+    return RenderService(overrides, executor=ThreadExecutor(2))
+
+
+@pytest.fixture
+def api(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from raypipe.serve.app import make_app
+
+    service = make_service(tmp_path / "serve")
+    service.start()
+    with TestClient(make_app(service)) as client:
+        yield client, service
+    service.close()
+
+
+def wait_end(client, render_id, timeout=300, headers=None):
+    t0, seen = time.time(), []
+    while time.time() - t0 < timeout:
+        obj = client.get(f"/v1/renders/{render_id}", headers=headers).json()
+        seen.append(obj["progress"])
+        if obj["status"] in ("succeeded", "failed", "cancelled"):
+            return obj, seen
+        time.sleep(0.2)
+    raise AssertionError(f"{render_id} did not end: {obj}")
+
+
+@pytest.mark.render
+def test_a_render_goes_from_202_to_a_video_with_progress_that_never_goes_back(api, receiver, tmp_path):
+    client, service = api
+    assert client.get("/healthz").json() == {"ok": True} and client.get("/readyz").status_code == 200
+    answer = client.post("/v1/renders", json={"job": JOB, "metadata": {"order": 7}, "webhook_url": receiver})
+    assert answer.status_code == 202, answer.text
+    created = answer.json()
+    assert created["status"] == "queued" and created["metadata"] == {"order": 7}
+    obj, seen = wait_end(client, created["id"])
+    assert obj["status"] == "succeeded", obj
+    assert seen == sorted(seen) and obj["progress"] == 1.0
+    assert obj["frames"]["done"] == obj["frames"]["total"] == 12 and obj["error"] is None
+    assert obj["output"]["size"] > 0 and obj["output"]["duration"] == pytest.approx(2.0)
+    assert {"queued", "rendering"} <= set(obj["stages"])
+    video = client.get(f"/v1/renders/{created['id']}/video")
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    path = tmp_path / "got.mp4"
+    path.write_bytes(video.content)
+    assert media.count_frames(str(path)) == 12
+    listed = client.get("/v1/renders?status=succeeded").json()
+    assert [r["id"] for r in listed["renders"]] == [created["id"]]
+    stats = client.get("/v1/stats").json()
+    assert stats["renders"] == {"succeeded": 1} and stats["queue"] == 0
+    events = client.get(f"/v1/renders/{created['id']}/events").text
+    assert events.startswith("event: render\ndata: ") and '"status": "succeeded"' in events
+    for _ in range(50):
+        if Receiver.got:
+            break
+        time.sleep(0.1)
+    headers, body = Receiver.got[0]
+    assert verify(SECRET, body, headers["X-Raypipe-Signature"]) and headers["X-Raypipe-Delivery"]
+    assert json.loads(body)["id"] == created["id"] and json.loads(body)["status"] == "succeeded"
+
+
+@pytest.mark.render
+def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(api, tmp_path):
+    client, service = api
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "serve").rglob("*"))
+    cases = [
+        ({"job": {**JOB, "segments": [{"source": "sample:astronaut", "duraton": 1}]}}, 422, "job.segments[0].duraton"),
+        ({"job": JOB, "overrides": ["render.fsp=3"]}, 422, "render.fsp"),
+        ({"job": JOB, "overrides": ["detector.kind=clip"]}, 422, "overrides: detector.kind: a request sets only"),
+        ({"job": JOB, "overrides": ["render.width=8000", "render.height=8000"]}, 422, "render.width: 8000x8000"),
+        ({"job": JOB, "overrides": ["render.fps=240"]}, 422, "render.fps: 240 is over serve.max_fps"),
+        ({"job": {"name": "x", "segments": [{"source": "/etc/passwd", "duration": 1}]}}, 422,
+         "job.segments[0].source: /etc/passwd is outside serve.allowed_roots"),
+        ({"job": {"name": "x", "segments": [{"source": "http://10.0.0.1/a.jpg", "duration": 1}]}}, 422,
+         "job.segments[0].source: http://10.0.0.1/a.jpg is outside serve.allowed_roots"),
+        ({"job": JOB, "webhook_url": "http://169.254.169.254/x"}, 422, "webhook_url: 169.254.169.254 is a loopback"),
+        ({"job": {"name": "x", "segments": [{"source": "sample:coffee", "duration": 9999}]}}, 422,
+         "job.segments: 9999 s of video, over serve.max_duration_s"),
+        ({"job": JOB, "colour": 1}, 422, "colour: no such field"),
+        ({"template": "../../etc/x", "row": {}}, 422, "template: no template named"),
+    ]
+    for body, status, message in cases:
+        answer = client.post("/v1/renders", json=body)
+        assert (answer.status_code, answer.json()["error"][:len(message)]) == (status, message), answer.text
+    assert client.post("/v1/renders", content=b"{nope").status_code == 400
+    assert client.post("/v1/renders", content=b"x" * (2 << 20)).json()["error"].startswith("body: 2097152 bytes, over")
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "serve").rglob("*")) == before
+    assert client.get("/v1/renders/r_nope").status_code == 404
+
+
+@pytest.mark.render
+def test_an_idempotent_retry_renders_once_and_another_body_is_a_409(api):
+    client, service = api
+    first = client.post("/v1/renders", json={"job": JOB}, headers={"Idempotency-Key": "k1"})
+    again = client.post("/v1/renders", json={"job": JOB}, headers={"Idempotency-Key": "k1"})
+    assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = client.post("/v1/renders", json={"job": {**JOB, "name": "u"}}, headers={"Idempotency-Key": "k1"})
+    assert other.status_code == 409 and other.json()["error"].startswith("Idempotency-Key:")
+    wait_end(client, first.json()["id"])
+    assert len(client.get("/v1/renders").json()["renders"]) == 1
+
+
+@pytest.mark.render
+def test_cancel_stops_a_render_publishes_nothing_and_is_idempotent(api, tmp_path):
+    client, service = api
+    long_job = {"name": "long", "segments": [{"source": "sample:astronaut", "duration": 30.0}]}
+    created = client.post("/v1/renders", json={"job": long_job}).json()
+    for _ in range(600):
+        if client.get(f"/v1/renders/{created['id']}").json()["frames"]["done"] > 0:
+            break
+        time.sleep(0.1)
+    assert client.post(f"/v1/renders/{created['id']}/cancel").status_code == 202
+    obj, _ = wait_end(client, created["id"])
+    assert obj["status"] == "cancelled" and obj["output"] is None
+    assert client.post(f"/v1/renders/{created['id']}/cancel").status_code == 202  # again: the same answer
+    assert not list((tmp_path / "serve" / "outputs").rglob("*.mp4"))
+    assert not (tmp_path / "serve" / "run" / created["id"] / "segments").exists()
+    done = client.post("/v1/renders", json={"job": JOB}).json()
+    wait_end(client, done["id"])
+    assert client.post(f"/v1/renders/{done['id']}/cancel").status_code == 409
+
+
+@pytest.mark.render
+def test_keys_keep_each_keys_renders_its_own(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from raypipe.serve.app import make_app
+
+    service = make_service(tmp_path / "serve", "serve.auth=true")
+    (_, alice), (_, bob) = service.store.create_key("alice"), service.store.create_key("bob")
+    service.start()
+    try:
+        with TestClient(make_app(service)) as client:
+            assert client.post("/v1/renders", json={"job": JOB}).status_code == 401
+            assert client.get("/v1/stats", headers={"Authorization": "Bearer rp_x_y"}).status_code == 401
+            assert client.get("/healthz").status_code == 200
+            a = {"Authorization": f"Bearer {alice}"}
+            created = client.post("/v1/renders", json={"job": JOB}, headers=a).json()
+            assert client.get(f"/v1/renders/{created['id']}", headers={"Authorization": f"Bearer {bob}"}
+                              ).status_code == 404
+            obj, _ = wait_end(client, created["id"], headers=a)
+            assert f"/outputs/key-{alice.split('_')[1]}/" in obj["output"]["uri"]
+    finally:
+        service.close()
+
+
+@pytest.mark.render
+def test_a_render_under_way_when_the_service_died_is_failed_with_the_reason_on_start(tmp_path):
+    root = tmp_path / "serve"
+    store = Store(str(root))
+    store.add(RenderRecord("r_dead", "", time.time(), status="rendering", status_since=time.time()))
+    (root / "run" / "r_dead" / "segments").mkdir(parents=True)
+    service = make_service(root)
+    record = service.store.get("r_dead")
+    assert record.status == "failed" and record.error.startswith("service: it stopped while this render was rendering")
+    assert not (root / "run" / "r_dead").exists()
+    service.close()
