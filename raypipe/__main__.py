@@ -162,6 +162,28 @@ def _row_done(record) -> None:
         print(record.output, flush=True)
 
 
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def serve_main(cfg: DictConfig) -> None:
+    from raypipe.serve.deploy import serve_forever
+
+    signum = serve_forever(cfg, list(HydraConfig.get().overrides.task))
+    _interrupted(signum)
+
+
+def keys_main() -> None:
+    """`keys create NAME [serve.root=...]`: the key is shown once, as the last line; the store keeps its hash."""
+    from raypipe.api import compose
+    from raypipe.serve.store import Store
+
+    args = sys.argv[1:]
+    if len(args) < 2 or args[0] != "create":
+        _fail("usage: python -m raypipe keys create NAME [serve.root=DIR]")
+    store = Store(compose(args[2:]).serve.root)
+    key, secret = store.create_key(args[1])
+    print(f"key {key.id} ({key.name}) in {store.root}: shown once, keep it secret", file=sys.stderr)
+    print(secret, flush=True)
+
+
 def bench_main() -> None:
     from raypipe.bench.run import main as bench
 
@@ -183,6 +205,8 @@ COMMANDS = {
     "detect": (detect_main, "detection only: detections.png, each source with its box, mask outline, score"),
     "batch": (batch_main, "many videos: +job=TEMPLATE batch.rows=ROWS.csv|jsonl|parquet [--dry-run]"),
     "bench": (bench_main, "benchmarks: render, nodes, compare, cache, detect, clip, handoff, effects, media"),
+    "serve": (serve_main, "the render service: an HTTP API on Ray Serve at serve.host:serve.port"),
+    "keys": (keys_main, "API keys of the service: keys create NAME [serve.root=DIR]"),
     "effects": (effects_main, "every effect, transition and caption option: type, default, what it does"),
 }
 USAGE = "usage: python -m raypipe COMMAND JOB [key=value ...]\n\ncommands:\n" + "".join(
@@ -202,6 +226,7 @@ OPTIONS = {
               "  --dry-run                    every check, for every row; renders nothing\n"
               "  --quiet                      errors and the videos' paths only\n"),
     "effects": "",
+    "serve": "",
 }
 HELP = {"command": "render"}
 
@@ -318,7 +343,7 @@ def main() -> None:
         sys.exit(2)
     command = sys.argv.pop(1)  # Hydra sees only its overrides and flags
     sys.argv[0] = f"python -m raypipe {command}"  # how --help names the program
-    if command != "bench":
+    if command not in ("bench", "keys"):
         from raypipe.api import quote_patterns
 
         HELP["command"] = command
@@ -327,7 +352,7 @@ def main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     given = sys.argv[1:]
     try:
-        if command != "bench":
+        if command not in ("bench", "keys"):
             sys.argv[1:] = _job_files(sys.argv[1:])
         COMMANDS[command][0]()
     except RaypipeError as e:  # a job file that is missing or not a job
@@ -337,7 +362,7 @@ def main() -> None:
     except yaml.MarkedYAMLError as e:  # a file of another config group
         _fail(yaml_error_line(e))
     except Exception as e:
-        if command == "bench" or FLAGS["composed"]:
+        if command in ("bench", "serve") or FLAGS["composed"]:
             raise
         # OmegaConf fails with a bare AssertionError or AttributeError on some overrides (a key
         # under a node that is null): the overrides' fault all the same, said on one line.

@@ -3,6 +3,7 @@ process through FastAPI's test client, on the engine with the driver's threads."
 import hashlib
 import hmac
 import json
+import os
 import socket
 import threading
 import time
@@ -276,3 +277,111 @@ def test_a_render_under_way_when_the_service_died_is_failed_with_the_reason_on_s
     assert record.status == "failed" and record.error.startswith("service: it stopped while this render was rendering")
     assert not (root / "run" / "r_dead").exists()
     service.close()
+
+
+# --- render: the service as a process, over HTTP -------------------------------------------------------
+
+def start_service(root, port, cwd):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "raypipe", "serve", *TINY, f"serve.port={port}", f"serve.root={root}",
+            "serve.auth=true", "serve.allowed_hosts=[127.0.0.1]", f"serve.webhook_secret={SECRET}", "ray.num_cpus=2",
+            f"hydra.run.dir={root}/hydra"]
+    with open(root.parent / "serve.log", "a") as log:
+        return subprocess.Popen(args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+
+
+def wait_ready(http, proc, timeout=240):
+    import httpx
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        assert proc.poll() is None, "the service exited"
+        try:
+            if http.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    raise AssertionError("the service did not become ready")
+
+
+def poll(http, render_id, until, timeout=300):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        obj = http.get(f"/v1/renders/{render_id}").json()
+        if until(obj):
+            return obj
+        time.sleep(0.5)
+    raise AssertionError(f"{render_id}: {obj}")
+
+
+@pytest.mark.render
+@pytest.mark.timeout(900)
+def test_the_service_as_a_process_over_http(tmp_path, receiver):
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from conftest import free_port
+
+    root, port = tmp_path / "serve", free_port()
+    made = subprocess.run([sys.executable, "-m", "raypipe", "keys", "create", "ci", f"serve.root={root}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1]
+    assert key.startswith("rp_") and key not in (root / "keys.json").read_text()
+    proc = start_service(root, port, tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        wait_ready(http, proc)
+        assert httpx.get(f"{base}/v1/renders").status_code == 401
+        body = {"job": JOB, "webhook_url": receiver, "metadata": {"n": 1}}
+        first = http.post("/v1/renders", json=body, headers={"Idempotency-Key": "one"})
+        assert first.status_code == 202, first.text
+        again = http.post("/v1/renders", json=body, headers={"Idempotency-Key": "one"})
+        assert again.json()["id"] == first.json()["id"]
+        rid = first.json()["id"]
+        done = poll(http, rid, lambda o: o["status"] in ("succeeded", "failed"))
+        assert done["status"] == "succeeded", done
+        (tmp_path / "got.mp4").write_bytes(http.get(f"/v1/renders/{rid}/video").content)
+        assert media.count_frames(str(tmp_path / "got.mp4")) == 12
+        for _ in range(100):
+            if Receiver.got:
+                break
+            time.sleep(0.1)
+        headers, sent = Receiver.got[0]
+        assert verify(SECRET, sent, headers["X-Raypipe-Signature"]) and json.loads(sent)["id"] == rid
+
+        long_job = {"job": {"name": "long", "segments": [{"source": "sample:astronaut", "duration": 600.0,
+                                                          "effect": "ken_burns"}]},
+                    "overrides": ["render.width=640", "render.height=360", "render.fps=24"]}
+        cancelled = http.post("/v1/renders", json=long_job).json()["id"]
+        poll(http, cancelled, lambda o: o["frames"]["done"] > 0)
+        assert http.post(f"/v1/renders/{cancelled}/cancel").status_code == 202
+        assert poll(http, cancelled, lambda o: o["ended_at"] is not None)["status"] == "cancelled"
+
+        cut = http.post("/v1/renders", json=long_job).json()["id"]
+        poll(http, cut, lambda o: o["frames"]["done"] > 0)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=180)
+        proc = start_service(root, port, tmp_path)
+        wait_ready(http, proc)
+        stopped = http.get(f"/v1/renders/{cut}").json()
+        assert stopped["status"] == "failed" and stopped["error"].startswith("service: the service stopped while"), \
+            stopped
+        listed = {r["id"]: r["status"] for r in http.get("/v1/renders").json()["renders"]}
+        assert listed == {rid: "succeeded", cancelled: "cancelled", cut: "failed"}
+        assert http.get(f"/v1/renders/{rid}/video").status_code == 200
+        outputs = sorted(p.name for p in (root / "outputs").rglob("*.mp4"))
+        assert outputs == [f"{rid}.mp4"]  # nothing partial of the cancelled or the cut render
+        assert http.get("/v1/stats").json()["renders"] == {"succeeded": 1, "cancelled": 1, "failed": 1}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=180)

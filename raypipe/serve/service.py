@@ -266,6 +266,7 @@ class RenderService:
         record = self.store.get(handle.id)
         self._handles.pop(handle.id, None)
         self._saved.pop(handle.id, None)
+        shutil.rmtree(os.path.join(self.store.root, "run", handle.id), ignore_errors=True)  # its empty folder
         if record is None:
             return
         if end.status is VideoStatus.SUCCEEDED:
