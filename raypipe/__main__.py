@@ -205,9 +205,9 @@ COMMANDS = {
     "detect": (detect_main, "detection only: detections.png, each source with its box, mask outline, score"),
     "batch": (batch_main, "many videos: +job=TEMPLATE batch.rows=ROWS.csv|jsonl|parquet [--dry-run]"),
     "bench": (bench_main, "benchmarks: render, nodes, compare, cache, detect, clip, handoff, effects, media"),
+    "effects": (effects_main, "every effect, transition and caption option: type, default, what it does"),
     "serve": (serve_main, "the render service: an HTTP API on Ray Serve at serve.host:serve.port"),
     "keys": (keys_main, "API keys of the service: keys create NAME [serve.root=DIR]"),
-    "effects": (effects_main, "every effect, transition and caption option: type, default, what it does"),
 }
 USAGE = "usage: python -m raypipe COMMAND JOB [key=value ...]\n\ncommands:\n" + "".join(
     f"  {name:<8} {text}\n" for name, (_, text) in COMMANDS.items()) + (
