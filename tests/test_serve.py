@@ -243,6 +243,37 @@ def test_cancel_stops_a_render_publishes_nothing_and_is_idempotent(api, tmp_path
 
 
 @pytest.mark.render
+def test_a_template_and_its_row_render_and_a_row_is_checked_as_a_batch_checks_it(api):
+    client, service = api
+    row = {"id": "elm", "address": "1 Elm St", "price": "$1", "photos": ["sample:astronaut", "sample:coffee"]}
+    created = client.post("/v1/renders", json={"template": "listing", "row": row,
+                                               "overrides": ["batch.each.duration=0.5"]})
+    assert created.status_code == 422  # batch.* is the service's: a request sets render.* and job.*
+    created = client.post("/v1/renders", json={"template": "listing", "row": row})
+    assert created.status_code == 202, created.text
+    obj, _ = wait_end(client, created.json()["id"])
+    assert obj["status"] == "succeeded" and obj["output"]["duration"] == pytest.approx(2 * 2.5)  # a transition takes its segment's tail
+    missing = client.post("/v1/renders", json={"template": "listing", "row": {"photos": ["sample:coffee"]}})
+    assert missing.status_code == 422 and "address: no such field" in missing.json()["error"]
+
+
+@pytest.mark.render
+def test_renders_queued_per_key_are_limited_with_a_429(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from raypipe.serve.app import make_app
+
+    service = make_service(tmp_path / "serve", "serve.max_queued_per_key=1")  # not started: the first stays queued
+    with TestClient(make_app(service)) as client:
+        assert client.post("/v1/renders", json={"job": JOB}).status_code == 202
+        refused = client.post("/v1/renders", json={"job": JOB})
+        assert refused.status_code == 429 and refused.headers["Retry-After"]
+        assert refused.json()["error"].startswith("renders: 1 renders of this key have not ended")
+    service.engine.seal()
+    service.engine.close()
+
+
+@pytest.mark.render
 def test_keys_keep_each_keys_renders_its_own(tmp_path):
     from fastapi.testclient import TestClient
 
