@@ -274,6 +274,25 @@ def test_renders_queued_per_key_are_limited_with_a_429(tmp_path):
 
 
 @pytest.mark.render
+def test_clip_loads_once_for_the_services_life(tmp_path, tiny_clip):
+    from fastapi.testclient import TestClient
+
+    from raypipe.serve.app import make_app
+
+    service = make_service(tmp_path / "serve", "detector=clip", *[f"{k}={v}" for k, v in tiny_clip.items()])
+    service.start()
+    try:
+        with TestClient(make_app(service)) as client:
+            ids = [client.post("/v1/renders", json={"job": {"name": "t", "segments": [
+                {"source": f"sample:{name}", "duration": 0.5}]}}).json()["id"]
+                for name in ("astronaut", "coffee", "chelsea")]
+            assert [wait_end(client, i)[0]["status"] for i in ids] == ["succeeded"] * 3
+            assert client.get("/v1/stats").json()["detector_loads"] == 1
+    finally:
+        service.close()
+
+
+@pytest.mark.render
 def test_keys_keep_each_keys_renders_its_own(tmp_path):
     from fastapi.testclient import TestClient
 
