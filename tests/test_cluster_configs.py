@@ -78,3 +78,19 @@ def test_the_dockerfile_builds_on_rays_image_at_the_pinned_version_with_the_pack
     images = re.findall(r"image: (\S+)", (CLUSTER / "kuberay-rayjob.yaml").read_text())
     assert images and all(i.startswith("ghcr.io/example/raypipe:") for i in images)
     assert ray.__version__ == pinned
+
+
+def test_the_serve_config_passes_serves_schema_and_builds_the_application():
+    from ray.serve import Application
+    from ray.serve.schema import ServeDeploySchema
+
+    from raypipe.serve.deploy import app_builder
+
+    local, kuberay = yaml.safe_load_all((CLUSTER / "serve.yaml").read_text())
+    ServeDeploySchema.model_validate(local)
+    for app in [*local["applications"], *yaml.safe_load(kuberay["spec"]["serveConfigV2"])["applications"]]:
+        ServeDeploySchema.model_validate({"applications": [app]})
+        assert app["import_path"] == "raypipe.serve.deploy:app_builder"
+        assert isinstance(app_builder(app["args"]), Application)
+        assert "ray.address=auto" in app["args"]["overrides"]
+    assert kuberay["kind"] == "RayService" and kuberay["spec"]["rayClusterConfig"]["rayVersion"] == ray.__version__

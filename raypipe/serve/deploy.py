@@ -2,6 +2,7 @@
 replica's RenderService (whose engine keeps the detector loaded for the replica's life).
 
     python -m raypipe serve [overrides]      an embedded Ray, Serve's proxy at serve.host:serve.port
+    serve deploy cluster/serve.yaml          on a running cluster (app_builder, its `overrides`)
 
 One replica: the records and the engine are the replica's own, so more replicas would need a
 shared store. SIGTERM or SIGINT stops Serve gracefully: the replica's renders are cancelled,
@@ -44,6 +45,14 @@ class RaypipeService:
 
 def application(overrides: list[str]):
     return RaypipeService.bind(list(overrides))
+
+
+def app_builder(args: dict):
+    """Serve's config file's import path (cluster/serve.yaml): `args.overrides` are the service's."""
+    overrides = args.get("overrides", [])
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ValueError(f"args.overrides: a list of strings, as on the command line (got {overrides!r})")
+    return application(overrides)
 
 
 class Stop:
