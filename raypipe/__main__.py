@@ -204,7 +204,7 @@ COMMANDS = {
     "preview": (preview_main, "a quick look: the timeline at 1/4 size [--scale F], or PNGs [--frames | --at S]"),
     "detect": (detect_main, "detection only: detections.png, each source with its box, mask outline, score"),
     "batch": (batch_main, "many videos: +job=TEMPLATE batch.rows=ROWS.csv|jsonl|parquet [--dry-run]"),
-    "bench": (bench_main, "benchmarks: render, nodes, compare, cache, detect, clip, handoff, effects, media"),
+    "bench": (bench_main, "benchmarks: render, nodes, compare, cache, detect, clip, handoff, effects, media, serve"),
     "effects": (effects_main, "every effect, transition and caption option: type, default, what it does"),
     "serve": (serve_main, "the render service: an HTTP API on Ray Serve at serve.host:serve.port"),
     "keys": (keys_main, "API keys of the service: keys create NAME [serve.root=DIR]"),

@@ -617,6 +617,12 @@ def _batch(args) -> dict:
     return bench_batch(args)
 
 
+def _serve(args) -> dict:
+    from raypipe.bench.serve import bench_serve
+
+    return bench_serve(args)
+
+
 def main(argv: list[str]) -> None:
     from raypipe.bench.score import LABELS
 
@@ -635,6 +641,14 @@ def main(argv: list[str]) -> None:
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--fps", default="30")
     p.set_defaults(fn=_batch)
+    p = sub.add_parser("serve", help="N requests to a warm service against N CLI renders and one batch")
+    p.add_argument("--requests", type=int, default=8)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--no-clip", action="store_true", help="the no-weights detector only")
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--fps", default="30")
+    p.set_defaults(fn=_serve)
     p = sub.add_parser("raydata", help="the batch's detection thread against Ray Data's map_batches on an actor pool")
     p.add_argument("--videos", type=int, default=8)
     p.add_argument("--runs", type=int, default=3)

@@ -1,0 +1,177 @@
+"""`bench serve`: N listing videos sent at once to a warm service (`python -m raypipe serve`,
+its detector loaded by one request before), against the same N jobs as N CLI renders and as
+one batch, interleaved, with fresh caches, with both detectors (CLIP: a checkpoint of the
+default architecture made here, as `bench batch` makes it). Per request: POST -> 202 and
+POST -> succeeded; per run: the wall from the first POST to the last end, videos per hour,
+detector loads."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from raypipe.bench.batch import _batch, _checkpoint, _job, _photos, _separate
+from raypipe.bench.compare import _become_subreaper
+
+READY_S = 300  # an embedded Ray and Serve's proxy start in 10 to 60 s on a loaded 2-core machine
+WARM = {"name": "warm", "segments": [{"source": "sample:astronaut", "duration": 0.5}]}
+
+
+def _call(url: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.loads(answer.read())
+
+
+class Service:
+    """The service as a user runs it: its own process, on a free port, state in `root`."""
+
+    def __init__(self, extra: list[str], root: Path, folder: Path, port: int, env: dict, n: int):
+        self.base = f"http://127.0.0.1:{port}"
+        cmd = [sys.executable, "-m", "raypipe", "serve", *extra, f"serve.port={port}", f"serve.root={root}",
+               f"serve.allowed_roots=[{folder}]", f"serve.max_queued_per_key={n + 1}", f"hydra.run.dir={root}/run"]
+        self.log = open(root.parent / "serve.log", "w")  # closed in stop()
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        t0 = time.time()
+        while not self._ready():
+            if self.proc.poll() is not None or time.time() - t0 > READY_S:
+                self.stop()
+                sys.exit(f"error: the service did not start; see {root.parent / 'serve.log'}")
+            time.sleep(0.5)
+
+    def _ready(self) -> bool:
+        try:
+            return _call(f"{self.base}/readyz")["ready"]
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+
+    def render(self, body: dict) -> tuple[float, float, str]:
+        """(the POST's start, its 202's seconds, the render's id)."""
+        t0 = time.time()
+        created = _call(f"{self.base}/v1/renders", body)
+        return t0, time.time() - t0, created["id"]
+
+    def ended(self, render_id: str) -> dict:
+        while True:
+            obj = _call(f"{self.base}/v1/renders/{render_id}")
+            if obj["ended_at"] is not None:
+                return obj
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=180)
+        self.log.close()
+
+
+class Requests:
+    """N requests sent at once, a thread each: each POST's start, its 202's seconds, its id."""
+
+    def __init__(self, service: Service, bodies: list[dict]):
+        self.service, self.sent = service, [None] * len(bodies)
+        threads = [threading.Thread(target=self._send, args=(i, b)) for i, b in enumerate(bodies)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def _send(self, i: int, body: dict) -> None:
+        self.sent[i] = self.service.render(body)
+
+
+def _served(folder: Path, photos, extra, env, run: Path, port: int) -> dict:
+    service = Service(extra, run / "serve", folder, port, env, len(photos))
+    try:
+        if service.ended(service.render({"job": WARM})[2])["status"] != "succeeded":
+            sys.exit("error: the warm-up render failed")
+        bodies = [_job(f"v{v:03d}", names, folder) for v, names in enumerate(photos)]
+        sent = Requests(service, bodies).sent
+        ends = [service.ended(rid) for _, _, rid in sent]
+        failed = [e["error"] for e in ends if e["status"] != "succeeded"]
+        if failed:
+            sys.exit(f"error: {len(failed)} renders failed: {failed[0]}")
+        loads = _call(f"{service.base}/v1/stats")["detector_loads"]
+    finally:
+        service.stop()
+    wall = max(e["ended_at"] for e in ends) - min(t0 for t0, _, _ in sent)
+    accepted = sorted(s for _, s, _ in sent)
+    return {"wall_s": wall, "post_202_ms": [round(1000 * s, 1) for s in accepted],
+            "post_to_succeeded_s": [round(e["ended_at"] - t0, 2) for (t0, _, _), e in zip(sent, ends)],
+            "detector_loads": loads}
+
+
+def bench_serve(args) -> dict:
+    _become_subreaper()
+    work = Path(tempfile.mkdtemp(prefix="raypipe-bench-serve-"))
+    try:
+        return _bench(args, work)
+    finally:  # photos, checkpoint, videos, the services' state: nothing of a run is kept
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _bench(args, work: Path) -> dict:
+    folder = work / "photos"
+    folder.mkdir()
+    photos = _photos(folder, args.requests)
+    detectors = {"saliency": ["detector=saliency"]}
+    if not args.no_clip:
+        detectors["clip"] = _checkpoint(work)
+    size = [f"render.width={args.width}", f"render.height={args.height}", f"render.fps={args.fps}"]
+    result = {"requests": args.requests, "runs": args.runs, "cpus": os.cpu_count(),
+              "size": f"{args.width}x{args.height}@{args.fps}", "detectors": {}}
+    variants = ("serve", "separate", "batch")
+    for det, extra in detectors.items():
+        runs = {v: [] for v in variants}
+        for r in range(args.runs):
+            for variant in variants[r % 3:] + variants[:r % 3]:  # interleaved: each goes first once in 3
+                run = work / f"{det}-{variant}-{r}"
+                run.mkdir()
+                env = {**os.environ, "RAYPIPE_CACHE_DIR": str(run / "cache"), "HF_HUB_OFFLINE": "1"}
+                if variant == "serve":
+                    runs[variant].append(_served(folder, photos, [*extra, *size], env, run, _port()))
+                else:
+                    fn = _separate if variant == "separate" else _batch
+                    runs[variant].append(fn(folder, photos, [*extra, *size], env, run))
+                print(f"{det} {variant} run {r}: {runs[variant][-1]['wall_s']:.1f} s", file=sys.stderr)
+        result["detectors"][det] = _summary(runs, args.requests)
+    return result
+
+
+def _summary(runs: dict, n: int) -> dict:
+    served = runs["serve"]
+    latencies = sorted(ms for r in served for ms in r["post_202_ms"])
+    to_end = sorted(s for r in served for s in r["post_to_succeeded_s"])
+    wall = {v: statistics.median(r["wall_s"] for r in rs) for v, rs in runs.items()}
+    return {"post_202_ms": {"p50": _pct(latencies, 50), "p99": _pct(latencies, 99)},
+            "post_to_succeeded_s": {"p50": _pct(to_end, 50), "max": to_end[-1]},
+            "wall_s": {v: round(w, 2) for v, w in wall.items()},
+            "videos_per_hour": {v: round(3600 * n / w, 1) for v, w in wall.items()},
+            "detector_loads": {v: max(r["detector_loads"] for r in rs) for v, rs in runs.items()},
+            # the targets: the service within 1.15x of the batch, and a request against a CLI render
+            "serve_over_batch": round(wall["serve"] / wall["batch"], 2),
+            "cli_render_over_request": round(wall["separate"] / n / statistics.median(to_end), 2)}
+
+
+def _pct(values: list[float], p: int) -> float:
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
+
+
+def _port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
