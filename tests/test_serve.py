@@ -86,6 +86,31 @@ def test_a_record_moves_forward_counting_each_stage():
     assert record.stages == {"queued": 1.0, "detecting": 2.5, "rendering": 0.5}
 
 
+@pytest.mark.unit
+def test_a_requests_job_merged_into_the_services_config_is_what_composing_it_gives(tmp_path):
+    from omegaconf import OmegaConf
+
+    from raypipe.api import config
+    from raypipe.errors import ConfigError
+    from raypipe.serve.service import RenderService
+
+    service = RenderService([*TINY, f"serve.root={tmp_path}"])
+    job = {**JOB, "audio": {"path": "${asset:demo_soundtrack.m4a}"},
+           "segments": [{**JOB["segments"][0], "effect": "ken_burns", "caption": {"text": "hi"}}]}
+    for fragment in (job, {"job": job}):
+        merged = service._config({"job": fragment}, "r_1")
+        assert OmegaConf.to_yaml(merged, resolve=True) == OmegaConf.to_yaml(config(fragment, service.overrides), resolve=True)
+    for bad, message in ((dict(JOB, segments=[{"source": "sample:coffee", "duration": "abc"}]),
+                          "duration: Value 'abc' of type 'str' could not be converted to Float"),
+                         (dict(JOB, segmnts=[]), "job.segmnts: Key 'segmnts' not in 'JobCfg'; did you mean 'segments'?")):
+        with pytest.raises(ConfigError) as merged_error:
+            service._config({"job": bad}, "r_1")
+        with pytest.raises(ConfigError) as composed_error:
+            config(bad, TINY)
+        assert str(merged_error.value) == str(composed_error.value) == message
+    service.engine.close()
+
+
 # --- render: the API in this process ---------------------------------------------------------------
 
 class Receiver(BaseHTTPRequestHandler):
@@ -225,8 +250,9 @@ def test_an_idempotent_retry_renders_once_and_another_body_is_a_409(api):
 @pytest.mark.render
 def test_cancel_stops_a_render_publishes_nothing_and_is_idempotent(api, tmp_path):
     client, service = api
-    long_job = {"name": "long", "segments": [{"source": "sample:astronaut", "duration": 30.0}]}
-    created = client.post("/v1/renders", json={"job": long_job}).json()
+    long_job = {"name": "long", "segments": [{"source": "sample:astronaut", "duration": 60.0, "effect": "ken_burns"}]}
+    created = client.post("/v1/renders", json={"job": long_job, "overrides": ["render.width=320", "render.height=180",
+                                                                             "render.fps=12"]}).json()
     for _ in range(600):
         if client.get(f"/v1/renders/{created['id']}").json()["frames"]["done"] > 0:
             break

@@ -480,7 +480,8 @@ class EngineFeed(Feed):
         if self.stop is not None:
             self.stop()
         for run in list(e._flying.values()):  # a video cancelled alone: out of the loop now
-            if run.cancel.reason is not None and not run.failed:
+            # (once its mux has begun, the mux ends it: abandoning the muxer under it published the video anyway)
+            if run.cancel.reason is not None and not run.failed and not run.mux_started:
                 e._end(run, VideoStatus.CANCELLED, run.cancel.reason)
         e._collect()  # videos muxed since the last look leave room
         works = []

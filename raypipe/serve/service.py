@@ -11,6 +11,7 @@ import ipaddress
 import json
 import logging
 import os
+import pickle
 import re
 import secrets
 import shutil
@@ -19,15 +20,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from raypipe.api import CONF, compose, config
 from raypipe.batch.rows import Row
 from raypipe.batch.videos import row_config
+from raypipe.config import hydra_error_line, unknown_key
 from raypipe.engine.driver import JobVideo
 from raypipe.engine.engine import Engine, EngineOptions
 from raypipe.engine.video import VideoEnd, VideoHandle, VideoStatus
-from raypipe.errors import RaypipeError, first_line
+from raypipe.errors import ConfigError, RaypipeError, first_line
 from raypipe.plan.timeline import Plan
 from raypipe.serve.guard import Refused, check_duration, check_limits, check_overrides, check_sources, check_url
 from raypipe.serve.store import RenderRecord, Store
@@ -91,6 +94,8 @@ class RenderService:
         self._handles: dict[str, VideoHandle] = {}
         self._saved: dict[str, float] = {}
         self._compose = threading.Lock()  # Hydra's global state serves one composition at a time
+        self._base = pickle.dumps(self.cfg)  # what a request's job is merged into (raypipe.batch's way)
+        self._job_free = not any(o.lstrip("+~").startswith("job.") for o in self.overrides)
         self._loop = threading.Thread(target=self.engine.run, name="engine", daemon=True)
         self._recover()
 
@@ -200,16 +205,20 @@ class RenderService:
 
     def _config(self, request: dict, render_id: str) -> DictConfig:
         overrides = [*self.overrides, *request.get("overrides", [])]
-        with self._compose:
-            if "job" in request:
-                job = request["job"]
-                if not isinstance(job, dict):
-                    raise Refused(422, "job", "must be a JSON object: a job's section ({name, segments}) or "
-                                              "{job: ..., render: ...}")
-                extra = sorted(set(job) - {"job", "render"}) if "job" in job else []
-                if extra:
-                    raise Refused(422, extra[0], "a request sets only its job and render sections")
+        if "job" in request:
+            job = request["job"]
+            if not isinstance(job, dict):
+                raise Refused(422, "job", "must be a JSON object: a job's section ({name, segments}) or "
+                                          "{job: ..., render: ...}")
+            extra = sorted(set(job) - {"job", "render"}) if "job" in job else []
+            if extra:
+                raise Refused(422, extra[0], "a request sets only its job and render sections")
+            fragment = job if "job" in job else {"job": job}
+            if set(fragment) == {"job"} and not request.get("overrides") and self._job_free:
+                return self._merged(fragment)
+            with self._compose:
                 return config(job, overrides)
+        with self._compose:
             template, row = request["template"], request.get("row") or {}
             if not isinstance(template, str) or not TEMPLATE_NAME.fullmatch(template) or \
                     not (CONF / "job" / f"{template}.yaml").is_file():
@@ -218,6 +227,19 @@ class RenderService:
                 raise Refused(422, "row", "must be a JSON object of the template's fields")
             cfg = config(template, overrides)
             return row_config(cfg, Row(1, str(row.get("id", render_id)), row, None, False), os.getcwd())
+
+    def _merged(self, fragment: dict) -> DictConfig:
+        """The service's config with the request's job merged in: what composing `+job=` gives
+        where nothing else differs (a test pins it), in ~15 ms instead of ~150 (Hydra's
+        composition, one at a time), so that a POST answers well under 100 ms. Each request
+        merges into a copy of its own: no config is shared between threads."""
+        unknown = unknown_key(fragment)
+        if unknown:
+            raise ConfigError(unknown)
+        try:
+            return OmegaConf.merge(pickle.loads(self._base), fragment)
+        except OmegaConfBaseException as e:
+            raise ConfigError(hydra_error_line(e)) from None
 
     def cancel(self, render_id: str, caller: Caller) -> RenderRecord | None:
         """None where unknown; a render that has ended as cancelled is answered as it is."""
@@ -229,6 +251,8 @@ class RenderService:
             if record.status != "cancelled":
                 raise Refused(409, "status", f"the render has already ended: {record.status}")
             return record
+        if record.status == "muxing":  # its chunks are all made: the mux publishes it
+            raise Refused(409, "status", "the render is muxing: it will be published")
         if handle is not None:
             handle.cancel("cancelled by the client")
         return record
