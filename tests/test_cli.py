@@ -101,3 +101,14 @@ def test_a_lock_left_by_a_killed_render_is_taken_over(tmp_path):
     proc = run_cli(str(job), *SMALL, f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert media.count_frames(str(output)) == 12 and not (output.parent / ".trip.mp4.lock").exists()
+
+
+def test_an_output_in_a_folder_that_cannot_be_written_is_one_line_and_exit_2(tmp_path):
+    """/sys: root may not make a folder there, though it may write to every folder it owns."""
+    output = "/sys/raypipe-test/trip.mp4"
+    proc = run_cli(str(write_trip(tmp_path / "mine")), *SMALL, f"job.output={output}",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: job.output: cannot write") and "/sys" in line, line
+    assert not os.path.exists("/sys/raypipe-test") and not list(tmp_path.rglob("*.mp4"))
