@@ -11,6 +11,8 @@ from PIL import Image
 
 from conftest import ROOT, run_cli
 from raypipe import media
+from raypipe.api import selecting
+from raypipe.errors import RaypipeError
 from raypipe.media import load_image
 
 pytestmark = pytest.mark.render
@@ -37,14 +39,54 @@ def test_a_job_file_renders_by_its_path_with_sources_from_its_folder(tmp_path, f
     assert "DETECTOR FELL BACK TO SALIENCY" in proc.stdout + proc.stderr  # no weights here: loud, not fatal
 
 
-def test_a_job_in_a_config_dir_needs_no_package_line(tmp_path):
+def test_a_job_in_a_config_dir_needs_no_package_line(tmp_path, monkeypatch):
     job = write_trip(tmp_path / "conf")
     (tmp_path / "conf" / "job").mkdir()
     job.rename(tmp_path / "conf" / "job" / "trip.yaml")
     (tmp_path / "conf" / "photos").rename(tmp_path / "conf" / "job" / "photos")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     proc = run_cli("--config-dir", str(tmp_path / "conf"), "+job=trip", *SMALL, "--cfg", "job")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"source: {tmp_path / 'conf' / 'job' / 'photos' / 'cat.png'}" in proc.stdout
+    # Found as the API finds a job (api.selecting): the CLI wrote the folder the API reuses.
+    [written] = (tmp_path / "cache" / "raypipe-jobs").iterdir()
+    assert selecting(tmp_path / "conf" / "job" / "trip.yaml") == [f"hydra.searchpath=[file://{written}]", "+job=_api"]
+    assert list((tmp_path / "cache" / "raypipe-jobs").iterdir()) == [written]
+
+
+def test_a_multirun_renders_each_job_of_the_sweep(tmp_path):
+    """`-m` with a job file and a swept key: Hydra's launcher runs the command once per value."""
+    job = write_trip(tmp_path / "mine")
+    proc = run_cli("-m", str(job), "render.width=160", "render.height=90", "render.fps=6,12",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    videos = [tmp_path / "sweep" / str(n) / "trip.mp4" for n in (0, 1)]
+    printed = [line for line in proc.stdout.splitlines() if not line.startswith("[")]  # Hydra logs to stdout too
+    assert printed == [str(v) for v in videos]
+    assert [media.count_frames(str(v)) for v in videos] == [6, 12]
+
+
+def test_a_bug_before_the_config_is_composed_keeps_its_traceback(tmp_path, monkeypatch):
+    """Not told as "the overrides could not be applied": only OmegaConf's and Hydra's own
+    failures on an override are (tests/test_render.py, detector.image_size.0=448)."""
+    import raypipe.__main__ as cli
+
+    def planning_with_a_bug(*args):
+        raise TypeError("a bug in raypipe")
+
+    monkeypatch.setattr(cli, "folder_job", planning_with_a_bug)
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(TypeError, match="a bug in raypipe"):
+        cli.main(["render", str(tmp_path / "photos"), "render.width=160"])
+
+
+def test_our_flags_are_one_value_and_the_rest_goes_to_hydra():
+    from raypipe.__main__ import Flags
+
+    flags, rest = Flags.take(["--quiet", "+job=demo", "--at", "1.5", "--at=2", "--scale=0.5", "-m", "--dry-run"])
+    assert flags == Flags(quiet=True, at=(1.5, 2.0), scale=0.5, dry_run=True) and rest == ["+job=demo", "-m"]
+    with pytest.raises(RaypipeError, match=r"^--scale: expected a number of the size \(got 'big'\)$"):
+        Flags.take(["--scale", "big"])
 
 
 def test_an_unknown_command_is_named_with_the_commands():
