@@ -18,7 +18,7 @@ from hydra._internal.utils import _run_hydra, get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, OmegaConfBaseException
 
 from raypipe.api import folder_job, quote_patterns, selecting
 from raypipe.config import hydra_error_line, register, yaml_error_line
@@ -149,8 +149,9 @@ class HydraCommand:
     def __init__(self, name: str, work: Callable[[CommandInput], None], flags: Flags):
         self.name, self.work, self.flags = name, work, flags
         self.planned: FolderJob | None = None  # a folder named as the job, planned once Hydra's parser has run
-        # Set once Hydra has composed a config: an error after that is not the overrides'.
-        self.composed = False
+        # True while the work runs on a composed config, and after it failed: an error then is
+        # not the overrides'. False again after each job of a multirun, whose next is composed next.
+        self.working = False
 
     def start(self, argv: Sequence[str]) -> None:
         parser = get_args_parser()
@@ -170,7 +171,7 @@ class HydraCommand:
     def task(self, cfg: DictConfig) -> None:
         """Runs the command's work with the CLI's contract: one `error:` line and exit 2 for
         bad input, `interrupted: ...` and 128 + signal when stopped, partial files removed."""
-        self.composed = True
+        self.working = True
         hc = HydraConfig.get()
         if "job" not in hc.runtime.choices:
             _fail("no job selected: pass a job file (render path/to/job.yaml), or +job=NAME, a file in conf/job/ "
@@ -195,6 +196,7 @@ class HydraCommand:
             if e.code == signal.SIGTERM:  # Ray's SIGTERM handler, set when Ray starts, exits this way
                 _interrupted(signal.SIGTERM)
             raise
+        self.working = False
 
 
 def _announce(run_dir: str, report) -> None:
@@ -315,19 +317,25 @@ if not OmegaConf.has_resolver("raypipe_usage"):
     OmegaConf.register_new_resolver("raypipe_usage", _usage)
 
 
-def _from_the_config_library(e: BaseException) -> bool:
-    """Raised inside OmegaConf or Hydra: OmegaConf fails with a bare AssertionError or
-    AttributeError on some overrides (a key under a node that is null)."""
+def _a_bug(run: HydraCommand | None, e: Exception) -> bool:
+    """Not the user's fault, so not one `error:` line: raised by raypipe's own code, or by
+    OmegaConf on the config once composed, but for a value the user gave that does not
+    resolve. Before the work, OmegaConf and Hydra fail on an override with their own errors,
+    and with a bare AssertionError or AttributeError on some (a key under a null node)."""
+    if run is not None and run.working:
+        return not isinstance(e, (InterpolationResolutionError, MissingMandatoryValue))
+    if isinstance(e, (HydraException, OmegaConfBaseException)):
+        return False
     tb = e.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
-    return module.startswith(("omegaconf.", "hydra."))
+    return not module.startswith(("omegaconf.", "hydra."))
 
 
 def run_hydra_command(name: str, argv: list[str]) -> None:
     """A command Hydra parses, its errors reported as the CLI's one line, exit 2, where they
-    are the user's; a bug in raypipe keeps its traceback."""
+    are the user's; a bug keeps its traceback."""
     # Let Hydra's errors reach us, to be reported on one line rather than as Hydra's dump.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     run = None
@@ -337,13 +345,13 @@ def run_hydra_command(name: str, argv: list[str]) -> None:
         run.start(rest)
     except RaypipeError as e:  # a job file that is missing or not a job, a bad flag
         _fail(str(e))
-    except (HydraException, OmegaConfBaseException) as e:
-        _fail(hydra_error_line(e))
     except yaml.MarkedYAMLError as e:  # a file of another config group
         _fail(yaml_error_line(e))
     except Exception as e:
-        if run is None or run.composed or not _from_the_config_library(e):
+        if _a_bug(run, e):
             raise
+        if isinstance(e, (HydraException, OmegaConfBaseException)):
+            _fail(hydra_error_line(e))
         overrides = " ".join(a for a in rest if "=" in a and not a.startswith("-"))
         _fail(f"the overrides could not be applied to the config ({overrides}): {type(e).__name__}: {e}")
 

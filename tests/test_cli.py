@@ -80,6 +80,19 @@ def test_a_bug_before_the_config_is_composed_keeps_its_traceback(tmp_path, monke
         cli.main(["render", str(tmp_path / "photos"), "render.width=160"])
 
 
+def test_a_bug_on_the_composed_config_keeps_its_traceback(tmp_path):
+    """raypipe's own code reading a key the schema lacks is not a typo of the user's, though
+    OmegaConf names the key as it would name one."""
+    script = ("import sys, raypipe.api as api\n"
+              "api.render_config = lambda cfg, *args, **kwargs: cfg.render.widht\n"
+              "sys.argv = ['raypipe', 'render', *sys.argv[1:]]\n"
+              "import runpy\nrunpy.run_module('raypipe', run_name='__main__', alter_sys=True)\n")
+    proc = subprocess.run([sys.executable, "-c", script, "+job=demo", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr, proc.stderr[-2000:]
+    assert "\nomegaconf.errors.ConfigAttributeError: Key 'widht'" in proc.stderr and "error: " not in proc.stderr
+
+
 def test_our_flags_are_one_value_and_the_rest_goes_to_hydra():
     from raypipe.__main__ import Flags
 
