@@ -122,6 +122,8 @@ class CommandInput:
 
 @dataclass(frozen=True)
 class Command:
+    """A command of `python -m raypipe`: one on a config Hydra composes (`work`), or one that
+    parses its own arguments (`plain`)."""
     summary: str  # its line in `python -m raypipe --help`
     options: str = ""  # its own flags, in its --help
     work: Callable[[CommandInput], None] | None = None  # a command on a composed config
