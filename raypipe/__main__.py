@@ -20,7 +20,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, OmegaConfBaseException
 
-from raypipe.api import folder_job, quote_patterns, selecting
+from raypipe.api import CONF, folder_job, quote_patterns, selecting
 from raypipe.config import hydra_error_line, register, yaml_error_line
 from raypipe.errors import CancelToken, ConfigError, Interrupted, RaypipeError
 from raypipe.plan.folder import FolderJob
@@ -168,7 +168,10 @@ class HydraCommand:
                           *quote_patterns(args.overrides)]
         hydra_version.setbase("1.3")
         # hydra.main's own runner, given our argv rather than reading sys.argv (hydra-core is pinned).
-        _run_hydra(args=args, args_parser=parser, task_function=self.task, config_path="conf", config_name="config")
+        # The conf folder by its path: relative, it is a package of the caller's module when that
+        # is raypipe.__main__ (the `raypipe` script), and raypipe.conf is no package.
+        _run_hydra(args=args, args_parser=parser, task_function=self.task, config_path=str(CONF),
+                   config_name="config")
 
     def task(self, cfg: DictConfig) -> None:
         """Runs the command's work with the CLI's contract: one `error:` line and exit 2 for

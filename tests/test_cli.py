@@ -102,6 +102,15 @@ def test_our_flags_are_one_value_and_the_rest_goes_to_hydra():
         Flags.take(["--scale", "big"])
 
 
+def test_the_raypipe_script_finds_the_configs():
+    """pyproject's `raypipe` script imports raypipe.__main__ rather than running it as __main__:
+    Hydra then took conf/ for a package of it ("Primary config module 'raypipe.conf' not found")."""
+    proc = subprocess.run([sys.executable, "-c", "from raypipe.__main__ import main; main()", "render", "+job=demo",
+                           "--cfg", "job"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("job:\n  name: demo\n")
+
+
 def test_an_unknown_command_is_named_with_the_commands():
     proc = subprocess.run([sys.executable, "-m", "raypipe", "rendr", "+job=demo"], cwd=ROOT, capture_output=True,
                           text=True)
