@@ -14,9 +14,11 @@ one-line `RaypipeError`s.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -29,11 +31,12 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from raypipe.config import hydra_error_line, register, unknown_key, yaml_error_line
+from raypipe.config import hydra_error_line, register, unknown_key, user_cache, yaml_error_line
 from raypipe.errors import CancelToken, ConfigError, RaypipeError  # noqa: F401 (RaypipeError: raypipe's)
 from raypipe.plan.folder import FolderJob, read_folder
 
 CONF = Path(__file__).parent / "conf"
+WRITTEN = "_api"  # the name a job written for Hydra has in its folder's job/
 log = logging.getLogger("raypipe")
 
 
@@ -77,10 +80,50 @@ def compose(overrides: Sequence[str]) -> DictConfig:
 
 def config(job: str | os.PathLike | Mapping, overrides: Sequence[str] = ()) -> DictConfig:
     """The composed config the CLI would get for `+job=... overrides`, checked against the schema."""
-    with tempfile.TemporaryDirectory(prefix="raypipe-conf-") as extra:
-        name = job_file(folder_job(job, overrides) or job, Path(extra))
-        searchpath = [f"hydra.searchpath=[file://{extra}]"] if name.startswith("_api") else []
-        return compose([*searchpath, f"+job={name}", *overrides])
+    return compose([*selecting(folder_job(job, overrides) or job), *overrides])
+
+
+def selecting(job) -> list[str]:
+    """The overrides that select `job` for Hydra: the one way the API and the CLI find a job.
+    A name of conf/job/ is `+job=NAME`. A job file, a planned folder or a dict is written by
+    `job_file` into a folder under the user's cache addressed by what it is made from, added
+    to Hydra's search path: a command killed with SIGKILL leaves no temporary folder behind
+    (the folder must outlive Hydra's composing, which a multirun does once per run), and the
+    next command of the same job reuses the folder."""
+    if _is_name(job):
+        return [f"+job={job}"]
+    return [f"hydra.searchpath=[file://{_written(job)}]", f"+job={WRITTEN}"]
+
+
+def _written(job) -> Path:
+    # A folder's job names its files relative to the folder: the folder is part of what it is.
+    source = ((job.fragment, str(job.folder)) if isinstance(job, FolderJob)
+              else job if isinstance(job, Mapping) else Path(job).expanduser().resolve())
+    data = repr(source).encode()
+    if isinstance(source, Path) and source.is_file():
+        data += source.read_bytes()
+    # Beside the render cache, not in it: render.cache=false keeps nothing there.
+    root = user_cache("raypipe-jobs")
+    folder = root / hashlib.sha256(data).hexdigest()[:16]
+    if (folder / "job").is_dir():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(dir=root, prefix=".writing-"))
+    try:
+        job_file(job, fresh)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    try:
+        fresh.rename(folder)
+    except OSError:  # another command wrote the same job first
+        shutil.rmtree(fresh, ignore_errors=True)
+    return folder
+
+
+def _is_name(job) -> bool:
+    """A job of conf/job/ (or of a --config-dir), by its name."""
+    return not isinstance(job, (FolderJob, Mapping, os.PathLike)) and not str(job).endswith((".yaml", ".yml"))
 
 
 def folder_job(job, overrides: Sequence[str] = ()) -> FolderJob | None:
@@ -107,7 +150,9 @@ def job_file(job, folder: Path) -> str:
         fragment, base = job.fragment, job.folder
     elif isinstance(job, Mapping):
         fragment, base = job, None
-    elif isinstance(job, os.PathLike) or str(job).endswith((".yaml", ".yml")):
+    elif _is_name(job):
+        return str(job)
+    else:
         path = Path(job).expanduser()
         if not path.is_file():
             raise ConfigError(f"job: no such file: {path}")
@@ -119,8 +164,6 @@ def job_file(job, folder: Path) -> str:
         if not isinstance(fragment, dict):
             raise ConfigError(f"{path}: a job file holds a mapping (job: {{name: ..., segments: [...]}})")
         base = path.absolute().parent
-    else:
-        return str(job)
     # With `job:` it is a config fragment; without, the job section itself (as Hydra reads a
     # job/ file that has no `# @package _global_` line).
     fragment = dict(fragment) if "job" in fragment else {"job": dict(fragment)}
@@ -130,8 +173,8 @@ def job_file(job, folder: Path) -> str:
         raise ConfigError(unknown)
     (folder / "job").mkdir()
     text = yaml.safe_dump(fragment, sort_keys=False, allow_unicode=True)
-    (folder / "job" / "_api.yaml").write_text("# @package _global_\n" + text)
-    return "_api"
+    (folder / "job" / f"{WRITTEN}.yaml").write_text("# @package _global_\n" + text)
+    return WRITTEN
 
 
 def _relative_to(job: dict, base: Path) -> dict:

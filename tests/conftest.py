@@ -72,7 +72,7 @@ def ray_local():
     ray.shutdown()
 
 
-from raypipe.bench.run import TINY_CLIP  # noqa: E402  (the tiny architecture the benchmark measures too)
+from raypipe.bench.detectors import TINY_CLIP  # noqa: E402  (the tiny architecture the benchmark measures too)
 
 
 @pytest.fixture(scope="session")
