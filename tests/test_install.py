@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 from raypipe import media
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.render  # it renders: the demo from a wheel
 
 
 def test_a_wheel_installed_outside_the_checkout_renders_the_demo(tmp_path):

@@ -17,7 +17,7 @@ from raypipe import media
 from raypipe.config import ASSETS
 from raypipe.media import load_image
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.render  # the README's commands render, through the CLI
 
 README = (ROOT / "README.md").read_text()
 
