@@ -13,7 +13,19 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, compose_job, frozen_while_titled, overrides, parent, read_report, render, run_cli, titled
+import raypipe
+from conftest import (
+    ROOT,
+    compose_job,
+    frozen_while_titled,
+    overrides,
+    parent,
+    read_report,
+    render,
+    run_cli,
+    titled,
+    with_test_conf,
+)
 from raypipe import media
 
 pytestmark = pytest.mark.render
@@ -142,10 +154,10 @@ def test_a_driver_killed_half_way_resumes_when_the_command_runs_again(tmp_path, 
     proc.kill()  # SIGKILL: no handler runs, nothing is cleaned up by the driver
     proc.wait()
     done_at_kill = len(list(chunks.rglob("[0-9]*.mp4")))
-    again = run_cli(*args, f"hydra.run.dir={tmp_path / 'again'}")
-    assert again.returncode == 0, again.stderr[-2000:]
-    clean = run_cli(*args, "render.cache=false", f"hydra.run.dir={tmp_path / 'clean'}")
-    assert clean.returncode == 0, clean.stderr[-2000:]
+    # Run again (and from scratch, for the reference) in this process: the killed driver is what needs its own.
+    settings = with_test_conf("detector=saliency", SPLIT, "ray.num_cpus=1")
+    raypipe.render("fixture", settings, run_dir=tmp_path / "again")
+    raypipe.render("fixture", [*settings, "render.cache=false"], run_dir=tmp_path / "clean")
     report, reference = read_report(tmp_path / "again"), read_report(tmp_path / "clean")
     assert report["cache"]["chunks_reused"] >= done_at_kill - 1 >= 10
     assert report["cache"]["frames_rendered"] <= 0.6 * report["frames"]
