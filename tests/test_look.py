@@ -97,7 +97,7 @@ def test_preview_frames_are_the_frames_the_render_makes(tmp_path):
 
 @pytest.mark.render
 def test_quiet_prints_the_path_and_nothing_else(tmp_path):
-    done = run_cli(*FIXTURE, "--quiet", f"hydra.run.dir={tmp_path / 'run'}")
+    done = run_cli(*FIXTURE, "--quiet", "render.width=160", "render.height=90", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.splitlines() == [str(tmp_path / "run" / "fixture.mp4")]
 
