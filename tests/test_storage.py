@@ -6,7 +6,6 @@ from pathlib import Path
 import cv2
 import pytest
 
-import raypipe
 from conftest import CREDENTIALS, bucket_keys as keys, read_report, render_error, run_cli, with_test_conf
 from raypipe import media
 from raypipe.media import load_image
@@ -40,13 +39,16 @@ def test_a_render_reads_sources_from_s3_and_puts_its_run_there(s3, tmp_path):
 @pytest.mark.render
 def test_s3_objects_are_put_whole_once_and_the_cache_there_serves_the_next_render(s3, tmp_path):
     """In a versioned bucket a temporary object moved into place (a copy and a delete) would
-    leave a version and a delete marker behind: every object here has exactly one version."""
-    _, client = s3
+    leave a version and a delete marker behind: every object here has exactly one version. As the
+    CLI, in a process of its own: a Ray this process started before the S3 server would give its
+    workers no endpoint for it."""
+    env, client = s3
     client.create_bucket(Bucket="direct")
     client.put_bucket_versioning(Bucket="direct", VersioningConfiguration={"Status": "Enabled"})
-    for run in ("first", "second"):  # the fixture s3 has put the server's endpoint in this process's environment
-        raypipe.render("fixture", with_test_conf("detector=saliency", "storage.root=s3://direct/r"),
-                       run_dir=tmp_path / "outputs" / "fixture" / run)
+    for run in ("first", "second"):
+        proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency", "storage.root=s3://direct/r",
+                       f"hydra.run.dir={tmp_path / 'outputs' / 'fixture' / run}", env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
     first, second = (read_report(tmp_path / "outputs" / "fixture" / run) for run in ("first", "second"))
     versions = client.list_object_versions(Bucket="direct")
     # Deleted by design: the writability checks' probes, the staged inputs (after the render)
