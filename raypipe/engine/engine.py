@@ -366,6 +366,8 @@ class Engine:
              frames: int = 0, found: tuple = (None, None)) -> None:
         """The video's end, whatever it is: what it holds goes now (chunks still being written by
         its tasks go when the last of them is out)."""
+        if run.handle.done():  # ended already: once is all
+            return
         run.failed = status is not VideoStatus.SUCCEEDED
         if run.muxer is not None and run.failed:
             run.muxer.abandon()
