@@ -117,7 +117,6 @@ class Engine:
         self._looked: queue.Queue = queue.Queue(maxsize=max(1, options.max_in_flight))
         self._ready: queue.Queue = queue.Queue(maxsize=2 * max(1, options.max_in_flight))
         self._sealed = False
-        self._stages_done = False
         self._submitted = self._ended = 0
         self._flying: dict[str, VideoRun] = {}
         self._muxing: list[tuple[VideoRun, Future]] = []
@@ -161,12 +160,12 @@ class Engine:
         try:
             self._choose()
             feed = EngineFeed(self, stop)
+            # The loop returns when no task is in flight and the feed has none; videos still
+            # muxing, or admitted with all their chunks cached, are waited for here.
             while feed.more or self._flying or self._muxing:
-                runs = run_tasks(self.executor, feed, self._on_done, self._progress, self.cancel,
-                                 on_error=self._on_error, wanted=self._wanted, on_retry=self._on_retry)
-                del runs
+                run_tasks(self.executor, feed, self._on_done, self._progress, self.cancel,
+                          on_error=self._on_error, wanted=self._wanted, on_retry=self._on_retry)
                 self._collect(wait=not feed.more)
-            self._stages_done = True
         finally:
             self._progress.close()
 
@@ -405,6 +404,39 @@ class Engine:
             evict(root, int(self.cfg.cache.max_gb * 1e9), set())
         self._evicted_at = time.monotonic()
 
+    # --- the loop's feed ------------------------------------------------------------------
+
+    def more(self) -> bool:
+        """Whether videos may still come: until sealed and every one has ended, or closed."""
+        if self.gate.error is not None:  # a stage died of a bug: the loop ends with it
+            raise self.gate.error
+        if self.gate.closed.is_set():
+            return False
+        with self._lock:
+            return not (self._sealed and self._ended >= self._submitted and not self._waiting)
+
+    def take(self) -> list[Work]:
+        """The tasks of the videos admitted now: detected (or, one video's, streamed), up to
+        the bound of videos in flight; videos cancelled alone leave first, and muxed ones."""
+        for run in list(self._flying.values()):
+            if run.cancel.reason is not None and not run.failed:
+                self._end(run, VideoStatus.CANCELLED, run.cancel.reason)
+        self._collect()
+        works = []
+        if self._early is not None:
+            run, self._early = self._early, None
+            works += self._admit(run)
+        while len(self._flying) < self.options.max_in_flight:
+            try:
+                item = self._ready.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, NoMore) or item.admitted:  # a streamed video, admitted before its detection ended
+                continue
+            item.admitted = True
+            works += self._admit(item)
+        return works
+
     # --- the end --------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -460,8 +492,8 @@ def _every(found: Future) -> Future:
 
 
 class EngineFeed(Feed):
-    """The loop's work: the tasks of videos detected (or, one video's, streamed), admitted up to
-    the bound of videos in flight; `more` while videos may still come."""
+    """The loop's work, as the engine admits it (`Engine.more`, `Engine.take`); `stop()`,
+    asked at each take, raises to end the loop early."""
 
     def __init__(self, engine: Engine, stop=None):
         super().__init__(())
@@ -469,35 +501,9 @@ class EngineFeed(Feed):
 
     @property
     def more(self) -> bool:
-        e = self.engine
-        if e.gate.error is not None:
-            raise e.gate.error
-        if e.gate.closed.is_set():
-            return False
-        with e._lock:
-            return not (e._sealed and e._ended >= e._submitted and not e._waiting)
+        return self.engine.more()
 
-    def take(self, n):
-        e = self.engine
+    def take(self, n) -> list[Work]:
         if self.stop is not None:
             self.stop()
-        for run in list(e._flying.values()):  # a video cancelled alone: out of the loop now
-            if run.cancel.reason is not None and not run.failed:
-                e._end(run, VideoStatus.CANCELLED, run.cancel.reason)
-        e._collect()  # videos muxed since the last look leave room
-        works = []
-        if e._early is not None:
-            run, e._early = e._early, None
-            works += e._admit(run)
-        while len(e._flying) < e.options.max_in_flight:
-            try:
-                item = e._ready.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, NoMore):
-                continue
-            if item.admitted:
-                continue  # a streamed video, admitted before its detection ended
-            item.admitted = True
-            works += e._admit(item)
-        return works
+        return self.engine.take()
