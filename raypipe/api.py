@@ -31,6 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from raypipe.config import hydra_error_line, register, unknown_key, yaml_error_line
 from raypipe.errors import CancelToken, ConfigError, RaypipeError  # noqa: F401 (RaypipeError: raypipe's)
+from raypipe.media.streams import GENERATED
 from raypipe.plan.folder import FolderJob, read_folder
 
 CONF = Path(__file__).parent / "conf"
@@ -141,7 +142,7 @@ def _relative_to(job: dict, base: Path) -> dict:
 
     def resolve(node, key: str, fonts: bool = False) -> None:
         value = node.get(key) if isinstance(node, dict) else None
-        if not isinstance(value, str) or value.startswith(("/", "~", "sample:", "$")) or "://" in value:
+        if not isinstance(value, str) or value.startswith(("/", "~", "$", *GENERATED)) or "://" in value:
             return
         if fonts and "/" not in value and not value.lower().endswith((".ttf", ".otf", ".ttc")):
             return  # a family name, for fontconfig

@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from raypipe.batch.rows import Row
 from raypipe.config import ASSETS, CURRENT_ROW, Config, hydra_error_line
 from raypipe.errors import JobError, RaypipeError
+from raypipe.media import generated
 from raypipe.plan.timeline import Plan
 from raypipe.plan.validate import prepare
 from raypipe.storage import Storage
@@ -115,7 +116,7 @@ def _allowed(uri: str, roots: list[str]) -> bool:
     client at a host of the row's choosing), and a `..` (percent-encoded or not) in a
     file:// URI leaves the root. A local path (file:// too) is compared where it really is,
     links followed."""
-    if uri.startswith("sample:"):
+    if generated(uri):
         return True
     local = [r for r in roots if "://" not in r] + [r.split("://", 1)[1] for r in roots if r.startswith("file://")]
     if "://" in uri:
@@ -256,7 +257,7 @@ def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
     except OmegaConfBaseException as e:
         raise JobError(row.where, hydra_error_line(e)) from None
     for seg in cfg.job.segments:
-        if seg.source and "://" not in seg.source and not seg.source.startswith("sample:"):
+        if seg.source and "://" not in seg.source and not generated(seg.source):
             seg.source = os.path.join(base, os.path.expanduser(seg.source))
     return cfg
 

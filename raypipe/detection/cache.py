@@ -39,6 +39,7 @@ from raypipe import code
 from raypipe.detection.detections import CompactSubject
 from raypipe.detection.settings import file_identity
 from raypipe.errors import JobError, MediaError, first_line
+from raypipe.media.cards import is_card
 from raypipe.storage import Storage, resolve
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ def source_id(uri: str) -> str:
     """What a source is, independent of where a render reads it from."""
     if uri.startswith("sample:"):
         return f"{uri}@scikit-image-{_version('scikit-image')}"
+    if is_card(uri):  # its name is all it is
+        return uri
     fs, path = resolve(uri)
     info = fs.get_file_info(path)
     if info.type != pafs.FileType.File:  # gone since the checks (a batch's later rows)

@@ -28,6 +28,7 @@ from raypipe.engine.executor import Executor, ExecutorStats, Outcome, TaskLost, 
 from raypipe.engine.progress import Board, Reporter
 from raypipe.engine.task import SegmentManifest, render_task
 from raypipe.errors import JobError, MuxError, RaypipeError
+from raypipe.media import generated
 from raypipe.plan.cost import local_slots
 from raypipe.plan.timeline import Plan
 from raypipe.storage import Storage
@@ -406,7 +407,7 @@ class _Deferred:
 def local_inputs(plan: Plan) -> list[str]:
     """The files a plan reads from the driver's disk (URIs and samples are read as they are)."""
     return [uri for uri in (*plan.sources, plan.audio.path)
-            if uri and "://" not in uri and not uri.startswith("sample:")]
+            if uri and "://" not in uri and not generated(uri)]
 
 
 def staged_name(uri: str) -> str:

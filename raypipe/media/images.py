@@ -15,6 +15,7 @@ import io
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from raypipe.media import cards
 from raypipe.media.streams import MediaError, ReadCounter, open_source
 
 SAMPLES = ("astronaut", "chelsea", "coffee", "rocket", "cat", "camera", "hubble_deep_field",
@@ -102,6 +103,9 @@ def load_image_sized(uri: str, counter: ReadCounter | None = None,
     """load_image, with the image's upright (width, height) at full size."""
     if uri.startswith("sample:"):
         rgb = _sample(uri.split(":", 1)[1])
+        return rgb, (rgb.shape[1], rgb.shape[0])
+    if cards.is_card(uri):
+        rgb = cards.parse(uri).image()
         return rgb, (rgb.shape[1], rgb.shape[0])
     with open_source(uri, counter) as f:
         return decode_image(f, uri, at_least)

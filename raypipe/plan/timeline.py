@@ -20,7 +20,7 @@ from raypipe.errors import CaptionError, EffectError, JobError, MediaError
 from raypipe.frames.captions import POSITIONS, Caption, CaptionStyle, layout
 from raypipe.frames.effects import make_params
 from raypipe.frames.transitions import TRANSITIONS
-from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, is_video, normalize, probe as probe_media
+from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, cards, is_video, normalize, probe as probe_media
 from raypipe.media.audio import AudioSpec, ClipAudio
 
 AUDIO_MODES = ("drop", "mix", "keep")
@@ -287,11 +287,22 @@ def _drop_hint(path: str, e: EffectError) -> str:
     return f"; on the command line, drop it with ~{path}.{e.unknown}" if e.unknown else ""
 
 
-def _entry(i: int, seg, last: bool, probe) -> _Entry:
-    where = f"job.segments[{i}]"
+def _source(where: str, seg, enc: EncodeSpec) -> str:
     if not isinstance(seg.source, str) or not seg.source.strip():
-        raise JobError(f"{where}.source", "must name an image or a video (a path, a URI or sample:NAME)")
+        raise JobError(f"{where}.source", "must name an image or a video (a path, a URI, sample:NAME or a card, "
+                                          "color:#RRGGBB or gradient:#RRGGBB,#RRGGBB[,angle])")
     uri = normalize(seg.source.strip())
+    if not cards.is_card(uri):
+        return uri
+    try:
+        return cards.sized(uri, enc.width, enc.height)
+    except MediaError as e:
+        raise JobError(f"{where}.source", str(e)) from None
+
+
+def _entry(i: int, seg, last: bool, probe, enc: EncodeSpec) -> _Entry:
+    where = f"job.segments[{i}]"
+    uri = _source(where, seg, enc)
     clip = None
     if is_video(uri):
         clip = _clip(where, seg, uri, probe)
@@ -378,7 +389,7 @@ def plan(job: DictConfig, render: DictConfig, probe=probe_media) -> Plan:
     if not job.segments:
         raise JobError("job.segments", "is empty: a job needs at least one segment")
     n = len(job.segments)
-    entries = [_entry(i, seg, i == n - 1, probe) for i, seg in enumerate(job.segments)]
+    entries = [_entry(i, seg, i == n - 1, probe, enc) for i, seg in enumerate(job.segments)]
     # Boundary i is round(sum of the first i durations x fps): rounding never accumulates.
     bounds = [_to_frame(t, enc.fps) for t in accumulate(_durations(entries), initial=Fraction(0))]
     fades = [_transition_frames(e, bounds[i + 1] - bounds[i], enc.fps) for i, e in enumerate(entries)]
