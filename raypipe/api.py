@@ -136,7 +136,7 @@ def job_file(job, folder: Path) -> str:
 
 
 def _relative_to(job: dict, base: Path) -> dict:
-    """The job with its relative file paths (sources, soundtrack, caption fonts given as files)
+    """The job with its relative file paths (sources, soundtrack, layers' images, fonts given as files)
     taken from the job file's folder, as a user who keeps photos beside the job expects."""
     job = copy.deepcopy(job)
 
@@ -152,6 +152,9 @@ def _relative_to(job: dict, base: Path) -> dict:
     for segment in job.get("segments") or []:
         resolve(segment, "source")
         resolve(segment.get("caption") if isinstance(segment, dict) else None, "font", fonts=True)
+    for layer in job.get("layers") or []:
+        resolve(layer, "source")
+        resolve(layer, "font", fonts=True)
     return job
 
 

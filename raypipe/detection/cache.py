@@ -77,6 +77,8 @@ def _canon(v):
         return [type(v).__name__, {f.name: _canon(getattr(v, f.name)) for f in dataclasses.fields(v) if f.compare}]
     if isinstance(v, np.ndarray):
         return ["ndarray", str(v.dtype), list(v.shape), hashlib.sha256(np.ascontiguousarray(v).data).hexdigest()]
+    if isinstance(v, bytes):  # a drawn bitmap (a text layer's PNG)
+        return ["bytes", hashlib.sha256(v).hexdigest()]
     if isinstance(v, Fraction):
         return f"{v.numerator}/{v.denominator}"
     if isinstance(v, float):

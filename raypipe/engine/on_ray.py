@@ -406,7 +406,7 @@ class _Deferred:
 
 def local_inputs(plan: Plan) -> list[str]:
     """The files a plan reads from the driver's disk (URIs and samples are read as they are)."""
-    return [uri for uri in (*plan.sources, plan.audio.path)
+    return [uri for uri in (*plan.sources, *plan.layer_sources, plan.audio.path)
             if uri and "://" not in uri and not generated(uri)]
 
 
