@@ -2,6 +2,7 @@
 less the flags of our own (`--quiet`, `--frames`, `--at`, `--scale`)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -168,11 +169,11 @@ def bench_main() -> None:
     bench(sys.argv[1:])
 
 
-def effects_main() -> None:
-    from raypipe.frames.catalog import listing
+def effects_main(listed: str = "sections") -> None:
+    from raypipe.frames import catalog
 
     try:
-        print(listing(), flush=True)
+        print(catalog.listing(getattr(catalog, listed)), flush=True)
     except BrokenPipeError:  # `effects | head`: the reader has all it wanted; nothing is left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
@@ -184,6 +185,8 @@ COMMANDS = {
     "batch": (batch_main, "many videos: +job=TEMPLATE batch.rows=ROWS.csv|jsonl|parquet [--dry-run]"),
     "bench": (bench_main, "benchmarks: render, nodes, compare, cache, detect, clip, handoff, effects, media"),
     "effects": (effects_main, "every effect, transition and caption option: type, default, what it does"),
+    "layers": (functools.partial(effects_main, "layer_sections"), "every layer type, animation and anchor, with "
+                                                                   "its keys"),
 }
 USAGE = "usage: python -m raypipe COMMAND JOB [key=value ...]\n\ncommands:\n" + "".join(
     f"  {name:<8} {text}\n" for name, (_, text) in COMMANDS.items()) + (
@@ -202,6 +205,7 @@ OPTIONS = {
               "  --dry-run                    every check, for every row; renders nothing\n"
               "  --quiet                      errors and the videos' paths only\n"),
     "effects": "",
+    "layers": "",
 }
 HELP = {"command": "render"}
 

@@ -14,7 +14,7 @@ from raypipe.api import config
 from raypipe.engine.cache import segment_keys
 from raypipe.engine.driver import render
 from raypipe.errors import ConfigError, JobError
-from raypipe.frames.layers import ANCHORS, BoxLayer, Layer, Motion
+from raypipe.frames.layers import ANCHORS, ANIMATIONS, BoxLayer, Layer, Motion
 from raypipe.frames.layers.anchors import origin
 from raypipe.frames.layers.motion import Box
 from raypipe.plan.timeline import plan
@@ -256,3 +256,24 @@ def test_a_layer_that_avoids_the_subject_and_cannot_stops_the_render_naming_it(t
         "error: job.layers[1]: cannot keep clear of the subject and the faces of segment 0 at position center; "
         "make it smaller, choose another position, or drop avoid"]
     assert not output.exists()
+
+
+@pytest.mark.render
+def test_the_layers_command_lists_every_type_animation_and_anchor_with_their_keys():
+    out = run_cli(command="layers").stdout
+    sections = {}
+    for line in out.splitlines():
+        if line and not line.startswith(" "):
+            section = sections.setdefault(line.split(":")[0], {})
+        elif line.startswith("  ") and not line.startswith("    "):
+            item = section.setdefault(line.split(":")[0].strip(), [])
+        elif line.strip():
+            item.append(line.split(":")[0].strip())
+    assert sections["layers"] == {
+        "text": ["text", "font", "size", "color", "outline", "outline_color", "box", "box_color", "box_opacity",
+                 "align", "width"],
+        "image": ["source", "mask", "width", "height", "radius"],
+        "box": ["color", "width", "height", "radius"],
+        "every": ["start", "length", "segment", "position", "offset", "margin", "opacity", "avoid", "in", "out"]}
+    assert list(sections["animations"]) == [*ANIMATIONS, "in_or_out"]
+    assert list(sections["anchors"]) == list(ANCHORS)
