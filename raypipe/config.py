@@ -103,7 +103,7 @@ class LayerCfg:
     # time
     start: float = param(0.0, "seconds into the video (or into segment N, with segment)")
     length: Optional[float] = param(None, "seconds on screen; null: to the end of the video (or of segment N)")
-    segment: Optional[int] = param(None, "N: start and length count from segment N's start")
+    segment: Optional[int] = param(None, "N: start and length count from segment N's start (-1: the last's)")
     # place
     position: str = param("center", "one of 9 anchors: top_left, top, top_right, left, center, right, bottom_left, "
                                     "bottom, bottom_right; or auto, the first of them clear of the subject")

@@ -17,6 +17,7 @@ from raypipe.errors import ConfigError, JobError
 from raypipe.frames.layers import ANCHORS, ANIMATIONS, BoxLayer, Layer, Motion
 from raypipe.frames.layers.anchors import origin
 from raypipe.frames.layers.motion import Box
+from raypipe.frames.layers.shapes import rounded
 from raypipe.plan.timeline import plan
 
 W, H, FPS = 320, 180, 12
@@ -63,16 +64,20 @@ def test_a_typo_in_a_layer_fails_with_its_full_path(layer, message):
 
 
 @pytest.mark.unit
-def test_layers_are_timed_in_global_frames_or_from_their_segment():
+def test_layers_are_timed_in_global_frames_or_from_their_segment(caplog):
     segments = [{"source": "color:#000000", "duration": 1.0}, {"source": "color:#ffffff", "duration": 1.0}]
     p = planned([{"type": "box", "start": 0.5},
                  {"type": "box", "segment": 1, "start": 0.25},
                  {"type": "box", "segment": 0, "length": 1.5},
-                 {"type": "box", "start": 1.0, "length": 0.5}], segments)
-    assert [(layer.start, layer.end) for layer in p.layers] == [(6, 24), (15, 24), (0, 18), (12, 18)]
+                 {"type": "box", "start": 1.0, "length": 0.5},
+                 {"type": "box", "segment": -1, "start": 0.5, "length": 9.0},  # the last segment's, cut at the end
+                 {"type": "box", "start": 2.0, "length": 1.0}], segments)  # after the end: left out
+    assert [(layer.start, layer.end) for layer in p.layers] == [(6, 24), (15, 24), (0, 18), (12, 18), (18, 24)]
+    assert "job.layers[5]: starts at 2.00 s, after the video's end (2.00 s): not drawn" in caplog.text
     first, second = p.segments
     assert [x.where for x in first.layers] == ["job.layers[0]", "job.layers[2]"]
-    assert [x.where for x in second.layers] == ["job.layers[0]", "job.layers[1]", "job.layers[2]", "job.layers[3]"]
+    assert [x.where for x in second.layers] == ["job.layers[0]", "job.layers[1]", "job.layers[2]", "job.layers[3]",
+                                                "job.layers[4]"]
 
 
 @pytest.mark.unit
@@ -84,7 +89,8 @@ def test_layers_are_timed_in_global_frames_or_from_their_segment():
     ({"type": "box", "segment": 3}, "job.layers[0].segment"),
     ({"type": "box", "in": {"type": "spin"}}, "job.layers[0].in.type"),
     ({"type": "box", "length": 1.0, "in": {"duration": 0.6}, "out": {"duration": 0.6}}, "job.layers[0].in"),
-    ({"type": "box", "start": 2.0}, "job.layers[0].start"),
+    ({"type": "box", "segment": 0, "start": 2.0}, "job.layers[0].start"),
+    ({"type": "box", "segment": -2}, "job.layers[0].segment"),
     ({"type": "box", "avoid": "faces"}, "job.layers[0].avoid"),
     ({"type": "box", "opacity": 1.5}, "job.layers[0].opacity"),
     ({"type": "box", "width": 0}, "job.layers[0].width"),
@@ -110,6 +116,13 @@ def test_the_nine_anchors_sit_inside_the_margin_and_the_offset_goes_up():
         row = next((p for p in parts if p in ("top", "bottom")), "center")
         assert origin(name, shape, W, H, 0.05) == (xs[col], ys[row]), name
     assert origin("center", shape, W, H, 0.05, (0.25, 0.1)) == (xs["center"] + 80, ys["center"] - 18)
+
+
+@pytest.mark.unit
+def test_masks_are_whole_inside_and_a_circle_covers_its_area():
+    assert (rounded(6, 10, 0) == 1).all()
+    disk = rounded(100, 100, 50)
+    assert disk[50, 50] == 1 and disk[0, 0] == 0 and abs(disk.sum() - np.pi * 50 ** 2) < 5
 
 
 def box_layer(position="center", avoid=False, shape=(40, 80)):
@@ -216,6 +229,8 @@ def test_a_slide_in_moves_monotonically_and_comes_to_rest_at_its_anchor(tmp_path
     lefts = [int(np.argmax(r)) if r.any() else W for r in row]
     assert all(a >= b for a, b in zip(lefts, lefts[1:])), lefts  # only ever leftward
     assert lefts[0] > x + 40 and lefts[11] - x <= 1 and set(lefts[12:]) == {x}, lefts
+    inside = frames[12:, y + 2:y + h - 2, x + 2:x + w - 2].astype(int)
+    assert np.abs(inside - 255).max() <= 3  # the box, opaque, its colour
 
 
 def layered_job_file(tmp_path, layers, text=None, position="auto"):
@@ -277,3 +292,30 @@ def test_the_layers_command_lists_every_type_animation_and_anchor_with_their_key
         "every": ["start", "length", "segment", "position", "offset", "margin", "opacity", "avoid", "in", "out"]}
     assert list(sections["animations"]) == [*ANIMATIONS, "in_or_out"]
     assert list(sections["anchors"]) == list(ANCHORS)
+
+
+@pytest.mark.render
+def test_a_rows_layer_image_is_read_only_from_inside_the_batchs_roots(tmp_path):
+    """A row's own job may add layers: an image it names outside batch.allowed_roots fails its
+    row, as a photo there does; one beside the rows is read from the rows' folder."""
+    import json
+
+    import raypipe
+
+    rows_dir, secret = tmp_path / "rows", tmp_path / "secret.png"
+    rows_dir.mkdir()
+    for path in (secret, rows_dir / "a.png", rows_dir / "logo.png"):
+        cv2.imwrite(str(path), np.full((20, 40, 3), 200, np.uint8))
+    rows = [{"id": "evil", "address": "x", "price": "y", "photos": ["a.png"],
+             "job": {"layers": [{"type": "image", "source": str(secret)}]}},
+            {"id": "ok", "address": "x", "price": "y", "photos": ["a.png"],
+             "job": {"layers": [{"type": "image", "source": "logo.png"}]}}]
+    table = rows_dir / "rows.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = raypipe.render_batch("listing", table, ["render.width=160", "render.height=90", "render.fps=10",
+                                                     "batch.each.duration=0.6", "detector=saliency",
+                                                     f"batch.root={tmp_path / 'out'}"], run_dir=tmp_path / "r")
+    by_id = {r.id: r for r in report.records}
+    assert by_id["ok"].status == "done", by_id["ok"].error
+    assert by_id["evil"].status == "failed" and "job.layers[0].source" in by_id["evil"].error
+    assert "outside batch.allowed_roots" in by_id["evil"].error

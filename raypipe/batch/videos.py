@@ -256,9 +256,9 @@ def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
             cfg.job = OmegaConf.merge(cfg.job, OmegaConf.create(_literal(dict(row.job))))
     except OmegaConfBaseException as e:
         raise JobError(row.where, hydra_error_line(e)) from None
-    for seg in cfg.job.segments:
-        if seg.source and "://" not in seg.source and not generated(seg.source):
-            seg.source = os.path.join(base, os.path.expanduser(seg.source))
+    for node in (*cfg.job.segments, *cfg.job.layers):
+        if node.source and "://" not in node.source and not generated(node.source):
+            node.source = os.path.join(base, os.path.expanduser(node.source))
     return cfg
 
 
@@ -290,10 +290,12 @@ def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[st
             return Video(row, Template(template, base), output, published=True)
         cfg = row_config(template, row, base)
         cfg.job.output = output
-        uris = [s.source for s in cfg.job.segments] + ([cfg.job.audio.path] if cfg.job.audio.path else [])
-        for i, uri in enumerate(uris):
+        # Everything a row's video reads: a layer's image too, which a row's own job may name.
+        uris = [*((f"job.segments[{i}].source", s.source) for i, s in enumerate(cfg.job.segments)),
+                *((f"job.layers[{i}].source", x.source) for i, x in enumerate(cfg.job.layers) if x.source),
+                *((("job.audio.path", cfg.job.audio.path),) if cfg.job.audio.path else ())]
+        for where, uri in uris:
             if not _allowed(uri, allowed):
-                where = f"job.segments[{i}].source" if i < len(cfg.job.segments) else "job.audio.path"
                 raise JobError(where, f"{uri} is outside batch.allowed_roots ({', '.join(allowed)})")
     except RaypipeError as e:
         raise _named(row, e) from None
