@@ -180,8 +180,11 @@ def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, co
     for k in range(start, end):
         a = main.next()
         frame = blend(a, into.next(), tr.alpha(k), tr.params) if tr and k >= tr.start else a()
-        for drawing in drawings:
-            frame = drawing.over(frame, k)
+        on = [d for d in drawings if d.layer.on(k)]
+        if on:
+            frame = frame.copy()  # drawn into: an effect may hand out a frame it keeps
+            for drawing in on:
+                drawing.paint(frame, k)
         yield frame
 
 

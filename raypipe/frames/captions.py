@@ -368,17 +368,30 @@ def _draw(style: CaptionStyle, primary: str, v: Variant) -> np.ndarray:
 
 def overlay(frame: np.ndarray, rgba: np.ndarray, origin: tuple[int, int], opacity: float) -> np.ndarray:
     """The frame with a caption's bitmap drawn at origin (clipped to the frame), at this opacity."""
+    out = frame.copy()
+    return out if paint(out, *split(rgba), origin, opacity) else frame
+
+
+def split(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A straight-alpha RGBA bitmap as paint takes it: its colours contiguous, its alpha as 0..1."""
+    return np.ascontiguousarray(rgba[:, :, :3]), rgba[:, :, 3].astype(np.float32) * (1.0 / 255.0)
+
+
+def paint(frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, origin: tuple[int, int], opacity: float) -> bool:
+    """overlay of a split bitmap, drawn into `frame` itself; False where nothing of it shows."""
     if opacity <= 0:
-        return frame
+        return False
     x, y = origin
-    h, w = rgba.shape[:2]
+    h, w = rgb.shape[:2]
     H, W = frame.shape[:2]
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
     if x0 >= x1 or y0 >= y1:
-        return frame
-    src = rgba[y0 - y : y1 - y, x0 - x : x1 - x]
-    out = frame.copy()
-    region = out[y0:y1, x0:x1]
-    a = src[:, :, 3].astype(np.float32) * (opacity / 255.0)
-    out[y0:y1, x0:x1] = cv2.blendLinear(np.ascontiguousarray(src[:, :, :3]), region, a, 1.0 - a)
-    return out
+        return False
+    src = rgb[y0 - y : y1 - y, x0 - x : x1 - x]
+    a = alpha[y0 - y : y1 - y, x0 - x : x1 - x]
+    if opacity < 1:
+        a = a * opacity
+    if src.shape[:2] != rgb.shape[:2]:  # clipped: a view of part of it
+        src, a = np.ascontiguousarray(src), np.ascontiguousarray(a)
+    frame[y0:y1, x0:x1] = cv2.blendLinear(src, frame[y0:y1, x0:x1], a, 1.0 - a)
+    return True
