@@ -106,7 +106,8 @@ class LayerCfg:
     segment: Optional[int] = param(None, "N: start and length count from segment N's start (-1: the last's)")
     # place
     position: str = param("center", "one of 9 anchors: top_left, top, top_right, left, center, right, bottom_left, "
-                                    "bottom, bottom_right; or auto, the first of them clear of the subject")
+                                    "bottom, bottom_right; or auto: of those clear of the faces, the one "
+                                    "covering least of the subject")
     offset: List[float] = field(default_factory=lambda: [0.0, 0.0], metadata={
         "help": "[x, y] from the anchor, fractions of the frame: x to the right, y up"})
     margin: float = param(0.05, "distance from the frame's edges, as a fraction of the frame height")
@@ -170,6 +171,17 @@ class JobCfg:
 
 
 @dataclass
+class VariantCfg:
+    """One more shape of the same job, rendered in the same run."""
+
+    name: str = MISSING  # in the output's name: trip-square.mp4
+    width: int = MISSING
+    height: int = MISSING
+    # Its own layers instead of job.layers; null: the job's.
+    layers: Optional[List[LayerCfg]] = None
+
+
+@dataclass
 class RenderCfg:
     width: int = 1280
     height: int = 720
@@ -186,6 +198,9 @@ class RenderCfg:
     max_frames_per_task: Optional[int] = None
     # Reuse detections and chunks that an earlier render already made (see cache.*).
     cache: bool = True
+    # One video per variant ({name, width, height[, layers]}) instead of one at width x height,
+    # the sources detected once for all of them.
+    variants: List[VariantCfg] = field(default_factory=list)
 
 
 @dataclass
@@ -305,8 +320,8 @@ class Config:
     batch: BatchCfg = field(default_factory=BatchCfg)
 
 
-_SCHEMAS = (TransitionCfg, CaptionCfg, AnimationCfg, LayerCfg, SegmentCfg, AudioCfg, JobCfg, RenderCfg, DetectorCfg,
-            RayCfg, StorageCfg, CacheCfg, EachCfg, BatchCfg, Config)
+_SCHEMAS = (TransitionCfg, CaptionCfg, AnimationCfg, LayerCfg, SegmentCfg, AudioCfg, JobCfg, VariantCfg, RenderCfg,
+            DetectorCfg, RayCfg, StorageCfg, CacheCfg, EachCfg, BatchCfg, Config)
 
 # This process's render: part of its run directory's name, so that two renders started in
 # the same second never share a directory, chunks or a default output.

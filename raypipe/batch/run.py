@@ -36,6 +36,7 @@ from raypipe.engine.task import check_captions
 from raypipe.errors import CancelToken, JobError, MediaError, RaypipeError, first_line
 from raypipe.look.batch_page import batch_html
 from raypipe.plan.cost import frames_per_task, local_slots, ordered_tasks
+from raypipe.plan.variants import single
 from raypipe.storage import Storage
 
 log = logging.getLogger("raypipe")
@@ -128,6 +129,7 @@ def checked(cfg: DictConfig, run_dir: str, skip_published: bool = True,
         raise JobError("batch.max_videos_in_flight", f"must be >= 1 (got {b.max_videos_in_flight})")
     if b.detector_actors < 1:
         raise JobError("batch.detector_actors", f"must be >= 1 (got {b.detector_actors})")
+    single(cfg, "a batch")
     rows = read_rows(b.rows)
     root = b.root or default_root(cfg)
     base = os.path.dirname(os.path.abspath(b.rows)) if "://" not in b.rows else ""

@@ -6,8 +6,14 @@ from raypipe.errors import JobError
 from raypipe.frames.layers.anchors import AUTO_ORDER, origin
 
 
+def _area(rect: tuple[float, float, float, float], boxes) -> float:
+    """How much of `boxes` the rectangle covers, summed."""
+    return sum(max(0.0, min(rect[2], b[2]) - max(rect[0], b[0])) * max(0.0, min(rect[3], b[3]) - max(rect[1], b[1]))
+               for b in boxes)
+
+
 def overlaps(rect: tuple[float, float, float, float], boxes) -> bool:
-    return any(min(rect[2], b[2]) > max(rect[0], b[0]) and min(rect[3], b[3]) > max(rect[1], b[1]) for b in boxes)
+    return _area(rect, boxes) > 0
 
 
 def within(cfg, key: str, where: str, lo: float, hi: float, default: float | None = None) -> float:
@@ -39,17 +45,22 @@ class Fixed:
         return self
 
     def place(self, layer, subjects, faces, out_w: int, out_h: int, segment: int) -> tuple[int, tuple[int, int]]:
-        """Its bitmap (the one) and origin over `segment`: at its position; kept clear of the
-        subject's boxes and the faces (screen boxes over the segment's frames it is on) where
-        it avoids the subject, else a JobError naming the layer."""
+        """Its bitmap (the one) and origin over `segment`, from the subject's boxes and the faces
+        (screen boxes over the segment's frames it is on): at its position; with `avoid:
+        subject`, only where it is clear of both; with `position: auto`, at the first anchor
+        clear of the faces (and with avoid, of the subject) that covers least of the subject.
+        Where there is none, a JobError naming the layer."""
         if not layer.keeps_clear:
             return 0, origin(layer.position, self.shape, out_w, out_h, layer.margin, layer.offset)
-        names = AUTO_ORDER if layer.position == "auto" else (layer.position,)
         h, w = self.shape
-        for name in names:
-            x, y = origin(name, self.shape, out_w, out_h, layer.margin, layer.offset)
-            if not overlaps((x, y, x + w, y + h), [*subjects, *faces]):
-                return 0, (x, y)
+        names = AUTO_ORDER if layer.position == "auto" else (layer.position,)
+        rects = {n: (x, y, x + w, y + h) for n in names
+                 for x, y in (origin(n, self.shape, out_w, out_h, layer.margin, layer.offset),)}
+        clear = [n for n in names if not overlaps(rects[n], [*faces, *(subjects if layer.avoid else ())])]
+        if clear:
+            best = min(clear, key=lambda n: (round(_area(rects[n], subjects)), names.index(n)))
+            return 0, rects[best][:2]
+        what = "the subject and the faces" if layer.avoid else "the faces"
         where = "at any position" if layer.position == "auto" else f"at position {layer.position}"
-        raise JobError(layer.where, f"cannot keep clear of the subject and the faces of segment {segment} {where}; "
-                                    "make it smaller, choose another position, or drop avoid")
+        raise JobError(layer.where, f"cannot keep clear of {what} of segment {segment} {where}; make it smaller, "
+                                    "choose another position, or drop avoid")
