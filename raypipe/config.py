@@ -117,13 +117,13 @@ class LayerCfg:
                                        "a face)")
 
 
-# `in` and `out` are Python keywords, which no class body can name: they are annotated here, and
-# the dataclass makes no __init__, __repr__ or __eq__ (the code it would write spells them).
-# OmegaConf reads the fields as any others: a typo under them fails with its path.
+# `in` is a Python keyword, which no class body can name: it is annotated here (and `out` after
+# it, to be listed in that order), and the dataclass makes no __init__, __repr__ or __eq__ (the
+# code it would write spells it). OmegaConf reads the fields as any others: a typo under them
+# fails with its path.
 LayerCfg.__annotations__.update({"in": "Optional[AnimationCfg]", "out": "Optional[AnimationCfg]"})
-for _key, _help in (("in", "how it comes in: {type, duration}; null: at once"),
-                    ("out", "how it goes out: {type, duration}; null: at once")):
-    setattr(LayerCfg, _key, param(None, _help))
+setattr(LayerCfg, "in", param(None, "how it comes in: {type, duration}; null: at once"))
+LayerCfg.out = param(None, "how it goes out: {type, duration}; null: at once")
 LayerCfg = dataclass(init=False, repr=False, eq=False)(LayerCfg)
 
 
