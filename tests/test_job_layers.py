@@ -319,3 +319,34 @@ def test_a_rows_layer_image_is_read_only_from_inside_the_batchs_roots(tmp_path):
     assert by_id["ok"].status == "done", by_id["ok"].error
     assert by_id["evil"].status == "failed" and "job.layers[0].source" in by_id["evil"].error
     assert "outside batch.allowed_roots" in by_id["evil"].error
+
+
+@pytest.mark.unit
+def test_a_segment_moved_along_the_timeline_keeps_its_layers_key_and_an_edited_image_changes_it(tmp_path):
+    logo = tmp_path / "logo.png"
+    cv2.imwrite(str(logo), np.full((10, 20, 3), 90, np.uint8))
+    card = {"source": "color:#ffffff", "duration": 1.0}
+
+    def key(before: int):
+        """The key of the last segment, with `before` segments ahead of it."""
+        segments = [{"source": "color:#000000", "duration": 0.5}] * before + [card]
+        p = planned([{"type": "image", "source": str(logo), "segment": before, "start": 0.25}], segments)
+        return segment_keys(p, {u: u for u in p.sources}, {u: "detected" for u in p.sources}, 0.5)[before]
+
+    assert key(1) == key(2)  # half a second later in the video, the same frames
+    unchanged = key(1)
+    cv2.imwrite(str(logo), np.full((10, 20, 3), 91, np.uint8))  # the same size, other pixels
+    assert key(1) != unchanged
+
+
+@pytest.mark.unit
+def test_a_job_files_layers_read_their_images_and_fonts_from_its_folder(tmp_path):
+    (tmp_path / "brand").mkdir()
+    cv2.imwrite(str(tmp_path / "brand" / "logo.png"), np.full((10, 20, 3), 90, np.uint8))
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({"name": "files", "segments": [{"source": "color:#000000", "duration": 1.0}],
+                                    "layers": [{"type": "image", "source": "brand/logo.png"},
+                                               {"type": "text", "text": "x", "font": "DejaVu Sans"}]}))
+    cfg = config(str(path))
+    assert cfg.job.layers[0].source == str(tmp_path / "brand" / "logo.png")
+    assert cfg.job.layers[1].font == "DejaVu Sans"  # a family name, for fontconfig
