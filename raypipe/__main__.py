@@ -270,13 +270,17 @@ def bench_main(argv: list[str]) -> None:
     bench(argv)
 
 
-def effects_main(argv: list[str]) -> None:
-    from raypipe.frames.catalog import listing
+def effects_main(argv: list[str], listed: str = "sections") -> None:
+    from raypipe.frames import catalog
 
     try:
-        print(listing(), flush=True)
+        print(catalog.listing(getattr(catalog, listed)), flush=True)
     except BrokenPipeError:  # `effects | head`: the reader has all it wanted; nothing is left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def layers_main(argv: list[str]) -> None:
+    effects_main(argv, "layer_sections")
 
 
 COMMANDS = {
@@ -298,6 +302,7 @@ COMMANDS = {
                      plain=bench_main),
     "effects": Command("every effect, transition and caption option: type, default, what it does",
                        plain=effects_main),
+    "layers": Command("every layer type, animation and anchor, with its keys", plain=layers_main),
 }
 USAGE = "usage: python -m raypipe COMMAND JOB [key=value ...]\n\ncommands:\n" + "".join(
     f"  {name:<8} {command.summary}\n" for name, command in COMMANDS.items()) + (

@@ -33,6 +33,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from raypipe.config import hydra_error_line, register, unknown_key, user_cache, yaml_error_line
 from raypipe.errors import CancelToken, ConfigError, RaypipeError  # noqa: F401 (RaypipeError: raypipe's)
+from raypipe.media.streams import GENERATED
 from raypipe.plan.folder import FolderJob, read_folder
 
 CONF = Path(__file__).parent / "conf"
@@ -45,6 +46,8 @@ class Result:
     video: str  # the published video's path or URI
     report: dict  # report.json's content
     run_dir: str  # where report.json, report.html and the config are
+    # With render.variants: each variant's Result, in order (this one is the first's).
+    variants: tuple[Result, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,13 +181,13 @@ def job_file(job, folder: Path) -> str:
 
 
 def _relative_to(job: dict, base: Path) -> dict:
-    """The job with its relative file paths (sources, soundtrack, caption fonts given as files)
+    """The job with its relative file paths (sources, soundtrack, layers' images, fonts given as files)
     taken from the job file's folder, as a user who keeps photos beside the job expects."""
     job = copy.deepcopy(job)
 
     def resolve(node, key: str, fonts: bool = False) -> None:
         value = node.get(key) if isinstance(node, dict) else None
-        if not isinstance(value, str) or value.startswith(("/", "~", "sample:", "$")) or "://" in value:
+        if not isinstance(value, str) or value.startswith(("/", "~", "$", *GENERATED)) or "://" in value:
             return
         if fonts and "/" not in value and not value.lower().endswith((".ttf", ".otf", ".ttc")):
             return  # a family name, for fontconfig
@@ -194,6 +197,9 @@ def _relative_to(job: dict, base: Path) -> dict:
     for segment in job.get("segments") or []:
         resolve(segment, "source")
         resolve(segment.get("caption") if isinstance(segment, dict) else None, "font", fonts=True)
+    for layer in job.get("layers") or []:
+        resolve(layer, "source")
+        resolve(layer, "font", fonts=True)
     return job
 
 
@@ -219,7 +225,33 @@ def render(job, overrides: Sequence[str] = (), run_dir=None, quiet: bool = True,
 def render_config(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = True,
                   cancel: CancelToken | None = None, planned: FolderJob | None = None) -> Result:
     """A composed config rendered into `run_dir` (the CLI's path), then its report.html, and
-    the job `planned` for a folder as `run_dir`/job.yaml."""
+    the job `planned` for a folder as `run_dir`/job.yaml. With render.variants, each variant
+    into `run_dir`/NAME, one after the other, the later ones reading the first's detections
+    from the detection cache (with render.cache=false, a cache of the run's own, removed at
+    the end): the sources are detected once."""
+    if not cfg.render.variants:
+        return _render_one(cfg, run_dir, on_result, quiet, cancel, planned)
+    from raypipe.engine.driver import run_location
+    from raypipe.plan.variants import variant_configs
+    from raypipe.storage import Storage
+
+    variants = variant_configs(cfg)
+    own_cache = not cfg.render.cache
+    root = run_location(cfg.storage.root, run_dir)
+    try:
+        results = []
+        for name, one in variants:
+            if own_cache:
+                one.render.cache, one.cache.root = True, f"{root}/variants-cache"
+            results.append(_render_one(one, os.path.join(run_dir, name), on_result, quiet, cancel, planned))
+    finally:
+        if own_cache:
+            Storage(root).delete_dir("variants-cache")
+    return Result(results[0].video, results[0].report, results[0].run_dir, tuple(results))
+
+
+def _render_one(cfg: DictConfig, run_dir: str, on_result, quiet: bool, cancel: CancelToken | None,
+                planned: FolderJob | None) -> Result:
     from raypipe.engine.driver import render as run
     from raypipe.look.report_html import sheet_for, write_page
 

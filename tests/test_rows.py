@@ -20,7 +20,10 @@ def listing_row(number, **fields):
 
 @pytest.fixture(scope="module")
 def template():
-    return compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency"])
+    # The listing template shows its row's address and price as layers; a caption made of them is
+    # what these tests read back.
+    return compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency",
+                    "batch.each.caption='${row:address} · ${row:price}'"])
 
 
 def test_a_rows_text_is_text_never_an_interpolation_resolved_on_the_driver(template, monkeypatch):

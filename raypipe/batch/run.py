@@ -22,6 +22,7 @@ from raypipe.engine.video import VideoEnd, VideoHandle, VideoStatus
 from raypipe.errors import CancelToken, JobError, RaypipeError, first_line
 from raypipe.look.batch_page import batch_html
 from raypipe.plan.timeline import Plan
+from raypipe.plan.variants import single
 from raypipe.storage import Storage
 
 
@@ -37,6 +38,7 @@ def checked(cfg: DictConfig, run_dir: str, skip_published: bool = True,
         raise JobError("batch.max_videos_in_flight", f"must be >= 1 (got {b.max_videos_in_flight})")
     if b.detector_actors < 1:
         raise JobError("batch.detector_actors", f"must be >= 1 (got {b.detector_actors})")
+    single(cfg, "a batch")
     rows = read_rows(b.rows)
     root = b.root or default_root(cfg)
     base = os.path.dirname(os.path.abspath(b.rows)) if "://" not in b.rows else ""

@@ -18,7 +18,7 @@ from raypipe.detection.detections import CompactSubject, Keyframes, Subject, bou
 from raypipe.detection.faces import WORK_SIDE, find_faces
 from raypipe.detection.info import DetectionInfo, LoadCounter
 from raypipe.detection.saliency import detect_saliency
-from raypipe.media import ReadCounter, keyframes, load_image_sized
+from raypipe.media import ReadCounter, cards, keyframes, load_image_sized
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,13 @@ def look(cfg, uri: str, side: int, counter: ReadCounter | None = None) -> Look:
     return Look(image, size, find_faces(image) if cfg.faces else (), side)
 
 
+def subjectless(size: tuple[int, int]) -> Subject:
+    """A source with no subject: an empty box at its centre, which framing centres on and
+    nothing overlaps, and no face."""
+    w, h = size
+    return Subject((w / 2, h / 2, w / 2, h / 2), np.zeros((8, 8), np.uint8), 0.0, "card", (w, h))
+
+
 class Made:
     """One owner's detector (a render's, an engine's, an actor's), made when a source first
     misses the cache and kept for every later call, so that a model loads once; its loads
@@ -159,6 +166,11 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
     detected = []
     looks = looks or {}
     for uri in sources:
+        if cards.is_card(uri):  # nothing on a card to find or keep clear of: no model is made for it
+            found[uri] = CompactSubject.of(subjectless(cards.parse(uri).size or (64, 64)))
+            if on_source:
+                on_source(uri, found[uri])
+            continue
         hit = cache.get(uri) if cache and uri not in looks else None
         if hit is not None:
             found[uri] = hit.value

@@ -1,0 +1,80 @@
+"""render.variants: one job in several shapes in one run, the sources detected once."""
+import pytest
+
+import raypipe
+from conftest import compose_job
+from media_inputs import ffmpeg_decode
+from raypipe.api import config, render_config
+from raypipe.detection.faces import find_faces
+from raypipe.errors import JobError
+from raypipe.plan.variants import named, variant_configs
+
+SHAPES = "render.variants=[{name:wide,width:320,height:180},{name:tall,width:180,height:320}," \
+         "{name:square,width:240,height:240}]"
+
+
+def astronaut(*overrides, variants=None, **job):
+    job = {"name": "trip", "segments": [{"source": "sample:astronaut", "duration": 1.0, "effect": "ken_burns"}], **job}
+    return config({"job": job, **({"render": {"variants": variants}} if variants else {})},
+                  ["detector=saliency", "render.fps=12", "job.audio.path=null", *overrides])
+
+
+@pytest.mark.unit
+def test_each_variant_is_the_job_at_its_size_named_after_it():
+    cfg = astronaut("job.output=/videos/trip.mp4", layers=[{"type": "box"}], variants=[
+        {"name": "wide", "width": 320, "height": 180},
+        {"name": "tall", "width": 180, "height": 320, "layers": [{"type": "text", "text": "Swipe up"}]},
+        {"name": "square", "width": 240, "height": 240}])
+    (wide, a), (tall, b), (square, c) = variant_configs(cfg)
+    assert (wide, tall, square) == ("wide", "tall", "square")
+    assert [(x.render.width, x.render.height) for x in (a, b, c)] == [(320, 180), (180, 320), (240, 240)]
+    assert [x.job.output for x in (a, b, c)] == ["/videos/trip-wide.mp4", "/videos/trip-tall.mp4",
+                                                  "/videos/trip-square.mp4"]
+    assert [x.job.name for x in (a, b, c)] == ["trip-wide", "trip-tall", "trip-square"]
+    assert [[layer.type for layer in x.job.layers] for x in (a, b, c)] == [["box"], ["text"], ["box"]]
+    assert not any(x.render.variants for x in (a, b, c)) and cfg.render.width == 1280  # the job's own is kept
+    assert named("s3://bucket/out/trip.mp4", "tall") == "s3://bucket/out/trip-tall.mp4"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("variants,where", [
+    ("[{name:a,width:320,height:180},{name:a,width:180,height:320}]", "render.variants[1].name"),
+    ("[{name:a/b,width:320,height:180}]", "render.variants[0].name"),
+    ("[{name:a,width:321,height:180}]", "render.variants[0].width"),
+    ("[{name:a,width:320,height:0}]", "render.variants[0].height"),
+])
+def test_a_bad_variant_fails_naming_its_key(variants, where):
+    with pytest.raises(JobError) as e:
+        variant_configs(astronaut(f"render.variants={variants}"))
+    assert e.value.where == where
+
+
+@pytest.mark.render
+@pytest.mark.parametrize("cache", [True, False])
+def test_variants_render_one_video_each_detecting_once_with_the_face_whole_in_each(tmp_path, cache):
+    cfg = astronaut(SHAPES, f"render.cache={str(cache).lower()}", layers=[{"type": "text", "text": "12 Elm Street",
+                                                                           "position": "auto"}])
+    result = render_config(cfg, str(tmp_path / "run"))
+    assert [v.video for v in result.variants] == [str(tmp_path / "run" / name / f"trip-{name}.mp4")
+                                                  for name in ("wide", "tall", "square")]
+    assert result.video == result.variants[0].video
+    # Detected by the first variant; the others read it from the detection cache.
+    assert [v.report["cache"]["detections_reused"] for v in result.variants] == [0, 1, 1]
+    for v, (w, h) in zip(result.variants, ((320, 180), (180, 320), (240, 240))):
+        frames = ffmpeg_decode(v.video, w, h)
+        assert len(frames) == 12
+        faces = find_faces(frames[6])
+        assert len(faces) == 1, (v.video, faces)
+        x0, y0, x1, y1 = faces[0]
+        assert x0 > 0 and y0 > 0 and x1 < w and y1 < h, (v.video, faces)
+    assert not (tmp_path / "run" / "variants-cache").exists()  # render.cache=false: nothing kept
+
+
+@pytest.mark.unit
+def test_a_batch_with_variants_is_refused_before_any_work(tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,address,price,photos\na,x,y,sample:astronaut\n")
+    with pytest.raises(JobError, match=r"^render\.variants: a batch renders one shape"):
+        raypipe.render_batch("listing", rows, ["render.variants=[{name:a,width:320,height:180}]",
+                                               f"batch.root={tmp_path / 'out'}"], run_dir=tmp_path / "r")
+    assert compose_job().render.variants == []
