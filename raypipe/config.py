@@ -190,8 +190,8 @@ class VariantCfg:
     """One more shape of the same job, rendered in the same run."""
 
     name: str = MISSING  # in the output's name: trip-square.mp4
-    width: int = MISSING
-    height: int = MISSING
+    width: int = MISSING  # the variant's width in pixels: a positive even number
+    height: int = MISSING  # the variant's height in pixels: a positive even number
     # Its own layers instead of job.layers; null: the job's.
     layers: Optional[List[LayerCfg]] = None
 
