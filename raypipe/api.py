@@ -226,42 +226,23 @@ def render_config(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = T
                   cancel: CancelToken | None = None, planned: FolderJob | None = None) -> Result:
     """A composed config rendered into `run_dir` (the CLI's path), then its report.html, and
     the job `planned` for a folder as `run_dir`/job.yaml. With render.variants, each variant
-    into `run_dir`/NAME, one after the other, the later ones reading the first's detections
-    from the detection cache (with render.cache=false, a cache of the run's own, removed at
-    the end): the sources are detected once."""
-    if not cfg.render.variants:
-        return _render_one(cfg, run_dir, on_result, quiet, cancel, planned)
-    from raypipe.engine.driver import run_location
-    from raypipe.plan.variants import variant_configs
-    from raypipe.storage import Storage
-
-    variants = variant_configs(cfg)
-    own_cache = not cfg.render.cache
-    root = run_location(cfg.storage.root, run_dir)
-    try:
-        results = []
-        for name, one in variants:
-            if own_cache:
-                one.render.cache, one.cache.root = True, f"{root}/variants-cache"
-            results.append(_render_one(one, os.path.join(run_dir, name), on_result, quiet, cancel, planned))
-    finally:
-        if own_cache:
-            Storage(root).delete_dir("variants-cache")
-    return Result(results[0].video, results[0].report, results[0].run_dir, tuple(results))
-
-
-def _render_one(cfg: DictConfig, run_dir: str, on_result, quiet: bool, cancel: CancelToken | None,
-                planned: FolderJob | None) -> Result:
-    from raypipe.engine.driver import render as run
+    into `run_dir`/NAME, all in one engine: the sources are detected once for all of them."""
+    from raypipe.engine.driver import render_all
     from raypipe.look.report_html import sheet_for, write_page
+    from raypipe.plan.variants import variant_configs
 
-    rendered = run(cfg, run_dir, on_result=on_result, quiet=quiet, cancel=cancel, sheet=sheet_for(cfg))
-    write_page(cfg, rendered, run_dir)
+    named = variant_configs(cfg) if cfg.render.variants else [(None, cfg)]
+    jobs = [(one, os.path.join(run_dir, name) if name else run_dir, sheet_for(one)) for name, one in named]
+    results = []
+    for (one, folder, _), rendered in zip(jobs, render_all(jobs, on_result, quiet, cancel)):
+        write_page(one, rendered, folder)
+        results.append(Result(rendered.report.output, rendered.report.to_dict(), folder))
     if planned is not None:
         path = planned.write(run_dir)
         log.info("the folder's job is %s: edit it and render it again with `python -m raypipe render %s`",
                  path, path)
-    return Result(rendered.report.output, rendered.report.to_dict(), run_dir)
+    first = results[0]
+    return Result(first.video, first.report, first.run_dir, tuple(results) if cfg.render.variants else ())
 
 
 def detect(job, overrides: Sequence[str] = (), run_dir=None) -> Detected:

@@ -28,7 +28,7 @@ def jobs(tmp_path, n):
     """n jobs of the fixture's timeline, each to an output of its own."""
     for i in range(n):
         cfg = compose_job(*TINY, f"job.name=v{i}", f"job.output={tmp_path / 'out' / f'v{i}.mp4'}")
-        yield JobVideo(cfg, {}), cfg
+        yield JobVideo(cfg, str(tmp_path / 'run' / f'v{i}')), cfg
 
 
 def engine_for(cfg, tmp_path, expected):

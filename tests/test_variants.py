@@ -51,15 +51,25 @@ def test_a_bad_variant_fails_naming_its_key(variants, where):
 
 @pytest.mark.render
 @pytest.mark.parametrize("cache", [True, False])
-def test_variants_render_one_video_each_detecting_once_with_the_face_whole_in_each(tmp_path, cache):
+def test_variants_render_one_video_each_detecting_once_with_the_face_whole_in_each(tmp_path, cache, monkeypatch):
+    from raypipe.detection import detector
+
+    calls, real = [], detector.detect_all
+
+    def counted(cfg, sources, *args, **kwargs):
+        calls.append(sources)
+        return real(cfg, sources, *args, **kwargs)
+
+    monkeypatch.setattr(detector, "detect_all", counted)
     cfg = astronaut(SHAPES, f"render.cache={str(cache).lower()}", layers=[{"type": "text", "text": "12 Elm Street",
                                                                            "position": "auto"}])
     result = render_config(cfg, str(tmp_path / "run"))
     assert [v.video for v in result.variants] == [str(tmp_path / "run" / name / f"trip-{name}.mp4")
                                                   for name in ("wide", "tall", "square")]
     assert result.video == result.variants[0].video
-    # Detected by the first variant; the others read it from the detection cache.
-    assert [v.report["cache"]["detections_reused"] for v in result.variants] == [0, 1, 1]
+    # One engine for the three: the photo is detected once, for the first; the others know it.
+    assert calls == [("sample:astronaut",)]
+    assert [v.report["detect_s"] > 0 for v in result.variants] == [True, False, False]
     for v, (w, h) in zip(result.variants, ((320, 180), (180, 320), (240, 240))):
         frames = ffmpeg_decode(v.video, w, h)
         assert len(frames) == 12

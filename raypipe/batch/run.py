@@ -62,15 +62,15 @@ def checked(cfg: DictConfig, run_dir: str, skip_published: bool = True,
 class RowVideo:
     """A row as the engine's video: its config made when the engine comes to it, let go at its end."""
 
-    def __init__(self, video: Video):
-        self.video = video
+    def __init__(self, video: Video, run_dir: str):
+        self.video, self.run_dir = video, run_dir
         self.id, self.where, self.output = video.row.id, video.row.where, video.output
 
     def load(self) -> DictConfig:
         return self.video.load()
 
-    def plan(self, run_root: str) -> Plan:
-        return self.video.plan or plan_video(self.video, run_root)
+    def plan(self) -> Plan:
+        return self.video.plan or plan_video(self.video, self.run_dir)
 
     def unload(self) -> None:
         self.video.unload()
@@ -146,7 +146,7 @@ def _render(cfg: DictConfig, run_dir: str, todo: list[Video], book: RowBook, qui
     engine = Engine(cfg, options, cancel)
     with engine:
         for video in todo:
-            handle = engine.submit(RowVideo(video), Storage(f"{run_root.rstrip('/')}/videos/{video.row.id}"))
+            handle = engine.submit(RowVideo(video, run_dir), Storage(f"{run_root.rstrip('/')}/videos/{video.row.id}"))
             handle.on_end(_Ended(book, video))
         engine.seal()
         if todo:

@@ -181,8 +181,8 @@ class LookStage:
     """Plans each submitted video, looks up its cache keys and (with `ahead`) makes its
     stills' looks; `spent` sums the looks' seconds. Failures travel on as `Looked.error`."""
 
-    def __init__(self, inbox: queue.Queue, out: queue.Queue, gate: Gate, run_root: str, settings, ahead: bool):
-        self.inbox, self.out, self.gate, self.run_root = inbox, out, gate, run_root
+    def __init__(self, inbox: queue.Queue, out: queue.Queue, gate: Gate, settings, ahead: bool):
+        self.inbox, self.out, self.gate = inbox, out, gate
         self.settings = settings if ahead else None  # None: no looks made here
         self.side = detector.presumed_side(settings) if ahead else 0
         self.seen: OrderedDict[str, None] = OrderedDict()  # source ids looked at (or cached), most recent last
@@ -211,7 +211,7 @@ class LookStage:
             raise run.cancel.reason
         if run.plan is None:
             with run.stages("validate"):
-                run.plan = run.spec.plan(self.run_root)
+                run.plan = run.spec.plan()
         if run.reuse is None:
             with run.stages("cache_lookup"):
                 run.reuse = Reuse.look_up(run.spec.load(), run.plan, run.store)

@@ -37,7 +37,7 @@ from raypipe.engine.detecting import (
     LookStage,
     NoMore,
 )
-from raypipe.engine.executor import Executor, ExecutorStats, Streamed, Work
+from raypipe.engine.executor import Executor, Streamed, Work
 from raypipe.engine.loop import Feed, run_tasks
 from raypipe.engine.progress import Progress
 from raypipe.engine.report import build, run_id_of
@@ -185,7 +185,7 @@ class Engine:
                 continue
             try:
                 with run.stages("validate"):
-                    run.plan = run.spec.plan(self.options.run_root)
+                    run.plan = run.spec.plan()
                 first = run
             except RaypipeError as e:
                 self._end(run, VideoStatus.FAILED, e)
@@ -213,7 +213,7 @@ class Engine:
             first.stream = SourceStream(first.plan, self.cfg.detector.track_smoothing)
             first.order = first.stream.order(tasks, self.cfg.detector.keyframe_rate)
         ahead = not remote and opts.expected != 1
-        looks = LookStage(self._looks, self._looked, self.gate, opts.run_root, self.cfg.detector, ahead)
+        looks = LookStage(self._looks, self._looked, self.gate, self.cfg.detector, ahead)
         detects = DetectStage(self._looked, self._ready, self.gate, self.detector, self.stager,
                               shared_passes=remote)
         self._threads += [self.gate.thread("look", looks.run), self.gate.thread("detect", detects.run)]
@@ -353,10 +353,8 @@ class Engine:
         run.stages.seconds["segments"] = round(run.mux_started - run.rendering_started, 3)
         run.stages.seconds["total"] = round(time.perf_counter() - run.t0, 3)
         manifests = [*run.cached, *run.manifests]
-        stats = self.executor.stats() if self.options.expected == 1 else ExecutorStats(
-            ray_started=self.executor.stats().ray_started)
         report = build(run.plan, result, info, detections, manifests, run.stages.seconds, self.executor.name,
-                       stats, run=self.options.run_root, run_id=run_id_of(self.options.run_dir),
+                       self.executor.stats(), run=run.store.root, run_id=run_id_of(run.spec.run_dir),
                        max_frames_per_task=run.split, retries=run.retries,
                        cache=run.reuse.summary(manifests, info, evicted), reads=run.reads, started=run.started)
         self._end(run, VideoStatus.SUCCEEDED, report=report, frames=result["frames"], found=(detections, info))
