@@ -80,11 +80,28 @@ def test_variants_render_one_video_each_detecting_once_with_the_face_whole_in_ea
     assert not (tmp_path / "run" / "variants-cache").exists()  # render.cache=false: nothing kept
 
 
-@pytest.mark.unit
-def test_a_batch_with_variants_is_refused_before_any_work(tmp_path):
+@pytest.mark.render
+def test_a_batch_renders_every_variant_of_every_row_with_a_record_each(tmp_path):
+    import json
+
+    from raypipe import media
+
     rows = tmp_path / "rows.csv"
-    rows.write_text("id,address,price,photos\na,x,y,sample:astronaut\n")
-    with pytest.raises(JobError, match=r"^render\.variants: a batch renders one shape"):
-        raypipe.render_batch("listing", rows, ["render.variants=[{name:a,width:320,height:180}]",
-                                               f"batch.root={tmp_path / 'out'}"], run_dir=tmp_path / "r")
+    rows.write_text("id,address,price,photos\na,1 Elm St,$1,sample:astronaut\nb,2 Oak Ln,$2,sample:coffee\n")
+    args = ["detector=saliency", "render.fps=12", "batch.each.duration=1.0", "batch.each.transition_duration=0.2",
+            "render.variants=[{name:wide,width:160,height:90},{name:tall,width:90,height:160}]",
+            f"batch.allowed_roots=[{tmp_path}]", f"batch.root={tmp_path / 'out'}"]
+    report = raypipe.render_batch("listing", rows, args, run_dir=tmp_path / "r")
+    assert (report.done, report.failed) == (4, 0)
+    records = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert sorted((r["id"], r["variant"], r["status"]) for r in records) == [
+        ("a", "tall", "done"), ("a", "wide", "done"), ("b", "tall", "done"), ("b", "wide", "done")]
+    for r in records:
+        assert r["output"] == str(tmp_path / "out" / "videos" / f"{r['id']}-{r['variant']}.mp4")
+        info = media.probe(r["output"])
+        assert (info.width, info.height) == ((160, 90) if r["variant"] == "wide" else (90, 160))
+    (tmp_path / "out" / "videos" / "b-tall.mp4").unlink()
+    again = raypipe.render_batch("listing", rows, args, run_dir=tmp_path / "again")
+    assert sorted((r.id, r.variant, r.status) for r in again.records) == [
+        ("a", "tall", "skipped"), ("a", "wide", "skipped"), ("b", "tall", "done"), ("b", "wide", "skipped")]
     assert compose_job().render.variants == []

@@ -44,10 +44,3 @@ def variant_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
             one.job.output = named(str(cfg.job.output), name)
         out.append((name, one))
     return out
-
-
-def single(cfg: DictConfig, what: str) -> None:
-    """For what renders one shape only: render.variants must be empty."""
-    if cfg.render.variants:
-        raise JobError("render.variants", f"{what} renders one shape; render the variants with python -m raypipe "
-                                          "render (or raypipe.render)")
