@@ -14,9 +14,11 @@ one-line `RaypipeError`s.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -29,11 +31,13 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from raypipe.config import hydra_error_line, register, unknown_key, yaml_error_line
+from raypipe.config import hydra_error_line, register, unknown_key, user_cache, yaml_error_line
 from raypipe.errors import CancelToken, ConfigError, RaypipeError  # noqa: F401 (RaypipeError: raypipe's)
+from raypipe.media.streams import GENERATED
 from raypipe.plan.folder import FolderJob, read_folder
 
 CONF = Path(__file__).parent / "conf"
+WRITTEN = "_api"  # the name a job written for Hydra has in its folder's job/
 log = logging.getLogger("raypipe")
 
 
@@ -42,6 +46,8 @@ class Result:
     video: str  # the published video's path or URI
     report: dict  # report.json's content
     run_dir: str  # where report.json, report.html and the config are
+    # With render.variants: each variant's Result, in order (this one is the first's).
+    variants: tuple[Result, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,10 +83,50 @@ def compose(overrides: Sequence[str]) -> DictConfig:
 
 def config(job: str | os.PathLike | Mapping, overrides: Sequence[str] = ()) -> DictConfig:
     """The composed config the CLI would get for `+job=... overrides`, checked against the schema."""
-    with tempfile.TemporaryDirectory(prefix="raypipe-conf-") as extra:
-        name = job_file(folder_job(job, overrides) or job, Path(extra))
-        searchpath = [f"hydra.searchpath=[file://{extra}]"] if name.startswith("_api") else []
-        return compose([*searchpath, f"+job={name}", *overrides])
+    return compose([*selecting(folder_job(job, overrides) or job), *overrides])
+
+
+def selecting(job) -> list[str]:
+    """The overrides that select `job` for Hydra: the one way the API and the CLI find a job.
+    A name of conf/job/ is `+job=NAME`. A job file, a planned folder or a dict is written by
+    `job_file` into a folder under the user's cache addressed by what it is made from, added
+    to Hydra's search path: a command killed with SIGKILL leaves no temporary folder behind
+    (the folder must outlive Hydra's composing, which a multirun does once per run), and the
+    next command of the same job reuses the folder."""
+    if _is_name(job):
+        return [f"+job={job}"]
+    return [f"hydra.searchpath=[file://{_written(job)}]", f"+job={WRITTEN}"]
+
+
+def _written(job) -> Path:
+    # A folder's job names its files relative to the folder: the folder is part of what it is.
+    source = ((job.fragment, str(job.folder)) if isinstance(job, FolderJob)
+              else job if isinstance(job, Mapping) else Path(job).expanduser().resolve())
+    data = repr(source).encode()
+    if isinstance(source, Path) and source.is_file():
+        data += source.read_bytes()
+    # Beside the render cache, not in it: render.cache=false keeps nothing there.
+    root = user_cache("raypipe-jobs")
+    folder = root / hashlib.sha256(data).hexdigest()[:16]
+    if (folder / "job").is_dir():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(dir=root, prefix=".writing-"))
+    try:
+        job_file(job, fresh)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    try:
+        fresh.rename(folder)
+    except OSError:  # another command wrote the same job first
+        shutil.rmtree(fresh, ignore_errors=True)
+    return folder
+
+
+def _is_name(job) -> bool:
+    """A job of conf/job/ (or of a --config-dir), by its name."""
+    return not isinstance(job, (FolderJob, Mapping, os.PathLike)) and not str(job).endswith((".yaml", ".yml"))
 
 
 def folder_job(job, overrides: Sequence[str] = ()) -> FolderJob | None:
@@ -107,7 +153,9 @@ def job_file(job, folder: Path) -> str:
         fragment, base = job.fragment, job.folder
     elif isinstance(job, Mapping):
         fragment, base = job, None
-    elif isinstance(job, os.PathLike) or str(job).endswith((".yaml", ".yml")):
+    elif _is_name(job):
+        return str(job)
+    else:
         path = Path(job).expanduser()
         if not path.is_file():
             raise ConfigError(f"job: no such file: {path}")
@@ -119,8 +167,6 @@ def job_file(job, folder: Path) -> str:
         if not isinstance(fragment, dict):
             raise ConfigError(f"{path}: a job file holds a mapping (job: {{name: ..., segments: [...]}})")
         base = path.absolute().parent
-    else:
-        return str(job)
     # With `job:` it is a config fragment; without, the job section itself (as Hydra reads a
     # job/ file that has no `# @package _global_` line).
     fragment = dict(fragment) if "job" in fragment else {"job": dict(fragment)}
@@ -130,18 +176,18 @@ def job_file(job, folder: Path) -> str:
         raise ConfigError(unknown)
     (folder / "job").mkdir()
     text = yaml.safe_dump(fragment, sort_keys=False, allow_unicode=True)
-    (folder / "job" / "_api.yaml").write_text("# @package _global_\n" + text)
-    return "_api"
+    (folder / "job" / f"{WRITTEN}.yaml").write_text("# @package _global_\n" + text)
+    return WRITTEN
 
 
 def _relative_to(job: dict, base: Path) -> dict:
-    """The job with its relative file paths (sources, soundtrack, caption fonts given as files)
+    """The job with its relative file paths (sources, soundtrack, layers' images, fonts given as files)
     taken from the job file's folder, as a user who keeps photos beside the job expects."""
     job = copy.deepcopy(job)
 
     def resolve(node, key: str, fonts: bool = False) -> None:
         value = node.get(key) if isinstance(node, dict) else None
-        if not isinstance(value, str) or value.startswith(("/", "~", "sample:", "$")) or "://" in value:
+        if not isinstance(value, str) or value.startswith(("/", "~", "$", *GENERATED)) or "://" in value:
             return
         if fonts and "/" not in value and not value.lower().endswith((".ttf", ".otf", ".ttc")):
             return  # a family name, for fontconfig
@@ -151,6 +197,9 @@ def _relative_to(job: dict, base: Path) -> dict:
     for segment in job.get("segments") or []:
         resolve(segment, "source")
         resolve(segment.get("caption") if isinstance(segment, dict) else None, "font", fonts=True)
+    for layer in job.get("layers") or []:
+        resolve(layer, "source")
+        resolve(layer, "font", fonts=True)
     return job
 
 
@@ -176,17 +225,24 @@ def render(job, overrides: Sequence[str] = (), run_dir=None, quiet: bool = True,
 def render_config(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = True,
                   cancel: CancelToken | None = None, planned: FolderJob | None = None) -> Result:
     """A composed config rendered into `run_dir` (the CLI's path), then its report.html, and
-    the job `planned` for a folder as `run_dir`/job.yaml."""
-    from raypipe.engine.driver import render as run
+    the job `planned` for a folder as `run_dir`/job.yaml. With render.variants, each variant
+    into `run_dir`/NAME, all in one engine: the sources are detected once for all of them."""
+    from raypipe.engine.driver import render_all
     from raypipe.look.report_html import sheet_for, write_page
+    from raypipe.plan.variants import variant_configs
 
-    rendered = run(cfg, run_dir, on_result=on_result, quiet=quiet, cancel=cancel, sheet=sheet_for(cfg))
-    write_page(cfg, rendered, run_dir)
+    named = variant_configs(cfg) if cfg.render.variants else [(None, cfg)]
+    jobs = [(one, os.path.join(run_dir, name) if name else run_dir, sheet_for(one)) for name, one in named]
+    results = []
+    for (one, folder, _), rendered in zip(jobs, render_all(jobs, on_result, quiet, cancel)):
+        write_page(one, rendered, folder)
+        results.append(Result(rendered.report.output, rendered.report.to_dict(), folder))
     if planned is not None:
         path = planned.write(run_dir)
         log.info("the folder's job is %s: edit it and render it again with `python -m raypipe render %s`",
                  path, path)
-    return Result(rendered.report.output, rendered.report.to_dict(), run_dir)
+    first = results[0]
+    return Result(first.video, first.report, first.run_dir, tuple(results) if cfg.render.variants else ())
 
 
 def detect(job, overrides: Sequence[str] = (), run_dir=None) -> Detected:

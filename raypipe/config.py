@@ -70,6 +70,66 @@ class CaptionCfg:
 
 
 @dataclass
+class AnimationCfg:
+    """How a layer comes in (`in`) or goes out (`out`)."""
+
+    type: str = param("fade", "fade, slide_left, slide_right, slide_up, slide_down, zoom or wipe")
+    duration: float = param(0.5, "seconds")
+
+
+class LayerCfg:
+    """An element drawn over the segments from `start` for `length` seconds."""
+
+    type: str = param(MISSING, "text, image or box")
+    # text
+    text: str = param("", "text: the text; \\n breaks a line")
+    font: str = param("DejaVu Sans", "text: a font family that fontconfig knows, or a font file path")
+    size: float = param(0.06, "text: text height, as a fraction of the frame height")
+    color: Optional[str] = param(None, "text and box: a name or #rrggbb (null: white text, a black box)")
+    outline: float = param(0.08, "text: stroke width, as a fraction of the text size; 0: none")
+    outline_color: str = param("black", "text: stroke colour")
+    box: bool = param(False, "text: a rounded box behind the text")
+    box_color: str = param("black", "text: the box's colour")
+    box_opacity: float = param(0.55, "text: the box's opacity, 0..1")
+    align: str = param("center", "text: left, center or right, inside the text's block")
+    # image
+    source: Optional[str] = param(None, "image: a path, a URI or sample:NAME; its alpha is kept")
+    mask: Optional[str] = param(None, "image: circle (a centred square, round) or rounded (corners of radius)")
+    # shared
+    width: Optional[float] = param(None, "a fraction of the frame's width: text wraps inside it (null: 0.9), an "
+                                         "image fits inside it with height (null: 0.25), a box's (null: 1)")
+    height: Optional[float] = param(None, "image and box: a fraction of the frame's height (null: 0.25 for an "
+                                          "image, 0.12 for a box)")
+    radius: Optional[float] = param(None, "image (mask rounded) and box: corner radius, a fraction of the shorter "
+                                          "side (null: 0.15 and 0)")
+    # time
+    start: float = param(0.0, "seconds into the video (or into segment N, with segment)")
+    length: Optional[float] = param(None, "seconds on screen; null: to the end of the video (or of segment N)")
+    segment: Optional[int] = param(None, "N: start and length count from segment N's start (-1: the last's)")
+    # place
+    position: str = param("center", "one of 9 anchors: top_left, top, top_right, left, center, right, bottom_left, "
+                                    "bottom, bottom_right; or auto: of those clear of the faces, the one "
+                                    "covering least of the subject")
+    offset: List[float] = field(default_factory=lambda: [0.0, 0.0], metadata={
+        "help": "[x, y] from the anchor, fractions of the frame: x to the right, y up"})
+    margin: float = param(0.05, "distance from the frame's edges, as a fraction of the frame height")
+    opacity: float = param(1.0, "0..1")
+    avoid: Optional[str] = param(None, "subject: kept clear of the subject's box and every face, or the render "
+                                       "fails naming the layer; null: drawn where it is put (a warning if it covers "
+                                       "a face)")
+
+
+# `in` is a Python keyword, which no class body can name: it is annotated here (and `out` after
+# it, to be listed in that order), and the dataclass makes no __init__, __repr__ or __eq__ (the
+# code it would write spells it). OmegaConf reads the fields as any others: a typo under them
+# fails with its path.
+LayerCfg.__annotations__.update({"in": "Optional[AnimationCfg]", "out": "Optional[AnimationCfg]"})
+setattr(LayerCfg, "in", param(None, "how it comes in: {type, duration}; null: at once"))
+LayerCfg.out = param(None, "how it goes out: {type, duration}; null: at once")
+LayerCfg = dataclass(init=False, repr=False, eq=False)(LayerCfg)
+
+
+@dataclass
 class SegmentCfg:
     # An image or a video file: a path, a URI, or sample:NAME.
     source: str = MISSING
@@ -115,12 +175,25 @@ class JobCfg:
     name: str = "untitled"
     # The timeline, in order: a segment per photo or clip.
     segments: List[SegmentCfg] = field(default_factory=list)
+    # Text, images and boxes over the segments, in order: the last on top.
+    layers: List[LayerCfg] = field(default_factory=list)
     # The soundtrack under the whole video.
     audio: AudioCfg = field(default_factory=AudioCfg)
     # What the subject is, for CLIP; the default suits most photos.
     prompts: List[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
     # Final video path or URI; null puts `<name>.mp4` in the run directory.
     output: Optional[str] = None
+
+
+@dataclass
+class VariantCfg:
+    """One more shape of the same job, rendered in the same run."""
+
+    name: str = MISSING  # in the output's name: trip-square.mp4
+    width: int = MISSING  # the variant's width in pixels: a positive even number
+    height: int = MISSING  # the variant's height in pixels: a positive even number
+    # Its own layers instead of job.layers; null: the job's.
+    layers: Optional[List[LayerCfg]] = None
 
 
 @dataclass
@@ -141,6 +214,9 @@ class RenderCfg:
     max_frames_per_task: Optional[int] = None
     # Reuse detections and chunks that an earlier render already made (see cache.*).
     cache: bool = True
+    # One video per variant ({name, width, height[, layers]}) instead of one at width x height,
+    # the sources detected once for all of them.
+    variants: List[VariantCfg] = field(default_factory=list)
 
 
 @dataclass
@@ -313,8 +389,8 @@ class Config:
     serve: ServeCfg = field(default_factory=ServeCfg)
 
 
-_SCHEMAS = (TransitionCfg, CaptionCfg, SegmentCfg, AudioCfg, JobCfg, RenderCfg, DetectorCfg, RayCfg, StorageCfg,
-            CacheCfg, EachCfg, BatchCfg, ServeCfg, Config)
+_SCHEMAS = (TransitionCfg, CaptionCfg, AnimationCfg, LayerCfg, SegmentCfg, AudioCfg, JobCfg, VariantCfg, RenderCfg,
+            DetectorCfg, RayCfg, StorageCfg, CacheCfg, EachCfg, BatchCfg, ServeCfg, Config)
 
 # This process's render: part of its run directory's name, so that two renders started in
 # the same second never share a directory, chunks or a default output.

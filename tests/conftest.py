@@ -1,5 +1,7 @@
 import json
+import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +29,11 @@ def compose_job(*overrides: str, job: str = "fixture"):
     return compose([f"hydra.searchpath=[file://{TEST_CONF}]", f"+job={job}", *overrides])
 
 
+def with_test_conf(*overrides: str) -> list[str]:
+    """raypipe.api's overrides for a job of tests/conf/job/: the CLI's `--config-dir tests/conf`."""
+    return [f"hydra.searchpath=[file://{TEST_CONF}]", *overrides]
+
+
 def render(cfg, run_dir, **kwargs) -> dict:
     """A render through the engine's entry point (raypipe.engine.driver.render), its report as
     report.json has it."""
@@ -40,11 +47,55 @@ def run_cli(*args: str, cwd=ROOT, timeout=300, env=None, command="render") -> su
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def titled(pid: int, title: str) -> bool:
+    """Whether process `pid`'s title starts with `title` (Ray titles a worker with what it runs
+    now: `ray::render_task`, `ray::Muxer`, and `ray::IDLE` between tasks)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(title.encode())
+    except OSError:
+        return False
+
+
+def parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def frozen_while_titled(pid: int, title: str) -> bool:
+    """Stops `pid` (SIGSTOP) if it is still titled `title` once stopped, and says so; else lets
+    it go on. A fault then struck at a frozen process lands in the middle of what it runs: a
+    task that has just ended cannot slip out between the look and the fault."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return False
+    if titled(pid, title):
+        return True
+    os.kill(pid, signal.SIGCONT)
+    return False
+
+
+def render_error(caplog, job, overrides, run_dir) -> str:
+    """The line the CLI prints as `error: LINE` (exiting 2) for this render, from raypipe.api in
+    this process: the RaypipeError's message, checked to be one line. What the render logged,
+    its progress (`segment N, frames ...`) included, is in `caplog.text`."""
+    from raypipe.api import render as api_render
+    from raypipe.errors import RaypipeError
+
+    caplog.set_level(logging.INFO, logger="raypipe")
+    with pytest.raises(RaypipeError) as e:
+        api_render(job, overrides, run_dir=run_dir, quiet=False)
+    assert "\n" not in str(e.value), str(e.value)
+    return str(e.value)
+
+
 def read_report(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "report.json").read_text())
 
 
-TIERS = ("unit", "render", "cluster", "browser", "slow")
+TIERS = ("unit", "render", "cluster", "browser", "bench", "slow")
 
 
 def pytest_collection_modifyitems(items):
@@ -54,6 +105,60 @@ def pytest_collection_modifyitems(items):
     if wrong:
         raise pytest.UsageError(f"each test needs exactly one of the marks {', '.join(TIERS)} "
                                 f"(pyproject.toml's markers): " + "; ".join(wrong))
+
+
+# What a tier's definition (pyproject.toml's markers) rules out, refused where it would happen, so
+# that a test cannot sit in a faster tier than what it does: unit starts no Ray and no CLI process,
+# slow no Ray and no CLI process that renders. (A render in this process on the driver's threads
+# is not caught here.)
+class TierOutOfBounds(Exception):
+    """A test did what its tier's definition rules out: it belongs in another tier."""
+
+
+def cli_command(args) -> str | None:
+    """The COMMAND of `python -m raypipe COMMAND ...` ("" for none), None for any other process."""
+    argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else str(args).split()
+    at = next((i for i in range(1, len(argv)) if argv[i - 1:i + 1] == ["-m", "raypipe"]), None)
+    return None if at is None else (argv[at + 1] if at + 1 < len(argv) else "")
+
+
+class UnitPopen(subprocess.Popen):
+    """subprocess.Popen for a test that must start no CLI process: refuses `python -m raypipe`."""
+
+    def __init__(self, args, *rest, **kwargs):
+        if cli_command(args) is not None:
+            raise TierOutOfBounds(f"{' '.join(map(str, args))}: a unit test starts no CLI process")
+        super().__init__(args, *rest, **kwargs)
+
+
+class SlowPopen(subprocess.Popen):
+    """subprocess.Popen for a test that must not render: refuses the CLI's rendering commands."""
+
+    def __init__(self, args, *rest, **kwargs):
+        if cli_command(args) in ("render", "batch", "preview"):
+            raise TierOutOfBounds(f"{' '.join(map(str, args))}: a slow test renders nothing (the render tier does)")
+        super().__init__(args, *rest, **kwargs)
+
+
+class NoRay:
+    """ray.init in a tier without Ray: refused."""
+
+    def __init__(self, tier: str):
+        self.tier = tier
+
+    def __call__(self, *args, **kwargs):
+        raise TierOutOfBounds(f"ray.init in a {self.tier} test: its tier starts no Ray")
+
+
+BOUNDS = {"unit": UnitPopen, "slow": SlowPopen}
+
+
+@pytest.fixture(autouse=True)
+def tier_bounds(request, monkeypatch):
+    tier = next((m.name for m in request.node.iter_markers() if m.name in TIERS), None)
+    if tier in BOUNDS:
+        monkeypatch.setattr(ray, "init", NoRay(tier))
+        monkeypatch.setattr(subprocess, "Popen", BOUNDS[tier])
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +177,7 @@ def ray_local():
     ray.shutdown()
 
 
-from raypipe.bench.run import TINY_CLIP  # noqa: E402  (the tiny architecture the benchmark measures too)
+from raypipe.bench.detectors import TINY_CLIP  # noqa: E402  (the tiny architecture the benchmark measures too)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,7 @@
 """The Python API: the CLI's commands as functions, on a job name, a YAML file or a dict."""
+import os
+import re
+
 import pytest
 
 import raypipe
@@ -103,3 +106,19 @@ def test_a_job_file_needs_no_package_line_nor_a_job_level_and_its_paths_are_its_
         assert [s.source for s in job.segments] == [str(tmp_path / "photos" / "beach.png"), "sample:chelsea",
                                                     "/abs/clip.mp4", "s3://bucket/clip.mp4", "~/clip.mp4"]
         assert [s.caption.font for s in job.segments[:2]] == [str(tmp_path / "fonts" / "my.ttf"), "DejaVu Sans"]
+
+
+@pytest.mark.unit
+def test_an_output_whose_folder_refuses_the_lock_is_one_line_naming_job_output(tmp_path, monkeypatch):
+    """A folder the check before the render finds writable, that refuses the output's lock
+    (root on sysfs): the check is taken away so that the lock meets it whoever runs the test."""
+    from raypipe.plan import validate
+
+    monkeypatch.setattr(validate, "_check_local_dir_writable", lambda folder: None)
+    output = "/sys/raypipe-test/video.mp4"
+    job = {"name": "locked", "segments": [{"source": "sample:astronaut", "duration": 0.5}]}
+    with pytest.raises(raypipe.RaypipeError) as e:
+        raypipe.render(job, ["detector=saliency", f"job.output={output}"], run_dir=tmp_path / "run")
+    assert e.value.where == "job.output"
+    assert re.fullmatch(rf"job\.output: cannot write {output} \([A-Z][a-z ]+\)", str(e.value)), str(e.value)
+    assert not os.path.exists("/sys/raypipe-test") and not list((tmp_path / "run").glob("*.mp4"))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import compose_job, overrides, read_report, render, run_cli
+import raypipe
+from conftest import compose_job, overrides, read_report, render, render_error, run_cli, with_test_conf
 from raypipe import media
 from raypipe.detection import cache
 from raypipe.detection.detector import detect_all
@@ -169,8 +170,7 @@ def test_weights_a_node_fetched_into_its_cache_are_never_evicted(tmp_path):
 @pytest.mark.render
 def test_without_the_cache_nothing_is_kept_or_reused(tmp_path, cache_dir):
     for run in ("first", "second"):
-        done = run_cli(*FIXTURE, "render.cache=false", f"hydra.run.dir={tmp_path / run}")
-        assert done.returncode == 0, done.stderr[-2000:]
+        raypipe.render("fixture", with_test_conf("detector=saliency", "render.cache=false"), run_dir=tmp_path / run)
         report = read_report(tmp_path / run)
         assert report["cache"] == {"enabled": False} and not any(r["reused"] for r in report["segment_runs"])
         assert not (tmp_path / run / "segments").exists()
@@ -178,12 +178,12 @@ def test_without_the_cache_nothing_is_kept_or_reused(tmp_path, cache_dir):
 
 
 @pytest.mark.render
-def test_an_unwritable_cache_is_one_line_before_any_work(tmp_path):
+def test_an_unwritable_cache_is_one_line_before_any_work(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    done = run_cli(*FIXTURE, f"cache.root={blocker}/cache", f"hydra.run.dir={tmp_path / 'run'}")
-    assert done.returncode == 2 and done.stderr.startswith("error: cache.root: cannot write to")
-    assert "render.cache=false" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    line = render_error(caplog, "fixture", with_test_conf("detector=saliency", f"cache.root={blocker}/cache"),
+                        tmp_path / "run")
+    assert line.startswith("cache.root: cannot write to") and "render.cache=false" in line  # one line: render_error
     assert not (tmp_path / "run" / "fixture.mp4").exists()
 
 

@@ -1,20 +1,19 @@
 """`python -m raypipe effects` lists exactly what a job accepts: every effect, transition and
-caption option with its type, its default and one line of meaning, and nothing else."""
+caption option with its type, its default and one line of meaning, and nothing else. The
+command prints raypipe.frames.catalog.listing(), which is read here in this process."""
 import re
-import subprocess
-import sys
 from dataclasses import fields
 
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import ROOT
 from raypipe.config import CaptionCfg
+from raypipe.frames import catalog
 from raypipe.frames.effects import EFFECTS, make_params
 from raypipe.frames.transitions import TRANSITIONS
 
-pytestmark = pytest.mark.render
+pytestmark = pytest.mark.unit
 
 ITEM = re.compile(r"  (\w+): (\S.*)")
 OPTION = re.compile(r"    (\w+): (\S.*?) = (\S.*?)\s{2,}(\S.*)")
@@ -24,8 +23,7 @@ OPTION = re.compile(r"    (\w+): (\S.*?) = (\S.*?)\s{2,}(\S.*)")
 def printed() -> tuple[dict, dict]:
     """The command's output read back: {section: {name: {option: (type, default, help)}}}, and
     what it says each name does."""
-    out = subprocess.run([sys.executable, "-m", "raypipe", "effects"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+    out = catalog.listing() + "\n"  # as the command prints it
     listing, said, section, item = {}, {}, None, None
     for line in out.splitlines():
         if not line:

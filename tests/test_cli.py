@@ -11,6 +11,8 @@ from PIL import Image
 
 from conftest import ROOT, run_cli
 from raypipe import media
+from raypipe.api import selecting
+from raypipe.errors import RaypipeError
 from raypipe.media import load_image
 
 pytestmark = pytest.mark.render
@@ -37,14 +39,76 @@ def test_a_job_file_renders_by_its_path_with_sources_from_its_folder(tmp_path, f
     assert "DETECTOR FELL BACK TO SALIENCY" in proc.stdout + proc.stderr  # no weights here: loud, not fatal
 
 
-def test_a_job_in_a_config_dir_needs_no_package_line(tmp_path):
+def test_a_job_in_a_config_dir_needs_no_package_line(tmp_path, monkeypatch):
     job = write_trip(tmp_path / "conf")
     (tmp_path / "conf" / "job").mkdir()
     job.rename(tmp_path / "conf" / "job" / "trip.yaml")
     (tmp_path / "conf" / "photos").rename(tmp_path / "conf" / "job" / "photos")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     proc = run_cli("--config-dir", str(tmp_path / "conf"), "+job=trip", *SMALL, "--cfg", "job")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"source: {tmp_path / 'conf' / 'job' / 'photos' / 'cat.png'}" in proc.stdout
+    # Found as the API finds a job (api.selecting): the CLI wrote the folder the API reuses.
+    [written] = (tmp_path / "cache" / "raypipe-jobs").iterdir()
+    assert selecting(tmp_path / "conf" / "job" / "trip.yaml") == [f"hydra.searchpath=[file://{written}]", "+job=_api"]
+    assert list((tmp_path / "cache" / "raypipe-jobs").iterdir()) == [written]
+
+
+def test_a_multirun_renders_each_job_of_the_sweep(tmp_path):
+    """`-m` with a job file and a swept key: Hydra's launcher runs the command once per value."""
+    job = write_trip(tmp_path / "mine")
+    proc = run_cli("-m", str(job), "render.width=160", "render.height=90", "render.fps=6,12",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    videos = [tmp_path / "sweep" / str(n) / "trip.mp4" for n in (0, 1)]
+    printed = [line for line in proc.stdout.splitlines() if not line.startswith("[")]  # Hydra logs to stdout too
+    assert printed == [str(v) for v in videos]
+    assert [media.count_frames(str(v)) for v in videos] == [6, 12]
+
+
+def test_a_bug_before_the_config_is_composed_keeps_its_traceback(tmp_path, monkeypatch):
+    """Not told as "the overrides could not be applied": only OmegaConf's and Hydra's own
+    failures on an override are (tests/test_render.py, detector.image_size.0=448)."""
+    import raypipe.__main__ as cli
+
+    def planning_with_a_bug(*args):
+        raise TypeError("a bug in raypipe")
+
+    monkeypatch.setattr(cli, "folder_job", planning_with_a_bug)
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(TypeError, match="a bug in raypipe"):
+        cli.main(["render", str(tmp_path / "photos"), "render.width=160"])
+
+
+def test_a_bug_on_the_composed_config_keeps_its_traceback(tmp_path):
+    """raypipe's own code reading a key the schema lacks is not a typo of the user's, though
+    OmegaConf names the key as it would name one."""
+    script = ("import sys, raypipe.api as api\n"
+              "api.render_config = lambda cfg, *args, **kwargs: cfg.render.widht\n"
+              "sys.argv = ['raypipe', 'render', *sys.argv[1:]]\n"
+              "import runpy\nrunpy.run_module('raypipe', run_name='__main__', alter_sys=True)\n")
+    proc = subprocess.run([sys.executable, "-c", script, "+job=demo", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr, proc.stderr[-2000:]
+    assert "\nomegaconf.errors.ConfigAttributeError: Key 'widht'" in proc.stderr and "error: " not in proc.stderr
+
+
+def test_our_flags_are_one_value_and_the_rest_goes_to_hydra():
+    from raypipe.__main__ import Flags
+
+    flags, rest = Flags.take(["--quiet", "+job=demo", "--at", "1.5", "--at=2", "--scale=0.5", "-m", "--dry-run"])
+    assert flags == Flags(quiet=True, at=(1.5, 2.0), scale=0.5, dry_run=True) and rest == ["+job=demo", "-m"]
+    with pytest.raises(RaypipeError, match=r"^--scale: expected a number of the size \(got 'big'\)$"):
+        Flags.take(["--scale", "big"])
+
+
+def test_the_raypipe_script_finds_the_configs():
+    """pyproject's `raypipe` script imports raypipe.__main__ rather than running it as __main__:
+    Hydra then took conf/ for a package of it ("Primary config module 'raypipe.conf' not found")."""
+    proc = subprocess.run([sys.executable, "-c", "from raypipe.__main__ import main; main()", "render", "+job=demo",
+                           "--cfg", "job"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("job:\n  name: demo\n")
 
 
 def test_an_unknown_command_is_named_with_the_commands():
@@ -52,7 +116,7 @@ def test_an_unknown_command_is_named_with_the_commands():
                           text=True)
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[0] == ("error: unknown command 'rendr'; the commands are render, preview, detect, "
-                                           "batch, bench, effects, serve, keys")
+                                           "batch, bench, effects, layers, serve, keys")
 
 
 @pytest.mark.parametrize("command,options", [("render", ["--quiet"]), ("preview", ["--scale", "--at", "--frames",
@@ -101,3 +165,14 @@ def test_a_lock_left_by_a_killed_render_is_taken_over(tmp_path):
     proc = run_cli(str(job), *SMALL, f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert media.count_frames(str(output)) == 12 and not (output.parent / ".trip.mp4.lock").exists()
+
+
+def test_an_output_in_a_folder_that_cannot_be_written_is_one_line_and_exit_2(tmp_path):
+    """/sys: root may not make a folder there, though it may write to every folder it owns."""
+    output = "/sys/raypipe-test/trip.mp4"
+    proc = run_cli(str(write_trip(tmp_path / "mine")), *SMALL, f"job.output={output}",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: job.output: cannot write") and "/sys" in line, line
+    assert not os.path.exists("/sys/raypipe-test") and not list(tmp_path.rglob("*.mp4"))

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import boto3
@@ -19,7 +19,18 @@ import numpy as np
 import pytest
 from ray.cluster_utils import Cluster
 
-from conftest import CREDENTIALS, ROOT, bucket_keys, free_port, overrides, read_report, run_cli
+from conftest import (
+    CREDENTIALS,
+    ROOT,
+    bucket_keys,
+    free_port,
+    frozen_while_titled,
+    overrides,
+    parent,
+    read_report,
+    run_cli,
+    titled,
+)
 from raypipe import media
 from raypipe.media import load_image
 from raypipe.media.images import SAMPLES
@@ -166,8 +177,10 @@ def test_losing_a_worker_node_mid_render_still_gives_the_complete_video(s3, phot
             time.sleep(0.05)
         done_at_loss = len(list(chunks.rglob("[0-9]*.mp4")))
         # A node between two tasks would cost nothing: the one lost runs a task now.
-        lost = busy_node(nodes)
+        lost, worker = busy_node(nodes)
         c.remove_node(lost)  # its raylet, workers and object store die with it
+        with suppress(ProcessLookupError):  # gone with its node
+            os.kill(worker, signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     assert done_at_loss < TASKS
@@ -381,8 +394,10 @@ def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batc
         if not first.startswith(f"s3://renders/{prefix}/out/videos/"):
             proc.kill()
             pytest.fail(f"no video out: {log.read_text()[-3000:]}")
-        lost = busy_node(nodes, "ray::DetectorActor" if detector_lost else "ray::render_task")
+        lost, worker = busy_node(nodes, "ray::DetectorActor" if detector_lost else "ray::render_task")
         c.remove_node(lost)  # its raylet, its workers (mid-task) and its object store die with it
+        with suppress(ProcessLookupError):  # gone with its node
+            os.kill(worker, signal.SIGKILL)
         try:
             proc.communicate(timeout=300)
         except subprocess.TimeoutExpired:
@@ -409,19 +424,16 @@ def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batc
 
 
 def busy_node(nodes, title: str = "ray::render_task", timeout: float = 60):
-    """A worker node with a worker titled `title` now (a render task running, or an actor):
-    the parent of that worker process is its node's raylet."""
+    """A worker node with a worker titled `title` now (a render task running, or an actor),
+    and that worker, frozen mid-task (conftest.frozen_while_titled) so that the node is lost
+    with the work in it: the caller removes the node, then kills the frozen worker (a stopped
+    process cannot hear that its raylet died). The worker's parent is its node's raylet."""
     raylets = {n.all_processes["raylet"][0].process.pid: n for n in nodes}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for entry in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if not Path(f"/proc/{entry}/cmdline").read_bytes().startswith(title.encode()):
-                    continue
-                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if parent in raylets:
-                return raylets[parent]
+            pid = int(entry)
+            if titled(pid, title) and parent(pid) in raylets and frozen_while_titled(pid, title):
+                return raylets[parent(pid)], pid
         time.sleep(0.005)
     pytest.fail(f"no worker node has a {title}")

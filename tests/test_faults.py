@@ -1,5 +1,5 @@
 """Faults survived with the same video: a worker killed mid-task, the muxer killed
-mid-collection, the driver killed half-way and the command run again, and 200 large photos
+mid-collection, the driver killed half-way and the command run again, and many large photos
 under a small object store. (A worker node removed mid-render: tests/test_cluster.py.)"""
 import os
 import signal
@@ -13,7 +13,19 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, compose_job, overrides, read_report, render, run_cli
+import raypipe
+from conftest import (
+    ROOT,
+    compose_job,
+    frozen_while_titled,
+    overrides,
+    parent,
+    read_report,
+    render,
+    run_cli,
+    titled,
+    with_test_conf,
+)
 from raypipe import media
 
 pytestmark = pytest.mark.render
@@ -23,33 +35,35 @@ SPLIT = "render.max_frames_per_task=6"
 
 
 def ray_processes(title: str) -> list[int]:
-    """Pids of Ray workers whose process title starts with `title` (Ray sets it to what runs)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if cmdline.startswith(title.encode()):
-                pids.append(int(entry))
-    return pids
+    """Pids of this test's Ray workers (descendants of this process: the machine may run other
+    Rays) whose process title starts with `title`."""
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and titled(int(e), title) and ours(int(e))]
+
+
+def ours(pid: int) -> bool:
+    while pid not in (None, 0, 1):
+        if pid == os.getpid():
+            return True
+        pid = parent(pid)
+    return False
 
 
 class Killer(threading.Thread):
-    """SIGKILLs the first process titled `title` once `ready()` holds."""
+    """SIGKILLs a process titled `title` once `ready()` holds, while it runs what the title says
+    (frozen first, and its title read again: see conftest.frozen_while_titled)."""
 
     def __init__(self, title: str, ready=lambda: True):
         super().__init__(daemon=True)
         self.title, self.ready, self.killed = title, ready, None
 
     def run(self):
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         while self.killed is None and time.monotonic() < deadline:
-            pids = ray_processes(self.title) if self.ready() else []
-            if pids:
-                os.kill(pids[0], signal.SIGKILL)
-                self.killed = pids[0]
+            for pid in ray_processes(self.title) if self.ready() else []:
+                if frozen_while_titled(pid, self.title):
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed = pid
+                    break
             time.sleep(0.005)
 
 
@@ -105,6 +119,28 @@ def test_a_detector_actor_killed_in_the_call_that_loaded_its_model_has_both_load
     assert sorted(found) == sorted(photos) and all(found[p].box for p in photos)
 
 
+class StopWhenWaiting(threading.Thread):
+    """Stops the batch (`cancel`, as Ctrl-C does) once a detector actor waits to be placed,
+    for a GPU that this Ray does not have; `at` is when, `waiting` whether it was seen waiting."""
+
+    def __init__(self, cancel):
+        super().__init__(daemon=True)
+        self.cancel, self.at, self.waiting = cancel, None, False
+
+    def run(self):
+        from ray._private import state
+
+        from raypipe.errors import Interrupted
+
+        deadline = time.monotonic() + 240
+        while not self.waiting and time.monotonic() < deadline:
+            self.waiting = any(a["ActorClassName"] == "DetectorActor"
+                               for a in state.actors(actor_state_name="PENDING_CREATION").values())
+            time.sleep(0.05)
+        self.at = time.monotonic()
+        self.cancel.cancel(Interrupted(2))
+
+
 def test_a_batch_stopped_while_its_detector_waits_for_a_gpu_that_never_comes_ends_at_once(
         ray_local, tiny_clip, tmp_path):
     """detector.num_gpus=1 on a Ray without one: the actor waits for it, forever. A stop (the
@@ -116,14 +152,16 @@ def test_a_batch_stopped_while_its_detector_waits_for_a_gpu_that_never_comes_end
     rows = tmp_path / "rows.csv"
     rows.write_text("id,address,price,photos\nh1,1 Elm,$1,a.png\n")
     cancel = CancelToken()
-    threading.Timer(3.0, cancel.cancel, (Interrupted(2),)).start()
-    t0 = time.monotonic()
+    stop = StopWhenWaiting(cancel)
+    stop.start()
     with pytest.raises(Interrupted):
         raypipe.render_batch("listing", rows, ["render.width=160", "render.height=90", "render.fps=10",
                                                "detector=clip", "detector.fallback=null", "detector.num_gpus=1",
                                                *overrides(tiny_clip), f"batch.root={tmp_path / 'out'}"],
                              run_dir=tmp_path / "run", cancel=cancel)
-    assert time.monotonic() - t0 < 20
+    # Stopped while the actor waited for its GPU, and ended within seconds of the stop (a loaded
+    # machine may be slow to get there: the time counts from the stop).
+    assert stop.waiting and time.monotonic() - stop.at < 17
     assert not list((tmp_path / "out").rglob("*.mp4"))
 
 
@@ -140,10 +178,10 @@ def test_a_driver_killed_half_way_resumes_when_the_command_runs_again(tmp_path, 
     proc.kill()  # SIGKILL: no handler runs, nothing is cleaned up by the driver
     proc.wait()
     done_at_kill = len(list(chunks.rglob("[0-9]*.mp4")))
-    again = run_cli(*args, f"hydra.run.dir={tmp_path / 'again'}")
-    assert again.returncode == 0, again.stderr[-2000:]
-    clean = run_cli(*args, "render.cache=false", f"hydra.run.dir={tmp_path / 'clean'}")
-    assert clean.returncode == 0, clean.stderr[-2000:]
+    # Run again (and from scratch, for the reference) in this process: the killed driver is what needs its own.
+    settings = with_test_conf("detector=saliency", SPLIT, "ray.num_cpus=1")
+    raypipe.render("fixture", settings, run_dir=tmp_path / "again")
+    raypipe.render("fixture", [*settings, "render.cache=false"], run_dir=tmp_path / "clean")
     report, reference = read_report(tmp_path / "again"), read_report(tmp_path / "clean")
     assert report["cache"]["chunks_reused"] >= done_at_kill - 1 >= 10
     assert report["cache"]["frames_rendered"] <= 0.6 * report["frames"]
@@ -152,29 +190,35 @@ def test_a_driver_killed_half_way_resumes_when_the_command_runs_again(tmp_path, 
     assert not [n for n in set(os.listdir("/tmp")) - tmp_before if n.startswith("raypipe")]
 
 
-def test_two_hundred_12_megapixel_photos_render_under_a_small_object_store(tmp_path):
+# 12-megapixel photos, 36 MB each decoded whole: 24 of them are ten times the 80 MiB object
+# store, and two would be over the half of it that the render may put there.
+PHOTOS, STORE_BYTES = 24, 80 * 1024 * 1024
+
+
+def test_many_12_megapixel_photos_render_under_a_small_object_store(tmp_path):
+    """In a process of its own: the object store's size is set where Ray starts."""
     photos, colours = tmp_path / "photos", []
     photos.mkdir()
     rng = np.random.default_rng(7)
-    for i in range(200):
+    for i in range(PHOTOS):
         colour = rng.integers(30, 226, 3)
         image = np.empty((3000, 4000, 3), np.uint8)
         image[:] = colour
         cv2.circle(image, (int(rng.integers(800, 3200)), int(rng.integers(600, 2400))), 300, (255, 255, 255), -1)
         cv2.imwrite(str(photos / f"{i:03d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 80])
         colours.append(colour[::-1])  # written as BGR
+    assert PHOTOS * image.nbytes > 10 * STORE_BYTES
     conf = tmp_path / "conf" / "job"
     conf.mkdir(parents=True)
-    segments = "\n".join(f"    - {{source: {photos / f'{i:03d}.jpg'}, duration: 0.25}}" for i in range(200))
+    segments = "\n".join(f"    - {{source: {photos / f'{i:03d}.jpg'}, duration: 0.25}}" for i in range(PHOTOS))
     (conf / "many.yaml").write_text(f"# @package _global_\njob:\n  name: many\n  segments:\n{segments}\n"
                                     "render: {width: 160, height: 90, fps: 8}\n")
-    store_bytes = 80 * 1024 * 1024
     done = run_cli("--config-dir", str(tmp_path / "conf"), "+job=many", "detector=saliency", "ray.min_saving_s=0",
-                   f"ray.object_store_memory={store_bytes}", f"hydra.run.dir={tmp_path / 'run'}", timeout=900)
+                   f"ray.object_store_memory={STORE_BYTES}", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 0, done.stderr[-3000:]
     report = read_report(tmp_path / "run")
-    assert report["frames"] == 400 and report["ray_started"] and report["object_store_bytes"] < store_bytes / 2
+    assert report["frames"] == 2 * PHOTOS and report["ray_started"] and report["object_store_bytes"] < STORE_BYTES / 2
     frames = media.decode_all(report["output"])
     # Each photo's two frames show its own colour (the subject, white, is mostly out of the corner).
-    corners = frames[:, :12, :12].reshape(200, 2, -1, 3).mean(axis=(1, 2))
+    corners = frames[:, :12, :12].reshape(PHOTOS, 2, -1, 3).mean(axis=(1, 2))
     assert np.abs(corners - np.array(colours)).max() < 12

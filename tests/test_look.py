@@ -16,12 +16,13 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, compose_job, read_report, run_cli
-from raypipe import media
+from conftest import ROOT, compose_job, read_report, run_cli, with_test_conf
+from raypipe import api, media
 from raypipe.engine import progress
 from raypipe.engine.cache import Reuse
 from raypipe.engine.driver import detect
 from raypipe.engine.task import render_task
+from raypipe.errors import RaypipeError
 from raypipe.look.sheet import BOX
 from raypipe.plan.cost import ordered_tasks
 from raypipe.plan.validate import prepare
@@ -29,6 +30,7 @@ from raypipe.storage import Storage
 from test_render import FIXTURE_FRAMES, psnr
 
 FIXTURE = ("--config-dir", "tests/conf", "+job=fixture", "detector=saliency")
+SALIENCY = with_test_conf("detector=saliency")  # FIXTURE, for raypipe.api in this process
 # Screenshots and sheets the tests make, for a person to look at (and for the README's).
 ARTEFACTS = ROOT / "tests" / "artefacts"
 
@@ -48,14 +50,12 @@ def test_help_lists_every_command_on_one_line_each():
     done = raypipe("--help")
     assert done.returncode == 0
     listed = {line.split()[0] for line in done.stdout.splitlines() if line.startswith("  ")}
-    assert listed == {"render", "preview", "detect", "batch", "bench", "effects"}
+    assert listed == {"render", "preview", "detect", "batch", "bench", "effects", "layers"}
 
 
 @pytest.mark.render
 def test_detect_draws_every_source_with_its_box_and_reuses_the_cache(tmp_path, cache_dir):
-    done = raypipe("detect", *FIXTURE, f"hydra.run.dir={tmp_path / 'run'}")
-    assert done.returncode == 0, done.stderr[-2000:]
-    sheet = Path(done.stdout.strip().splitlines()[-1])
+    sheet = Path(api.detect("fixture", SALIENCY, run_dir=tmp_path / "run").sheet)
     assert sheet == tmp_path / "run" / "detections.png"
     image = cv2.cvtColor(cv2.imread(str(sheet)), cv2.COLOR_BGR2RGB)
     # 4 stills and the clip's keyframes over its 0.9 s, each drawn with its box.
@@ -63,16 +63,14 @@ def test_detect_draws_every_source_with_its_box_and_reuses_the_cache(tmp_path, c
     assert (np.abs(image.astype(int) - BOX).max(axis=2) < 8).sum() > 5 * 4 * 100
     assert len(list(cache_dir.rglob("*.parquet"))) == 5
     keep(sheet, "detections.png")
-    again = raypipe("detect", *FIXTURE, f"hydra.run.dir={tmp_path / 'again'}")
-    assert again.returncode == 0 and cv2.imread(again.stdout.strip().splitlines()[-1]).shape == image.shape
+    again = api.detect("fixture", SALIENCY, run_dir=tmp_path / "again")
+    assert cv2.imread(again.sheet).shape == image.shape
 
 
 @pytest.mark.render
 def test_preview_renders_the_timeline_small_into_its_own_file(tmp_path):
     output = tmp_path / "final.mp4"
-    done = raypipe("preview", *FIXTURE, f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert done.returncode == 0, done.stderr[-2000:]
-    video = Path(done.stdout.strip().splitlines()[-1])
+    video = Path(api.preview("fixture", [*SALIENCY, f"job.output={output}"], run_dir=tmp_path / "run").video)
     assert video == tmp_path / "run" / "fixture-preview.mp4" and not output.exists()
     info = media.probe(str(video))
     assert (info.width, info.height) == (80, 44) and media.count_frames(str(video)) == FIXTURE_FRAMES
@@ -84,22 +82,22 @@ def test_preview_frames_are_the_frames_the_render_makes(tmp_path):
     assert frames.returncode == 0, frames.stderr[-2000:]
     paths = frames.stdout.strip().splitlines()
     assert [Path(p).name for p in paths] == ["frame-000024.png", "frame-000060.png"]
-    full = run_cli(*FIXTURE, f"hydra.run.dir={tmp_path / 'full'}")
-    assert full.returncode == 0, full.stderr[-2000:]
+    api.render("fixture", SALIENCY, run_dir=tmp_path / "full")
     video = media.decode_all(read_report(tmp_path / "full")["output"])
     for path, k in zip(paths, (24, 60)):
         still = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
         best = max(range(len(video)), key=lambda j: psnr(still, video[j]))
         assert psnr(still, video[k]) > 30 and abs(best - k) <= 1, (k, best)
-    storyboard = raypipe("preview", *FIXTURE, "--frames", f"hydra.run.dir={tmp_path / 'board'}")
-    assert storyboard.returncode == 0 and len(storyboard.stdout.split()) == 7 * 3
-    bad = raypipe("preview", *FIXTURE, "--at", "99", f"hydra.run.dir={tmp_path / 'bad'}")
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: --at: 99.0 s is outside the video (0 to 5.417 s)"
+    storyboard = api.preview("fixture", SALIENCY, run_dir=tmp_path / "board", frames=True)
+    assert len(storyboard) == 7 * 3
+    with pytest.raises(RaypipeError) as bad:  # the CLI's exit 2, its `error: ` line the message
+        api.preview("fixture", SALIENCY, run_dir=tmp_path / "bad", at=[99.0])
+    assert str(bad.value) == "--at: 99.0 s is outside the video (0 to 5.417 s)"
 
 
 @pytest.mark.render
 def test_quiet_prints_the_path_and_nothing_else(tmp_path):
-    done = run_cli(*FIXTURE, "--quiet", f"hydra.run.dir={tmp_path / 'run'}")
+    done = run_cli(*FIXTURE, "--quiet", "render.width=160", "render.height=90", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.splitlines() == [str(tmp_path / "run" / "fixture.mp4")]
 
@@ -174,9 +172,8 @@ def test_report_html_loads_in_a_real_browser_with_every_image(tmp_path):
         pytest.skip("no chromium here (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    done = run_cli(*FIXTURE, "ray.min_saving_s=0", "render.width=640", "render.height=360",
-                   f"hydra.run.dir={tmp_path / 'run'}")
-    assert done.returncode == 0, done.stderr[-2000:]
+    api.render("fixture", [*SALIENCY, "ray.min_saving_s=0", "render.width=640", "render.height=360"],
+               run_dir=tmp_path / "run")
     page_path = tmp_path / "run" / "report.html"
     report = read_report(tmp_path / "run")
     with sync_playwright() as p:

@@ -5,7 +5,7 @@ from nbclient import NotebookClient
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.render  # the notebook renders
 
 
 def test_the_quickstart_notebook_runs_and_shows_the_sheet_a_frame_the_video_and_the_tasks(tmp_path):

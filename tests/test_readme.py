@@ -63,7 +63,7 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 
-@pytest.mark.slow
+@pytest.mark.render
 def test_the_readmes_job_renders_as_written(beside_the_job):
     [job] = blocks(section("A job"), "yaml")
     (beside_the_job / "trip.yaml").write_text(job)
@@ -76,14 +76,14 @@ def test_the_readmes_job_renders_as_written(beside_the_job):
     assert "DETECTOR FELL BACK TO SALIENCY" in proc.stdout + proc.stderr  # no weights here: said, not fatal
 
 
-@pytest.mark.slow
+@pytest.mark.render
 def test_the_readmes_python_snippet_runs(beside_the_job):
     [snippet] = blocks(README[:README.index("## Overrides")], "python")
     proc = run([sys.executable, "-c", snippet], beside_the_job)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-@pytest.mark.slow
+@pytest.mark.render
 @pytest.mark.parametrize("command", [c for c in commands() if not not_run(c)])
 def test_the_readmes_commands_run(command, tmp_path):
     proc = run([sys.executable, *shlex.split(command)[1:]], tmp_path)

@@ -10,7 +10,18 @@ import pytest
 import ray
 from omegaconf import OmegaConf
 
-from conftest import FFMPEG, ROOT, TEST_CONF, compose_job, overrides, read_report, render, run_cli
+from conftest import (
+    FFMPEG,
+    ROOT,
+    TEST_CONF,
+    compose_job,
+    overrides,
+    read_report,
+    render,
+    render_error,
+    run_cli,
+    with_test_conf,
+)
 from raypipe import media
 from raypipe.api import compose
 from raypipe.detection.detections import Detections
@@ -321,14 +332,13 @@ def test_two_renders_started_together_never_share_a_run(tmp_path):
 
 
 @pytest.mark.render
-def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, caplog):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the output's folder should be")
-    proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=saliency",
-                   f"job.output={blocker / 'video.mp4'}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"error: job.output: {blocker} is a file, not a folder"]
-    assert "segment 0" not in proc.stdout and not list(tmp_path.rglob("*.mp4"))
+    line = render_error(caplog, "fixture", with_test_conf("detector=saliency", f"job.output={blocker / 'video.mp4'}"),
+                        tmp_path / "run")
+    assert line == f"job.output: {blocker} is a file, not a folder"
+    assert "segment 0" not in caplog.text and not list(tmp_path.rglob("*.mp4"))
 
 
 @pytest.mark.render
@@ -357,15 +367,13 @@ def test_a_segment_failing_mid_render_leaves_no_output_and_no_chunks(ray_local, 
 
 
 @pytest.mark.render
-def test_unavailable_weights_stop_the_render_before_any_segment(tmp_path):
+def test_unavailable_weights_stop_the_render_before_any_segment(tmp_path, caplog):
     output = tmp_path / "video.mp4"
-    proc = run_cli("--config-dir", "tests/conf", "+job=fixture", "detector=clip", "detector.fallback=null",
-                   f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert proc.returncode == 2
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: detector.pretrained: ") and "ViT-B-16/laion2b_s34b_b88k" in last
+    last = render_error(caplog, "fixture", with_test_conf("detector=clip", "detector.fallback=null",
+                                                          f"job.output={output}"), tmp_path / "run")
+    assert last.startswith("detector.pretrained: ") and "ViT-B-16/laion2b_s34b_b88k" in last
     assert "detector=saliency" in last
-    assert "segment 0" not in proc.stdout and not output.exists()
+    assert "segment 0" not in caplog.text and not output.exists()
     assert not list(tmp_path.rglob("*.mp4")) and not list(tmp_path.rglob("report.json"))
 
 

@@ -18,14 +18,14 @@ def cli(tmp_path, name, *args):
 
 
 def test_the_drivers_threads_claim_nothing_of_ray(tmp_path):
-    r = cli(tmp_path, "run", "render.max_frames_per_task=10")
+    r = cli(tmp_path, "run", "render.max_frames_per_task=10", "render.width=160", "render.height=90")
     assert r["executor"] == "threads" and r["ray_started"] is False
     assert all(r[key] is None for key in RAY_ONLY) and r["masks_zero_copy"] is None
     assert {run["executor"] for run in r["segment_runs"]} == {"driver"}
     assert r["frames_rendered_by_the_driver"] == r["frames"] and r["tasks"] == r["chunks"] == len(r["segment_runs"])
     assert r["max_frames_per_task"] == 10 and max(run["frames"] for run in r["segment_runs"]) <= 10
     # Again, from the cache: no task, nothing started, nothing claimed.
-    again = cli(tmp_path, "again", "render.max_frames_per_task=10")
+    again = cli(tmp_path, "again", "render.max_frames_per_task=10", "render.width=160", "render.height=90")
     assert again["tasks"] == 0 and again["chunks"] == r["chunks"] and again["ray_started"] is False
     assert all(run["reused"] and run["executor"] == "" for run in again["segment_runs"])
     assert again["frames_rendered_by_the_driver"] == 0 and all(again[key] is None for key in RAY_ONLY)

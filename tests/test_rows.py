@@ -20,7 +20,10 @@ def listing_row(number, **fields):
 
 @pytest.fixture(scope="module")
 def template():
-    return compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency"])
+    # The listing template shows its row's address and price as layers; a caption made of them is
+    # what these tests read back.
+    return compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency",
+                    "batch.each.caption='${row:address} · ${row:price}'"])
 
 
 def test_a_rows_text_is_text_never_an_interpolation_resolved_on_the_driver(template, monkeypatch):
@@ -158,7 +161,7 @@ def test_a_source_gone_after_its_row_was_looked_at_fails_that_row_and_detection_
             for n, rid, photo in ((1, "gone", "a.png"), (2, "kept", "b.png"))]
     runs = []
     for video in made:
-        run = VideoRun(RowVideo(video), VideoHandle(video.row.id, CancelToken()), CancelToken(), Storage(str(tmp_path)))
+        run = VideoRun(RowVideo(video, str(tmp_path)), VideoHandle(video.row.id, CancelToken()), CancelToken(), Storage(str(tmp_path)))
         run.plan = videos.plan_video(video, str(tmp_path / "run"))  # looked at
         run.reuse = SimpleNamespace(detections=None)  # nothing in the cache
         runs.append(run)

@@ -52,7 +52,7 @@ def test_the_no_weights_detector_scores_at_least_its_measured_floor():
     assert without["face_shots_whole"] < 0.5 < result["face_shots_whole"]
 
 
-@pytest.mark.render
+@pytest.mark.bench
 def test_the_benchmark_scores_clip_through_the_command_the_readme_gives(tiny_clip):
     """The README's CLIP rows are made by `bench detect detector=clip detector.pretrained=...`:
     that command loads a real checkpoint file (here the tiny one's random weights) and scores

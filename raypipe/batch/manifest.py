@@ -42,6 +42,7 @@ class Record:
     frames: int = 0  # rendered by this run (0 for a skipped row)
     seconds: float = 0.0
     error: str | None = None
+    variant: str | None = None  # with render.variants: a record per row and variant
 
     def to_dict(self) -> dict:
         return {**asdict(self), "status": self.status.value}

@@ -22,6 +22,8 @@ from raypipe.engine.video import VideoEnd, VideoHandle, VideoStatus
 from raypipe.errors import CancelToken, JobError, RaypipeError, first_line
 from raypipe.look.batch_page import batch_html
 from raypipe.plan.timeline import Plan
+from raypipe.plan.validate import prepare
+from raypipe.plan.variants import named, variant_configs
 from raypipe.storage import Storage
 
 
@@ -37,6 +39,8 @@ def checked(cfg: DictConfig, run_dir: str, skip_published: bool = True,
         raise JobError("batch.max_videos_in_flight", f"must be >= 1 (got {b.max_videos_in_flight})")
     if b.detector_actors < 1:
         raise JobError("batch.detector_actors", f"must be >= 1 (got {b.detector_actors})")
+    if cfg.render.variants:
+        variant_configs(cfg)  # each variant checked before any work
     rows = read_rows(b.rows)
     root = b.root or default_root(cfg)
     base = os.path.dirname(os.path.abspath(b.rows)) if "://" not in b.rows else ""
@@ -60,17 +64,45 @@ def checked(cfg: DictConfig, run_dir: str, skip_published: bool = True,
 class RowVideo:
     """A row as the engine's video: its config made when the engine comes to it, let go at its end."""
 
-    def __init__(self, video: Video):
-        self.video = video
+    def __init__(self, video: Video, run_dir: str):
+        self.video, self.run_dir = video, run_dir
         self.id, self.where, self.output = video.row.id, video.row.where, video.output
 
     def load(self) -> DictConfig:
         return self.video.load()
 
-    def plan(self, run_root: str) -> Plan:
-        return self.video.plan or plan_video(self.video, run_root)
+    def plan(self) -> Plan:
+        return self.video.plan or plan_video(self.video, self.run_dir)
 
     def unload(self) -> None:
+        self.video.unload()
+
+
+class RowVariant:
+    """One variant of a row (render.variants): the row's config at the variant's size, its
+    output named after it."""
+
+    def __init__(self, video: Video, name: str, run_dir: str):
+        self.video, self.name, self.run_dir = video, name, run_dir
+        self.id, self.where = f"{video.row.id}-{name}", f"{video.row.where} variant {name}"
+        self.output = named(video.output, name)
+        self._cfg: DictConfig | None = None
+
+    def load(self) -> DictConfig:
+        if self._cfg is None:
+            self._cfg = dict(variant_configs(self.video.load()))[self.name]
+            self._cfg.job.output = self.output
+        return self._cfg
+
+    def plan(self) -> Plan:
+        try:
+            plan, _ = prepare(self.load(), self.run_dir)
+        except RaypipeError as e:
+            raise JobError(f"{self.where}: {e.where}" if e.where else self.where, e.reason) from None
+        return plan
+
+    def unload(self) -> None:
+        self._cfg = None
         self.video.unload()
 
 
@@ -89,12 +121,14 @@ class RowBook:
             self.first_failure = error if isinstance(error, RaypipeError) else JobError(
                 f"row {record.id}", record.error or "failed")
 
-    def ended(self, video: Video, end: VideoEnd) -> None:
+    def ended(self, video: Video, end: VideoEnd, variant: str | None = None, output: str | None = None) -> None:
         if end.status is VideoStatus.SUCCEEDED:
-            self.add(Record(video.row.id, video.row.number, RowStatus.DONE, video.output, end.frames, end.seconds))
+            self.add(Record(video.row.id, video.row.number, RowStatus.DONE, output or video.output, end.frames,
+                            end.seconds, variant=variant))
         else:
             self.add(Record(video.row.id, video.row.number, RowStatus.FAILED, None,
-                            error=first_line(end.error) if end.error else end.status.value), end.error)
+                            error=first_line(end.error) if end.error else end.status.value, variant=variant),
+                     end.error)
 
     def check(self) -> None:
         """With fail_fast, the batch ends with its first failed row's error."""
@@ -138,28 +172,47 @@ def render_batch(cfg: DictConfig, run_dir: str, quiet: bool = False, cancel: Can
 def _render(cfg: DictConfig, run_dir: str, todo: list[Video], book: RowBook, quiet: bool,
             cancel: CancelToken | None) -> Engine:
     run_root = run_location(cfg.storage.root, run_dir)
-    options = EngineOptions(run_root=run_root, run_dir=run_dir, expected=len(todo),
+    options = EngineOptions(run_root=run_root, run_dir=run_dir, expected=len(todo) * max(1, len(cfg.render.variants)),
                             max_in_flight=cfg.batch.max_videos_in_flight, detector_actors=cfg.batch.detector_actors,
                             quiet=quiet)
     engine = Engine(cfg, options, cancel)
     with engine:
         for video in todo:
-            handle = engine.submit(RowVideo(video), Storage(f"{run_root.rstrip('/')}/videos/{video.row.id}"))
-            handle.on_end(_Ended(book, video))
+            folder = f"{run_root.rstrip('/')}/videos/{video.row.id}"
+            for spec in _specs(cfg, video, run_dir, book):
+                handle = engine.submit(spec, Storage(f"{folder}/{spec.name}" if isinstance(spec, RowVariant)
+                                                     else folder))
+                handle.on_end(_Ended(book, spec))
         engine.seal()
         if todo:
             engine.run(stop=book.check)
     return engine
 
 
-class _Ended:
-    """A row's end, told to the book (a named callable: the engine keeps none of the batch's state)."""
+def _specs(cfg: DictConfig, video: Video, run_dir: str, book: RowBook) -> list:
+    """The row's video, or with render.variants a video per variant not yet published (one an
+    earlier run published is recorded as skipped)."""
+    if not cfg.render.variants:
+        return [RowVideo(video, run_dir)]
+    specs, published = [], Published()
+    for v in cfg.render.variants:
+        spec = RowVariant(video, str(v.name), run_dir)
+        if published(spec.output):
+            book.add(Record(video.row.id, video.row.number, RowStatus.SKIPPED, spec.output, variant=spec.name))
+        else:
+            specs.append(spec)
+    return specs
 
-    def __init__(self, book: RowBook, video: Video):
-        self.book, self.video = book, video
+
+class _Ended:
+    """A video's end, told to the book (a named callable: the engine keeps none of the batch's state)."""
+
+    def __init__(self, book: RowBook, spec):
+        self.book, self.spec = book, spec
 
     def __call__(self, handle: VideoHandle, end: VideoEnd) -> None:
-        self.book.ended(self.video, end)
+        variant = self.spec.name if isinstance(self.spec, RowVariant) else None
+        self.book.ended(self.spec.video, end, variant, self.spec.output)
 
 
 def _report(cfg: DictConfig, root: str, manifest: Manifest, rows: list[Row], engine: Engine, stages: dict,

@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from raypipe.batch.rows import Row
 from raypipe.config import ASSETS, CURRENT_ROW, Config, hydra_error_line
 from raypipe.errors import JobError, RaypipeError
+from raypipe.media import generated
 from raypipe.plan.timeline import Plan
 from raypipe.plan.validate import prepare
 from raypipe.storage import Storage
@@ -115,7 +116,7 @@ def _allowed(uri: str, roots: list[str]) -> bool:
     client at a host of the row's choosing), and a `..` (percent-encoded or not) in a
     file:// URI leaves the root. A local path (file:// too) is compared where it really is,
     links followed."""
-    if uri.startswith("sample:"):
+    if generated(uri):
         return True
     local = [r for r in roots if "://" not in r] + [r.split("://", 1)[1] for r in roots if r.startswith("file://")]
     if "://" in uri:
@@ -255,9 +256,9 @@ def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
             cfg.job = OmegaConf.merge(cfg.job, OmegaConf.create(_literal(dict(row.job))))
     except OmegaConfBaseException as e:
         raise JobError(row.where, hydra_error_line(e)) from None
-    for seg in cfg.job.segments:
-        if seg.source and "://" not in seg.source and not seg.source.startswith("sample:"):
-            seg.source = os.path.join(base, os.path.expanduser(seg.source))
+    for node in (*cfg.job.segments, *cfg.job.layers):
+        if node.source and "://" not in node.source and not generated(node.source):
+            node.source = os.path.join(base, os.path.expanduser(node.source))
     return cfg
 
 
@@ -289,10 +290,12 @@ def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[st
             return Video(row, Template(template, base), output, published=True)
         cfg = row_config(template, row, base)
         cfg.job.output = output
-        uris = [s.source for s in cfg.job.segments] + ([cfg.job.audio.path] if cfg.job.audio.path else [])
-        for i, uri in enumerate(uris):
+        # Everything a row's video reads: a layer's image too, which a row's own job may name.
+        uris = [*((f"job.segments[{i}].source", s.source) for i, s in enumerate(cfg.job.segments)),
+                *((f"job.layers[{i}].source", x.source) for i, x in enumerate(cfg.job.layers) if x.source),
+                *((("job.audio.path", cfg.job.audio.path),) if cfg.job.audio.path else ())]
+        for where, uri in uris:
             if not _allowed(uri, allowed):
-                where = f"job.segments[{i}].source" if i < len(cfg.job.segments) else "job.audio.path"
                 raise JobError(where, f"{uri} is outside batch.allowed_roots ({', '.join(allowed)})")
     except RaypipeError as e:
         raise _named(row, e) from None

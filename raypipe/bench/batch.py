@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from raypipe.bench.compare import ProcessTree, _become_subreaper
+from raypipe.bench.registry import RUNS, arg, bench
 
 PHOTOS = 4
 SECONDS_EACH = 2.5  # 4 photos: a 10 s video
@@ -118,6 +119,11 @@ def _batch(folder: Path, photos, extra, env, run: Path) -> dict:
             "detect_s": report["detect_seconds"]}
 
 
+@bench("batch", arg("--videos", type=int, nargs="+", default=[8]), RUNS,
+       arg("--max-separate", type=int, default=8, help="the most videos rendered one command each"),
+       arg("--no-clip", action="store_true", help="the no-weights detector only"),
+       arg("--width", type=int, default=1280), arg("--height", type=int, default=720), arg("--fps", default="30"),
+       help="N videos: N separate renders against one batch, both detectors")
 def bench_batch(args) -> dict:
     _become_subreaper()
     work = Path(tempfile.mkdtemp(prefix="raypipe-bench-batch-"))
@@ -182,10 +188,10 @@ class _DetectRows:
     actors (one detector each), `map_batches` handing it rows."""
 
     def __init__(self, settings):
-        from raypipe.detection.detector import make_detector
-        from raypipe.detection.info import LoadCounter
+        from raypipe.detection.detector import Made
 
-        self.settings, self.made = settings, [make_detector(settings, LoadCounter())]  # loads not reported
+        self.settings, self.made = settings, Made()  # loads not reported
+        self.made.get(settings)  # the model loads as the actor starts, as the pattern has it
 
     def __call__(self, rows: dict) -> dict:
         from raypipe.detection.detector import detect_all
@@ -194,6 +200,8 @@ class _DetectRows:
         return {"uri": list(rows["uri"]), "box": [list(found[u].box) for u in rows["uri"]]}
 
 
+@bench("raydata", arg("--videos", type=int, default=8), RUNS,
+       help="the batch's detection thread against Ray Data's map_batches on an actor pool")
 def bench_ray_data(args) -> dict:
     """The batch's detection as it runs (one detector on a driver thread, a row at a time,
     the renderers taking each row as it is out) against Ray Data's map_batches over an actor
@@ -204,7 +212,7 @@ def bench_ray_data(args) -> dict:
     import ray
 
     from raypipe.config import DetectorCfg
-    from raypipe.detection.detector import detect_all
+    from raypipe.detection.detector import Made, detect_all
 
     work = Path(tempfile.mkdtemp(prefix="raypipe-bench-raydata-"))
     try:
@@ -213,7 +221,7 @@ def bench_ray_data(args) -> dict:
         settings = DetectorCfg(kind="saliency")
         out = {"videos": args.videos, "photos": PHOTOS * args.videos, "runs": args.runs, "thread": [], "ray_data": []}
         for _ in range(args.runs):
-            t0, made, first = time.perf_counter(), [], None
+            t0, made, first = time.perf_counter(), Made(), None
             for row in rows:  # what batch.run's detection thread does, row by row
                 detect_all(settings, tuple(row), (), made=made)
                 first = first or time.perf_counter() - t0

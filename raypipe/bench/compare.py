@@ -29,6 +29,7 @@ from pathlib import Path
 
 from raypipe.api import compose
 from raypipe.bench.baseline import run_moviepy, run_pool
+from raypipe.bench.registry import DEMO, arg, bench
 
 NAMES = ("raypipe", "sequential", "pool", "moviepy")
 POLL_S = 0.1
@@ -191,6 +192,26 @@ def _summary(runs: list[dict], frames: int) -> dict:
     }
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {value})")
+    return int(value)
+
+
+def _variant_list(value: str) -> list[str]:
+    names = value.split(",")
+    unknown = sorted(set(names) - set(NAMES))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(NAMES)})")
+    return names
+
+
+@bench("compare",
+       arg("--runs", type=_positive, default=3, help="counted rounds, after one warm-up round (default: 3)"),
+       arg("--out", default="bench.json", help="where the results go (default: ./bench.json)"),
+       arg("--variants", type=_variant_list, default=list(NAMES),
+           help=f"comma-separated, of {','.join(NAMES)} (default: all)"),
+       help="one job through raypipe, one process, a multiprocessing pool and MoviePy", overrides=DEMO)
 def compare(args) -> dict:
     cfg = compose(args.overrides)  # a bad override fails here, before any run
     if not cfg.job.segments:
@@ -241,31 +262,6 @@ def table(result: dict, runs: int, not_expressed: list[str]) -> str:
         lines.append("moviepy: what MoviePy cannot express, and what it shows instead:")
         lines += [f"  - {item}" for item in not_expressed]
     return "\n".join(lines)
-
-
-def add_parser(sub) -> None:
-    """The `compare` command of `python -m raypipe bench`."""
-    p = sub.add_parser("compare", help="one job through raypipe, one process, a multiprocessing pool and MoviePy")
-    p.add_argument("--runs", type=_positive, default=3, help="counted rounds, after one warm-up round (default: 3)")
-    p.add_argument("--out", default="bench.json", help="where the results go (default: ./bench.json)")
-    p.add_argument("--variants", type=_variant_list, default=list(NAMES),
-                   help=f"comma-separated, of {','.join(NAMES)} (default: all)")
-    p.add_argument("overrides", nargs="*", default=[], help="Hydra overrides (default: +job=demo)")
-    p.set_defaults(fn=compare)
-
-
-def _positive(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {value})")
-    return int(value)
-
-
-def _variant_list(value: str) -> list[str]:
-    names = value.split(",")
-    unknown = sorted(set(names) - set(NAMES))
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(NAMES)})")
-    return names
 
 
 if __name__ == "__main__":  # one run of a variant, in its own process: VARIANT RUN_DIR OVERRIDES...

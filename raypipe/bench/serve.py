@@ -22,6 +22,7 @@ from pathlib import Path
 
 from raypipe.bench.batch import _batch, _checkpoint, _job, _photos, _separate
 from raypipe.bench.compare import _become_subreaper
+from raypipe.bench.registry import RUNS, arg, bench
 
 READY_S = 300  # an embedded Ray and Serve's proxy start in 10 to 60 s on a loaded 2-core machine
 WARM = {"name": "warm", "segments": [{"source": "sample:astronaut", "duration": 0.5}]}
@@ -113,6 +114,10 @@ def _served(folder: Path, photos, extra, env, run: Path, port: int) -> dict:
             "detector_loads": loads}
 
 
+@bench("serve", arg("--requests", type=int, default=8), RUNS,
+       arg("--no-clip", action="store_true", help="the no-weights detector only"),
+       arg("--width", type=int, default=1280), arg("--height", type=int, default=720), arg("--fps", default="30"),
+       help="N requests to a warm service against N CLI renders and one batch, both detectors")
 def bench_serve(args) -> dict:
     _become_subreaper()
     work = Path(tempfile.mkdtemp(prefix="raypipe-bench-serve-"))

@@ -39,6 +39,7 @@ from raypipe import code
 from raypipe.detection.detections import CompactSubject
 from raypipe.detection.settings import file_identity
 from raypipe.errors import JobError, MediaError, first_line
+from raypipe.media.cards import is_card
 from raypipe.storage import Storage, resolve
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ def _canon(v):
         return [type(v).__name__, {f.name: _canon(getattr(v, f.name)) for f in dataclasses.fields(v) if f.compare}]
     if isinstance(v, np.ndarray):
         return ["ndarray", str(v.dtype), list(v.shape), hashlib.sha256(np.ascontiguousarray(v).data).hexdigest()]
+    if isinstance(v, bytes):  # a drawn bitmap (a text layer's PNG)
+        return ["bytes", hashlib.sha256(v).hexdigest()]
     if isinstance(v, Fraction):
         return f"{v.numerator}/{v.denominator}"
     if isinstance(v, float):
@@ -103,6 +106,8 @@ def source_id(uri: str) -> str:
     """What a source is, independent of where a render reads it from."""
     if uri.startswith("sample:"):
         return f"{uri}@scikit-image-{_version('scikit-image')}"
+    if is_card(uri):  # its name is all it is
+        return uri
     fs, path = resolve(uri)
     info = fs.get_file_info(path)
     if info.type != pafs.FileType.File:  # gone since the checks (a batch's later rows)

@@ -18,7 +18,7 @@ from raypipe.detection.detections import CompactSubject, Keyframes, Subject, bou
 from raypipe.detection.faces import WORK_SIDE, find_faces
 from raypipe.detection.info import DetectionInfo, LoadCounter
 from raypipe.detection.saliency import detect_saliency
-from raypipe.media import ReadCounter, keyframes, load_image_sized
+from raypipe.media import ReadCounter, cards, keyframes, load_image_sized
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +113,39 @@ def look(cfg, uri: str, side: int, counter: ReadCounter | None = None) -> Look:
     return Look(image, size, find_faces(image) if cfg.faces else (), side)
 
 
+def subjectless(size: tuple[int, int]) -> Subject:
+    """A source with no subject: an empty box at its centre, which framing centres on and
+    nothing overlaps, and no face."""
+    w, h = size
+    return Subject((w / 2, h / 2, w / 2, h / 2), np.zeros((8, 8), np.uint8), 0.0, "card", (w, h))
+
+
+class Made:
+    """One owner's detector (a render's, an engine's, an actor's), made when a source first
+    misses the cache and kept for every later call, so that a model loads once; its loads
+    counted in `loads`. `make(cfg, loads)` makes it (and why it fell back, if it did)."""
+
+    def __init__(self, make=make_detector, loads: LoadCounter | None = None):
+        self.make, self.loads = make, LoadCounter() if loads is None else loads
+        self.detector = None
+        self.fallback_reason: str | None = None
+
+    def get(self, cfg):
+        if self.detector is None:
+            self.detector, self.fallback_reason = self.make(cfg, self.loads)
+        return self.detector
+
+    def drop(self) -> None:
+        """The model's memory goes (its owner has no more sources to detect)."""
+        self.detector = None
+
+
 def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                video_ranges: dict[str, tuple[tuple[float, float], ...]] | None = None,
-               cache: DetectionCache | None = None, made: list | None = None,
-               on_source=None, looks: dict[str, Look] | None = None, make=make_detector,
-               loads: LoadCounter | None = None) -> tuple[dict, DetectionInfo]:
-    """Every source's subject with one detector (`made` holds the (detector, fallback reason)
-    once one is made: a batch passes the same list to every call, so a model loads once):
+               cache: DetectionCache | None = None, made: Made | None = None,
+               on_source=None, looks: dict[str, Look] | None = None) -> tuple[dict, DetectionInfo]:
+    """Every source's subject with one detector (`made`: a batch passes the same one to every
+    call, so a model loads once):
     stills once, videos at `keyframe_rate`
     over the spans of them that the timeline shows (seeking from one to the next). Images go
     to the detector in batches (CLIP: `batch_size` per forward pass, each held only as the
@@ -129,19 +155,22 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
     source as soon as it is done, in `sources`' order: the first detected on its own, without
     waiting for a full batch, so that whoever waits for it can start. `looks` holds stills
     already looked at, which the cache was found not to hold; one made for another side is
-    made again. `make(cfg, loads)` makes the detector, counting a model load in `loads` (the
-    caller's, where it counts more than this call: a batch's)."""
+    made again."""
     t0 = time.perf_counter()
-    loads = LoadCounter() if loads is None else loads
-    loads_before = loads.count
+    made = Made() if made is None else made
+    loads_before = made.loads.count
     counter = ReadCounter()
-    made = [] if made is None else made  # (detector, fallback_reason), once the first source misses the cache
     found: dict = {}
     passes = None
     reused: list[Detection] = []
     detected = []
     looks = looks or {}
     for uri in sources:
+        if cards.is_card(uri):  # nothing on a card to find or keep clear of: no model is made for it
+            found[uri] = CompactSubject.of(subjectless(cards.parse(uri).size or (64, 64)))
+            if on_source:
+                on_source(uri, found[uri])
+            continue
         hit = cache.get(uri) if cache and uri not in looks else None
         if hit is not None:
             found[uri] = hit.value
@@ -149,9 +178,7 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
             if on_source:
                 on_source(uri, hit.value)
             continue
-        if not made:
-            made.append(make(cfg, loads))
-        passes = passes or _Passes(made[0][0], prompts, found, on_source)
+        passes = passes or _Passes(made.get(cfg), prompts, found, on_source)
         detected.append(uri)
         if video_ranges and uri in video_ranges:
             found[uri] = []
@@ -159,7 +186,7 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                 passes.add(uri, t, img, find_faces(img) if cfg.faces else ())
         else:
             found[uri] = None  # keeps the sources' order; filled when its pass runs
-            side = still_side(cfg, made[0][0].side)
+            side = still_side(cfg, made.detector.side)
             seen = looks.get(uri)
             if seen is None or seen.side != side:
                 seen = look(cfg, uri, side, counter)
@@ -168,15 +195,16 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
     if passes is not None:
         passes.flush()
     for uri in detected if cache else ():
-        cache.put(uri, Detection(found[uri], made[0][0].name, made[0][1]))
-    if made:
-        name, reason = made[0][0].name, made[0][1]
+        cache.put(uri, Detection(found[uri], made.detector.name, made.fallback_reason))
+    if made.detector is not None:
+        name, reason = made.detector.name, made.fallback_reason
     elif reused:  # every source was cached: the detector that made the entries (one key for all)
         name, reason = reused[0].detector, reused[0].fallback_reason
     else:
         name, reason = resolve_kind(cfg)[0], None
     return found, DetectionInfo(detector=name, fallback_reason=reason, detections_reused=len(reused),
-                                device=made[0][0].device if made else None, clip_loads=loads.count - loads_before,
+                                device=made.detector.device if made.detector else None,
+                                clip_loads=made.loads.count - loads_before,
                                 seconds=round(time.perf_counter() - t0, 3), bytes_read=counter.bytes)
 
 
@@ -228,17 +256,22 @@ class DetectorActor:
     keeps its detector between calls: a batch's rows go through one model load."""
 
     def __init__(self):
-        self.made: list = []
-        self.loads = LoadCounter()
+        self.made = Made(self._make)
+        self.on_load = None  # the current call's
+
+    @property
+    def loads(self) -> LoadCounter:
+        return self.made.loads
+
+    def _make(self, cfg, loads: LoadCounter):
+        before = loads.count
+        made = make_detector(cfg, loads)
+        if self.on_load is not None and loads.count > before:
+            self.on_load(loads.count - before)
+        return made
 
     def detect(self, cfg, sources, prompts, video_ranges=None, cache=None,
                on_load=None) -> tuple[dict, DetectionInfo]:
         """`on_load(loads)` hears a model load at once, before the model is used."""
-        def make(cfg, loads):
-            before = loads.count
-            made = make_detector(cfg, loads)
-            if on_load is not None and loads.count > before:
-                on_load(loads.count - before)
-            return made
-
-        return detect_all(cfg, sources, prompts, video_ranges, cache, self.made, make=make, loads=self.loads)
+        self.on_load = on_load
+        return detect_all(cfg, sources, prompts, video_ranges, cache, self.made)

@@ -34,8 +34,9 @@ STALE_TEMP_S = 86400.0
 
 
 def segment_keys(plan: Plan, ids: dict[str, str], det_keys: dict[str, str], smoothing: float) -> dict[int, str]:
-    """Each segment's chunk key: its shots (sources by content), effect, transition and caption
-    relative to its first frame, its sources' detections, the encoder and the renderer."""
+    """Each segment's chunk key: its shots (sources by content), effect, transition and layers
+    (its caption among them; images by content) relative to its first frame, its sources'
+    detections, the encoder and the renderer."""
     version = code_version(RENDER_CODE)
 
     def shot(s: ShotSpec, origin: int) -> ShotSpec:
@@ -46,7 +47,8 @@ def segment_keys(plan: Plan, ids: dict[str, str], det_keys: dict[str, str], smoo
         tr = seg.transition
         moved = dataclasses.replace(
             seg, index=0, start=0, end=seg.frames, shot=shot(seg.shot, seg.start),
-            transition=tr and dataclasses.replace(tr, start=tr.start - seg.start, into=shot(tr.into, seg.start)))
+            transition=tr and dataclasses.replace(tr, start=tr.start - seg.start, into=shot(tr.into, seg.start)),
+            layers=tuple(layer.keyed(seg.start, source_id) for layer in seg.layers))
         sources = [seg.shot.source] + ([tr.into.source] if tr else [])
         keys[seg.index] = digest(version, moved, plan.encode, float(smoothing), [det_keys[s] for s in sources])
     return keys

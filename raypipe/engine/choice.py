@@ -26,9 +26,9 @@ def choose(cfg: DictConfig, first: VideoRun, expected: int | None, cancel: Cance
     tasks, where known."""
     slots = local_slots(cfg.ray) if embedded(cfg.ray) else None  # a cluster's are known once Ray is up
     tasks = None
-    if slots:
-        with first.stages("cache_lookup"):
-            first.reuse = Reuse.look_up(first.cfg, first.plan, first.store)
+    with first.stages("cache_lookup"):
+        first.reuse = Reuse.look_up(first.cfg, first.plan, first.store)
+        if slots:
             tasks, _ = first.reuse.pending(ordered_tasks(first.plan, frames_per_task(first.plan, first.cfg, slots)))
     if given is not None:
         return given, tasks

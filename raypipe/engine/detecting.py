@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from raypipe.detection import detector
 from raypipe.detection.cache import DetectionCache, source_id
 from raypipe.detection.detections import Detections
-from raypipe.detection.info import DetectionInfo, LoadCounter
+from raypipe.detection.info import DetectionInfo
 from raypipe.engine.cache import Reuse
 from raypipe.engine.staging import Stager
 from raypipe.engine.task import check_captions
@@ -108,20 +108,17 @@ class LocalDetector:
 
     def __init__(self, settings):
         self.settings = settings  # a plain detector config (OmegaConf.to_object)
-        self.made: list = []  # (detector, fallback reason), once made
-        self.counter = LoadCounter()
+        self.made = detector.Made()
         self.seconds = 0.0
 
     @property
     def loads(self) -> int:
-        return self.counter.count
+        return self.made.loads.count
 
     def warm(self) -> None:
-        if self.made:
-            return
         t = time.perf_counter()
         try:
-            self.made.append(detector.make_detector(self.settings, self.counter))
+            self.made.get(self.settings)
         except RaypipeError:  # the first video that needs it fails with the reason, as it would have
             return
         finally:
@@ -131,12 +128,12 @@ class LocalDetector:
         t = time.perf_counter()
         try:
             return detector.detect_all(self.settings, sources, prompts, ranges, cache, self.made,
-                                       on_source=on_source, looks=looks, loads=self.counter)
+                                       on_source=on_source, looks=looks)
         finally:
             self.seconds += time.perf_counter() - t
 
     def close(self) -> None:
-        self.made.clear()  # the model's memory goes with the last video that needs it
+        self.made.drop()  # the model's memory goes with the last video that needs it
 
 
 class ActorDetector:
@@ -184,8 +181,8 @@ class LookStage:
     """Plans each submitted video, looks up its cache keys and (with `ahead`) makes its
     stills' looks; `spent` sums the looks' seconds. Failures travel on as `Looked.error`."""
 
-    def __init__(self, inbox: queue.Queue, out: queue.Queue, gate: Gate, run_root: str, settings, ahead: bool):
-        self.inbox, self.out, self.gate, self.run_root = inbox, out, gate, run_root
+    def __init__(self, inbox: queue.Queue, out: queue.Queue, gate: Gate, settings, ahead: bool):
+        self.inbox, self.out, self.gate = inbox, out, gate
         self.settings = settings if ahead else None  # None: no looks made here
         self.side = detector.presumed_side(settings) if ahead else 0
         self.seen: OrderedDict[str, None] = OrderedDict()  # source ids looked at (or cached), most recent last
@@ -214,7 +211,7 @@ class LookStage:
             raise run.cancel.reason
         if run.plan is None:
             with run.stages("validate"):
-                run.plan = run.spec.plan(self.run_root)
+                run.plan = run.spec.plan()
         if run.reuse is None:
             with run.stages("cache_lookup"):
                 run.reuse = Reuse.look_up(run.spec.load(), run.plan, run.store)

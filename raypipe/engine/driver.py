@@ -47,13 +47,14 @@ def run_location(root: str | None, run_dir: str) -> str:
 
 
 class JobVideo:
-    """A job's config as the engine's one video: checked and planned as a render checks it,
+    """A job's config as one of the engine's videos: checked and planned as a render checks it,
     its output locked from its plan until its end."""
 
     where = ""
 
-    def __init__(self, cfg: DictConfig, reads: dict):
-        self.cfg, self.reads = cfg, reads
+    def __init__(self, cfg: DictConfig, run_dir: str, reads: dict | None = None):
+        self.cfg, self.run_dir = cfg, run_dir
+        self.reads: dict[str, ReadCounter] = {} if reads is None else reads
         self.id = cfg.job.name
         self.output: str | None = None
         self._held = ExitStack()
@@ -61,8 +62,8 @@ class JobVideo:
     def load(self) -> DictConfig:
         return self.cfg
 
-    def plan(self, run_root: str) -> Plan:
-        plan, self.output = prepare(self.cfg, run_root, self.reads)
+    def plan(self) -> Plan:
+        plan, self.output = prepare(self.cfg, run_location(self.cfg.storage.root, self.run_dir), self.reads)
         if self.cfg.job.output:  # a default output is in the run's own directory
             self._held.enter_context(output_lock(self.output))
         return plan
@@ -78,31 +79,53 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False, c
     to sit through). Progress goes to stderr (a bar on a terminal) unless `quiet`; `cancel` stops
     the render. `sheet(plan, detections, info, counter)` makes report.html's detection sheet
     (raypipe.look) before the report is written, so that report.json counts what it reads."""
-    run_root = run_location(cfg.storage.root, run_dir)
-    store = Storage(run_root)
-    reads: dict[str, ReadCounter] = {}
-    job = JobVideo(cfg, reads)
-    options = EngineOptions(run_root=run_root, run_dir=run_dir, expected=1, quiet=quiet)
-    with Engine(cfg, options, cancel, executor) as engine:
-        handle = engine.submit(job, store)
+    return render_all([(cfg, run_dir, sheet)], on_result, quiet, cancel, executor)[0]
+
+
+def render_all(jobs: list[tuple[DictConfig, str, object]], on_result=None, quiet: bool = False,
+               cancel: CancelToken | None = None, executor: Executor | None = None) -> list[Rendered]:
+    """Renders (config, run directory, sheet) jobs in one engine: one job's video streamed as
+    its sources are detected; several (one job's variants) side by side, each distinct source
+    detected once for all. Raises the first failed video's error, once every video has ended."""
+    first, first_dir, _ = jobs[0]
+    run_root = run_location(first.storage.root, first_dir)
+    videos = [JobVideo(cfg, run_dir) for cfg, run_dir, _ in jobs]
+    options = EngineOptions(run_root=run_root, run_dir=first_dir, expected=len(jobs), max_in_flight=len(jobs),
+                            quiet=quiet)
+    rendered = []
+    with Engine(first, options, cancel, executor) as engine:
+        handles = [engine.submit(video, Storage(run_location(video.cfg.storage.root, video.run_dir)))
+                   for video in videos]
         engine.seal()
         try:
             engine.run()
         finally:
-            job.unload()
-        end = handle.result()
-        if end.status is not VideoStatus.SUCCEEDED:
-            raise end.error
-        report, plan, detections, info = end.report, end.plan, end.detections, end.info
-        image = None
-        if sheet is not None:
-            t0 = time.perf_counter()
-            image = sheet(plan, detections, info, reads.setdefault("sheet", ReadCounter()))
-            report = replace(report, stages={**report.stages, "sheet": round(time.perf_counter() - t0, 3)},
-                             bytes_read={**report.bytes_read, "sheet": reads["sheet"].bytes})
-        write_record(lambda _: {"report.json": report.to_json()}, run_dir, store)
-        if on_result is not None:
-            on_result(report)
+            for video in videos:
+                video.unload()
+        ends = [handle.result() for handle in handles]
+        failed = next((end.error for end in ends if end.status is not VideoStatus.SUCCEEDED), None)
+        if failed is not None:
+            raise failed
+        for video, end, (_, _, sheet) in zip(videos, ends, jobs):
+            rendered.append(_recorded(video, end, sheet))
+            if on_result is not None:
+                on_result(rendered[-1].report)
+    return rendered
+
+
+def _recorded(video: JobVideo, end, sheet) -> Rendered:
+    """A published video's report, with its detection sheet where one is asked for, written
+    beside it."""
+    report, plan, detections, info = end.report, end.plan, end.detections, end.info
+    image = None
+    if sheet is not None:
+        t0 = time.perf_counter()
+        counter = video.reads.setdefault("sheet", ReadCounter())
+        image = sheet(plan, detections, info, counter)
+        report = replace(report, stages={**report.stages, "sheet": round(time.perf_counter() - t0, 3)},
+                         bytes_read={**report.bytes_read, "sheet": counter.bytes})
+    write_record(lambda _: {"report.json": report.to_json()}, video.run_dir,
+                 Storage(run_location(video.cfg.storage.root, video.run_dir)))
     return Rendered(report, plan, detections, info, image)
 
 

@@ -37,7 +37,7 @@ from raypipe.engine.detecting import (
     LookStage,
     NoMore,
 )
-from raypipe.engine.executor import Executor, ExecutorStats, Streamed, Work
+from raypipe.engine.executor import Executor, Streamed, Work
 from raypipe.engine.loop import Feed, run_tasks
 from raypipe.engine.progress import Progress
 from raypipe.engine.report import build, run_id_of
@@ -117,7 +117,6 @@ class Engine:
         self._looked: queue.Queue = queue.Queue(maxsize=max(1, options.max_in_flight))
         self._ready: queue.Queue = queue.Queue(maxsize=2 * max(1, options.max_in_flight))
         self._sealed = False
-        self._stages_done = False
         self._submitted = self._ended = 0
         self._flying: dict[str, VideoRun] = {}
         self._muxing: list[tuple[VideoRun, Future]] = []
@@ -161,12 +160,12 @@ class Engine:
         try:
             self._choose()
             feed = EngineFeed(self, stop)
+            # The loop returns when no task is in flight and the feed has none; videos still
+            # muxing, or admitted with all their chunks cached, are waited for here.
             while feed.more or self._flying or self._muxing:
-                runs = run_tasks(self.executor, feed, self._on_done, self._progress, self.cancel,
-                                 on_error=self._on_error, wanted=self._wanted, on_retry=self._on_retry)
-                del runs
+                run_tasks(self.executor, feed, self._on_done, self._progress, self.cancel,
+                          on_error=self._on_error, wanted=self._wanted, on_retry=self._on_retry)
                 self._collect(wait=not feed.more)
-            self._stages_done = True
         finally:
             self._progress.close()
 
@@ -186,7 +185,7 @@ class Engine:
                 continue
             try:
                 with run.stages("validate"):
-                    run.plan = run.spec.plan(self.options.run_root)
+                    run.plan = run.spec.plan()
                 first = run
             except RaypipeError as e:
                 self._end(run, VideoStatus.FAILED, e)
@@ -214,7 +213,7 @@ class Engine:
             first.stream = SourceStream(first.plan, self.cfg.detector.track_smoothing)
             first.order = first.stream.order(tasks, self.cfg.detector.keyframe_rate)
         ahead = not remote and opts.expected != 1
-        looks = LookStage(self._looks, self._looked, self.gate, opts.run_root, self.cfg.detector, ahead)
+        looks = LookStage(self._looks, self._looked, self.gate, self.cfg.detector, ahead)
         detects = DetectStage(self._looked, self._ready, self.gate, self.detector, self.stager,
                               shared_passes=remote)
         self._threads += [self.gate.thread("look", looks.run), self.gate.thread("detect", detects.run)]
@@ -354,10 +353,8 @@ class Engine:
         run.stages.seconds["segments"] = round(run.mux_started - run.rendering_started, 3)
         run.stages.seconds["total"] = round(time.perf_counter() - run.t0, 3)
         manifests = [*run.cached, *run.manifests]
-        stats = self.executor.stats() if self.options.expected == 1 else ExecutorStats(
-            ray_started=self.executor.stats().ray_started)
         report = build(run.plan, result, info, detections, manifests, run.stages.seconds, self.executor.name,
-                       stats, run=self.options.run_root, run_id=run_id_of(self.options.run_dir),
+                       self.executor.stats(), run=run.store.root, run_id=run_id_of(run.spec.run_dir),
                        max_frames_per_task=run.split, retries=run.retries,
                        cache=run.reuse.summary(manifests, info, evicted), reads=run.reads, started=run.started)
         self._end(run, VideoStatus.SUCCEEDED, report=report, frames=result["frames"], found=(detections, info))
@@ -366,6 +363,8 @@ class Engine:
              frames: int = 0, found: tuple = (None, None)) -> None:
         """The video's end, whatever it is: what it holds goes now (chunks still being written by
         its tasks go when the last of them is out)."""
+        if run.handle.done():  # ended already: once is all
+            return
         run.failed = status is not VideoStatus.SUCCEEDED
         if run.muxer is not None and run.failed:
             run.muxer.abandon()
@@ -402,6 +401,40 @@ class Engine:
         if root:
             evict(root, int(self.cfg.cache.max_gb * 1e9), set())
         self._evicted_at = time.monotonic()
+
+    # --- the loop's feed ------------------------------------------------------------------
+
+    def more(self) -> bool:
+        """Whether videos may still come: until sealed and every one has ended, or closed."""
+        if self.gate.error is not None:  # a stage died of a bug: the loop ends with it
+            raise self.gate.error
+        if self.gate.closed.is_set():
+            return False
+        with self._lock:
+            return not (self._sealed and self._ended >= self._submitted and not self._waiting)
+
+    def take(self) -> list[Work]:
+        """The tasks of the videos admitted now: detected (or, one video's, streamed), up to
+        the bound of videos in flight; videos cancelled alone leave first, and muxed ones."""
+        for run in list(self._flying.values()):
+            # once its mux has begun, the mux ends it: abandoning the muxer under it published the video anyway
+            if run.cancel.reason is not None and not run.failed and not run.mux_started:
+                self._end(run, VideoStatus.CANCELLED, run.cancel.reason)
+        self._collect()
+        works = []
+        if self._early is not None:
+            run, self._early = self._early, None
+            works += self._admit(run)
+        while len(self._flying) < self.options.max_in_flight:
+            try:
+                item = self._ready.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, NoMore) or item.admitted:  # a streamed video, admitted before its detection ended
+                continue
+            item.admitted = True
+            works += self._admit(item)
+        return works
 
     # --- the end --------------------------------------------------------------------------
 
@@ -458,8 +491,8 @@ def _every(found: Future) -> Future:
 
 
 class EngineFeed(Feed):
-    """The loop's work: the tasks of videos detected (or, one video's, streamed), admitted up to
-    the bound of videos in flight; `more` while videos may still come."""
+    """The loop's work, as the engine admits it (`Engine.more`, `Engine.take`); `stop()`,
+    asked at each take, raises to end the loop early."""
 
     def __init__(self, engine: Engine, stop=None):
         super().__init__(())
@@ -467,36 +500,9 @@ class EngineFeed(Feed):
 
     @property
     def more(self) -> bool:
-        e = self.engine
-        if e.gate.error is not None:
-            raise e.gate.error
-        if e.gate.closed.is_set():
-            return False
-        with e._lock:
-            return not (e._sealed and e._ended >= e._submitted and not e._waiting)
+        return self.engine.more()
 
-    def take(self, n):
-        e = self.engine
+    def take(self, n) -> list[Work]:
         if self.stop is not None:
             self.stop()
-        for run in list(e._flying.values()):  # a video cancelled alone: out of the loop now
-            # (once its mux has begun, the mux ends it: abandoning the muxer under it published the video anyway)
-            if run.cancel.reason is not None and not run.failed and not run.mux_started:
-                e._end(run, VideoStatus.CANCELLED, run.cancel.reason)
-        e._collect()  # videos muxed since the last look leave room
-        works = []
-        if e._early is not None:
-            run, e._early = e._early, None
-            works += e._admit(run)
-        while len(e._flying) < e.options.max_in_flight:
-            try:
-                item = e._ready.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, NoMore):
-                continue
-            if item.admitted:
-                continue  # a streamed video, admitted before its detection ended
-            item.admitted = True
-            works += e._admit(item)
-        return works
+        return self.engine.take()

@@ -3,12 +3,13 @@ starts as soon as the sources it reads are detected, not once all of them are. T
 first frame used to wait for all of its detection (3.8 s on 2 cores).
 
 Each segment gets a Detections of its own sources (shared by the segments that read the same
-ones). A caption that cannot keep clear of the faces must stop the render before any frame,
-so the sources of captioned segments are detected first, and no segment goes before every
-caption is placed: a job with a title caption streams after its first sources; the demo,
-whose captions read every one of its sources, does not. A task on Ray waits for the render's
-one object of all the detections instead: the object store holds a single copy, and a small
-one would be inlined into every task's arguments rather than mapped.
+ones). A caption (or a layer kept clear of the subject) that cannot keep clear of the faces
+must stop the render before any frame, so the sources of the segments under them are detected
+first, and no segment goes before every one is placed: a job with a title caption streams
+after its first sources; the demo, whose captions read every one of its sources, does not. A
+task on Ray waits for the render's one object of all the detections instead: the object store
+holds a single copy, and a small one would be inlined into every task's arguments rather than
+mapped.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class SourceStream:
         self._subjects: dict[str, object] = {}  # source -> its subject, or keyframes
         self._packed: dict[tuple[str, ...], Detections] = {}
         self._segments: dict[int, Future] = {}
-        self._unplaced = {seg.index for seg in plan.segments if seg.caption is not None}
+        self._unplaced = {seg.index for seg in plan.segments if seg.placed}
         self._error: BaseException | None = None
         self._lock = threading.Lock()
 
@@ -44,7 +45,7 @@ class SourceStream:
         def images(u: str) -> float:
             return 1 + keyframe_rate * sum(b - a for a, b in ranges.get(u, ()))
 
-        gate = {u for seg in self.plan.segments if seg.caption is not None for u in seg.sources}
+        gate = {u for seg in self.plan.segments if seg.placed for u in seg.sources}
         return tuple(sorted(needed, key=lambda u: (u not in gate, images(u), needed.index(u))))
 
     def for_segment(self, seg: SegmentPlan) -> Future:

@@ -5,6 +5,7 @@ Runs in Ray workers, so it imports numpy, OpenCV and PyAV only — never torch.
 """
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import sys
@@ -17,14 +18,16 @@ import numpy as np
 import ray
 
 from raypipe.detection.detections import Detections
-from raypipe.errors import NEVER, CancelToken, CaptionError, JobError
-from raypipe.frames.captions import overlay
+from raypipe.errors import NEVER, CancelToken
 from raypipe.frames.effects import Shot
+from raypipe.frames.layers import CaptionLayer, Drawing, Layer
 from raypipe.frames.transitions import TRANSITIONS
 from raypipe.media import ChunkEncoder, EncodeSpec, MediaError, ReadCounter, load_image_sized, read_frames
 from raypipe.media.video import reason
 from raypipe.plan.timeline import Plan, SegmentPlan, ShotSpec, TaskPlan
 from raypipe.storage import Storage
+
+log = logging.getLogger("raypipe")
 
 
 @dataclass(frozen=True)
@@ -108,18 +111,17 @@ class _ShotStream:
         return lambda zoom=1.0: self.shot.frame(image, subject, p, zoom)
 
 
-# Frames a caption's placement looks at per segment: a face the camera moves across the
-# frame is seen often enough that it cannot slip under the caption between two of them.
+# Frames a layer's placement looks at per segment: a face the camera moves across the frame is
+# seen often enough that it cannot slip under a caption between two of them.
 CAPTION_SAMPLES = 25
 
 
-def place_caption(seg: SegmentPlan, detections: Detections, enc: EncodeSpec) -> tuple[int, tuple[int, int]]:
-    """The segment caption's bitmap and origin over the whole segment (so every task places
-    it alike), from where its shot puts the subject and the faces on screen; computed from
-    the detections alone, without a frame."""
+def screen_boxes(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, start: int, end: int) -> tuple[list, list]:
+    """Where the segment's shot puts the subject and the faces on screen over global frames
+    [start, end), sampled; computed from the detections alone, without a frame."""
     spec, track = seg.shot, detections.track(seg.shot.source)
     shot = Shot(spec.effect, spec.params, enc.width, enc.height, spec.seconds)
-    frames = range(seg.start, seg.end)
+    frames = range(start, end)
     picks = sorted({frames[round(i * (len(frames) - 1) / max(CAPTION_SAMPLES - 1, 1))] for i in range(CAPTION_SAMPLES)})
     subjects, faces = [], []
     for k in picks:
@@ -128,32 +130,47 @@ def place_caption(seg: SegmentPlan, detections: Detections, enc: EncodeSpec) -> 
         subjects.append(shot.screen_box(track.size, box, spec.progress(k), key=key))
         if key is not None:
             faces.append(shot.screen_box(track.size, box, spec.progress(k), region=key, key=key))
-    return seg.caption.place(subjects, enc.width, enc.height, faces)
+    return subjects, faces
+
+
+def place_layer(layer: Layer, seg: SegmentPlan, detections: Detections, enc: EncodeSpec,
+                boxes: tuple[list, list] | None = None) -> tuple[int, tuple[int, int]]:
+    """The bitmap a layer is drawn with over the segment, and its origin, alike in every task
+    of it; `boxes`: the segment's screen_boxes over the layer's frames, where already known."""
+    if boxes is None:
+        boxes = screen_boxes(seg, detections, enc, max(layer.start, seg.start), min(layer.end, seg.end)) \
+            if layer.placed_by_subject else ([], [])
+    return layer.place(*boxes, enc.width, enc.height, seg.index)
 
 
 def check_captions(plan: Plan, detections: Detections) -> None:
-    """Places every caption as its tasks will, and draws the bitmap it is placed with here, on
-    the driver, so that tasks get it drawn with the plan: one that cannot keep clear of the
-    faces stops the render here, once the detections are known and before any task, naming
-    its segment."""
+    """Places every layer (captions among them) as its tasks will, and draws the bitmap each
+    caption is placed with here, on the driver, so that tasks get it drawn with the plan: one
+    that must keep clear of the subject and cannot stops the render here, once the detections
+    are known and before any task, naming it. A layer put over a face is drawn there, with a
+    warning line."""
     for seg in plan.segments:
         check_caption(seg, detections, plan.encode)
 
 
 def check_caption(seg: SegmentPlan, detections: Detections, enc: EncodeSpec) -> None:
     """check_captions for one segment (`detections` need hold only its sources)."""
-    if seg.caption is not None:
-        try:
-            seg.caption.png(place_caption(seg, detections, enc)[0])
-        except CaptionError as e:
-            raise JobError(f"job.segments[{seg.index}].caption", str(e)) from None
+    for layer in seg.layers:
+        boxes = screen_boxes(seg, detections, enc, max(layer.start, seg.start), min(layer.end, seg.end))
+        variant, at = place_layer(layer, seg, detections, enc, boxes if layer.placed_by_subject else ([], []))
+        layer.kind.predraw(variant)
+        if seg.index not in layer.warned and layer.covers(variant, at, boxes[1]):
+            layer.warned.add(seg.index)
+            clear = "position: auto" if isinstance(layer.kind, CaptionLayer) else "position: auto or avoid: subject"
+            log.warning("%s: at position %s it covers a face in segment %d; %s keeps it clear", layer.where,
+                        layer.position, seg.index, clear)
 
 
 def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, counter: ReadCounter | None = None,
                    start: int | None = None, end: int | None = None) -> Iterator[np.ndarray]:
-    """The segment's frames in order, global frames [start, end) (default: all of it). Any
-    range gives the same pixels as the whole segment does there: every frame is a function
-    of its global index alone."""
+    """The segment's frames in order, global frames [start, end) (default: all of it), its
+    layers drawn over them. Any range gives the same pixels as the whole segment does there:
+    every frame is a function of its global index alone."""
     start = seg.start if start is None else start
     end = seg.end if end is None else end
     tr = seg.transition
@@ -164,17 +181,17 @@ def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, co
         first = max(tr.start, start)
         into = _ShotStream(tr.into, detections, enc, first, end - first, counter, zoom)
     blend = TRANSITIONS[tr.kind].blend if tr else None
-    caption = seg.caption
-    if caption is not None:
-        chosen, origin = place_caption(seg, detections, enc)
-        rgba = caption.bitmap(chosen)
-        seconds = float(seg.frames / enc.fps)
+    # Each layer on in this range, its bitmap drawn or read once for the task.
+    drawings = [Drawing(layer, *place_layer(layer, seg, detections, enc), enc.width, enc.height, counter)
+                for layer in seg.layers if layer.start < end and start < layer.end]
     for k in range(start, end):
         a = main.next()
         frame = blend(a, into.next(), tr.alpha(k), tr.params) if tr and k >= tr.start else a()
-        if caption is not None:
-            t = float((k - seg.start + 0.5) / enc.fps)
-            frame = overlay(frame, rgba, origin, caption.opacity(t, seconds))
+        on = [d for d in drawings if d.layer.on(k)]
+        if on:
+            frame = frame.copy()  # drawn into: an effect may hand out a frame it keeps
+            for drawing in on:
+                drawing.paint(frame, k)
         yield frame
 
 

@@ -46,16 +46,17 @@ class VideoStatus(str, Enum):
 
 class VideoSpec(Protocol):
     """What a way in submits. `id` is unique among the engine's videos and names the folder of
-    its chunks; `where` names it in errors ("row 3 (id a)", or "" for a job); `plan(run_root)`
+    its chunks; `where` names it in errors ("row 3 (id a)", or "" for a job); `plan()`
     makes its config and runs the checks that read its sources (errors name it); `unload`
     lets go of both once the video ends, so that a long batch holds only the videos in flight."""
 
     id: str
     where: str
+    run_dir: str  # the local folder of its run (its id names its report)
 
     def load(self) -> DictConfig: ...
 
-    def plan(self, run_root: str) -> Plan: ...
+    def plan(self) -> Plan: ...
 
     def unload(self) -> None: ...
 

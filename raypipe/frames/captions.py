@@ -111,6 +111,10 @@ class CaptionStyle:
     margin: float  # fraction of the frame height
     fade_in: float
     fade_out: float
+    align: str = "center"  # each line inside the block: left, center or right
+
+
+ALIGNS = ("left", "center", "right")
 
 
 # The smallest text a caption shrinks to, to keep clear of a face or inside the frame: 2.5%
@@ -203,10 +207,11 @@ class Caption:
               face_boxes: list[tuple[float, float, float, float]] = ()) -> tuple[int, tuple[int, int]]:
         """Which bitmap the caption is drawn with over the whole segment, and its origin.
 
-        It never covers a face: the first bitmap (largest text, then widest) at which a
-        candidate position (the given one, or for `auto` each in turn) keeps clear of every
-        face box wins, and of those positions the one covering least of the subject (earlier
-        candidates win ties). A CaptionError when none clears the faces."""
+        The first bitmap (largest text, then widest) at which a candidate position (the given
+        one, or for `auto` each in turn) keeps clear of every face box wins, and of those
+        positions the one covering least of the subject (earlier candidates win ties). Where
+        none clears the faces, a given position is the user's choice: the caption is drawn
+        there at its own size (the caller warns); for `auto`, a CaptionError."""
         names = _AUTO_ORDER if self.style.position == "auto" else (self.style.position,)
         for i, (h, w) in enumerate(self.shapes):
             origins = self.origins(out_w, out_h, (h, w))
@@ -218,11 +223,10 @@ class Caption:
             clear = [name for name in names if overlap(name, face_boxes) == 0]
             if clear:
                 return i, origins[min(clear, key=lambda name: (round(overlap(name, subject_boxes)), names.index(name)))]
-        where = "at any position" if self.style.position == "auto" else f"at position {self.style.position}"
-        fix = "shorten the text or lower size" if self.style.position == "auto" else \
-            "shorten the text, lower size or choose another position (auto tries them all)"
+        if self.style.position != "auto":
+            return 0, self.origins(out_w, out_h)[self.style.position]
         raise CaptionError(f"its {len(self.style.text)} characters cannot keep clear of the face in the shot, even at "
-                           f"{self.text_px[-1]} px text {where}; {fix}")
+                           f"{self.text_px[-1]} px text at any position; shorten the text or lower size")
 
 
 def _intersection(a, b) -> float:
@@ -310,10 +314,30 @@ def _measured(style: CaptionStyle, fonts: _Fonts, column: float, room: int, out_
     between the margins), and the size of its bitmap."""
     stroke, pad = _frame(style, fonts.px)
     # The box and outline inside the margins too, where a narrow frame's margins are wide.
-    lines = _wrap(style.text, column * min(0.86 * out_w - 2 * stroke, room - 2 * (stroke + pad)), fonts.measure)
+    return _wrapped(style, fonts, column * min(0.86 * out_w - 2 * stroke, room - 2 * (stroke + pad)))
+
+
+def _wrapped(style: CaptionStyle, fonts: _Fonts, width: float) -> Variant:
+    """The text at the fonts' size, its lines at most `width` pixels of text, and its bitmap's size."""
+    stroke, pad = _frame(style, fonts.px)
+    lines = _wrap(style.text, width, fonts.measure)
     w = int(np.ceil(max(fonts.measure(line) for line in lines))) + 2 * (stroke + pad)
     h = _line_height(fonts) * len(lines) + 2 * (stroke + pad)
     return Variant(fonts.px, tuple(lines), (h, w))
+
+
+def block(style: CaptionStyle, out_h: int, width: int) -> np.ndarray:
+    """The text drawn once at its size, wrapped inside `width` pixels (its box and outline
+    included): a text layer's straight-alpha RGBA bitmap. A CaptionError for a font that is
+    missing or a character no font has."""
+    if not style.text.strip():
+        raise CaptionError("text: is empty")
+    for name in ("color", "outline_color", "box_color"):
+        _color(getattr(style, name), name)
+    primary = resolve_font(style.font)
+    fonts = _Fonts(primary, max(8, round(style.size * out_h)))
+    stroke, pad = _frame(style, fonts.px)
+    return _draw(style, primary, _wrapped(style, fonts, max(1, width - 2 * (stroke + pad))))
 
 
 def _line_height(fonts: _Fonts) -> int:
@@ -332,7 +356,8 @@ def _draw(style: CaptionStyle, primary: str, v: Variant) -> np.ndarray:
     if style.box:
         draw.rounded_rectangle((0, 0, w - 1, h - 1), radius=pad, fill=(*box_color, round(255 * style.box_opacity)))
     for i, line in enumerate(v.lines):
-        x = (w - fonts.measure(line)) / 2
+        room = w - 2 * (stroke + pad) - fonts.measure(line)
+        x = stroke + pad + room * ALIGNS.index(style.align) / 2
         y = stroke + pad + i * _line_height(fonts)
         for run, path in font_runs(line, primary):
             draw.text((x, y), run, font=fonts(path), fill=(*color, 255), stroke_width=stroke,
@@ -343,17 +368,30 @@ def _draw(style: CaptionStyle, primary: str, v: Variant) -> np.ndarray:
 
 def overlay(frame: np.ndarray, rgba: np.ndarray, origin: tuple[int, int], opacity: float) -> np.ndarray:
     """The frame with a caption's bitmap drawn at origin (clipped to the frame), at this opacity."""
+    out = frame.copy()
+    return out if paint(out, *split(rgba), origin, opacity) else frame
+
+
+def split(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A straight-alpha RGBA bitmap as paint takes it: its colours contiguous, its alpha as 0..1."""
+    return np.ascontiguousarray(rgba[:, :, :3]), rgba[:, :, 3].astype(np.float32) * (1.0 / 255.0)
+
+
+def paint(frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, origin: tuple[int, int], opacity: float) -> bool:
+    """overlay of a split bitmap, drawn into `frame` itself; False where nothing of it shows."""
     if opacity <= 0:
-        return frame
+        return False
     x, y = origin
-    h, w = rgba.shape[:2]
+    h, w = rgb.shape[:2]
     H, W = frame.shape[:2]
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
     if x0 >= x1 or y0 >= y1:
-        return frame
-    src = rgba[y0 - y : y1 - y, x0 - x : x1 - x]
-    out = frame.copy()
-    region = out[y0:y1, x0:x1]
-    a = src[:, :, 3].astype(np.float32) * (opacity / 255.0)
-    out[y0:y1, x0:x1] = cv2.blendLinear(np.ascontiguousarray(src[:, :, :3]), region, a, 1.0 - a)
-    return out
+        return False
+    src = rgb[y0 - y : y1 - y, x0 - x : x1 - x]
+    a = alpha[y0 - y : y1 - y, x0 - x : x1 - x]
+    if opacity < 1:
+        a = a * opacity
+    if src.shape[:2] != rgb.shape[:2]:  # clipped: a view of part of it
+        src, a = np.ascontiguousarray(src), np.ascontiguousarray(a)
+    frame[y0:y1, x0:x1] = cv2.blendLinear(src, frame[y0:y1, x0:x1], a, 1.0 - a)
+    return True

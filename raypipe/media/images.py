@@ -6,7 +6,8 @@
 - Colour: palette images are expanded; CMYK is converted as Pillow reads it (Adobe's
   inverted CMYK JPEGs included); an embedded ICC profile is converted to sRGB with
   relative colorimetric intent, as browsers do.
-- Alpha: composited over black, the colour a video frame has where nothing is drawn.
+- Alpha: composited over black, the colour a video frame has where nothing is drawn; or, for
+  an image drawn over frames (a layer: `load_rgba`), kept.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import io
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from raypipe.media.streams import MediaError, ReadCounter, open_source
+from raypipe.media import cards
+from raypipe.media.streams import MediaError, ReadCounter, generated, open_source
 
 SAMPLES = ("astronaut", "chelsea", "coffee", "rocket", "cat", "camera", "hubble_deep_field",
            "immunohistochemistry", "retina", "colorwheel")
@@ -56,7 +58,8 @@ def _to_srgb(im: Image.Image, icc: bytes | None, uri: str) -> Image.Image:
 _QUARTER_TURNS = (5, 6, 7, 8)
 
 
-def decode_image(data: io.BufferedIOBase, uri: str, at_least: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def decode_image(data: io.BufferedIOBase, uri: str, at_least: int | None = None,
+                 keep_alpha: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
     """The image, and its upright (width, height) at full size. `at_least`: a JPEG is decoded
     at the smallest of 1/2, 1/4 or 1/8 of its size whose longer side is still at least this
     (DCT scaling, as thumbnailers do: every byte is still read and checked, at a fraction of
@@ -86,6 +89,9 @@ def decode_image(data: io.BufferedIOBase, uri: str, at_least: int | None = None)
         raise MediaError(f"cannot decode image {uri}: {str(e).rstrip('.')}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise MediaError(f"cannot decode image {uri}: {e}") from None
+    if keep_alpha:  # RGBA, straight: a layer's own alpha, opaque where the file has none
+        a = np.full(rgb.shape[:2], 255, np.uint8) if alpha is None else alpha.astype(np.uint8)
+        return np.ascontiguousarray(np.dstack([rgb, a])), full
     if alpha is not None:  # over black: premultiply
         rgb = ((rgb.astype(np.uint16) * alpha[:, :, None] + 127) // 255).astype(np.uint8)
     return np.ascontiguousarray(rgb), full
@@ -97,11 +103,24 @@ def load_image(uri: str, counter: ReadCounter | None = None, at_least: int | Non
     return load_image_sized(uri, counter, at_least)[0]
 
 
+def load_rgba(uri: str, counter: ReadCounter | None = None) -> np.ndarray:
+    """RGBA uint8 (H, W, 4), straight alpha, upright, sRGB: an image drawn over a frame with its
+    transparency (a logo)."""
+    if generated(uri):
+        rgb = load_image(uri, counter)
+        return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    with open_source(uri, counter) as f:
+        return decode_image(f, uri, keep_alpha=True)[0]
+
+
 def load_image_sized(uri: str, counter: ReadCounter | None = None,
                      at_least: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """load_image, with the image's upright (width, height) at full size."""
     if uri.startswith("sample:"):
         rgb = _sample(uri.split(":", 1)[1])
+        return rgb, (rgb.shape[1], rgb.shape[0])
+    if cards.is_card(uri):
+        rgb = cards.parse(uri).image()
         return rgb, (rgb.shape[1], rgb.shape[0])
     with open_source(uri, counter) as f:
         return decode_image(f, uri, at_least)

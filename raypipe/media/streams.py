@@ -23,9 +23,19 @@ class ReadCounter:
     bytes: int = 0
 
 
+# Sources made from their own text, read from no file: scikit-image's sample photographs and
+# cards (raypipe.media.cards).
+GENERATED = ("sample:", "color:", "gradient:")
+
+
+def generated(uri: str) -> bool:
+    """Whether a source is made from its name rather than read from a file."""
+    return uri.startswith(GENERATED)
+
+
 def normalize(uri: str) -> str:
     """Absolute local paths, so that every worker, whatever its cwd, reads the same file."""
-    if uri.startswith("sample:") or "://" in uri:
+    if generated(uri) or "://" in uri:
         return uri
     return os.path.abspath(os.path.expanduser(uri))
 

@@ -21,7 +21,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from raypipe.media.hdr import tone_map
-from raypipe.media.streams import MediaError, ReadCounter, open_source
+from raypipe.media.streams import MediaError, ReadCounter, generated, open_source
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".gif", ".3gp")
 _HDR = {16: "pq", 18: "hlg"}  # AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
@@ -33,7 +33,7 @@ READ_AHEAD_S = 0.5
 
 
 def is_video(uri: str) -> bool:
-    return not uri.startswith("sample:") and uri.lower().endswith(VIDEO_EXTENSIONS)
+    return not generated(uri) and uri.lower().endswith(VIDEO_EXTENSIONS)
 
 
 def reason(e: Exception) -> str:

@@ -9,7 +9,6 @@ takes over.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import accumulate
@@ -19,9 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 from raypipe.errors import CaptionError, EffectError, JobError, MediaError
 from raypipe.frames.captions import POSITIONS, Caption, CaptionStyle, layout
 from raypipe.frames.effects import make_params
+from raypipe.frames.layers import CaptionLayer, Layer
 from raypipe.frames.transitions import TRANSITIONS
-from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, is_video, normalize, probe as probe_media
+from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, cards, is_video, normalize, probe as probe_media
 from raypipe.media.audio import AudioSpec, ClipAudio
+from raypipe.media.images import load_image_sized
+from raypipe.plan.layers import caption_layer, over, plan_layers
+from raypipe.plan.seconds import meant, number, to_frame
 
 AUDIO_MODES = ("drop", "mix", "keep")
 
@@ -81,11 +84,23 @@ class SegmentPlan:
     end: int
     shot: ShotSpec
     transition: TransitionSpec | None
-    caption: Caption | None = None
+    # Drawn over its frames in order, the last on top: its caption, then the job's layers on then.
+    layers: tuple[Layer, ...] = ()
 
     @property
     def frames(self) -> int:
         return self.end - self.start
+
+    @property
+    def caption(self) -> Caption | None:
+        """Its caption, laid out (None: it has none)."""
+        return next((layer.kind.caption for layer in self.layers if isinstance(layer.kind, CaptionLayer)), None)
+
+    @property
+    def placed(self) -> bool:
+        """Whether a layer over it goes where the detections say (its caption; one kept clear of
+        the subject): the segment waits until it is placed."""
+        return any(layer.placed_by_subject for layer in self.layers)
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -129,6 +144,7 @@ class Plan:
     segments: tuple[SegmentPlan, ...]
     audio: AudioSpec
     prompts: tuple[str, ...]
+    layers: tuple[Layer, ...] = ()  # the job's, in order (each segment holds those over it)
 
     @property
     def duration(self) -> float:
@@ -146,12 +162,23 @@ class Plan:
         def shot(s: ShotSpec) -> ShotSpec:
             return replace(s, source=moved.get(s.source, s.source))
 
+        def name(uri: str) -> str:
+            return moved.get(uri, uri)
+
+        layers = {id(layer): replace(layer, kind=layer.kind.renamed(name))
+                  for layer in (*self.layers, *(x for seg in self.segments for x in seg.layers))}
         segments = tuple(replace(seg, shot=shot(seg.shot),
-                                 transition=seg.transition and replace(seg.transition, into=shot(seg.transition.into)))
+                                 transition=seg.transition and replace(seg.transition, into=shot(seg.transition.into)),
+                                 layers=tuple(layers[id(x)] for x in seg.layers))
                          for seg in self.segments)
         audio = replace(self.audio, path=moved.get(self.audio.path, self.audio.path),
                         clips=tuple(replace(c, source=moved.get(c.source, c.source)) for c in self.audio.clips))
-        return replace(self, segments=segments, audio=audio)
+        return replace(self, segments=segments, audio=audio, layers=tuple(layers[id(x)] for x in self.layers))
+
+    @property
+    def layer_sources(self) -> tuple[str, ...]:
+        """The files its layers read (images): never detected, read by the tasks that draw them."""
+        return tuple(dict.fromkeys(uri for layer in self.layers for uri in layer.kind.sources))
 
     def video_ranges(self) -> dict[str, tuple[tuple[float, float], ...]]:
         """Per video source, the spans of seconds of it that the shots show, in order, those
@@ -181,28 +208,6 @@ def parse_fps(value) -> Fraction:
     if not 0 < fps <= 240:
         raise JobError("render.fps", f"must be > 0 and <= 240 (got {value})")
     return fps
-
-
-def _meant(value: float) -> Fraction:
-    """The number a float stands for: 0.1 s means 1/10, not the nearest binary float, and
-    1/60 s, which no decimal writes, means 1/60 (its decimal falls just short of one frame
-    at 60 fps, and rounding at a boundary that lies half a frame in would drop the frame).
-    A small fraction wins only where it is the same float, which a typed decimal never is
-    unless it is that fraction."""
-    simple = Fraction(value).limit_denominator(1_000_000)
-    return simple if float(simple) == value else Fraction(repr(value))
-
-
-def _number(value, where: str) -> Fraction:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise JobError(where, f"must be a number (got {value!r})")
-    if not math.isfinite(value):
-        raise JobError(where, f"must be finite (got {value})")
-    return _meant(value)
-
-
-def _to_frame(t: Fraction, fps: Fraction) -> int:
-    return math.floor(t * fps + Fraction(1, 2))  # round half up, the same at every boundary
 
 
 def encode_spec(render: DictConfig) -> EncodeSpec:
@@ -252,9 +257,9 @@ def _clip(where: str, seg, uri: str, probe) -> ClipSpec:
         media: MediaInfo = probe(uri)
     except MediaError as e:
         raise JobError(f"{where}.source", str(e)) from None
-    start = float(_number(seg.start, f"{where}.start"))
-    end = media.duration if seg.end is None else float(_number(seg.end, f"{where}.end"))
-    speed = float(_number(seg.speed, f"{where}.speed"))
+    start = float(number(seg.start, f"{where}.start"))
+    end = media.duration if seg.end is None else float(number(seg.end, f"{where}.end"))
+    speed = float(number(seg.speed, f"{where}.speed"))
     if not 0 < speed <= 16:
         raise JobError(f"{where}.speed", f"must be > 0 and <= 16 (got {seg.speed})")
     if not 0 <= start < media.duration:
@@ -274,7 +279,7 @@ def _caption(where: str, cfg) -> CaptionStyle | None:
     if cfg.position not in POSITIONS:
         raise JobError(f"{where}.position", f"unknown position {cfg.position!r} (known: {', '.join(POSITIONS)})")
     for key in ("size", "outline", "box_opacity", "margin", "fade_in", "fade_out"):
-        if _number(cfg[key], f"{where}.{key}") < 0:
+        if number(cfg[key], f"{where}.{key}") < 0:
             raise JobError(f"{where}.{key}", f"must be >= 0 (got {cfg[key]})")
     if not 0 < cfg.size <= 0.5:
         raise JobError(f"{where}.size", f"must be in (0, 0.5] of the frame height (got {cfg.size})")
@@ -287,11 +292,22 @@ def _drop_hint(path: str, e: EffectError) -> str:
     return f"; on the command line, drop it with ~{path}.{e.unknown}" if e.unknown else ""
 
 
-def _entry(i: int, seg, last: bool, probe) -> _Entry:
-    where = f"job.segments[{i}]"
+def _source(where: str, seg, enc: EncodeSpec) -> str:
     if not isinstance(seg.source, str) or not seg.source.strip():
-        raise JobError(f"{where}.source", "must name an image or a video (a path, a URI or sample:NAME)")
+        raise JobError(f"{where}.source", "must name an image or a video (a path, a URI, sample:NAME or a card, "
+                                          "color:#RRGGBB or gradient:#RRGGBB,#RRGGBB[,angle])")
     uri = normalize(seg.source.strip())
+    if not cards.is_card(uri):
+        return uri
+    try:
+        return cards.sized(uri, enc.width, enc.height)
+    except MediaError as e:
+        raise JobError(f"{where}.source", str(e)) from None
+
+
+def _entry(i: int, seg, last: bool, probe, enc: EncodeSpec) -> _Entry:
+    where = f"job.segments[{i}]"
+    uri = _source(where, seg, enc)
     clip = None
     if is_video(uri):
         clip = _clip(where, seg, uri, probe)
@@ -303,7 +319,7 @@ def _entry(i: int, seg, last: bool, probe) -> _Entry:
                 raise JobError(f"{where}.{key}", f"applies to video sources only, and {uri} is an image")
     if seg.duration is None and clip is None:
         raise JobError(f"{where}.duration", "is required for an image")
-    seconds = None if seg.duration is None else _number(seg.duration, f"{where}.duration")
+    seconds = None if seg.duration is None else number(seg.duration, f"{where}.duration")
     if seconds is not None and seconds <= 0:
         raise JobError(f"{where}.duration", f"must be > 0 seconds (got {seg.duration})")
     try:
@@ -317,7 +333,7 @@ def _entry(i: int, seg, last: bool, probe) -> _Entry:
     except EffectError as e:
         raise JobError(f"{where}.transition.type" if e.name_unknown else f"{where}.transition.params",
                        str(e) + _drop_hint(f"job.segments.{i}.transition.params", e)) from None
-    tr_seconds = _number(tr.duration, f"{where}.transition.duration")
+    tr_seconds = number(tr.duration, f"{where}.transition.duration")
     if tr.type != "cut":
         if last:
             raise JobError(f"{where}.transition", "the last segment has no next segment to transition into")
@@ -326,7 +342,7 @@ def _entry(i: int, seg, last: bool, probe) -> _Entry:
         if seconds is not None and tr_seconds > seconds:
             raise JobError(f"{where}.transition.duration",
                            f"{tr.duration} s is longer than the segment ({seg.duration} s)")
-    volume = float(_number(seg.audio_volume, f"{where}.audio_volume"))
+    volume = float(number(seg.audio_volume, f"{where}.audio_volume"))
     if volume < 0:
         raise JobError(f"{where}.audio_volume", f"must be >= 0 (got {seg.audio_volume})")
     return _Entry(where, uri, seg.effect, params, seconds, tr.type, tr_params, tr_seconds,
@@ -338,7 +354,7 @@ def _transition_frames(e: _Entry, frames: int, fps: Fraction) -> int:
         raise JobError(f"{e.where}.duration", f"{float(e.seconds)} s is shorter than one frame at {fps} fps")
     if e.transition == "cut":
         return 0
-    n = _to_frame(e.transition_seconds, fps)
+    n = to_frame(e.transition_seconds, fps)
     if not 1 <= n <= frames:
         raise JobError(f"{e.where}.transition.duration",
                        f"{float(e.transition_seconds)} s is {n} frames at {fps} fps; it must be 1..{frames}")
@@ -354,7 +370,7 @@ def _durations(entries: list[_Entry]) -> list[Fraction]:
         if seconds is None:
             prev = entries[i - 1] if i else None
             lead = prev.transition_seconds if prev and prev.transition != "cut" else Fraction(0)
-            seconds = _meant((e.clip.end - e.clip.start) / e.clip.speed) - lead
+            seconds = meant((e.clip.end - e.clip.start) / e.clip.speed) - lead
             if seconds <= 0:
                 raise JobError(f"{e.where}.end", "the range is used up by the previous segment's transition")
             if e.transition != "cut" and e.transition_seconds > seconds:
@@ -372,15 +388,21 @@ def _check_clip(e: _Entry, shot: ShotSpec) -> None:
                        f"{e.source} at speed {e.clip.speed:g}, past the end of its range ({e.clip.end:.3f} s)")
 
 
-def plan(job: DictConfig, render: DictConfig, probe=probe_media) -> Plan:
-    """The job as exact frame ranges; `probe` reads a video's duration (a stand-in in tests)."""
+def image_size(uri: str) -> tuple[int, int]:
+    """An image layer's (width, height), read as cheaply as its format allows."""
+    return load_image_sized(uri, at_least=1)[1]
+
+
+def plan(job: DictConfig, render: DictConfig, probe=probe_media, measure=image_size) -> Plan:
+    """The job as exact frame ranges; `probe` reads a video's duration (a stand-in in tests),
+    `measure` an image layer's size."""
     enc = encode_spec(render)
     if not job.segments:
         raise JobError("job.segments", "is empty: a job needs at least one segment")
     n = len(job.segments)
-    entries = [_entry(i, seg, i == n - 1, probe) for i, seg in enumerate(job.segments)]
+    entries = [_entry(i, seg, i == n - 1, probe, enc) for i, seg in enumerate(job.segments)]
     # Boundary i is round(sum of the first i durations x fps): rounding never accumulates.
-    bounds = [_to_frame(t, enc.fps) for t in accumulate(_durations(entries), initial=Fraction(0))]
+    bounds = [to_frame(t, enc.fps) for t in accumulate(_durations(entries), initial=Fraction(0))]
     fades = [_transition_frames(e, bounds[i + 1] - bounds[i], enc.fps) for i, e in enumerate(entries)]
     lead_ins = [0] + fades[:-1]  # frames of each shot already shown during the previous transition
     shots = [ShotSpec(e.source, e.effect, e.params, bounds[i] - lead, bounds[i + 1] - bounds[i] + lead, enc.fps, e.clip)
@@ -394,18 +416,22 @@ def plan(job: DictConfig, render: DictConfig, probe=probe_media) -> Plan:
             captions.append(layout(e.caption, enc.width, enc.height) if e.caption else None)
         except CaptionError as err:
             raise JobError(f"{e.where}.caption", str(err)) from None
+    layers = plan_layers(job.layers, bounds, enc.width, enc.height, enc.fps, measure)
     segments = tuple(
         SegmentPlan(i, bounds[i], bounds[i + 1], shots[i],
                     TransitionSpec(e.transition, e.transition_params, bounds[i + 1] - f, f, shots[i + 1])
-                    if f else None, captions[i])
+                    if f else None,
+                    (*((caption_layer(i, captions[i], bounds[i], bounds[i + 1], enc.fps),) if captions[i] else ()),
+                     *over(layers, bounds[i], bounds[i + 1])))
         for i, (e, f) in enumerate(zip(entries, fades))
     )
-    return Plan(job.name, enc, bounds[-1], segments, _audio(job.audio, entries, shots, enc.fps), tuple(job.prompts))
+    return Plan(job.name, enc, bounds[-1], segments, _audio(job.audio, entries, shots, enc.fps), tuple(job.prompts),
+                layers)
 
 
 def _audio(audio: DictConfig, entries: list[_Entry], shots: list[ShotSpec], fps: Fraction) -> AudioSpec:
     for key in ("volume", "fade_in", "fade_out", "duck"):
-        if _number(audio[key], f"job.audio.{key}") < 0:
+        if number(audio[key], f"job.audio.{key}") < 0:
             raise JobError(f"job.audio.{key}", f"must be >= 0 (got {audio[key]})")
     clips = tuple(
         ClipAudio(e.source, e.clip.start, float(shot.span_frames / fps), e.clip.speed, float(shot.span_start / fps),

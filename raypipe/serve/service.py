@@ -65,12 +65,12 @@ class ServiceVideo(JobVideo):
     """A request's job as the engine's video: its id is the render's, and its planned duration
     is held to serve.max_duration_s (a clip's is known only once probed)."""
 
-    def __init__(self, cfg: DictConfig, render_id: str, limits: DictConfig):
-        super().__init__(cfg, {})
+    def __init__(self, cfg: DictConfig, render_id: str, run_dir: str, limits: DictConfig):
+        super().__init__(cfg, run_dir)
         self.id, self.limits = render_id, limits
 
-    def plan(self, run_root: str) -> Plan:
-        plan = super().plan(run_root)
+    def plan(self) -> Plan:
+        plan = super().plan()
         check_duration(plan.duration, self.limits)
         return plan
 
@@ -171,8 +171,8 @@ class RenderService:
             record = RenderRecord(render_id, caller.key_id, now, status_since=now,
                                   metadata=request.get("metadata") or {}, webhook_url=request.get("webhook_url"))
             self.store.add(record)
-        handle = self.engine.submit(ServiceVideo(cfg, render_id, s), Storage(os.path.join(self.store.root, "run",
-                                                                                          render_id)))
+        run_dir = os.path.join(self.store.root, "run", render_id)
+        handle = self.engine.submit(ServiceVideo(cfg, render_id, run_dir, s), Storage(run_dir))
         self._handles[render_id] = handle
         handle.on_change(self._changed)
         handle.on_end(self._ended)

@@ -1,0 +1,79 @@
+"""Cards: a segment's picture made from its source's text, with no file: `color:#RRGGBB`, or
+`gradient:#RRGGBB,#RRGGBB[,angle]`, a title or an end card.
+
+The planner writes a card at the output's size (`color:#1a2b3c@1280x720`), so that its
+pixels map one to one onto the frame's and a gradient runs corner to corner of what is
+shown, whatever the aspect. A gradient's angle is CSS's: the direction it runs from the first
+colour to the second, clockwise from up; 180 (the default) runs top to bottom, 90 left to right.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from raypipe.errors import MediaError
+
+PREFIXES = ("color:", "gradient:")
+_HEX = re.compile(r"#[0-9a-fA-F]{6}")
+_SIZE = re.compile(r"@(\d+)x(\d+)")
+
+
+def is_card(uri: str) -> bool:
+    return uri.startswith(PREFIXES)
+
+
+@dataclass(frozen=True)
+class Card:
+    colors: tuple[tuple[int, int, int], ...]  # one: a flat card; two: a gradient's ends
+    angle: float  # degrees, CSS's convention
+    size: tuple[int, int] | None  # (width, height); None: not yet sized by the planner
+
+    def uri(self) -> str:
+        hexes = ",".join("#" + bytes(c).hex() for c in self.colors)
+        body = f"color:{hexes}" if len(self.colors) == 1 else f"gradient:{hexes},{self.angle:g}"
+        return body + (f"@{self.size[0]}x{self.size[1]}" if self.size else "")
+
+    def image(self) -> np.ndarray:
+        """RGB uint8 (H, W, 3) at the card's size (64 x 64 where it has none)."""
+        w, h = self.size or (64, 64)
+        if len(self.colors) == 1:
+            return np.full((h, w, 3), self.colors[0], np.uint8)
+        # Position along the direction, 0 at the first colour's edge and 1 at the second's, as
+        # CSS measures it: the gradient line is as long as the box's extent in that direction.
+        rad = math.radians(self.angle)
+        dx, dy = math.sin(rad), -math.cos(rad)
+        xs, ys = np.arange(w, dtype=np.float32) + 0.5 - w / 2, np.arange(h, dtype=np.float32) + 0.5 - h / 2
+        length = abs(w * dx) + abs(h * dy)
+        t = np.clip((xs[None, :] * dx + ys[:, None] * dy) / length + 0.5, 0.0, 1.0)[:, :, None]
+        a, b = (np.array(c, np.float32) for c in self.colors)
+        return np.ascontiguousarray(np.round(a + (b - a) * t), dtype=np.uint8)
+
+
+def parse(uri: str) -> Card:
+    """The card a source names; a MediaError saying what is wrong with it."""
+    kind, _, rest = uri.partition(":")
+    size = None
+    if (m := _SIZE.search(rest)) and m.end() == len(rest):
+        size, rest = (int(m.group(1)), int(m.group(2))), rest[:m.start()]
+    parts = [p.strip() for p in rest.split(",")]
+    wanted = "color:#RRGGBB" if kind == "color" else "gradient:#RRGGBB,#RRGGBB[,angle]"
+    count = 1 if kind == "color" else 2
+    if len(parts) not in ((count,) if kind == "color" else (2, 3)) or not all(_HEX.fullmatch(p) for p in parts[:count]):
+        raise MediaError(f"{uri!r} is not a card: write {wanted}")
+    angle = 180.0
+    if len(parts) == 3:
+        try:
+            angle = float(parts[2])
+        except ValueError:
+            raise MediaError(f"{uri!r}: the angle {parts[2]!r} is not a number of degrees") from None
+    colors = tuple(tuple(int(p[i:i + 2], 16) for i in (1, 3, 5)) for p in parts[:count])
+    return Card(colors, angle % 360, size)
+
+
+def sized(uri: str, width: int, height: int) -> str:
+    """The card at an output's size, in its one canonical spelling."""
+    card = parse(uri)
+    return Card(card.colors, card.angle, (width, height)).uri()

@@ -1,0 +1,352 @@
+"""A job's layers: text, images and boxes over the segments, timed in global frames, anchored,
+animated, kept clear of the subject where asked; placement measured with numbers on decoded
+frames. (tests/test_layers.py is the package's import contract.)"""
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from conftest import run_cli
+from media_inputs import ffmpeg_decode
+from raypipe.api import config
+from raypipe.engine.cache import segment_keys
+from raypipe.engine.driver import render
+from raypipe.errors import ConfigError, JobError
+from raypipe.frames.layers import ANCHORS, ANIMATIONS, BoxLayer, Layer, Motion
+from raypipe.frames.layers.anchors import origin
+from raypipe.frames.layers.motion import Box
+from raypipe.frames.layers.shapes import rounded
+from raypipe.plan.timeline import plan
+
+W, H, FPS = 320, 180, 12
+CARD = (0x20, 0x30, 0x40)
+SMALL = [f"render.width={W}", f"render.height={H}", f"render.fps={FPS}", "detector=saliency", "job.audio.path=null"]
+
+
+def job(layers, segments=None, **extra) -> dict:
+    """Two seconds of a flat card (nothing there but what a layer draws), or `segments`."""
+    return {"name": "layers", "segments": segments or [{"source": "color:#203040", "duration": 2.0}],
+            "layers": layers, **extra}
+
+
+def planned(layers, segments=None, *overrides):
+    cfg = config(job(layers, segments), [*SMALL, *overrides])
+    return plan(cfg.job, cfg.render)
+
+
+def rendered(tmp_path, layers, segments=None, tag="video"):
+    """The job rendered, its frames decoded by ffmpeg, and its plan."""
+    cfg = config(job(layers, segments, output=str(tmp_path / f"{tag}.mp4")), SMALL)
+    result = render(cfg, str(tmp_path / f"run-{tag}"), quiet=True)
+    return ffmpeg_decode(tmp_path / f"{tag}.mp4", W, H), result.plan
+
+
+def drawn(frames, background=CARD, threshold=40) -> np.ndarray:
+    """Per frame and pixel, whether it differs from the card by more than H.264 moves a flat colour."""
+    return np.abs(frames.astype(int) - np.array(background)).max(axis=-1) > threshold
+
+
+# ---- unit: the schema, the plan, the pure functions ------------------------------------
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("layer,message", [
+    ({"type": "text", "txt": "x"}, "job.layers[0].txt: Key 'txt' not in 'LayerCfg'; did you mean 'text'?"),
+    ({"type": "text", "in": {"tpye": "fade"}}, "job.layers[0].in.tpye: Key 'tpye' not in 'AnimationCfg'; did you "
+                                               "mean 'type'?"),
+])
+def test_a_typo_in_a_layer_fails_with_its_full_path(layer, message):
+    with pytest.raises(ConfigError) as e:
+        config(job([{"type": "box"}, layer][1:]))
+    assert str(e.value) == message
+
+
+@pytest.mark.unit
+def test_layers_are_timed_in_global_frames_or_from_their_segment(caplog):
+    segments = [{"source": "color:#000000", "duration": 1.0}, {"source": "color:#ffffff", "duration": 1.0}]
+    p = planned([{"type": "box", "start": 0.5},
+                 {"type": "box", "segment": 1, "start": 0.25},
+                 {"type": "box", "segment": 0, "length": 1.5},
+                 {"type": "box", "start": 1.0, "length": 0.5},
+                 {"type": "box", "segment": -1, "start": 0.5, "length": 9.0},  # the last segment's, cut at the end
+                 {"type": "box", "start": 2.0, "length": 1.0}], segments)  # after the end: left out
+    assert [(layer.start, layer.end) for layer in p.layers] == [(6, 24), (15, 24), (0, 18), (12, 18), (18, 24)]
+    assert "job.layers[5]: starts at 2.00 s, after the video's end (2.00 s): not drawn" in caplog.text
+    first, second = p.segments
+    assert [x.where for x in first.layers] == ["job.layers[0]", "job.layers[2]"]
+    assert [x.where for x in second.layers] == ["job.layers[0]", "job.layers[1]", "job.layers[2]", "job.layers[3]",
+                                                "job.layers[4]"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("layer,where", [
+    ({"type": "video"}, "job.layers[0].type"),
+    ({"type": "text", "text": "x", "mask": "circle"}, "job.layers[0].mask"),
+    ({"type": "box", "text": "x"}, "job.layers[0].text"),
+    ({"type": "box", "position": "middle"}, "job.layers[0].position"),
+    ({"type": "box", "segment": 3}, "job.layers[0].segment"),
+    ({"type": "box", "in": {"type": "spin"}}, "job.layers[0].in.type"),
+    ({"type": "box", "length": 1.0, "in": {"duration": 0.6}, "out": {"duration": 0.6}}, "job.layers[0].in"),
+    ({"type": "box", "segment": 0, "start": 2.0}, "job.layers[0].start"),
+    ({"type": "box", "segment": -2}, "job.layers[0].segment"),
+    ({"type": "box", "avoid": "faces"}, "job.layers[0].avoid"),
+    ({"type": "box", "opacity": 1.5}, "job.layers[0].opacity"),
+    ({"type": "box", "width": 0}, "job.layers[0].width"),
+    ({"type": "box", "offset": [0.1]}, "job.layers[0].offset"),
+    ({"type": "text", "text": ""}, "job.layers[0]"),
+    ({"type": "image"}, "job.layers[0].source"),
+    ({"type": "image", "source": "/no/such/logo.png"}, "job.layers[0].source"),
+])
+def test_a_bad_layer_fails_in_one_line_naming_its_key(layer, where):
+    with pytest.raises(JobError) as e:
+        planned([{"type": "box"}, layer][1:])
+    assert e.value.where == where and "\n" not in str(e.value), str(e.value)
+
+
+@pytest.mark.unit
+def test_the_nine_anchors_sit_inside_the_margin_and_the_offset_goes_up():
+    shape, m = (20, 40), round(0.05 * H)
+    xs = {"left": m, "center": (W - 40) // 2, "right": W - 40 - m}
+    ys = {"top": m, "center": (H - 20) // 2, "bottom": H - 20 - m}
+    for name in ANCHORS:
+        parts = name.split("_")
+        col = next((p for p in parts if p in ("left", "right")), "center")
+        row = next((p for p in parts if p in ("top", "bottom")), "center")
+        assert origin(name, shape, W, H, 0.05) == (xs[col], ys[row]), name
+    assert origin("center", shape, W, H, 0.05, (0.25, 0.1)) == (xs["center"] + 80, ys["center"] - 18)
+
+
+@pytest.mark.unit
+def test_masks_are_whole_inside_and_a_circle_covers_its_area():
+    assert (rounded(6, 10, 0) == 1).all()
+    disk = rounded(100, 100, 50)
+    assert disk[50, 50] == 1 and disk[0, 0] == 0 and abs(disk.sum() - np.pi * 50 ** 2) < 5
+
+
+def box_layer(position="center", avoid=False, shape=(40, 80)):
+    return Layer("job.layers[3]", BoxLayer((255, 255, 255), shape, 0.0), 0, 24, Fraction(FPS), position, avoid=avoid)
+
+
+@pytest.mark.unit
+def test_avoid_subject_keeps_clear_of_the_subject_and_the_faces_or_fails_naming_the_layer():
+    subject = (100, 0, 220, 180)  # the middle third, top to bottom
+    assert box_layer("bottom_left", avoid=True).place([subject], [], W, H, 0) == (0, (9, 131))
+    auto = box_layer("auto")  # bottom, top: over the subject; bottom_left is the first clear
+    assert auto.place([subject], [], W, H, 0) == (0, (9, 131))
+    with pytest.raises(JobError, match=r"^job\.layers\[3\]: cannot keep clear of the subject and the faces of segment "
+                                       r"2 at position bottom; make it smaller"):
+        box_layer("bottom", avoid=True).place([subject], [], W, H, 2)
+    face = (0, 120, 320, 180)  # across the bottom
+    assert auto.place([], [face], W, H, 0) == (0, ((W - 80) // 2, 9))
+    # Without avoid the position is kept, face or not (the driver warns).
+    assert box_layer("bottom").place([subject], [face], W, H, 0) == (0, ((W - 80) // 2, 131))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("kind,axis,sign", [("slide_left", 0, -1), ("slide_right", 0, 1), ("slide_up", 1, -1),
+                                            ("slide_down", 1, 1)])
+def test_a_slide_moves_one_way_from_past_the_edge_to_rest_and_on_out_past_the_other(kind, axis, sign):
+    layer = Layer("job.layers[0]", BoxLayer((255, 255, 255), (20, 40), 0.0), 0, 36, Fraction(FPS),
+                  enter=Motion(kind, 1.0), leave=Motion(kind, 1.0))
+    box = Box(140, 80, 40, 20, W, H)
+    at = [(box.x + p.dx, box.y + p.dy)[axis] for p in (layer.pose(k, box) for k in range(36))]
+    steps = np.diff(at) * sign
+    assert (steps >= 0).all() and (steps[:11] > 0).all() and (steps[24:] > 0).all()
+    assert at[12:24] == [(box.x, box.y)[axis]] * 12  # at rest between
+    # In from just past the edge behind its motion, out to just past the one ahead (half a frame short of each).
+    rest, size, extent = (box.x, box.y)[axis], (box.w, box.h)[axis], (W, H)[axis]
+    behind, ahead = (extent, -size) if sign < 0 else (-size, extent)
+    assert (at[0] - rest) / (behind - rest) > 0.9 and (at[-1] - rest) / (ahead - rest) > 0.9, (at[0], at[-1])
+
+
+@pytest.mark.unit
+def test_a_changed_layer_renders_again_only_the_segments_it_is_over():
+    segments = [{"source": "color:#000000", "duration": 1.0}, {"source": "color:#ffffff", "duration": 1.0}]
+
+    def keys(text):
+        p = planned([{"type": "text", "text": text, "segment": 1}, {"type": "box", "segment": 0, "length": 0.5}],
+                    segments)
+        return segment_keys(p, {u: u for u in p.sources}, {u: "detected" for u in p.sources}, 0.5)
+
+    before = keys("$1,250,000")
+    assert keys("$1,250,000") == before
+    after = keys("$1,195,000")
+    assert after[0] == before[0] and after[1] != before[1]
+
+
+# ---- render: placement on decoded frames --------------------------------------------------
+
+
+@pytest.mark.render
+def test_a_text_layer_is_drawn_inside_its_anchored_box_only_between_its_start_and_end(tmp_path):
+    frames, p = rendered(tmp_path, [{"type": "text", "text": "$1,250,000", "position": "top_right",
+                                     "start": 0.5, "length": 1.0}])
+    layer = p.layers[0]
+    assert (layer.start, layer.end) == (6, 18)
+    h, w = layer.kind.shape
+    x, y = origin("top_right", (h, w), W, H, 0.05)
+    ink = drawn(frames)
+    assert not ink[:6].any() and not ink[18:].any()  # nothing before its start, nothing from its end
+    for k in range(6, 18):
+        ys, xs = np.nonzero(ink[k])
+        assert len(xs) > 100, k  # the text is there
+        # Inside its box, give or take the pixel that 4:2:0 chroma smears an edge over.
+        assert xs.min() >= x - 1 and xs.max() <= x + w and ys.min() >= y - 1 and ys.max() <= y + h, (k, x, y, w, h)
+
+
+@pytest.mark.render
+def test_a_logo_keeps_its_alpha(tmp_path):
+    """A 200x100 logo: opaque yellow, a transparent hole in the middle, a half-transparent strip on
+    the left. Fitted into half the frame (160x80), centred on the card."""
+    logo = np.zeros((100, 200, 4), np.uint8)
+    logo[:, :, :3], logo[:, :, 3] = (255, 200, 0), 255
+    logo[25:75, 50:150, 3] = 0
+    logo[:, :20, 3] = 128
+    cv2.imwrite(str(tmp_path / "logo.png"), cv2.cvtColor(logo, cv2.COLOR_RGBA2BGRA))
+    frames, p = rendered(tmp_path, [{"type": "image", "source": str(tmp_path / "logo.png"), "width": 0.5,
+                                     "height": 0.5}])
+    assert p.layers[0].kind.shape == (80, 160)
+    x, y = (W - 160) // 2, (H - 80) // 2
+    frame = frames[12].astype(int)
+    hole = frame[y + 30:y + 50, x + 50:x + 110]  # the hole is 80x40 at (40, 20) of the fitted logo
+    opaque = frame[y + 5:y + 15, x + 30:x + 150]
+    strip = frame[y + 5:y + 75, x + 3:x + 13]  # the strip is 16 px wide
+    assert np.abs(hole - CARD).max() <= 3, hole.mean(axis=(0, 1))
+    assert np.abs(opaque - (255, 200, 0)).max() <= 4, opaque.mean(axis=(0, 1))
+    half = (np.array((255, 200, 0)) * 128 + np.array(CARD) * 127) / 255
+    assert np.abs(strip.mean(axis=(0, 1)) - half).max() <= 3, (strip.mean(axis=(0, 1)), half)
+
+
+@pytest.mark.render
+def test_a_slide_in_moves_monotonically_and_comes_to_rest_at_its_anchor(tmp_path):
+    frames, p = rendered(tmp_path, [{"type": "box", "color": "white", "width": 0.25, "height": 0.2,
+                                     "in": {"type": "slide_left", "duration": 1.0}}])
+    h, w = p.layers[0].kind.shape
+    x, y = origin("center", (h, w), W, H, 0.05)
+    row = frames[:, y + h // 2].astype(int).max(axis=-1) > 128  # the box's middle row, white where it is
+    lefts = [int(np.argmax(r)) if r.any() else W for r in row]
+    assert all(a >= b for a, b in zip(lefts, lefts[1:])), lefts  # only ever leftward
+    assert lefts[0] > x + 40 and lefts[11] - x <= 1 and set(lefts[12:]) == {x}, lefts
+    inside = frames[12:, y + 2:y + h - 2, x + 2:x + w - 2].astype(int)
+    assert np.abs(inside - 255).max() <= 3  # the box, opaque, its colour
+
+
+def layered_job_file(tmp_path, layers, text=None, position="auto"):
+    segment = {"source": "sample:astronaut", "duration": 1.0, "effect": "static"}
+    if text:
+        segment["caption"] = {"text": text, "box": True, "position": position}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({"job": {"name": "faces", "segments": [segment], "layers": layers}}))
+    return str(path)
+
+
+FACE_WIDE = "An explicit caption over the face of the astronaut, long enough to cover it at any size at all " * 2
+
+
+@pytest.mark.render
+def test_an_explicit_position_over_a_face_is_drawn_there_with_one_warning_line(tmp_path):
+    output = tmp_path / "video.mp4"
+    proc = run_cli(layered_job_file(tmp_path, [{"type": "box", "width": 0.5, "height": 0.5, "opacity": 0.5}],
+                                    FACE_WIDE, "top"),
+                   *SMALL[:4], f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if "covers a face" in line]
+    assert len(warnings) == 2, proc.stdout + proc.stderr
+    assert any("job.segments[0].caption: at position top it covers a face in segment 0; position: auto keeps "
+               "it clear" in line for line in warnings)
+    assert any("job.layers[0]: at position center it covers a face in segment 0" in line for line in warnings)
+    assert output.is_file()
+
+
+@pytest.mark.render
+def test_a_layer_that_avoids_the_subject_and_cannot_stops_the_render_naming_it(tmp_path):
+    output = tmp_path / "video.mp4"
+    proc = run_cli(layered_job_file(tmp_path, [{"type": "box"},
+                                               {"type": "box", "width": 0.5, "height": 0.5, "avoid": "subject"}]),
+                   *SMALL[:4], f"job.output={output}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        "error: job.layers[1]: cannot keep clear of the subject and the faces of segment 0 at position center; "
+        "make it smaller, choose another position, or drop avoid"]
+    assert not output.exists()
+
+
+@pytest.mark.render
+def test_the_layers_command_lists_every_type_animation_and_anchor_with_their_keys():
+    out = run_cli(command="layers").stdout
+    sections = {}
+    for line in out.splitlines():
+        if line and not line.startswith(" "):
+            section = sections.setdefault(line.split(":")[0], {})
+        elif line.startswith("  ") and not line.startswith("    "):
+            item = section.setdefault(line.split(":")[0].strip(), [])
+        elif line.strip():
+            item.append(line.split(":")[0].strip())
+    assert sections["layers"] == {
+        "text": ["text", "font", "size", "color", "outline", "outline_color", "box", "box_color", "box_opacity",
+                 "align", "width"],
+        "image": ["source", "mask", "width", "height", "radius"],
+        "box": ["color", "width", "height", "radius"],
+        "every": ["start", "length", "segment", "position", "offset", "margin", "opacity", "avoid", "in", "out"]}
+    assert list(sections["animations"]) == [*ANIMATIONS, "in_or_out"]
+    assert list(sections["anchors"]) == list(ANCHORS)
+
+
+@pytest.mark.render
+def test_a_rows_layer_image_is_read_only_from_inside_the_batchs_roots(tmp_path):
+    """A row's own job may add layers: an image it names outside batch.allowed_roots fails its
+    row, as a photo there does; one beside the rows is read from the rows' folder."""
+    import json
+
+    import raypipe
+
+    rows_dir, secret = tmp_path / "rows", tmp_path / "secret.png"
+    rows_dir.mkdir()
+    for path in (secret, rows_dir / "a.png", rows_dir / "logo.png"):
+        cv2.imwrite(str(path), np.full((20, 40, 3), 200, np.uint8))
+    rows = [{"id": "evil", "address": "x", "price": "y", "photos": ["a.png"],
+             "job": {"layers": [{"type": "image", "source": str(secret)}]}},
+            {"id": "ok", "address": "x", "price": "y", "photos": ["a.png"],
+             "job": {"layers": [{"type": "image", "source": "logo.png"}]}}]
+    table = rows_dir / "rows.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = raypipe.render_batch("listing", table, ["render.width=160", "render.height=90", "render.fps=10",
+                                                     "batch.each.duration=0.6", "detector=saliency",
+                                                     f"batch.root={tmp_path / 'out'}"], run_dir=tmp_path / "r")
+    by_id = {r.id: r for r in report.records}
+    assert by_id["ok"].status == "done", by_id["ok"].error
+    assert by_id["evil"].status == "failed" and "job.layers[0].source" in by_id["evil"].error
+    assert "outside batch.allowed_roots" in by_id["evil"].error
+
+
+@pytest.mark.unit
+def test_a_segment_moved_along_the_timeline_keeps_its_layers_key_and_an_edited_image_changes_it(tmp_path):
+    logo = tmp_path / "logo.png"
+    cv2.imwrite(str(logo), np.full((10, 20, 3), 90, np.uint8))
+    card = {"source": "color:#ffffff", "duration": 1.0}
+
+    def key(before: int):
+        """The key of the last segment, with `before` segments ahead of it."""
+        segments = [{"source": "color:#000000", "duration": 0.5}] * before + [card]
+        p = planned([{"type": "image", "source": str(logo), "segment": before, "start": 0.25}], segments)
+        return segment_keys(p, {u: u for u in p.sources}, {u: "detected" for u in p.sources}, 0.5)[before]
+
+    assert key(1) == key(2)  # half a second later in the video, the same frames
+    unchanged = key(1)
+    cv2.imwrite(str(logo), np.full((10, 20, 3), 91, np.uint8))  # the same size, other pixels
+    assert key(1) != unchanged
+
+
+@pytest.mark.unit
+def test_a_job_files_layers_read_their_images_and_fonts_from_its_folder(tmp_path):
+    (tmp_path / "brand").mkdir()
+    cv2.imwrite(str(tmp_path / "brand" / "logo.png"), np.full((10, 20, 3), 90, np.uint8))
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({"name": "files", "segments": [{"source": "color:#000000", "duration": 1.0}],
+                                    "layers": [{"type": "image", "source": "brand/logo.png"},
+                                               {"type": "text", "text": "x", "font": "DejaVu Sans"}]}))
+    cfg = config(str(path))
+    assert cfg.job.layers[0].source == str(tmp_path / "brand" / "logo.png")
+    assert cfg.job.layers[1].font == "DejaVu Sans"  # a family name, for fontconfig
