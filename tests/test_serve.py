@@ -215,6 +215,8 @@ def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(api, tmp_path):
         ({"job": JOB, "overrides": ["detector.kind=clip"]}, 422, "overrides: detector.kind: a request sets only"),
         ({"job": JOB, "overrides": ["render.width=8000", "render.height=8000"]}, 422, "render.width: 8000x8000"),
         ({"job": JOB, "overrides": ["render.fps=240"]}, 422, "render.fps: 240 is over serve.max_fps"),
+        ({"job": JOB, "overrides": ["render.variants=[{name: sq, width: 96, height: 96}]"]}, 422,
+         "render.variants: a request renders one video"),
         ({"job": {"name": "x", "segments": [{"source": "/etc/passwd", "duration": 1}]}}, 422,
          "job.segments[0].source: /etc/passwd is outside serve.allowed_roots"),
         ({"job": {"name": "x", "segments": [{"source": "http://10.0.0.1/a.jpg", "duration": 1}]}}, 422,

@@ -98,6 +98,8 @@ def check_overrides(overrides) -> list[str]:
 def check_limits(cfg: DictConfig, limits: DictConfig) -> None:
     """The limits that the config alone shows (a video's duration is checked again once planned)."""
     r = cfg.render
+    if r.variants:  # the engine's one video per request: its record has one output
+        raise Refused(422, "render.variants", "a request renders one video: send a request per variant")
     if r.width * r.height > limits.max_pixels:
         raise Refused(422, "render.width", f"{r.width}x{r.height} is {r.width * r.height} pixels, over "
                                            f"serve.max_pixels ({limits.max_pixels})")
