@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from raypipe.api import folder_job, job_file
 from raypipe.config import hydra_error_line, register, user_cache, yaml_error_line
 from raypipe.errors import CancelToken, Interrupted, RaypipeError
+from raypipe.plan.editly import convert, is_spec
 
 log = logging.getLogger("raypipe")
 register()
@@ -169,6 +170,12 @@ def bench_main() -> None:
     bench(sys.argv[1:])
 
 
+def convert_main() -> None:
+    if len(sys.argv) != 2:
+        _fail("convert takes one Editly spec: python -m raypipe convert spec.json5")
+    print(yaml.safe_dump(convert(sys.argv[1]).fragment, sort_keys=False, allow_unicode=True), end="", flush=True)
+
+
 def effects_main(listed: str = "sections") -> None:
     from raypipe.frames import catalog
 
@@ -187,7 +194,9 @@ COMMANDS = {
     "effects": (effects_main, "every effect, transition and caption option: type, default, what it does"),
     "layers": (functools.partial(effects_main, "layer_sections"), "every layer type, animation and anchor, with "
                                                                    "its keys"),
+    "convert": (convert_main, "an Editly spec (spec.json5) as the equivalent job, in YAML"),
 }
+PLAIN = ("bench", "convert")  # commands that Hydra does not parse
 USAGE = "usage: python -m raypipe COMMAND JOB [key=value ...]\n\ncommands:\n" + "".join(
     f"  {name:<8} {text}\n" for name, (_, text) in COMMANDS.items()) + (
     "\nJOB is a job file (path/to/job.yaml, or +job=path/to/job.yaml) or +job=NAME (conf/job/NAME.yaml,\n"
@@ -261,7 +270,8 @@ def _written(job) -> tuple[Path, str]:
     path and bytes, or the planned folder's job), under the user's cache directory: a command
     killed with SIGKILL leaves no temporary folder behind, and the next reuses the folder."""
     # A folder's job names its files relative to the folder: the folder is part of what it is.
-    source = (job.fragment, str(job.folder)) if hasattr(job, "fragment") else Path(job).expanduser().resolve()
+    source = (job.fragment, str(job.folder)) if hasattr(job, "fragment") else job if isinstance(job, dict) \
+        else Path(job).expanduser().resolve()
     data = repr(source).encode()
     if isinstance(source, Path) and source.is_file():
         data += source.read_bytes()
@@ -294,7 +304,7 @@ def _job_files(argv: list[str]) -> list[str]:
     for i, arg in enumerate(argv):
         value = arg[len("+job="):] if arg.startswith("+job=") else None
         positional = not arg.startswith("-") and "=" not in arg and (i == 0 or argv[i - 1] not in HYDRA_VALUED)
-        if positional and (arg.endswith((".yaml", ".yml")) or Path(arg).expanduser().is_dir()):
+        if positional and (arg.endswith((".yaml", ".yml")) or is_spec(arg) or Path(arg).expanduser().is_dir()):
             value = Path(arg)  # a folder given so is one, whatever conf/job/ holds
         if value is None:
             rest.append(arg)
@@ -306,6 +316,8 @@ def _job_files(argv: list[str]) -> list[str]:
             rest.append(arg)
     if found is None:
         return argv
+    if is_spec(found):  # an Editly spec, converted on every run: the media it names may have changed
+        found = convert(found).fragment
     FLAGS["planned"] = folder_job(found, rest)
     folder, name = _written(FLAGS["planned"] or found)
     # In the job's place: Hydra's parser takes overrides only as one run between its flags.
@@ -322,7 +334,7 @@ def main() -> None:
         sys.exit(2)
     command = sys.argv.pop(1)  # Hydra sees only its overrides and flags
     sys.argv[0] = f"python -m raypipe {command}"  # how --help names the program
-    if command != "bench":
+    if command not in PLAIN:
         from raypipe.api import quote_patterns
 
         HELP["command"] = command
@@ -331,7 +343,7 @@ def main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     given = sys.argv[1:]
     try:
-        if command != "bench":
+        if command not in PLAIN:
             sys.argv[1:] = _job_files(sys.argv[1:])
         COMMANDS[command][0]()
     except RaypipeError as e:  # a job file that is missing or not a job
@@ -341,7 +353,7 @@ def main() -> None:
     except yaml.MarkedYAMLError as e:  # a file of another config group
         _fail(yaml_error_line(e))
     except Exception as e:
-        if command == "bench" or FLAGS["composed"]:
+        if command in PLAIN or FLAGS["composed"]:
             raise
         # OmegaConf fails with a bare AssertionError or AttributeError on some overrides (a key
         # under a node that is null): the overrides' fault all the same, said on one line.

@@ -32,6 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 from raypipe.config import hydra_error_line, register, unknown_key, yaml_error_line
 from raypipe.errors import CancelToken, ConfigError, RaypipeError  # noqa: F401 (RaypipeError: raypipe's)
 from raypipe.media.streams import GENERATED
+from raypipe.plan.editly import convert, is_spec
 from raypipe.plan.folder import FolderJob, read_folder
 
 CONF = Path(__file__).parent / "conf"
@@ -110,6 +111,8 @@ def job_file(job, folder: Path) -> str:
         fragment, base = job.fragment, job.folder
     elif isinstance(job, Mapping):
         fragment, base = job, None
+    elif isinstance(job, (str, os.PathLike)) and is_spec(job):  # an Editly spec: its paths are made absolute
+        fragment, base = convert(job).fragment, None
     elif isinstance(job, os.PathLike) or str(job).endswith((".yaml", ".yml")):
         path = Path(job).expanduser()
         if not path.is_file():
