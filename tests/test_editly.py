@@ -290,3 +290,14 @@ def test_a_bad_override_on_a_spec_names_its_key(tmp_path):
     spec = write_spec(tmp_path, {"clips": [{"layers": [{"type": "pause"}]}]})
     with pytest.raises(ConfigError, match="render.fsp"):
         config(spec, ["render.fsp=3"])
+
+
+@pytest.mark.unit
+def test_the_editly_comparator_reads_the_spec_from_files_both_renderers_read(tmp_path):
+    from raypipe.bench.editly import materialised
+
+    written = json.loads(materialised(EXAMPLES / "titles.json5", tmp_path).read_text())
+    paths = [layer.get("path") for clip in written["clips"] for layer in clip["layers"] if layer.get("path")]
+    assert paths == [str(tmp_path / "coffee.jpg"), str(ASSETS / "logo.png"), str(tmp_path / "astronaut.jpg")]
+    assert all(Path(p).is_file() for p in paths)
+    assert written["outPath"] == str(tmp_path / "editly.mp4")
