@@ -131,8 +131,8 @@ def subtitle(layer: Layer, out: Output, fonts: Fonts, seconds: float) -> dict:
             "size": min(out.width, out.height) / 20 / out.height,
             "color": color(p.get("textColor", "#ffffff"), layer.where + ".textColor").hex, "outline": 0.0,
             "box": True, "box_color": box.hex, "box_opacity": round(box.alpha, 4), "align": "left",
-            "width": round((out.width - 2 * pad) / out.width, 6), "position": "bottom", "margin": 0.0,
-            "offset": [0.0, round(pad / out.height, 6)],
+            "width": round((out.width - 2 * pad) / out.width, 6), "position": "bottom_left", "margin": 0.0,
+            "offset": [round(pad / out.width, 6), round(pad / out.height, 6)],
             # Editly's easeOutExpo over the layer's progress is all but done a fifth of the way in.
             "in": {"type": "fade", "duration": round(seconds * 0.2 / speed, 6)}}
 
