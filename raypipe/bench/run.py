@@ -684,6 +684,7 @@ def main(argv: list[str]) -> None:
     if extra and (not hasattr(args, "overrides") or any(x.startswith("-") for x in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if hasattr(args, "overrides"):
-        default = ["detector=saliency"] if args.which == "detect" else ["+job=demo"]
+        default = ["detector=saliency"] if args.which == "detect" else [] if getattr(args, "editly", None) \
+            else ["+job=demo"]
         args.overrides = [*args.overrides, *extra] or default
     print(json.dumps(args.fn(args), indent=2))
