@@ -23,6 +23,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 from raypipe.api import CONF, folder_job, quote_patterns, selecting
 from raypipe.config import hydra_error_line, register, yaml_error_line
 from raypipe.errors import CancelToken, ConfigError, Interrupted, RaypipeError
+from raypipe.plan.editly import convert, is_spec
 from raypipe.plan.folder import FolderJob
 
 log = logging.getLogger("raypipe")
@@ -95,7 +96,7 @@ def take_job(overrides: Sequence[str], config_dir: str | None) -> tuple[str | Pa
     for arg in overrides:
         value = arg[len("+job="):] if arg.startswith("+job=") else None
         if "=" not in arg and not arg.startswith(("~", "-")) and (
-                arg.endswith((".yaml", ".yml")) or Path(arg).expanduser().is_dir()):
+                arg.endswith((".yaml", ".yml")) or is_spec(arg) or Path(arg).expanduser().is_dir()):
             value = Path(arg)  # a folder given so is one, whatever conf/job/ holds
         elif isinstance(value, str) and config_dir and _config_dir_job(config_dir, value).is_file():
             value = _config_dir_job(config_dir, value)
@@ -279,6 +280,16 @@ def effects_main(argv: list[str], listed: str = "sections") -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def convert_main(argv: list[str]) -> None:
+    if len(argv) != 1:
+        _fail("convert takes one Editly spec: python -m raypipe convert spec.json5")
+    try:
+        job = convert(argv[0]).fragment
+    except RaypipeError as e:
+        _fail(str(e))
+    print(yaml.safe_dump(job, sort_keys=False, allow_unicode=True), end="", flush=True)
+
+
 def layers_main(argv: list[str]) -> None:
     effects_main(argv, "layer_sections")
 
@@ -331,10 +342,12 @@ COMMANDS = {
     "effects": Command("every effect, transition and caption option: type, default, what it does",
                        plain=effects_main),
     "layers": Command("every layer type, animation and anchor, with its keys", plain=layers_main),
+    "convert": Command("an Editly spec (spec.json5) as the equivalent job, in YAML", plain=convert_main),
     "serve": Command("the render service: an HTTP API on Ray Serve at serve.host:serve.port [key=value ...]",
                      plain=serve_main),
     "keys": Command("API keys of the service: keys create NAME [serve.root=DIR]", plain=keys_main),
 }
+PLAIN = ("bench", "convert", "serve", "keys")  # commands that Hydra does not parse
 USAGE = "usage: python -m raypipe COMMAND JOB [key=value ...]\n\ncommands:\n" + "".join(
     f"  {name:<8} {command.summary}\n" for name, command in COMMANDS.items()) + (
     "\nJOB is a job file (path/to/job.yaml, or +job=path/to/job.yaml) or +job=NAME (conf/job/NAME.yaml,\n"

@@ -34,6 +34,7 @@ from omegaconf.errors import OmegaConfBaseException
 from raypipe.config import hydra_error_line, register, unknown_key, user_cache, yaml_error_line
 from raypipe.errors import CancelToken, ConfigError, RaypipeError  # noqa: F401 (RaypipeError: raypipe's)
 from raypipe.media.streams import GENERATED
+from raypipe.plan.editly import convert, is_spec
 from raypipe.plan.folder import FolderJob, read_folder
 
 CONF = Path(__file__).parent / "conf"
@@ -92,7 +93,10 @@ def selecting(job) -> list[str]:
     `job_file` into a folder under the user's cache addressed by what it is made from, added
     to Hydra's search path: a command killed with SIGKILL leaves no temporary folder behind
     (the folder must outlive Hydra's composing, which a multirun does once per run), and the
-    next command of the same job reuses the folder."""
+    next command of the same job reuses the folder. An Editly spec is converted each time (the
+    media it names may have changed), and its job written as a dict's is."""
+    if isinstance(job, (str, os.PathLike)) and is_spec(job):
+        job = convert(job).fragment
     if _is_name(job):
         return [f"+job={job}"]
     return [f"hydra.searchpath=[file://{_written(job)}]", f"+job={WRITTEN}"]

@@ -116,7 +116,7 @@ def test_an_unknown_command_is_named_with_the_commands():
                           text=True)
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[0] == ("error: unknown command 'rendr'; the commands are render, preview, detect, "
-                                           "batch, bench, effects, layers, serve, keys")
+                                           "batch, bench, effects, layers, convert, serve, keys")
 
 
 @pytest.mark.parametrize("command,options", [("render", ["--quiet"]), ("preview", ["--scale", "--at", "--frames",

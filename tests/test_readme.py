@@ -128,3 +128,15 @@ def test_the_readme_holds_what_a_user_needs_in_under_300_lines():
 def test_every_link_of_the_readme_and_docs_leads_somewhere():
     assert all(links(page) for page in PAGES[:1])  # the README links to docs/: the check looks at something
     assert [why for page in PAGES for link in links(page) if (why := broken(page, link))] == []
+
+
+@pytest.mark.unit
+def test_the_readmes_layers_example_is_a_job_the_schema_takes():
+    import yaml
+
+    from raypipe.api import config
+
+    [example] = blocks(section("A job"), "yml")
+    cfg = config(yaml.safe_load(example))
+    assert [layer.type for layer in cfg.job.layers] == ["text", "image", "image"]
+    assert [v.name for v in cfg.render.variants] == ["wide", "tall"]

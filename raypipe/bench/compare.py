@@ -5,6 +5,8 @@
   turn (its encoder on its own thread, as in a task), then the muxer.
 - pool and moviepy: the yardsticks in raypipe.bench.baseline (the design raypipe replaced, and
   the timeline as a plain MoviePy program).
+- editly: with `--editly SPEC`, an Editly spec rendered by Editly's CLI and by raypipe's
+  (raypipe.bench.editly); skipped, with one line, where Editly is not installed.
 
 Each run is a fresh process, timed from its start to its printed result and to its exit, so no import or memory
 carries over. Rounds run every variant once, in turn, after a warm-up round that is not
@@ -27,11 +29,14 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-from raypipe.api import compose
+from raypipe.api import compose, config
+from raypipe.bench import editly
 from raypipe.bench.baseline import run_moviepy, run_pool
 from raypipe.bench.registry import DEMO, arg, bench
+from raypipe.media import count_frames
 
-NAMES = ("raypipe", "sequential", "pool", "moviepy")
+NAMES = ("raypipe", "sequential", "pool", "moviepy", "editly")
+JOB_VARIANTS = NAMES[:4]  # of a job; an Editly spec is rendered by raypipe and editly
 POLL_S = 0.1
 
 
@@ -157,7 +162,9 @@ class ProcessTree:
 
 def _run(variant: str, run_dir: str, overrides: list[str]) -> dict:
     os.makedirs(run_dir)
-    if variant == "raypipe":
+    if variant == "editly":
+        cmd = [*editly.command(), "--json", overrides[0], "--out", f"{run_dir}/editly.mp4"]
+    elif variant == "raypipe":
         # An empty cache: a first render, as the other variants make (they have no cache).
         cmd = [sys.executable, "-m", "raypipe", "render", *overrides, f"hydra.run.dir={run_dir}",
                f"cache.root={run_dir}/cache"]
@@ -170,7 +177,10 @@ def _run(variant: str, run_dir: str, overrides: list[str]) -> dict:
     if code != 0:
         tail = "\n".join(Path(err_path).read_text().strip().splitlines()[-15:])
         sys.exit(f"error: {variant} failed (exit {code}); the end of its stderr:\n{tail}")
-    result = json.loads(Path(run_dir, "report.json" if variant == "raypipe" else "result.json").read_text())
+    if variant == "editly":  # it writes no report: its frames are counted in its video
+        result = {"frames": count_frames(f"{run_dir}/editly.mp4"), "clip_loads": 0, "stages": {}}
+    else:
+        result = json.loads(Path(run_dir, "report.json" if variant == "raypipe" else "result.json").read_text())
     peaks = tree.peaks.values()
     return {"result_s": to_result, "exit_s": wall, "frames": result["frames"], "clip_loads": result["clip_loads"],
             "stages": result["stages"],
@@ -184,7 +194,7 @@ def _summary(runs: list[dict], frames: int) -> dict:
     return {
         "median_s": round(median, 2), "min_s": round(min(walls), 2), "max_s": round(max(walls), 2),
         "exit_median_s": round(statistics.median(r["exit_s"] for r in runs), 2),
-        "fps": round(frames / median, 1),
+        "fps": round(frames / median, 1), "frames": runs[0]["frames"],
         "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs)),
         "sum_rss_mb": round(statistics.median(r["sum_rss_mb"] for r in runs)),
         "clip_loads": max(r["clip_loads"] for r in runs),  # the most any run loaded
@@ -206,30 +216,53 @@ def _variant_list(value: str) -> list[str]:
     return names
 
 
+def _editly_variants(args, tmp: str) -> None:
+    """With --editly: the spec written where Editly reads it, first among the overrides, and
+    Editly dropped from the variants, with one line, where it is not installed."""
+    if set(args.variants) - {"raypipe", "editly"}:
+        sys.exit("error: --editly compares raypipe and editly only (--variants raypipe,editly)")
+    args.overrides = [str(editly.materialised(Path(args.editly), Path(tmp))), *args.overrides]
+    if "editly" in args.variants and editly.command() is None:
+        print("editly: not installed (node and node_modules/editly/cli.js, or $RAYPIPE_EDITLY_CLI): skipped",
+              file=sys.stderr)
+        args.variants = [v for v in args.variants if v != "editly"]
+
+
 @bench("compare",
        arg("--runs", type=_positive, default=3, help="counted rounds, after one warm-up round (default: 3)"),
        arg("--out", default="bench.json", help="where the results go (default: ./bench.json)"),
-       arg("--variants", type=_variant_list, default=list(NAMES),
-           help=f"comma-separated, of {','.join(NAMES)} (default: all)"),
+       arg("--variants", type=_variant_list, default=None,
+           help=f"comma-separated, of {','.join(NAMES)} (default: all but editly; with --editly, raypipe,editly)"),
+       arg("--editly", metavar="SPEC", default=None,
+           help="an Editly spec, rendered by Editly (where installed) and by raypipe"),
        help="one job through raypipe, one process, a multiprocessing pool and MoviePy", overrides=DEMO)
 def compare(args) -> dict:
-    cfg = compose(args.overrides)  # a bad override fails here, before any run
+    if args.variants is None:
+        args.variants = ["raypipe", "editly"] if args.editly else list(JOB_VARIANTS)
+    with tempfile.TemporaryDirectory(prefix="raypipe-compare-") as tmp:
+        if args.editly:
+            _editly_variants(args, tmp)
+        return _compare(args, tmp)
+
+
+def _compare(args, tmp: str) -> dict:
+    # A bad override fails here, before any run.
+    cfg = config(args.overrides[0], args.overrides[1:]) if args.editly else compose(args.overrides)
     if not cfg.job.segments:
         sys.exit("error: no job selected: pass +job=NAME")
     if cfg.render.codec != "h264":
         sys.exit(f"error: bench compare measures h264 renders, as MoviePy writes them (got {cfg.render.codec})")
     _become_subreaper()
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}
-    with tempfile.TemporaryDirectory(prefix="raypipe-compare-") as tmp:
-        for r in range(args.runs + 1):
-            for variant in args.variants:
-                run_dir = os.path.join(tmp, f"{variant}-{r}")
-                run = _run(variant, run_dir, args.overrides)
-                shutil.rmtree(run_dir)
-                print(f"{f'round {r}/{args.runs}' if r else 'warm-up'}: {variant} {run['result_s']:.2f} s to the "
-                      f"result, {run['exit_s']:.2f} s to exit", file=sys.stderr)
-                if r:
-                    runs[variant].append(run)
+    for r in range(args.runs + 1):
+        for variant in args.variants:
+            run_dir = os.path.join(tmp, f"{variant}-{r}")
+            run = _run(variant, run_dir, args.overrides)
+            shutil.rmtree(run_dir)
+            print(f"{f'round {r}/{args.runs}' if r else 'warm-up'}: {variant} {run['result_s']:.2f} s to the "
+                  f"result, {run['exit_s']:.2f} s to exit", file=sys.stderr)
+            if r:
+                runs[variant].append(run)
     frames = next(iter(runs.values()))[0]["frames"]
     variants = {v: _summary(rs, frames) for v, rs in runs.items()}
     base = variants.get("raypipe")

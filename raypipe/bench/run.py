@@ -21,5 +21,7 @@ def main(argv: list[str]) -> None:
     if extra and (bench.overrides is None or any(x.startswith("-") for x in extra)):
         top.error(f"unrecognized arguments: {' '.join(extra)}")
     if bench.overrides is not None:
-        args.overrides = [*args.overrides, *extra] or list(bench.overrides.default)
+        given = [*args.overrides, *extra]
+        # An Editly spec is the job itself: no default job beside it.
+        args.overrides = given or ([] if getattr(args, "editly", None) else list(bench.overrides.default))
     print(json.dumps(bench.run(args), indent=2))

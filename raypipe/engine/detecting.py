@@ -304,7 +304,7 @@ class DetectStage:
         staged = []
         for run in group:  # before detection: actors on other nodes read the copies
             try:
-                if self.stager is not None:
+                if self.stager is not None and not run.repointed:
                     with run.stages("stage_inputs"):
                         run.moved = self.stager.stage(run.plan)
                 staged.append(run)

@@ -210,6 +210,10 @@ class Engine:
             self.detector = LocalDetector(OmegaConf.to_object(self.cfg.detector))
         streamed = first is not None and not remote and opts.expected == 1
         if streamed:  # its first tasks render the sources already in, while the rest are detected
+            if self.stager is not None:  # detected from the staged copies its tasks will read
+                with first.stages("stage_inputs"):
+                    first.moved = self.stager.stage(first.plan)
+                first.repoint()
             first.stream = SourceStream(first.plan, self.cfg.detector.track_smoothing)
             first.order = first.stream.order(tasks, self.cfg.detector.keyframe_rate)
         ahead = not remote and opts.expected != 1
@@ -245,9 +249,9 @@ class Engine:
         plan, reuse = run.plan, run.reuse
         run.split = frames_per_task(plan, run.cfg, self.executor.slots)
         tasks, run.cached = reuse.pending(ordered_tasks(plan, run.split))
-        if run.moved:  # Ray's nodes read the staged copies; chunks keep their keys (content)
-            plan, reuse = plan.with_sources(run.moved), reuse.moved(run.moved)
-            run.plan, run.reuse = plan, reuse
+        if run.moved and not run.repointed:  # Ray's nodes read the staged copies
+            run.repoint()
+            plan, reuse = run.plan, run.reuse
             tasks = [replace(t, segment=plan.segments[t.segment.index]) for t in tasks]
             detections = replace(detections, keys=tuple(run.moved.get(k, k) for k in detections.keys))
         run.detections_held = detections

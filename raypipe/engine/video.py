@@ -185,6 +185,7 @@ class VideoRun:
     frames_rendered: int = 0
 
     order: tuple[str, ...] = ()  # with a stream: its sources in the order its tasks need them
+    repointed: bool = False  # its plan reads the staged copies (`moved`)
 
     @property
     def id(self) -> str:
@@ -193,6 +194,11 @@ class VideoRun:
     @property
     def cfg(self) -> DictConfig:
         return self.spec.load()
+
+    def repoint(self) -> None:
+        """Its plan reads the staged copies; its chunks keep their keys (content, not place)."""
+        self.plan, self.reuse = self.plan.with_sources(self.moved), self.reuse.moved(self.moved)
+        self.repointed = True
 
     def detections(self) -> Detections:
         return self.detected.result()[0]

@@ -1,0 +1,202 @@
+"""An Editly spec as a raypipe job: one segment per clip, timed so the video has Editly's
+frames, and the clip's layers over it as job layers in global time."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from raypipe.errors import JobError, MediaError
+from raypipe.media import probe as probe_media
+from raypipe.media.audio import duration as audio_seconds
+from raypipe.plan.editly import layers as drawn
+from raypipe.plan.editly.spec import (
+    GLOBAL_DEFAULTS,
+    Clip,
+    Media,
+    Output,
+    Palette,
+    clip_seconds,
+    cut,
+    layers,
+    load,
+    merge,
+    output,
+    resolve,
+    transition,
+)
+from raypipe.plan.editly.timing import ClipFrames, clip_frames, total_frames, window
+
+# Editly's directional aliases: [1, 0] moves the picture left and brings the next in from the
+# right, which is raypipe's wipe with its edge travelling left (editly.md, section 4).
+DIRECTIONAL = {"directional-left": "left", "directional-right": "right", "directional-down": "up",
+               "directional-up": "down"}
+WIPES = {"wipeleft": "left", "wiperight": "right", "wipeup": "up", "wipedown": "down", "directionalwipe": "left"}
+ZOOMS = ("crosszoom", "simplezoom", "dreamyzoom", "zoomincircles")
+
+
+@dataclass(frozen=True)
+class Converted:
+    fragment: dict  # {job: ..., render: ...}: a job file's content
+    frames: int  # Editly's frame count, which the job renders
+    output: Output
+
+
+def _directional(params: dict) -> str:
+    x, y = (list(params.get("direction") or [0, 1]) + [0, 0])[:2]
+    return ("left" if x > 0 else "right") if x else ("up" if y > 0 else "down")
+
+
+class Transitions:
+    """Editly's transition names as raypipe's, one warning line per name it draws otherwise."""
+
+    def __init__(self, once: drawn.Once):
+        self.once = once
+
+    def map(self, where: str, name: str, params: dict) -> tuple[str, dict]:
+        key = name.lower()
+        if key == "fade":
+            return "crossfade", {}
+        if key in DIRECTIONAL:
+            return "wipe", {"direction": DIRECTIONAL[key]}
+        if key == "directional":
+            return "wipe", {"direction": _directional(params)}
+        if key in WIPES:
+            return "wipe", {"direction": WIPES[key]}
+        if key == "fadecolor":
+            return "fade_black", {}
+        nearest = "zoom_through" if key in ZOOMS else "cut" if key == "dummy" else "crossfade"
+        self.once.warn(f"transition {key}", "%s.transition.name: %s has no raypipe equivalent; drawn as %s", where,
+                       name, nearest)
+        return nearest, {}
+
+
+@dataclass(frozen=True)
+class Place:
+    """A clip on the timeline: its frames, and whether raypipe blends into it and out of it."""
+
+    clip: Clip
+    frames: ClipFrames
+    blended_in: bool  # the transition before it is drawn as a blend (not a cut)
+    blended_out: bool
+
+
+def convert(path: str | Path, probe=probe_media) -> Converted:
+    """The job for the spec at `path`; `probe` reads a video's duration, size and rate."""
+    path = Path(path).expanduser()
+    spec = load(path)
+    base = path.absolute().parent
+    defaults = merge(GLOBAL_DEFAULTS, spec.get("defaults") or {})
+    palette, media = Palette(), Media(probe)
+    clips = []
+    for i, written in enumerate(spec["clips"]):
+        where = f"clips[{i}]"
+        if not isinstance(written, dict):
+            raise JobError(where, "a clip is an object with layers")
+        found = layers(where, written, defaults, i, palette, base)
+        name, asked, params = transition(where, written, defaults)
+        clips.append(Clip(where, i, clip_seconds(where, written, found, defaults, media), name, asked, params, found))
+    video = next((x for c in clips for x in c.layers if x.type == "video"), None)
+    out = output(spec, media.info(video.where, video.props["path"]) if video else None)
+    frames = clip_frames([c.seconds for c in clips], [c.transition_seconds for c in clips], out.fps)
+    once = drawn.Once()
+    kinds, mapper = [], Transitions(once)
+    for c, f in zip(clips, frames):
+        kinds.append(mapper.map(c.where, c.transition, c.transition_params) if f.blend else ("cut", {}))
+    places = [Place(c, f, i > 0 and kinds[i - 1][0] != "cut", kinds[i][0] != "cut")
+              for i, (c, f) in enumerate(zip(clips, frames))]
+    segments = [_segment(p, kinds[p.clip.index], out, media, palette, once, spec) for p in places]
+    job_layers = [layer for p in places for layer in _layers(p, out, drawn.Fonts(once), palette, once, spec)]
+    job = {"name": path.stem, "segments": segments, "layers": job_layers,
+           "audio": _audio(spec, base, float(Fraction(total_frames(frames)) / out.fps), once)}
+    fragment = {"job": job, "render": {"width": out.width, "height": out.height, "fps": str(out.fps)}}
+    return Converted(fragment, total_frames(frames), out)
+
+
+def _seconds(frames: int, fps: Fraction) -> float:
+    return float(Fraction(frames) / fps)
+
+
+def _segment(p: Place, kind: tuple[str, dict], out: Output, media: Media, palette: Palette, once: drawn.Once,
+             spec: dict) -> dict:
+    first = p.clip.layers[0]
+    seg: dict = {"duration": _seconds(p.frames.segment_frames, out.fps)}
+    if first.type in ("image", "video"):
+        seg["source"] = first.props.get("path")
+        if not seg["source"]:
+            raise JobError(f"{first.where}.path", f"an {first.type} layer needs a path")
+        seg["effect"], seg["params"] = drawn.effect(first, once)
+    elif first.type in drawn.BACKGROUNDS:
+        seg["source"], seg["effect"] = drawn.background(first, p.clip.index, palette, once), "static"
+    else:  # nothing under the text: Editly's canvas is black there
+        seg["source"], seg["effect"] = "color:#000000", "static"
+    if first.type == "video":
+        seg.update(_video(p, first, out, media, spec))
+    if kind[0] != "cut":
+        seg["transition"] = {"type": kind[0], "duration": _seconds(p.frames.blend, out.fps), "params": kind[1]}
+    return seg
+
+
+def _video(p: Place, layer, out: Output, media: Media, spec: dict) -> dict:
+    """The clip's range and speed: a given duration retimes the cut to fill it (Editly's
+    README; its master no longer does, a regression)."""
+    info = media.info(layer.where, layer.props["path"])
+    start, end = cut(layer.where, layer.props, info)
+    speed = (end - start) / p.clip.seconds
+    if not 0 < speed <= 16:
+        raise JobError(f"{p.clip.where}.duration", f"plays the cut at {float(speed):g}x; raypipe plays 0 to 16x")
+    # Where the clip before cuts rather than blends, the clip's own frames under it are skipped.
+    skipped = 0 if p.blended_in else p.frames.lead
+    seg = {"start": float(start + speed * Fraction(skipped) / out.fps), "end": float(end), "speed": float(speed)}
+    volume = float(spec.get("clipsAudioVolume", 1)) * float(layer.props.get("mixVolume", 1))
+    if spec.get("keepSourceAudio") and info.audio and volume > 0:
+        seg.update({"audio": "mix", "audio_volume": volume})
+    return seg
+
+
+def _layers(p: Place, out: Output, fonts, palette: Palette, once: drawn.Once, spec: dict) -> list[dict]:
+    """The clip's layers above its picture, each over the global frames Editly draws it in."""
+    found = []
+    for layer in p.clip.layers[1:] if p.clip.layers[0].type in drawn.BACKGROUNDS else p.clip.layers:
+        if layer.type in ("audio", "detached-audio"):
+            if layer.type == "detached-audio" or spec.get("keepSourceAudio"):
+                once.warn(layer.type, "%s: %s is not mixed: raypipe mixes one soundtrack (audioFilePath) and the "
+                                      "clips' own sound", layer.where, layer.type)
+            continue  # without keepSourceAudio, Editly mutes a clip's audio layers too
+        seconds = p.clip.seconds
+        start = Fraction(layer.props.get("start", 0) or 0).limit_denominator(1_000_000)
+        stop = Fraction(layer.props.get("stop", seconds)).limit_denominator(1_000_000)
+        if not 0 <= start < stop <= seconds:
+            raise JobError(f"{layer.where}.stop", f"must be after start and within the clip's {float(seconds):g} s")
+        k0, k1 = window(start, stop, seconds, p.frames.frames)
+        if layer.type == "slide-in-text":  # revealed from 10% to 30% of its time, faded out by 90%
+            span = k1 - k0
+            k0, k1 = k0 + round(0.1 * span), k0 + round(0.9 * span)
+        length = _seconds(k1 - k0, out.fps)
+        cfg = drawn.drawn(layer, out, fonts, palette, p.clip.index, length)
+        if layer.type == "slide-in-text":
+            cfg["in"] = {"type": "wipe", "duration": round(length / 4, 6)}
+            cfg["out"] = {"type": "fade", "duration": round(length / 8, 6)}
+        # It goes with its clip through a blend: in with the one before, out with the one after.
+        if "in" not in cfg and k0 == 0 and p.blended_in:
+            cfg["in"] = {"type": "fade", "duration": _seconds(p.frames.lead, out.fps)}
+        if "out" not in cfg and k1 == p.frames.frames and p.blended_out:
+            cfg["out"] = {"type": "fade", "duration": _seconds(p.frames.blend, out.fps)}
+        cfg.update({"start": _seconds(p.frames.first + k0, out.fps), "length": length})
+        found.append(cfg)
+    return found
+
+
+def _audio(spec: dict, base: Path, seconds: float, once: drawn.Once) -> dict:
+    track = spec.get("audioFilePath")
+    if not track:
+        return {}
+    uri = resolve(base, track)
+    try:
+        short = audio_seconds(uri) < seconds
+    except MediaError as e:
+        raise JobError("audioFilePath", str(e)) from None
+    if short and not spec.get("loopAudio"):
+        once.warn("loop", "audioFilePath: %s is shorter than the video; raypipe loops it, where Editly (without "
+                          "loopAudio) pads it with silence", track)
+    return {"path": uri, "volume": float(spec.get("backgroundAudioVolume", 1))}

@@ -1,0 +1,262 @@
+"""An Editly spec read as Editly reads it: JSON5, its defaults merged (lodash's deep merge,
+where null overwrites), its layer aliases expanded, each clip's duration and transition
+resolved, and the output's size and frame rate chosen (../shared/notes/editly.md, sections
+2, 3, 6 and 10). Errors name the spec's own path: `clips[3].layers[0].type`."""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import json5
+
+from raypipe.errors import JobError, MediaError
+from raypipe.media import MediaInfo
+
+# The layer types raypipe draws, after Editly's aliases are expanded (pause, title-background).
+SUPPORTED = ("image", "image-overlay", "video", "audio", "detached-audio", "title", "subtitle", "news-title",
+             "slide-in-text", "fill-color", "linear-gradient", "radial-gradient")
+ALIASES = ("title-background", "pause")
+# Top-level keys that change nothing raypipe renders: where Editly writes, and its debugging.
+IGNORED = ("outPath", "enableFfmpegLog", "verbose", "logTimes", "keepTmp", "ffmpegPath", "ffprobePath",
+           "allowRemoteRequests")
+READ = ("clips", "defaults", "width", "height", "fps", "fast", "audioFilePath", "loopAudio", "keepSourceAudio",
+        "clipsAudioVolume", "backgroundAudioVolume")
+GLOBAL_DEFAULTS = {"duration": 4, "transition": {"duration": 0.5, "name": "random"}}
+
+
+def merge(base, over):
+    """lodash.merge: plain objects merge key by key, anything else (null too) replaces."""
+    if not isinstance(base, dict) or not isinstance(over, dict):
+        return copy.deepcopy(over)
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge(base.get(key), value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+            else copy.deepcopy(value)
+    return out
+
+
+def is_spec(path) -> bool:
+    """Whether a command line's argument names an Editly spec: a .json5 file, or a .json one
+    with a clips list."""
+    path = Path(path)
+    if path.suffix == ".json5":
+        return True
+    if path.suffix != ".json" or not path.is_file():
+        return False
+    try:
+        return isinstance(json5.loads(path.read_text()).get("clips"), list)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def load(path: Path) -> dict:
+    """The spec as a dict; an error naming the file when it is not an Editly spec."""
+    try:
+        spec = json5.loads(path.read_text())
+    except OSError as e:
+        raise JobError(str(path), f"cannot read it ({e.strerror})") from None
+    except ValueError as e:
+        raise JobError(str(path), f"JSON5 syntax error: {e}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("clips"), list):
+        raise JobError(str(path), "not an Editly spec: it has no clips list")
+    for key in spec:
+        if key not in READ and key not in IGNORED:
+            raise JobError(key, "is not supported")
+    if not spec["clips"]:
+        raise JobError("clips", "is empty: a spec needs at least one clip")
+    return spec
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One of a clip's layers after alias expansion and defaults: `where` is the path of the
+    layer as written (both halves of a title-background share it)."""
+
+    where: str
+    type: str
+    props: dict
+
+
+@dataclass(frozen=True)
+class Clip:
+    where: str
+    index: int
+    seconds: Fraction  # Editly's resolved duration
+    transition: str | None  # the name at its end; None: none
+    transition_seconds: Fraction  # as asked, before clamping
+    transition_params: dict
+    layers: tuple[Layer, ...]
+
+
+def _expand(where: str, layer: dict, index: int, palette) -> list[tuple[str, dict]]:
+    """Editly's aliases as the layers they stand for (`src/sources/index.ts`)."""
+    kind = layer.get("type")
+    if kind == "pause":
+        return [("fill-color", {k: v for k, v in layer.items() if k != "type"})]
+    if kind == "title-background":
+        rest = {k: v for k, v in layer.items() if k not in ("type", "background")}
+        background = layer.get("background") or {"type": palette.background(index)}
+        if not isinstance(background, dict) or background.get("type") not in ("fill-color", "linear-gradient",
+                                                                              "radial-gradient"):
+            raise JobError(f"{where}.background", "must be a fill-color, linear-gradient or radial-gradient layer")
+        return [(background["type"], {k: v for k, v in background.items() if k != "type"}), ("title", rest)]
+    return [(kind, {k: v for k, v in layer.items() if k != "type"})]
+
+
+def resolve(base: Path, value):
+    """A file the spec names, from the spec's folder where it is relative (URIs and sample:
+    photographs as they are)."""
+    if not isinstance(value, str) or not value or "://" in value or value.startswith("sample:"):
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def layers(where: str, clip: dict, defaults: dict, index: int, palette, base: Path) -> tuple[Layer, ...]:
+    written = clip.get("layers")
+    written = [written] if isinstance(written, dict) else written
+    if not isinstance(written, list) or not written:
+        raise JobError(f"{where}.layers", "a clip needs at least one layer")
+    out = []
+    for j, layer in enumerate(written):
+        at = f"{where}.layers[{j}]"
+        if not isinstance(layer, dict) or "type" not in layer:
+            raise JobError(at, "a layer needs a type")
+        if layer["type"] not in SUPPORTED and layer["type"] not in ALIASES:
+            raise JobError(f"{at}.type", f"{layer['type']} is not supported")
+        for kind, props in _expand(at, layer, index, palette):
+            merged = merge(merge(defaults.get("layer") or {}, (defaults.get("layerType") or {}).get(kind) or {}),
+                           props)
+            for key in ("path", "fontPath"):
+                if key in merged:
+                    merged[key] = resolve(base, merged[key])
+            out.append(Layer(at, kind, merged))
+    return tuple(out)
+
+
+def _number(value, where: str) -> Fraction:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise JobError(where, f"must be a number (got {value!r})")
+    return Fraction(value).limit_denominator(1_000_000)
+
+
+def transition(where: str, clip: dict, defaults: dict) -> tuple[str | None, Fraction, dict]:
+    """(name, seconds as asked, params) at the clip's end: defaults.transition deep-merged under
+    the clip's own; null on either side is no transition."""
+    if "transition" in clip and clip["transition"] is None:
+        return None, Fraction(0), {}
+    asked = merge(defaults.get("transition"), clip.get("transition") or {}) if defaults.get("transition") is not None \
+        else clip.get("transition")
+    if not asked:
+        return None, Fraction(0), {}
+    seconds = _number(asked.get("duration", 0) or 0, f"{where}.transition.duration")
+    name = asked.get("name")
+    if seconds > 0 and not name:
+        raise JobError(f"{where}.transition.name", "a transition with a duration needs a name")
+    return (str(name) if name else None), seconds, dict(asked.get("params") or {})
+
+
+def cut(where: str, props: dict, info: MediaInfo) -> tuple[Fraction, Fraction]:
+    """A video layer's (cutFrom, cutTo), clamped to the file as Editly clamps them."""
+    length = Fraction(info.duration).limit_denominator(1_000_000)
+    start = min(max(_number(props.get("cutFrom", 0), f"{where}.cutFrom"), Fraction(0)), length)
+    end = min(max(_number(props["cutTo"], f"{where}.cutTo"), Fraction(0)), length) if props.get("cutTo") is not None \
+        else length
+    if not start < end:
+        raise JobError(f"{where}.cutTo", f"must be after cutFrom ({float(start):g} s), within the file "
+                                         f"({float(length):.2f} s)")
+    return start, end
+
+
+class Media:
+    """Probes each file once, its failure naming the layer's path."""
+
+    def __init__(self, probe):
+        self.probe, self.found = probe, {}
+
+    def info(self, where: str, uri: str) -> MediaInfo:
+        if uri not in self.found:
+            try:
+                self.found[uri] = self.probe(uri)
+            except MediaError as e:
+                raise JobError(f"{where}.path", str(e)) from None
+        return self.found[uri]
+
+
+def clip_seconds(where: str, clip: dict, found: tuple[Layer, ...], defaults: dict, media: Media) -> Fraction:
+    """Editly's order: a truthy duration, else the first video layer's cut, else defaults.duration."""
+    if clip.get("duration"):
+        seconds = _number(clip["duration"], f"{where}.duration")
+    else:
+        video = next((x for x in found if x.type == "video"), None)
+        if video is not None:
+            start, end = cut(video.where, video.props, media.info(video.where, video.props["path"]))
+            seconds = end - start
+        else:
+            seconds = _number(defaults.get("duration"), "defaults.duration")
+    if seconds <= 0:
+        raise JobError(f"{where}.duration", f"must be > 0 seconds (got {float(seconds):g})")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Output:
+    width: int
+    height: int
+    fps: Fraction
+
+
+def _even(x: float) -> int:
+    return max(2, 2 * round(x / 2))
+
+
+def _fps(value) -> Fraction:
+    try:
+        fps = Fraction(str(value)) if not isinstance(value, float) else Fraction(value).limit_denominator(1001)
+    except (ValueError, ZeroDivisionError):
+        raise JobError("fps", f"{value!r} is not a frame rate") from None
+    if not 0 < fps <= 240:
+        raise JobError("fps", f"must be > 0 and <= 240 (got {value})")
+    return fps
+
+
+def output(spec: dict, video: MediaInfo | None) -> Output:
+    """Editly's size and rate (section 10), raised to even sizes where x264 needs them."""
+    width, height = spec.get("width"), spec.get("height")
+    if width and height:
+        w, h = float(width), float(height)
+    elif video is not None:
+        w, h = (float(width), float(width) * video.height / video.width) if width else (video.width, video.height)
+    else:
+        w = h = float(width) if width else 640.0
+    if spec.get("fast"):
+        aspect = w / h
+        w, h, fps = 250 * math.sqrt(aspect), 250 / math.sqrt(aspect), Fraction(15)
+    elif isinstance(spec.get("fps"), (int, float)) and not isinstance(spec.get("fps"), bool):
+        fps = _fps(spec["fps"])
+    else:
+        fps = _fps(video.fps) if video is not None else Fraction(25)
+    return Output(_even(w), _even(h), fps)
+
+
+class Palette:
+    """Editly's random colours, picked the same way on every run: the clip's index chooses
+    (`src/colors.ts`'s lists, first entries)."""
+
+    COLORS = ("hsl(42, 100%, 50%)", "hsl(310, 34%, 37%)", "hsl(24, 100%, 50%)", "hsl(211, 38%, 74%)",
+              "hsl(350, 100%, 37%)", "hsl(35, 52%, 59%)", "hsl(22, 11%, 45%)", "hsl(145, 100%, 24%)")
+    GRADIENTS = (("#ff9aac", "#ffa875"), ("#cc2b5e", "#753a88"), ("#42275a", "#734b6d"), ("#bdc3c7", "#2c3e50"),
+                 ("#de6262", "#ffb88c"), ("#eb3349", "#f45c43"), ("#dd5e89", "#f7bb97"), ("#56ab2f", "#a8e063"))
+    BACKGROUNDS = ("radial-gradient", "linear-gradient", "fill-color")
+
+    def background(self, index: int) -> str:
+        return self.BACKGROUNDS[index % len(self.BACKGROUNDS)]
+
+    def color(self, index: int) -> str:
+        return self.COLORS[index % len(self.COLORS)]
+
+    def gradient(self, index: int) -> tuple[str, str]:
+        return self.GRADIENTS[index % len(self.GRADIENTS)]

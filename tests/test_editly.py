@@ -1,0 +1,303 @@
+"""Editly specs rendered as they are: converted to a job with Editly's frame count, size and
+rate; every one of Editly's own examples (tests/editly/, MIT, its notice beside them) either
+plans to Editly's frame count or fails in one line naming its path; a title lands where its
+`position` says, measured on decoded frames."""
+import json
+import logging
+import os
+import re
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import ROOT, run_cli
+from media_inputs import ffmpeg_decode
+from raypipe.api import config
+from raypipe.engine.driver import render
+from raypipe.errors import ConfigError, JobError
+from raypipe.media import count_frames, probe
+from raypipe.media.images import load_image
+from raypipe.plan.editly import convert
+from raypipe.plan.editly.layers import place
+from raypipe.plan.editly.timing import clip_frames, total_frames
+from raypipe.plan.timeline import plan
+
+EDITLY = Path(__file__).parent / "editly"
+EXAMPLES = ROOT / "examples" / "editly"
+ASSETS = ROOT / "raypipe" / "assets"
+VIDEOS = (".mp4", ".mov", ".webm")
+SOUNDS = (".m4a", ".mp3")
+PHOTOS = {"vertical.jpg": "astronaut", "pano.jpg": "rocket", "img1.jpg": "astronaut", "img2.jpg": "coffee",
+          "img3.jpg": "chelsea"}
+
+# Editly's own examples whose layer types raypipe draws, with Editly's frame count (editly.md,
+# section 1: sum N_i - sum S_i; their media here is raypipe's 4 s, 30 fps demo clip).
+CONVERTS = {
+    "audio-transition": 459, "audio1": 309, "audioLoop": 250, "contain-blur": 13, "gradients": 91, "image": 40,
+    "imageOverlay": 60, "kenBurns": 199, "newsTitle": 250, "ph": 51, "remote": 274, "single": 60, "slideInText": 75,
+    "smartFit": 144, "speedTest": 210, "timeoutTest": 126, "transitionEasing": 96, "transitions": 2055,
+    "videos": 360, "videos2": 105, "vignette": 60,
+}
+FAILS = {
+    "alpha": "clips[0].layers[1].type: video over another layer is not supported",
+    "mosaic": "clips[0].layers[1].type: video over another layer is not supported",
+    "visibleFromUntil": "clips[0].layers[1].type: video over another layer is not supported",
+    "transparentGradient": "clips[0].layers[1].type: linear-gradient over another layer is not supported",
+    "audio-volume": "audioTracks: is not supported",
+    "audio2": "audioNorm: is not supported",
+    "audio3": "audioNorm: is not supported",
+    "customOutputArgs": "customOutputArgs: is not supported",
+    "commonFeatures": "clips[2].layers[0].type: rainbow-colors is not supported",
+    "gl": "clips[0].layers[0].type: gl is not supported",
+    "pip": "clips[0].layers[0].type: rainbow-colors is not supported",
+    "position": "clips[0].layers[0].type: rainbow-colors is not supported",
+    "subtitle": "clips[0].layers[0].type: rainbow-colors is not supported",
+}
+
+
+def with_assets(folder: Path, spec: Path) -> Path:
+    """The spec copied into `folder`, each file it names made there, of the same kind: raypipe's
+    demo clip for a video, its soundtrack for a sound, a sample photograph or the logo for an
+    image (fonts left missing: they fall back)."""
+    shutil.copy(spec, folder / spec.name)
+    for name in sorted(set(re.findall(r'"(\.?/?assets/[^"]+)"', spec.read_text()))):
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        suffix = target.suffix.lower()
+        if suffix in VIDEOS:
+            shutil.copy(ASSETS / "demo_clip.mp4", target)
+        elif suffix in SOUNDS:
+            shutil.copy(ASSETS / "demo_soundtrack.m4a", target)
+        elif suffix in (".png", ".svg"):
+            shutil.copy(ASSETS / "logo.png", target)
+        elif suffix == ".jpg":
+            Image.fromarray(load_image(f"sample:{PHOTOS.get(target.name, 'coffee')}")).save(target)
+    return folder / spec.name
+
+
+def write_spec(folder: Path, spec: dict, name="spec.json5") -> Path:
+    path = folder / name
+    path.write_text(json.dumps(spec))
+    return path
+
+
+# ---- unit: timing, conversion, failures ---------------------------------------------------
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("seconds,transitions,fps,frames", [
+    ([3, 3, 3], [0.5, 0.5, 0.5], 25, 199),  # kenBurns.json5: 8 s
+    ([4, 4, 4], [0.5, 0.5, 0.5], 15, 164),  # editly's integration test: 10.93 s of video
+    ([3] * 68, [1] * 68, 15, 137 * 15),  # transitions.json5: 68 x 3 - 67 x 1 s
+    ([1, 2], [0, 0], 24, 72),  # no transition: the clips end to end
+])
+def test_clips_overlap_by_their_transitions_as_editlys_do(seconds, transitions, fps, frames):
+    found = clip_frames([Fraction(s) for s in seconds], [Fraction(t).limit_denominator(100) for t in transitions],
+                        Fraction(fps))
+    assert total_frames(found) == frames
+    # raypipe's segments (a clip less what the transition before it showed) add up to it.
+    assert sum(c.segment_frames for c in found) == frames
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", sorted(CONVERTS))
+def test_editlys_examples_plan_to_editlys_frame_count(tmp_path, name):
+    converted = convert(with_assets(tmp_path, EDITLY / f"{name}.json5"))
+    assert converted.frames == CONVERTS[name]
+    cfg = config(converted.fragment, ["detector=saliency"])
+    planned = plan(cfg.job, cfg.render)
+    assert planned.total_frames == CONVERTS[name]
+    assert (planned.encode.width, planned.encode.height, planned.encode.fps) == (
+        converted.output.width, converted.output.height, converted.output.fps)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", sorted(FAILS))
+def test_editlys_other_examples_fail_in_one_line_naming_the_path(tmp_path, name):
+    with pytest.raises(JobError) as e:
+        convert(with_assets(tmp_path, EDITLY / f"{name}.json5"))
+    assert str(e.value).startswith(FAILS[name])
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.unit
+def test_every_example_of_editly_is_accounted_for():
+    assert {p.stem for p in EDITLY.glob("*.json5")} == set(CONVERTS) | set(FAILS)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("kind", ["gl", "canvas", "fabric", "rainbow-colors", "editly-banner", "shape"])
+def test_each_unsupported_layer_type_fails_with_its_path(tmp_path, kind):
+    spec = {"clips": [{"layers": [{"type": "fill-color"}]}, {"layers": [{"type": "title", "text": "x"},
+                                                                       {"type": kind}]}]}
+    with pytest.raises(JobError, match=re.escape(f"clips[1].layers[1].type: {kind} is not supported")):
+        convert(write_spec(tmp_path, spec))
+
+
+@pytest.mark.unit
+def test_a_missing_font_falls_back_with_one_warning_line(tmp_path, caplog):
+    font = next(p for p in Path("/usr/share/fonts").rglob("DejaVuSans.ttf"))
+    spec = {"defaults": {"layer": {"fontPath": "./fonts/Missing.ttf"}},
+            "clips": [{"layers": [{"type": "title", "text": "a"}, {"type": "subtitle", "text": "b"}]},
+                      {"layers": [{"type": "title", "text": "c", "fontPath": str(font)}]}]}
+    with caplog.at_level(logging.WARNING, logger="raypipe"):
+        job = convert(write_spec(tmp_path, spec)).fragment["job"]
+    said = [r.getMessage() for r in caplog.records if "fontPath" in r.getMessage()]
+    assert said == [f"clips[0].layers[0].fontPath: {tmp_path / 'fonts/Missing.ttf'} is missing; drawn in DejaVu Sans"]
+    assert [layer.get("font") for layer in job["layers"]] == [None, None, str(font)]
+
+
+@pytest.mark.unit
+def test_relative_paths_are_taken_from_the_specs_folder(tmp_path):
+    (tmp_path / "media").mkdir()
+    Image.new("RGB", (64, 48)).save(tmp_path / "media" / "a.jpg")
+    job = convert(write_spec(tmp_path, {"clips": [{"layers": [{"type": "image", "path": "media/a.jpg"}]}]}))
+    assert job.fragment["job"]["segments"][0]["source"] == str(tmp_path / "media" / "a.jpg")
+
+
+@pytest.mark.unit
+def test_a_transition_raypipe_lacks_is_the_nearest_with_one_warning_line(tmp_path, caplog):
+    spec = {"defaults": {"duration": 1, "transition": {"name": "dreamyzoom", "duration": 0.2}},
+            "clips": [{"layers": [{"type": "pause"}]}] * 3 + [{"transition": {"name": "directional-left"},
+                                                                "layers": [{"type": "pause"}]},
+                                                               {"layers": [{"type": "pause"}]}]}
+    with caplog.at_level(logging.WARNING, logger="raypipe"):
+        segments = convert(write_spec(tmp_path, spec)).fragment["job"]["segments"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "clips[0].transition.name: dreamyzoom has no raypipe equivalent; drawn as zoom_through"]
+    assert [s.get("transition", {}).get("type") for s in segments] == ["zoom_through"] * 3 + ["wipe", None]
+    assert segments[3]["transition"]["params"] == {"direction": "left"}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("position,anchor,offset", [
+    ("top", "top", [0.0, -0.05]),
+    ("bottom-right", "bottom_right", [-0.05, 0.05]),
+    ("center-left", "left", [0.05, 0.0]),
+    ({"x": 0.3, "y": 0.6, "originX": "center", "originY": "center"}, "center", [-0.2, -0.1]),
+    ({"x": 0, "y": 1, "originY": "bottom"}, "bottom_left", [0.0, 0.0]),
+])
+def test_editlys_positions_put_the_origin_where_editly_does(position, anchor, offset):
+    assert place(position, "clips[0].layers[0]") == {"position": anchor, "margin": 0.0, "offset": offset}
+
+
+@pytest.mark.unit
+def test_a_video_clip_with_a_duration_plays_its_cut_retimed_to_fill_it(tmp_path):
+    spec = {"clips": [{"duration": 1, "layers": [{"type": "video", "path": str(ASSETS / "demo_clip.mp4"),
+                                                  "cutFrom": 1, "cutTo": 3}]}]}
+    converted = convert(write_spec(tmp_path, spec))
+    segment = converted.fragment["job"]["segments"][0]
+    assert (segment["start"], segment["end"], segment["speed"]) == (1.0, 3.0, 2.0)
+    info = probe(str(ASSETS / "demo_clip.mp4"))
+    assert (converted.output.width, converted.output.height) == (info.width, info.height)
+
+
+@pytest.mark.unit
+def test_a_spec_without_clips_is_not_an_editly_spec(tmp_path):
+    with pytest.raises(JobError, match="not an Editly spec: it has no clips list"):
+        convert(write_spec(tmp_path, {"layers": []}))
+
+
+# ---- render: the repository's examples, the CLI, placement on decoded frames --------------
+
+
+@pytest.mark.render
+@pytest.mark.parametrize("name,frames,fps", [("kenburns", 240, 30), ("titles", 185, 25), ("clip", 102, 30)])
+def test_the_example_specs_render_with_editlys_frame_count_size_and_rate(tmp_path, name, frames, fps):
+    out = tmp_path / f"{name}.mp4"
+    spec = EXAMPLES / f"{name}.json5"
+    cfg = config(spec, ["render.width=160", "render.height=90", "detector=saliency", f"job.output={out}"])
+    render(cfg, str(tmp_path / "run"), quiet=True)
+    info = probe(str(out))
+    assert count_frames(str(out)) == frames == convert(spec).frames
+    assert (info.width, info.height, round(info.fps, 3)) == (160, 90, fps)
+
+
+@pytest.mark.render
+def test_the_cli_renders_and_converts_a_spec_and_refuses_a_gl_layer_before_any_work(tmp_path):
+    out = tmp_path / "titles.mp4"
+    done = run_cli(str(EXAMPLES / "titles.json5"), "render.width=128", "render.height=72", "detector=saliency",
+                   f"job.output={out}", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert count_frames(str(out)) == 185
+    printed = run_cli(str(EXAMPLES / "titles.json5"), command="convert")
+    assert printed.returncode == 0, printed.stderr
+    assert yaml.safe_load(printed.stdout)["render"] == {"width": 640, "height": 360, "fps": "25"}
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    spec = write_spec(bad, {"clips": [{"layers": [{"type": "fill-color"}]}, {"layers": [{"type": "gl"}]}]})
+    for command in ("render", "convert"):
+        failed = run_cli(str(spec), command=command, cwd=bad)
+        assert (failed.returncode, failed.stderr) == (2, "error: clips[1].layers[0].type: gl is not supported\n")
+    assert sorted(p.name for p in bad.iterdir()) == ["spec.json5"]  # no run directory: nothing started
+
+
+W, H = 320, 180
+
+
+def rendered_title(tmp_path, position, tag: str) -> np.ndarray:
+    """The frames of one second of a flat card, with a title at `position` (None: no title)."""
+    layers = [{"type": "fill-color", "color": "#203040"}]
+    if position is not None:
+        layers.append({"type": "title", "text": "Title", "position": position, "zoomDirection": None})
+    spec = write_spec(tmp_path, {"width": W, "height": H, "fps": 12, "clips": [{"duration": 1, "layers": layers}]},
+                      f"{tag}.json5")
+    cfg = config(spec, ["detector=saliency", f"job.output={tmp_path / tag}.mp4"])
+    render(cfg, str(tmp_path / f"run-{tag}"), quiet=True)
+    return ffmpeg_decode(tmp_path / f"{tag}.mp4", W, H)
+
+
+@pytest.mark.render
+@pytest.mark.parametrize("position,box", [
+    # Where Editly puts the text's origin, as fractions: (x, y) and which side of the text it is.
+    ("top", (0.5, 0.05, "center", "top")),
+    ("bottom-right", (0.95, 0.95, "right", "bottom")),
+    ("center-left", (0.05, 0.5, "left", "center")),
+    ({"x": 0.3, "y": 0.7, "originX": "center", "originY": "center"}, (0.3, 0.7, "center", "center")),
+])
+def test_an_editly_title_lands_where_its_position_says(tmp_path, position, box):
+    without = rendered_title(tmp_path, None, "without")
+    frames = rendered_title(tmp_path, position, "with")
+    assert frames.shape == without.shape == (12, H, W, 3)
+    changed = np.abs(frames.astype(int) - without.astype(int)).max(axis=-1) > 60
+    assert changed.sum(axis=(1, 2)).min() > 0, "the title is on every frame"
+    ys, xs = np.nonzero(changed[6])
+    left, right, top, bottom = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    x, y, ox, oy = box
+    measured_x = {"left": left, "center": (left + right) / 2, "right": right}[ox]
+    measured_y = {"top": top, "center": (top + bottom) / 2, "bottom": bottom}[oy]
+    # The glyphs' ink sits inside the text's block by a few pixels (its padding, the line's leading).
+    assert abs(measured_x - x * W) <= 0.03 * W, (measured_x, x * W)
+    assert abs(measured_y - y * H) <= 0.06 * H, (measured_y, y * H)
+
+
+@pytest.mark.unit
+def test_the_readme_section_names_every_converted_layer_type():
+    text = (ROOT / "docs" / "editly.md").read_text()
+    for kind in ("image", "image-overlay", "video", "audio", "detached-audio", "title", "subtitle", "title-background",
+                 "news-title", "slide-in-text", "fill-color", "pause", "linear-gradient", "radial-gradient"):
+        assert f"`{kind}`" in text, kind
+    assert os.path.isfile(EDITLY / "LICENSE")
+
+
+@pytest.mark.unit
+def test_a_bad_override_on_a_spec_names_its_key(tmp_path):
+    spec = write_spec(tmp_path, {"clips": [{"layers": [{"type": "pause"}]}]})
+    with pytest.raises(ConfigError, match="render.fsp"):
+        config(spec, ["render.fsp=3"])
+
+
+@pytest.mark.unit
+def test_the_editly_comparator_reads_the_spec_from_files_both_renderers_read(tmp_path):
+    from raypipe.bench.editly import materialised
+
+    written = json.loads(materialised(EXAMPLES / "titles.json5", tmp_path).read_text())
+    paths = [layer.get("path") for clip in written["clips"] for layer in clip["layers"] if layer.get("path")]
+    assert paths == [str(tmp_path / "coffee.jpg"), str(ASSETS / "logo.png"), str(tmp_path / "astronaut.jpg")]
+    assert all(Path(p).is_file() for p in paths)
+    assert written["outPath"] == str(tmp_path / "editly.mp4")
