@@ -41,8 +41,6 @@ def get(refs):
 
 
 def start_ray(rc: DictConfig) -> None:
-    if ray.is_initialized():  # a Ray Serve replica's (the render service's engine): Ray is up
-        return
     # Ray puts in its own SIGTERM handler (an immediate exit); the caller's, which unwinds the
     # render and removes its partial files, is put back.
     main = threading.current_thread() is threading.main_thread()
