@@ -45,7 +45,7 @@ from raypipe.engine.staging import Stager
 from raypipe.engine.streaming import SourceStream
 from raypipe.engine.task import SegmentManifest
 from raypipe.engine.video import VideoEnd, VideoHandle, VideoRun, VideoSpec, VideoStatus
-from raypipe.errors import CancelToken, Interrupted, RaypipeError, first_line
+from raypipe.errors import Cancelled, CancelToken, Interrupted, RaypipeError, first_line
 from raypipe.plan.cost import frames_per_task, ordered_tasks
 from raypipe.storage import Storage
 
@@ -379,7 +379,7 @@ class Engine:
             self.stager.release(run.moved)
             run.moved = {}
         if run.stream is not None and not run.detected.done():
-            run.stream.fail(error or Interrupted("ended"))
+            run.stream.fail(error or Cancelled("its video ended"))
         if not run.failed or run.in_flight == 0:
             self._flying.pop(run.id, None)
             run.store.delete_dir("segments")  # chunks outside the cache (render.cache=false)
@@ -389,11 +389,11 @@ class Engine:
         end = VideoEnd(status, report, error, frames, seconds, run.plan if report else None, *found)
         run.spec.unload()
         self._ended += 1
+        run.handle._finish(end)  # its listeners first: a batch prints the video's path before the log line
         if self._progress is not None and self.options.expected != 1:  # one video's end is the CLI's to say
             where = run.spec.where or run.spec.id
             self._progress.video_done(f"{where}: {run.spec.output}" if not run.failed
                                       else f"{where}: {status.value}: {first_line(error) if error else ''}")
-        run.handle._finish(end)
 
     def _maybe_clean(self, run: VideoRun) -> None:
         if run.in_flight <= 0 and run.failed:
@@ -453,7 +453,7 @@ class Engine:
                     log.debug("after the engine stopped: %s", e)
             for run in list(self._flying.values()):
                 if not run.handle.done():
-                    self._end(run, VideoStatus.CANCELLED, self.cancel.reason or Interrupted("the engine stopped"))
+                    self._end(run, VideoStatus.CANCELLED, self.cancel.reason or Cancelled("the engine stopped"))
                 run.store.delete_dir("segments")
             self._flying.clear()
             for thread in self._threads:

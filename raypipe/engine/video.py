@@ -102,6 +102,7 @@ class VideoHandle:
         self._end: Future = Future()
         self._lock = threading.Lock()
         self._listeners: list = []
+        self._end_listeners: list = []
 
     @property
     def status(self) -> VideoStatus:
@@ -130,8 +131,9 @@ class VideoHandle:
         self._listeners.append(listener)
 
     def on_end(self, listener) -> None:
-        """`listener(handle, end)` hears the video's end, once (on the engine's thread)."""
-        self._end.add_done_callback(lambda f: listener(self, f.result()))
+        """`listener(handle, end)` hears the video's end, once, on the engine's thread; what it
+        raises is the engine's error (a Future's callbacks would only log it)."""
+        self._end_listeners.append(listener)
 
     # --- the engine's side ----------------------------------------------------------------
 
@@ -150,6 +152,8 @@ class VideoHandle:
         self._set(end.status)
         if not self._end.done():
             self._end.set_result(end)
+            for listener in self._end_listeners:
+                listener(self, end)
 
 
 @dataclass
