@@ -389,11 +389,15 @@ def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batc
              # one video in flight: rows are still to be detected when the first is out
              f"batch.max_videos_in_flight={1 if detector_lost else 2}", f"hydra.run.dir={tmp_path / 'run'}"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
-        ready, _, _ = select.select([proc.stdout], [], [], 240)
-        first = proc.stdout.readline() if ready else ""  # the first published video's URI
+        first, deadline = "", time.monotonic() + 240
+        while not first.startswith("s3://") and time.monotonic() < deadline:  # Hydra's log lines share stdout
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            first = proc.stdout.readline() if ready else ""  # the first published video's URI
+            if ready and not first:
+                break  # it ended
         if not first.startswith(f"s3://renders/{prefix}/out/videos/"):
             proc.kill()
-            pytest.fail(f"no video out: {log.read_text()[-3000:]}")
+            pytest.fail(f"no video out (stdout: {first!r}): {log.read_text()[-3000:]}")
         lost, worker = busy_node(nodes, "ray::DetectorActor" if detector_lost else "ray::render_task")
         c.remove_node(lost)  # its raylet, its workers (mid-task) and its object store die with it
         with suppress(ProcessLookupError):  # gone with its node
