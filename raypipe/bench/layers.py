@@ -103,8 +103,8 @@ def _pair(runs: dict[str, list[Run]], base: str, other: str) -> dict:
             "target": TARGETS[other], "within_target": ratio <= TARGETS[other]}
 
 
-@bench("layers", RUNS, arg("--width", type=int, default=1280), arg("--height", type=int, default=720),
-       arg("--fps", default="30"),
+@bench("layers", RUNS, arg("--width", type=int, default=1280, help="the 16:9 size: the variants are also HxW and HxH"),
+       arg("--height", type=int, default=720), arg("--fps", default="30"),
        help="a job with 5 layers against none, and the demo in 3 shapes in one run against one")
 def bench_layers(args) -> dict:
     runs: dict[str, list[Run]] = {name: [] for pair in PAIRS for name in pair}
