@@ -337,7 +337,7 @@ COMMANDS = {
                      "videos)\n"
                      "  --dry-run                    every check, for every row; renders nothing\n"
                      "  --quiet                      errors and the videos' paths only\n", work=batch_work),
-    "bench": Command("benchmarks: render, nodes, compare, cache, detect, clip, handoff, effects, media, serve",
+    "bench": Command("benchmarks: render, nodes, compare, cache, layers, detect, clip, handoff, effects, media, serve",
                      plain=bench_main),
     "effects": Command("every effect, transition and caption option: type, default, what it does",
                        plain=effects_main),

@@ -15,19 +15,25 @@ from raypipe.bench.common import median
 from raypipe.bench.registry import DEMO, RUNS, arg, bench
 
 
-def _first_render(run_dir) -> list[str]:
+def first_render(run_dir) -> list[str]:
     """An empty cache of its own, so every run measures a first render."""
     return [f"cache.root={run_dir}/cache"]
 
 
-def _render(overrides: list[str], run_dir: Path) -> tuple[float, dict]:
+def render_cli(args: list[str], run_dir: Path) -> float:
+    """Seconds `python -m raypipe render ARGS` takes to exit, writing into run_dir; a failed
+    render ends the benchmark with its last line."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "raypipe", "render", *overrides, f"hydra.run.dir={run_dir}"],
+    proc = subprocess.run([sys.executable, "-m", "raypipe", "render", *args, f"hydra.run.dir={run_dir}"],
                           capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"render failed: {proc.stderr.strip().splitlines()[-1]}")
-    return wall, json.loads((run_dir / "report.json").read_text())
+    return wall
+
+
+def _render(overrides: list[str], run_dir: Path) -> tuple[float, dict]:
+    return render_cli(overrides, run_dir), json.loads((run_dir / "report.json").read_text())
 
 
 @bench("cache", RUNS, arg("--caption-segment", type=int, default=0, help="the segment whose caption is edited"),
@@ -90,7 +96,7 @@ def bench_render(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="raypipe-bench-") as tmp:
         for i in range(args.runs):
             run_dir = Path(tmp) / f"run{i}"
-            runs.append(_render([*args.overrides, *_first_render(run_dir)], run_dir))
+            runs.append(_render([*args.overrides, *first_render(run_dir)], run_dir))
             print(f"run {i}: {runs[-1][0]:.2f} s wall", file=sys.stderr)
     reports = [r for _, r in runs]
     return {
@@ -114,7 +120,7 @@ def bench_local(args) -> dict:
         for r in range(args.runs):
             for name, saving in (("ray", "0"), ("driver", "1e9")):
                 run_dir = Path(tmp) / f"{name}-{r}"
-                wall, report = _render([*args.overrides, *_first_render(run_dir), f"ray.min_saving_s={saving}"],
+                wall, report = _render([*args.overrides, *first_render(run_dir), f"ray.min_saving_s={saving}"],
                                        run_dir)
                 times[name].append(report["stages"]["total"])
                 walls[name].append(wall)
@@ -163,7 +169,7 @@ def bench_nodes(args) -> dict:
                     t0 = time.perf_counter()
                     proc = subprocess.run([sys.executable, "-m", "raypipe", "render", *args.overrides,
                                            f"ray.address={cluster.address}", f"hydra.run.dir={run_dir}",
-                                           *_first_render(run_dir)], capture_output=True, text=True)
+                                           *first_render(run_dir)], capture_output=True, text=True)
                     wall = time.perf_counter() - t0
                 finally:
                     cluster.shutdown()

@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m raypipe bench {render,batch,serve,raydata,local,nodes,compare,cache,detect,clip,...}`.
+"""Benchmarks: `python -m raypipe bench {render,batch,serve,raydata,local,nodes,compare,cache,layers,detect,clip,...}`.
 
 Every figure is a median over rounds, and alternatives are measured interleaved in the same
 run, because these machines are shared and noisy: compare ratios, not absolute numbers
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 # Each module registers its benchmarks as it is imported.
-from raypipe.bench import batch, compare, detectors, frames, media, renders, serve  # noqa: F401
+from raypipe.bench import batch, compare, detectors, frames, layers, media, renders, serve  # noqa: F401
 from raypipe.bench.registry import BENCHES, parser
 
 
