@@ -3,7 +3,6 @@ command, less the flags of our own (`--quiet`, `--frames`, `--at`, `--scale`, `-
 job, which the API's `selecting` hands to Hydra as the API does."""
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
@@ -205,16 +204,18 @@ class HydraCommand:
         self.working = False
 
 
-def _announce(run_dir: str, report) -> None:
-    """As soon as the video is published, not after Ray's shutdown."""
-    log.info("rendered %d frames in %.1f s; report: %s/report.json", report.frames, report.stages["total"], run_dir)
+def _announce(report) -> None:
+    """As soon as the video is published, not after Ray's shutdown; each variant's report is in
+    its own folder (`report.run`)."""
+    log.info("rendered %d frames in %.1f s; report: %s/report.json", report.frames, report.stages["total"],
+             report.run)
     print(report.output, flush=True)
 
 
 def render_work(given: CommandInput) -> None:
     from raypipe.api import render_config  # after Hydra has parsed: `--help` stays instant
 
-    render_config(given.cfg, given.run_dir, on_result=functools.partial(_announce, given.run_dir),
+    render_config(given.cfg, given.run_dir, on_result=_announce,
                   quiet=given.flags.quiet, cancel=given.cancel, planned=given.planned)
 
 
