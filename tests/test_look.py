@@ -50,7 +50,7 @@ def test_help_lists_every_command_on_one_line_each():
     done = raypipe("--help")
     assert done.returncode == 0
     listed = {line.split()[0] for line in done.stdout.splitlines() if line.startswith("  ")}
-    assert listed == {"render", "preview", "detect", "batch", "bench", "effects", "layers"}
+    assert listed == {"render", "preview", "detect", "batch", "bench", "effects", "layers", "convert", "serve", "keys"}
 
 
 @pytest.mark.render
