@@ -65,7 +65,7 @@ class RowVideo:
     """A row as the engine's video: its config made when the engine comes to it, let go at its end."""
 
     def __init__(self, video: Video, run_dir: str):
-        self.video, self.run_dir = video, run_dir
+        self.video, self.run_dir, self.reads = video, run_dir, {}
         self.id, self.where, self.output = video.row.id, video.row.where, video.output
 
     def load(self) -> DictConfig:
@@ -83,7 +83,7 @@ class RowVariant:
     output named after it."""
 
     def __init__(self, video: Video, name: str, run_dir: str):
-        self.video, self.name, self.run_dir = video, name, run_dir
+        self.video, self.name, self.run_dir, self.reads = video, name, run_dir, {}
         self.id, self.where = f"{video.row.id}-{name}", f"{video.row.where} variant {name}"
         self.output = named(video.output, name)
         self._cfg: DictConfig | None = None

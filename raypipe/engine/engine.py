@@ -360,7 +360,7 @@ class Engine:
         report = build(run.plan, result, info, detections, manifests, run.stages.seconds, self.executor.name,
                        self.executor.stats(), run=run.store.root, run_id=run_id_of(run.spec.run_dir),
                        max_frames_per_task=run.split, retries=run.retries,
-                       cache=run.reuse.summary(manifests, info, evicted), reads=run.reads, started=run.started)
+                       cache=run.reuse.summary(manifests, info, evicted), reads=run.spec.reads, started=run.started)
         self._end(run, VideoStatus.SUCCEEDED, report=report, frames=result["frames"], found=(detections, info))
 
     def _end(self, run: VideoRun, status: VideoStatus, error: BaseException | None = None, report=None,

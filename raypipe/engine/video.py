@@ -53,6 +53,7 @@ class VideoSpec(Protocol):
     id: str
     where: str
     run_dir: str  # the local folder of its run (its id names its report)
+    reads: dict  # name -> ReadCounter: what its checks and plan read, for its report
 
     def load(self) -> DictConfig: ...
 
@@ -169,7 +170,6 @@ class VideoRun:
     t0: float = field(default_factory=time.perf_counter)
     plan: Plan | None = None
     reuse: Reuse | None = None
-    reads: dict = field(default_factory=dict)  # name -> ReadCounter, for the report
     looks: dict = field(default_factory=dict)  # source -> its detector.Look, made ahead
     stream: SourceStream | None = None  # its detections as each source is in (one video's engine)
     detected: Future = field(default_factory=Future)  # (Detections, info) once found
