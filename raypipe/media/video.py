@@ -181,7 +181,8 @@ class VideoSource:
         """A file cut short (a failed copy, a phone's interrupted recording) keeps the index
         that promises the whole length: decode its last second to be sure it is there."""
         last = None
-        for t, _ in self.frames(max(0.0, duration - 1.0)):
+        # Sought even to 0: decoding the first frame may have drained a clip of a few frames.
+        for t, _ in self.frames(max(0.0, duration - 1.0), seek=True):
             last = t
         if last is None or last + _SHORT_TOLERANCE * interval < duration - _EPS:
             ends = "no decodable frames" if last is None else f"frames up to {last:.3f} s"
