@@ -80,7 +80,7 @@ class AnimationCfg:
 class LayerCfg:
     """An element drawn over the segments from `start` for `length` seconds."""
 
-    type: str = param(MISSING, "text, image or box")
+    type: str = param(MISSING, "text, image, box or video")
     # text
     text: str = param("", "text: the text; \\n breaks a line")
     font: str = param("DejaVu Sans", "text: a font family that fontconfig knows, or a font file path")
@@ -92,14 +92,22 @@ class LayerCfg:
     box_color: str = param("black", "text: the box's colour")
     box_opacity: float = param(0.55, "text: the box's opacity, 0..1")
     align: str = param("center", "text: left, center or right, inside the text's block")
-    # image
-    source: Optional[str] = param(None, "image: a path, a URI or sample:NAME; its alpha is kept")
+    # image and video
+    source: Optional[str] = param(None, "image: a path, a URI or sample:NAME, its alpha kept; video: a clip's path "
+                                        "or URI")
     mask: Optional[str] = param(None, "image: circle (a centred square, round) or rounded (corners of radius)")
+    cut_from: float = param(0.0, "video: where it starts, in seconds of the clip")
+    cut_to: Optional[float] = param(None, "video: where it ends, in seconds of the clip (null: the clip's end); "
+                                          "frames after it hold its last")
+    speed: float = param(1.0, "video: 2.0 plays it twice as fast")
+    fit: Optional[str] = param(None, "video: inside width x height, contain (whole, the rest clear), cover (filled, "
+                                     "cropped), stretch, or contain-blur (whole, over a blurred copy); null: contain")
     # shared
     width: Optional[float] = param(None, "a fraction of the frame's width: text wraps inside it (null: 0.9), an "
-                                         "image fits inside it with height (null: 0.25), a box's (null: 1)")
-    height: Optional[float] = param(None, "image and box: a fraction of the frame's height (null: 0.25 for an "
-                                          "image, 0.12 for a box)")
+                                         "image fits inside it with height (null: 0.25), a box's and a video's "
+                                         "(null: 1)")
+    height: Optional[float] = param(None, "image, box and video: a fraction of the frame's height (null: 0.25 for "
+                                          "an image, 0.12 for a box, 1 for a video)")
     radius: Optional[float] = param(None, "image (mask rounded) and box: corner radius, a fraction of the shorter "
                                           "side (null: 0.15 and 0)")
     # time

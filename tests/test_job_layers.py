@@ -1,7 +1,8 @@
-"""A job's layers: text, images and boxes over the segments, timed in global frames, anchored,
+"""A job's layers: text, images, boxes and videos over the segments, timed in global frames, anchored,
 animated, kept clear of the subject where asked; placement measured with numbers on decoded
 frames. (tests/test_layers.py is the package's import contract.)"""
 from fractions import Fraction
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -9,18 +10,20 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from media_inputs import ffmpeg_decode
+from media_inputs import encode_rgb, ffmpeg_decode
 from raypipe.api import config
 from raypipe.engine.cache import segment_keys
 from raypipe.engine.driver import render
+from raypipe.engine.staging import local_inputs
 from raypipe.errors import ConfigError, JobError
-from raypipe.frames.layers import ANCHORS, ANIMATIONS, BoxLayer, Layer, Motion
+from raypipe.frames.layers import ANCHORS, ANIMATIONS, BoxLayer, Layer, Motion, VideoLayer
 from raypipe.frames.layers.anchors import origin
 from raypipe.frames.layers.motion import Box
 from raypipe.frames.layers.shapes import rounded
 from raypipe.plan.timeline import plan
 
 W, H, FPS = 320, 180, 12
+CLIP = str(Path(__file__).resolve().parents[1] / "raypipe" / "assets" / "demo_clip.mp4")
 CARD = (0x20, 0x30, 0x40)
 SMALL = [f"render.width={W}", f"render.height={H}", f"render.fps={FPS}", "detector=saliency", "job.audio.path=null"]
 
@@ -82,7 +85,15 @@ def test_layers_are_timed_in_global_frames_or_from_their_segment(caplog):
 
 @pytest.mark.unit
 @pytest.mark.parametrize("layer,where", [
-    ({"type": "video"}, "job.layers[0].type"),
+    ({"type": "gif"}, "job.layers[0].type"),
+    ({"type": "video"}, "job.layers[0].source"),
+    ({"type": "video", "source": "sample:astronaut"}, "job.layers[0].source"),
+    ({"type": "video", "source": "/no/such/clip.mp4"}, "job.layers[0].source"),
+    ({"type": "video", "source": CLIP, "fit": "fill"}, "job.layers[0].fit"),
+    ({"type": "video", "source": CLIP, "cut_to": 60.0}, "job.layers[0].cut_to"),
+    ({"type": "video", "source": CLIP, "cut_from": 2.0, "cut_to": 1.0}, "job.layers[0].cut_to"),
+    ({"type": "video", "source": CLIP, "speed": 0}, "job.layers[0].speed"),
+    ({"type": "box", "cut_from": 1.0}, "job.layers[0].cut_from"),
     ({"type": "text", "text": "x", "mask": "circle"}, "job.layers[0].mask"),
     ({"type": "box", "text": "x"}, "job.layers[0].text"),
     ({"type": "box", "position": "middle"}, "job.layers[0].position"),
@@ -176,6 +187,79 @@ def test_a_changed_layer_renders_again_only_the_segments_it_is_over():
     assert after[0] == before[0] and after[1] != before[1]
 
 
+def levels_clip(path, levels, fps=10, width=32, height=18) -> str:
+    """A clip of one flat grey per frame, `levels` in order: which of its frames shows is
+    readable off any pixel of it."""
+    frames = np.repeat(np.array(levels, np.uint8)[:, None, None, None], height * width * 3).reshape(
+        len(levels), height, width, 3)
+    return str(encode_rgb(path, frames, fps))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("fit,rows,cols,clear", [
+    # A 40x20 frame of four 10-wide stripes (10, 20, 30, 40), into a 20x20 box: the stripes as
+    # columns of the box, rows where they show, and whether the rest of the box is clear.
+    ("contain", (5, 15), (10, 20, 30, 40), True),  # whole: each stripe 5 wide, 5 rows clear above and below
+    ("cover", (0, 20), (20, 30), False),  # cropped about its centre: the two middle stripes, 10 wide
+    ("stretch", (0, 20), (10, 20, 30, 40), False),  # squeezed: each 5 wide, top to bottom
+    ("contain-blur", (5, 15), (10, 20, 30, 40), False),  # whole, over a blur of itself
+])
+def test_a_video_frame_fits_its_box_as_fit_says(fit, rows, cols, clear):
+    image = np.repeat(np.repeat(np.array([10, 20, 30, 40], np.uint8), 10)[None, :, None], 20, axis=0).repeat(3, 2)
+    kind = VideoLayer("clip.mp4", (20, 20), fit, 0.0, 1.0, 1.0)
+    picture, alpha = kind.picture(image), kind.alpha(40, 20)
+    assert picture.shape == (20, 20, 3) and alpha.shape == (20, 20)
+    top, bottom = rows
+    shown = picture[top:bottom, :, 0].astype(int)
+    step = 20 // len(cols)
+    expected = np.repeat(np.array(cols), step)
+    # Resampled: the stripes' edges blend over a pixel, their middles are exact.
+    middles = [i * step + step // 2 for i in range(len(cols))]
+    assert (shown[:, middles] == expected[middles]).all(), shown[0]
+    assert (alpha[top:bottom] == 1).all()
+    outside = np.r_[0:top, bottom:20]
+    assert (alpha[outside] == 0).all() if clear else (alpha == 1).all()
+    if fit == "contain-blur":  # above and below it, the blurred copy: between the stripes' extremes
+        assert 10 < picture[outside, :, 0].mean() < 40
+
+
+@pytest.mark.unit
+def test_a_video_layer_shows_the_same_frames_whatever_task_decodes_them_and_holds_its_last(tmp_path):
+    clip = levels_clip(tmp_path / "clip.mp4", [100, 140, 180, 220], FPS)  # a third of a second
+    p = planned([{"type": "video", "source": clip, "width": 0.25, "height": 0.25, "fit": "stretch", "start": 0.25}])
+    layer = p.layers[0]
+    assert (layer.start, layer.end, layer.kind.shape) == (3, 24, (45, 80))
+    assert p.layer_sources == (clip,)
+
+    def shown(first, last):
+        reel = layer.kind.reel(layer, 0, range(first, last))
+        return [reel.at(k)[0] for k in range(max(first, layer.start), last)]
+
+    whole = shown(0, 24)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, shown(0, 7) + shown(7, 13) + shown(13, 24), strict=True))
+    # Frame k shows the clip at (k - 3) / 12 s: its four frames, then its last, held.
+    levels = [round(float(rgb.mean())) for rgb in whole]
+    assert np.abs(np.array(levels) - np.array([100, 140, 180, 220] + [220] * 17)).max() <= 3, levels
+
+
+@pytest.mark.unit
+def test_a_video_layer_is_keyed_by_its_clips_content_and_staged_as_a_segments_clip_is(tmp_path):
+    clip = levels_clip(tmp_path / "clip.mp4", [100, 140, 180, 220])
+    card = {"source": "color:#ffffff", "duration": 1.0}
+
+    def keyed(before: int):
+        """The plan, and the key of its last segment, with `before` segments ahead of it."""
+        segments = [{"source": "color:#000000", "duration": 0.5}] * before + [card]
+        p = planned([{"type": "video", "source": clip, "segment": before, "start": 0.25, "width": 0.5}], segments)
+        return p, segment_keys(p, {u: u for u in p.sources}, {u: "detected" for u in p.sources}, 0.5)[before]
+
+    p, unchanged = keyed(1)
+    assert keyed(2)[1] == unchanged  # half a second later in the video, the same frames
+    assert clip in local_inputs(p)  # copied into the run's storage for Ray's nodes
+    levels_clip(tmp_path / "clip.mp4", [100, 140, 180, 221])  # the same clip, one frame other
+    assert keyed(1)[1] != unchanged
+
+
 # ---- render: placement on decoded frames --------------------------------------------------
 
 
@@ -194,6 +278,34 @@ def test_a_text_layer_is_drawn_inside_its_anchored_box_only_between_its_start_an
         assert len(xs) > 100, k  # the text is there
         # Inside its box, give or take the pixel that 4:2:0 chroma smears an edge over.
         assert xs.min() >= x - 1 and xs.max() <= x + w and ys.min() >= y - 1 and ys.max() <= y + h, (k, x, y, w, h)
+
+
+@pytest.mark.render
+def test_a_video_layer_plays_inside_its_anchored_box_only_between_its_start_and_end(tmp_path):
+    """A 0.4 s clip of four greys in a quarter of a 96x54 card at 10 fps, top left, from 0.2 s
+    for 0.6 s, rendered in tasks of at most 3 frames: each frame shows the clip at its time, the
+    last frame held; nothing before or after, nothing outside its box."""
+    clip = levels_clip(tmp_path / "clip.mp4", [100, 140, 180, 220])
+    cfg = config(job([{"type": "video", "source": clip, "width": 0.5, "height": 0.5, "fit": "stretch",
+                       "position": "top_left", "start": 0.2, "length": 0.6}],
+                     [{"source": "color:#203040", "duration": 1.0}], output=str(tmp_path / "video.mp4")),
+                 ["render.width=96", "render.height=54", "render.fps=10", "render.max_frames_per_task=3",
+                  "detector=saliency", "job.audio.path=null"])
+    result = render(cfg, str(tmp_path / "run"), quiet=True)
+    frames = ffmpeg_decode(tmp_path / "video.mp4", 96, 54)
+    layer = result.plan.layers[0]
+    assert (layer.start, layer.end, layer.kind.shape) == (2, 8, (27, 48))
+    x, y = origin("top_left", (27, 48), 96, 54, 0.05)
+    ink = drawn(frames)
+    assert frames.shape[0] == 10 and not ink[:2].any() and not ink[8:].any()
+    for k in range(2, 8):
+        ys, xs = np.nonzero(ink[k])
+        assert xs.min() >= x - 1 and xs.max() <= x + 48 and ys.min() >= y - 1 and ys.max() <= y + 27, k
+    inside = frames[2:8, y + 2:y + 25, x + 2:x + 46].astype(int)
+    levels = inside.mean(axis=(1, 2, 3))
+    assert np.abs(levels - [100, 140, 180, 220, 220, 220]).max() <= 6, levels
+    # Flat (the clip's frame, not a blend of two), but for the few pixels H.264 rings at the box's edge.
+    assert np.percentile(np.abs(inside - levels[:, None, None, None]), 99) <= 6
 
 
 @pytest.mark.render
@@ -289,6 +401,7 @@ def test_the_layers_command_lists_every_type_animation_and_anchor_with_their_key
                  "align", "width"],
         "image": ["source", "mask", "width", "height", "radius"],
         "box": ["color", "width", "height", "radius"],
+        "video": ["source", "cut_from", "cut_to", "speed", "fit", "width", "height"],
         "every": ["start", "length", "segment", "position", "offset", "margin", "opacity", "avoid", "in", "out"]}
     assert list(sections["animations"]) == [*ANIMATIONS, "in_or_out"]
     assert list(sections["anchors"]) == list(ANCHORS)

@@ -181,9 +181,9 @@ def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, co
         first = max(tr.start, start)
         into = _ShotStream(tr.into, detections, enc, first, end - first, counter, zoom)
     blend = TRANSITIONS[tr.kind].blend if tr else None
-    # Each layer on in this range, its bitmap drawn or read once for the task.
-    drawings = [Drawing(layer, *place_layer(layer, seg, detections, enc), enc.width, enc.height, counter)
-                for layer in seg.layers if layer.start < end and start < layer.end]
+    # Each layer on in this range, its bitmap drawn or read once for the task (a video's frames decoded once).
+    drawings = [Drawing(layer, *place_layer(layer, seg, detections, enc), enc.width, enc.height, range(start, end),
+                        counter) for layer in seg.layers if layer.start < end and start < layer.end]
     for k in range(start, end):
         a = main.next()
         frame = blend(a, into.next(), tr.alpha(k), tr.params) if tr and k >= tr.start else a()

@@ -204,12 +204,13 @@ def probe(uri: str, counter: ReadCounter | None = None) -> MediaInfo:
         return v.info()
 
 
-def read_frames(uri: str, start: float, speed: float, fps, count: int,
-                counter: ReadCounter | None = None) -> Iterator[np.ndarray]:
-    """`count` frames at output rate `fps`: frame j shows source time start + speed * j / fps."""
+def read_frames(uri: str, start: float, speed: float, fps, count: int, counter: ReadCounter | None = None,
+                hold: float = math.inf) -> Iterator[np.ndarray]:
+    """`count` frames at output rate `fps`: frame j shows source time start + speed * j / fps,
+    or `hold` where that is later (the frames after it show the one on screen then)."""
     step = speed / float(fps)
     with VideoSource(uri, counter) as v:
-        yield from v.on_screen(start + j * step for j in range(count))
+        yield from v.on_screen(min(start + j * step, hold) for j in range(count))
 
 
 def sample_times(ranges: Iterable[tuple[float, float]], rate: float) -> list[float]:

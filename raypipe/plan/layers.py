@@ -3,7 +3,8 @@ text, and timed in global frames; then handed to the segments it is over."""
 from __future__ import annotations
 
 import logging
-from dataclasses import MISSING, fields
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
 from fractions import Fraction
 
 from omegaconf import DictConfig
@@ -21,6 +22,16 @@ _DEFAULTS = {f.name: f.default for f in fields(LayerCfg) if f.default is not MIS
 _TYPED = {key for kind in LAYER_TYPES.values() for key in kind.keys}
 
 
+@dataclass(frozen=True)
+class Readers:
+    """How planning reads a layer's file: `size(uri)` an image's (width, height), `probe(uri)`
+    a video's MediaInfo (the planner's own, so a clip both a segment and a layer show is
+    probed once)."""
+
+    size: Callable
+    probe: Callable
+
+
 def caption_layer(index: int, caption: Caption, start: int, end: int, fps: Fraction) -> Layer:
     """Segment `index`'s caption, over the segment's frames, fading in and out."""
     style = caption.style
@@ -28,16 +39,17 @@ def caption_layer(index: int, caption: Caption, start: int, end: int, fps: Fract
                  enter=Motion("fade", style.fade_in), leave=Motion("fade", style.fade_out))
 
 
-def plan_layers(cfgs, bounds: list[int], width: int, height: int, fps: Fraction, measure) -> tuple[Layer, ...]:
-    """The job's layers, in order; `bounds` are the segments' first frames and the video's end,
-    `measure(uri)` an image's (width, height). One that starts after the video's end (a
-    template's rows make videos of many lengths) is left out, with a warning line."""
-    planned = (_layer(f"job.layers[{i}]", cfg, bounds, width, height, fps, measure) for i, cfg in enumerate(cfgs))
+def plan_layers(cfgs, bounds: list[int], width: int, height: int, fps: Fraction,
+                read: Readers) -> tuple[Layer, ...]:
+    """The job's layers, in order; `bounds` are the segments' first frames and the video's end.
+    One that starts after the video's end (a template's rows make videos of many lengths) is
+    left out, with a warning line."""
+    planned = (_layer(f"job.layers[{i}]", cfg, bounds, width, height, fps, read) for i, cfg in enumerate(cfgs))
     return tuple(layer for layer in planned if layer is not None)
 
 
 def _layer(where: str, cfg: DictConfig, bounds: list[int], width: int, height: int, fps: Fraction,
-           measure) -> Layer | None:
+           read: Readers) -> Layer | None:
     kind = LAYER_TYPES.get(cfg.type)
     if kind is None:
         raise JobError(f"{where}.type", f"unknown layer type {cfg.type!r} (known: {', '.join(LAYER_TYPES)})")
@@ -65,7 +77,7 @@ def _layer(where: str, cfg: DictConfig, bounds: list[int], width: int, height: i
         log.warning("%s: starts at %.2f s, after the video's end (%.2f s): not drawn", where, float(start / fps),
                     float(bounds[-1] / fps))
         return None
-    return Layer(where, kind.make(cfg, where, width, height, measure), start, min(end, bounds[-1]), fps,
+    return Layer(where, kind.make(cfg, where, width, height, read), start, min(end, bounds[-1]), fps,
                  cfg.position, offset, float(cfg.margin), float(cfg.opacity), cfg.avoid == "subject", enter, leave)
 
 

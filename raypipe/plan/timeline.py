@@ -23,7 +23,7 @@ from raypipe.frames.transitions import TRANSITIONS
 from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, cards, is_video, normalize, probe as probe_media
 from raypipe.media.audio import AudioSpec, ClipAudio
 from raypipe.media.images import load_image_sized
-from raypipe.plan.layers import caption_layer, over, plan_layers
+from raypipe.plan.layers import Readers, caption_layer, over, plan_layers
 from raypipe.plan.seconds import meant, number, to_frame
 
 AUDIO_MODES = ("drop", "mix", "keep")
@@ -177,7 +177,7 @@ class Plan:
 
     @property
     def layer_sources(self) -> tuple[str, ...]:
-        """The files its layers read (images): never detected, read by the tasks that draw them."""
+        """The files its layers read (images, videos): never detected, read by the tasks that draw them."""
         return tuple(dict.fromkeys(uri for layer in self.layers for uri in layer.kind.sources))
 
     def video_ranges(self) -> dict[str, tuple[tuple[float, float], ...]]:
@@ -395,7 +395,7 @@ def image_size(uri: str) -> tuple[int, int]:
 
 def plan(job: DictConfig, render: DictConfig, probe=probe_media, measure=image_size) -> Plan:
     """The job as exact frame ranges; `probe` reads a video's duration (a stand-in in tests),
-    `measure` an image layer's size."""
+    a segment's or a layer's; `measure` an image layer's size."""
     enc = encode_spec(render)
     if not job.segments:
         raise JobError("job.segments", "is empty: a job needs at least one segment")
@@ -416,7 +416,7 @@ def plan(job: DictConfig, render: DictConfig, probe=probe_media, measure=image_s
             captions.append(layout(e.caption, enc.width, enc.height) if e.caption else None)
         except CaptionError as err:
             raise JobError(f"{e.where}.caption", str(err)) from None
-    layers = plan_layers(job.layers, bounds, enc.width, enc.height, enc.fps, measure)
+    layers = plan_layers(job.layers, bounds, enc.width, enc.height, enc.fps, Readers(measure, probe))
     segments = tuple(
         SegmentPlan(i, bounds[i], bounds[i + 1], shots[i],
                     TransitionSpec(e.transition, e.transition_params, bounds[i + 1] - f, f, shots[i + 1])

@@ -22,7 +22,7 @@ class BoxLayer(Fixed):
     keys = ("color", "width", "height", "radius")
 
     @classmethod
-    def make(cls, cfg, where: str, out_w: int, out_h: int, measure) -> BoxLayer:
+    def make(cls, cfg, where: str, out_w: int, out_h: int, read) -> BoxLayer:
         w = round(within(cfg, "width", where, 0, 1, 1.0) * out_w)
         h = round(within(cfg, "height", where, 0, 1, 0.12) * out_h)
         radius = 0.0 if cfg.radius is None else float(cfg.radius)

@@ -8,6 +8,7 @@ import numpy as np
 
 from raypipe.errors import CaptionError, JobError
 from raypipe.frames.captions import Caption
+from raypipe.frames.layers.fixed import Still
 
 
 @dataclass(frozen=True)
@@ -38,3 +39,6 @@ class CaptionLayer:
 
     def bitmap(self, variant: int, counter=None) -> np.ndarray:
         return self.caption.bitmap(variant)
+
+    def reel(self, layer, variant: int, frames: range, counter=None) -> Still:
+        return Still(self.bitmap(variant))

@@ -1,8 +1,12 @@
-"""What the text, image and box layers share: one bitmap of a size known when the job is
-planned, put at its anchor, or for `auto` at the first anchor clear of the subject."""
+"""What the text, image, box and video layers share: one bitmap (a video: one frame at a time)
+of a size known when the job is planned, put at its anchor, or for `auto` at the first anchor
+clear of the subject."""
 from __future__ import annotations
 
+import numpy as np
+
 from raypipe.errors import JobError
+from raypipe.frames.captions import split
 from raypipe.frames.layers.anchors import AUTO_ORDER, origin
 
 
@@ -24,13 +28,25 @@ def within(cfg, key: str, where: str, lo: float, hi: float, default: float | Non
     return float(value)
 
 
+class Still:
+    """A layer's one bitmap over a task's frames: drawn or read once, split once (most frames
+    draw it whole). `at(k)` is what global frame k shows: its colours and its alpha, 0..1."""
+
+    def __init__(self, rgba: np.ndarray):
+        self.shape = rgba.shape[:2]
+        self.parts = split(rgba)
+
+    def at(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.parts
+
+
 class Fixed:
     """A layer kind of one bitmap of `shape` (height, width): the subclass is a frozen
-    dataclass with that field, and a `bitmap(variant, counter)`."""
+    dataclass with that field, and a `bitmap(variant, counter)` or a `reel` of its own."""
 
     shape: tuple[int, int]
     follows_subject = False  # put at its position unless it keeps clear
-    sources: tuple[str, ...] = ()  # the files it reads (an image's)
+    sources: tuple[str, ...] = ()  # the files it reads (an image's, a video's)
 
     @property
     def shapes(self) -> tuple[tuple[int, int], ...]:
@@ -39,6 +55,10 @@ class Fixed:
     def predraw(self, variant: int) -> None:
         """Nothing to draw on the driver once placed: it was drawn when planned, or is read
         by each task."""
+
+    def reel(self, layer, variant: int, frames: range, counter=None) -> Still:
+        """What it shows over one task's global `frames`: its one bitmap."""
+        return Still(self.bitmap(variant, counter))
 
     def renamed(self, name) -> Fixed:
         """The same, its file (if any) named `name(uri)`: by content in a key, or where it was staged."""

@@ -30,7 +30,7 @@ class ImageLayer(Fixed):
     keys = ("source", "mask", "width", "height", "radius")
 
     @classmethod
-    def make(cls, cfg, where: str, out_w: int, out_h: int, measure) -> ImageLayer:
+    def make(cls, cfg, where: str, out_w: int, out_h: int, read) -> ImageLayer:
         if not cfg.source or not str(cfg.source).strip():
             raise JobError(f"{where}.source", "an image layer needs a source (a path, a URI or sample:NAME)")
         if cfg.mask not in (None, *MASKS):
@@ -42,7 +42,7 @@ class ImageLayer(Fixed):
             raise JobError(f"{where}.radius", f"must be in 0..0.5 of the image's shorter side (got {cfg.radius})")
         uri = normalize(str(cfg.source).strip())
         try:
-            iw, ih = measure(uri)
+            iw, ih = read.size(uri)
         except MediaError as e:
             raise JobError(f"{where}.source", str(e)) from None
         if cfg.mask == "circle":

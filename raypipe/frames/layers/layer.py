@@ -19,8 +19,8 @@ class Motion:
 
 @dataclass(frozen=True)
 class Layer:
-    """`kind` (a TextLayer, ImageLayer, BoxLayer or CaptionLayer) over global frames [start,
-    end). Its pose at a frame is a function of that frame's index alone."""
+    """`kind` (a TextLayer, ImageLayer, BoxLayer, VideoLayer or CaptionLayer) over global
+    frames [start, end). Its pose at a frame is a function of that frame's index alone."""
 
     where: str = field(compare=False)  # the job's key, for errors and warnings; not part of its pixels
     kind: object

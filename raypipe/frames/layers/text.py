@@ -23,7 +23,7 @@ class TextLayer(Fixed):
             "width")
 
     @classmethod
-    def make(cls, cfg, where: str, out_w: int, out_h: int, measure) -> TextLayer:
+    def make(cls, cfg, where: str, out_w: int, out_h: int, read) -> TextLayer:
         within(cfg, "size", where, 0, 0.5)
         width = within(cfg, "width", where, 0, 1, 0.9)
         if cfg.align not in ALIGNS:
