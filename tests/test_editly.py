@@ -38,15 +38,12 @@ PHOTOS = {"vertical.jpg": "astronaut", "pano.jpg": "rocket", "img1.jpg": "astron
 # Editly's own examples whose layer types raypipe draws, with Editly's frame count (editly.md,
 # section 1: sum N_i - sum S_i; their media here is raypipe's 4 s, 30 fps demo clip).
 CONVERTS = {
-    "audio-transition": 459, "audio1": 309, "audioLoop": 250, "contain-blur": 13, "gradients": 91, "image": 40,
-    "imageOverlay": 60, "kenBurns": 199, "newsTitle": 250, "ph": 51, "remote": 274, "single": 60, "slideInText": 75,
-    "smartFit": 144, "speedTest": 210, "timeoutTest": 126, "transitionEasing": 96, "transitions": 2055,
-    "videos": 360, "videos2": 105, "vignette": 60,
+    "alpha": 93, "audio-transition": 459, "audio1": 309, "audioLoop": 250, "contain-blur": 13, "gradients": 91,
+    "image": 40, "imageOverlay": 60, "kenBurns": 199, "mosaic": 60, "newsTitle": 250, "ph": 51, "remote": 274,
+    "single": 60, "slideInText": 75, "smartFit": 144, "speedTest": 210, "timeoutTest": 126, "transitionEasing": 96,
+    "transitions": 2055, "videos": 360, "videos2": 105, "vignette": 60, "visibleFromUntil": 210,
 }
 FAILS = {
-    "alpha": "clips[0].layers[1].type: video over another layer is not supported",
-    "mosaic": "clips[0].layers[1].type: video over another layer is not supported",
-    "visibleFromUntil": "clips[0].layers[1].type: video over another layer is not supported",
     "transparentGradient": "clips[0].layers[1].type: linear-gradient over another layer is not supported",
     "audio-volume": "audioTracks: is not supported",
     "audio2": "audioNorm: is not supported",
@@ -195,6 +192,31 @@ def test_a_video_clip_with_a_duration_plays_its_cut_retimed_to_fill_it(tmp_path)
     assert (segment["start"], segment["end"], segment["speed"]) == (1.0, 3.0, 2.0)
     info = probe(str(ASSETS / "demo_clip.mp4"))
     assert (converted.output.width, converted.output.height) == (info.width, info.height)
+
+
+@pytest.mark.unit
+def test_a_video_over_another_layer_is_a_video_layer_with_its_clips_timing_and_editlys_box(tmp_path):
+    job = convert(with_assets(tmp_path, EDITLY / "visibleFromUntil.json5")).fragment["job"]
+    dancer, _, changi = job["layers"]
+    seconds = probe(str(ASSETS / "demo_clip.mp4")).duration
+    # Clip 0 is 2 s (60 frames at 30 fps), and its cut (0 to 6 s, the file's end here) is retimed to fill
+    # it; drawn where 0.5 <= t <= 1: frames 15 to 30. Its box is the frame, its origin at the top left.
+    assert {k: dancer[k] for k in ("type", "fit", "cut_from", "width", "height", "position", "offset")} == {
+        "type": "video", "fit": "contain", "cut_from": 0.0, "width": 1.0, "height": 1.0, "position": "top_left",
+        "offset": [0.0, 0.0]}
+    assert abs(dancer["cut_to"] - seconds) < 1e-3 and abs(dancer["speed"] - seconds / 2) < 1e-3
+    assert (round(dancer["start"] * 30), round(dancer["length"] * 30)) == (15, 16)
+    # Clip 2 has no duration (its first video's 4 s) and starts at frame 60 + 60 - 2 x 15: its
+    # second video plays at its own pace from t = 1 s to 2 s, frames 30 to 60 of the clip.
+    assert (changi["cut_from"], changi["cut_to"], changi["speed"]) == (0.0, 1.0, 1.0)
+    assert (round(changi["start"] * 30), round(changi["length"] * 30)) == (120, 31)
+    # A mosaic's tiles: its first video is in a box too, so the clip's picture is black under them.
+    mosaic = convert(with_assets(tmp_path, EDITLY / "mosaic.json5")).fragment["job"]
+    assert mosaic["segments"][0]["source"] == "color:#000000"
+    assert [(x["fit"], x["position"], x["offset"], x["width"], x["height"]) for x in mosaic["layers"]] == [
+        ("cover", "center", [0.0, 0.0], 0.4, 0.4), ("contain", "top_left", [0.0, 0.0], 0.4, 0.4),
+        ("contain-blur", "top_right", [0.0, 0.0], 0.4, 0.4), ("contain-blur", "bottom_right", [0.0, 0.0], 0.4, 0.4),
+        ("stretch", "bottom_left", [0.0, 0.0], 0.4, 0.4)]
 
 
 @pytest.mark.unit

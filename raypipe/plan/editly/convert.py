@@ -95,7 +95,8 @@ def convert(path: str | Path, probe=probe_media) -> Converted:
             raise JobError(where, "a clip is an object with layers")
         found = layers(where, written, defaults, i, palette, base)
         name, asked, params = transition(where, written, defaults)
-        clips.append(Clip(where, i, clip_seconds(where, written, found, defaults, media), name, asked, params, found))
+        clips.append(Clip(where, i, clip_seconds(where, written, found, defaults, media), bool(written.get("duration")),
+                          name, asked, params, found))
     video = next((x for c in clips for x in c.layers if x.type == "video"), None)
     out = output(spec, media.info(video.where, video.props["path"]) if video else None)
     frames = clip_frames([c.seconds for c in clips], [c.transition_seconds for c in clips], out.fps)
@@ -106,7 +107,7 @@ def convert(path: str | Path, probe=probe_media) -> Converted:
     places = [Place(c, f, i > 0 and kinds[i - 1][0] != "cut", kinds[i][0] != "cut")
               for i, (c, f) in enumerate(zip(clips, frames))]
     segments = [_segment(p, kinds[p.clip.index], out, media, palette, once, spec) for p in places]
-    job_layers = [layer for p in places for layer in _layers(p, out, drawn.Fonts(once), palette, once, spec)]
+    job_layers = [layer for p in places for layer in _layers(p, out, drawn.Fonts(once), palette, media, once, spec)]
     job = {"name": path.stem, "segments": segments, "layers": job_layers,
            "audio": _audio(spec, base, float(Fraction(total_frames(frames)) / out.fps), once)}
     fragment = {"job": job, "render": {"width": out.width, "height": out.height, "fps": str(out.fps)}}
@@ -121,16 +122,16 @@ def _segment(p: Place, kind: tuple[str, dict], out: Output, media: Media, palett
              spec: dict) -> dict:
     first = p.clip.layers[0]
     seg: dict = {"duration": _seconds(p.frames.segment_frames, out.fps)}
-    if first.type in ("image", "video"):
+    if not drawn.is_picture(first):  # nothing under its layers: Editly's canvas is black there
+        seg["source"], seg["effect"] = "color:#000000", "static"
+    elif first.type in ("image", "video"):
         seg["source"] = first.props.get("path")
         if not seg["source"]:
             raise JobError(f"{first.where}.path", f"an {first.type} layer needs a path")
         seg["effect"], seg["params"] = drawn.effect(first, once)
-    elif first.type in drawn.BACKGROUNDS:
+    else:
         seg["source"], seg["effect"] = drawn.background(first, p.clip.index, palette, once), "static"
-    else:  # nothing under the text: Editly's canvas is black there
-        seg["source"], seg["effect"] = "color:#000000", "static"
-    if first.type == "video":
+    if first.type == "video" and drawn.is_picture(first):
         seg.update(_video(p, first, out, media, spec))
     if kind[0] != "cut":
         seg["transition"] = {"type": kind[0], "duration": _seconds(p.frames.blend, out.fps), "params": kind[1]}
@@ -154,10 +155,11 @@ def _video(p: Place, layer, out: Output, media: Media, spec: dict) -> dict:
     return seg
 
 
-def _layers(p: Place, out: Output, fonts, palette: Palette, once: drawn.Once, spec: dict) -> list[dict]:
+def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media, once: drawn.Once,
+            spec: dict) -> list[dict]:
     """The clip's layers above its picture, each over the global frames Editly draws it in."""
     found = []
-    for layer in p.clip.layers[1:] if p.clip.layers[0].type in drawn.BACKGROUNDS else p.clip.layers:
+    for layer in p.clip.layers[1:] if drawn.is_picture(p.clip.layers[0]) else p.clip.layers:
         if layer.type in ("audio", "detached-audio"):
             if layer.type == "detached-audio" or spec.get("keepSourceAudio"):
                 once.warn(layer.type, "%s: %s is not mixed: raypipe mixes one soundtrack (audioFilePath) and the "
@@ -173,7 +175,11 @@ def _layers(p: Place, out: Output, fonts, palette: Palette, once: drawn.Once, sp
             span = k1 - k0
             k0, k1 = k0 + round(0.1 * span), k0 + round(0.9 * span)
         length = _seconds(k1 - k0, out.fps)
-        cfg = drawn.drawn(layer, out, fonts, palette, p.clip.index, length)
+        if layer.type == "video" and spec.get("keepSourceAudio"):
+            once.warn("video sound", "%s: its sound is not mixed: raypipe mixes the sound of a clip's picture only",
+                      layer.where)
+        cfg = drawn.video(layer, media, p.clip) if layer.type == "video" else \
+            drawn.drawn(layer, out, fonts, palette, p.clip.index, length)
         if layer.type == "slide-in-text":
             cfg["in"] = {"type": "wipe", "duration": round(length / 4, 6)}
             cfg["out"] = {"type": "fade", "duration": round(length / 8, 6)}

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import ImageColor
 
 from raypipe.errors import JobError
-from raypipe.plan.editly.spec import Layer, Output, Palette
+from raypipe.plan.editly.spec import Clip, Layer, Media, Output, Palette, cut
 
 log = logging.getLogger("raypipe")
 
@@ -25,6 +25,7 @@ POSITIONS = {
 }
 _FRACTION = {"left": 0.0, "top": 0.0, "center": 0.5, "right": 1.0, "bottom": 1.0}
 BACKGROUNDS = ("image", "video", "fill-color", "linear-gradient", "radial-gradient")
+RESIZE_MODES = ("contain", "cover", "stretch", "contain-blur")
 DEFAULT_FONT = "DejaVu Sans"
 _RGBA = re.compile(r"rgba\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*\)")
 
@@ -47,6 +48,14 @@ def color(value, where: str) -> Color:
             raise JobError(where, f"{value!r} is not a colour") from None
         alpha = a / 255
     return Color("#" + bytes(max(0, min(255, c)) for c in rgb).hex(), alpha)
+
+
+def is_picture(layer: Layer) -> bool:
+    """Whether a clip's first layer is its segment's picture: a full-frame one. A video in a
+    box smaller than the frame (a mosaic's tile) is a video layer over black."""
+    p = layer.props
+    boxed = layer.type == "video" and min(float(p.get("width") or 1), float(p.get("height") or 1)) < 1
+    return layer.type in BACKGROUNDS and not boxed
 
 
 def place(position, where: str) -> dict:
@@ -166,6 +175,28 @@ def image_overlay(layer: Layer) -> dict:
     height = float(p["height"]) if p.get("height") and not p.get("width") else 1.0
     return {"type": "image", "source": p["path"], "width": width, "height": height,
             **place(p.get("position"), layer.where)}
+
+
+def video(layer: Layer, media: Media, clip: Clip) -> dict:
+    """A video over another layer (section 6): its box `width` x `height` of the frame, with
+    its origin (`originX`, `originY`; left and top by default) at (`left`, `top`); its cut
+    retimed to fill a clip given a duration (Editly's README, and v0.14), else at its own pace."""
+    p = layer.props
+    if not p.get("path"):
+        raise JobError(f"{layer.where}.path", "a video layer needs a path")
+    start, end = cut(layer.where, p, media.info(layer.where, p["path"]))
+    speed = (end - start) / clip.seconds if clip.timed else 1
+    if not 0 < speed <= 16:
+        raise JobError(f"{clip.where}.duration", f"plays {layer.where}'s cut at {float(speed):g}x; raypipe plays 0 "
+                                                 "to 16x")
+    mode = p.get("resizeMode", "contain-blur")
+    if mode not in RESIZE_MODES:
+        raise JobError(f"{layer.where}.resizeMode", f"must be one of {', '.join(RESIZE_MODES)} (got {mode!r})")
+    origin = {"x": float(p.get("left") or 0), "y": float(p.get("top") or 0), "originX": p.get("originX") or "left",
+              "originY": p.get("originY") or "top"}
+    return {"type": "video", "source": p["path"], "cut_from": float(start), "cut_to": float(end),
+            "speed": float(speed), "fit": mode, "width": float(p.get("width") or 1),
+            "height": float(p.get("height") or 1), **place(origin, layer.where)}
 
 
 def full_frame(layer: Layer, palette: Palette, clip: int) -> dict:

@@ -85,6 +85,7 @@ class Clip:
     where: str
     index: int
     seconds: Fraction  # Editly's resolved duration
+    timed: bool  # its duration is given: each of its videos plays its cut retimed to fill it
     transition: str | None  # the name at its end; None: none
     transition_seconds: Fraction  # as asked, before clamping
     transition_params: dict
