@@ -9,6 +9,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import numpy as np
 import pytest
 
 from raypipe import media
@@ -357,6 +358,49 @@ def test_a_render_under_way_when_the_service_died_is_failed_with_the_reason_on_s
     service.close()
 
 
+@pytest.mark.render
+def test_a_render_cut_by_a_stop_is_taken_up_again_from_the_chunk_cache_and_ends_once(tmp_path, receiver):
+    from raypipe.serve.service import Caller
+
+    root, cached = tmp_path / "serve", ["render.cache=true", "render.max_frames_per_task=6"]
+    job = {"name": "cut", "segments": [{"source": "sample:astronaut", "duration": 60.0, "effect": "ken_burns"}]}
+    body = json.dumps({"job": job, "webhook_url": receiver}).encode()
+    first = make_service(root, *cached)
+    first.start()
+    record, _ = first.submit(body, Caller())
+    deadline = time.time() + 300
+    while record.frames_done < 24:
+        assert time.time() < deadline and not record.ended, record
+        time.sleep(0.05)
+    first.close()
+    cut = Store(str(root)).get(record.id)
+    assert not cut.ended and cut.progress > 0 and not list((root / "outputs").rglob("*.mp4")) and not Receiver.got
+
+    again = make_service(root, *cached)
+    again.start()
+    try:
+        resumed = again.store.get(record.id)
+        seen = [resumed.progress]
+        while not resumed.ended:
+            seen.append(resumed.progress)
+            time.sleep(0.05)
+        whole, _ = again.submit(json.dumps({"job": job, "overrides": ["render.cache=false"]}).encode(), Caller())
+        while not whole.ended:
+            time.sleep(0.05)
+    finally:
+        again.close()
+    assert resumed.status == "succeeded" and resumed.resumed == 1, resumed
+    assert seen == sorted(seen) and seen[0] >= cut.progress  # progress never went back, over the restart too
+    assert 24 <= resumed.frames_reused < resumed.frames_total == 360
+    assert not (root / "jobs").exists() or not list((root / "jobs").iterdir())
+    assert np.array_equal(media.decode_all(resumed.output["uri"]), media.decode_all(whole.output["uri"]))
+    for _ in range(100):
+        if Receiver.got:
+            break
+        time.sleep(0.1)
+    assert [json.loads(sent)["status"] for _, sent in Receiver.got] == ["succeeded"]
+
+
 # --- render: the service as a process, over HTTP -------------------------------------------------------
 
 def start_service(root, port, cwd):
@@ -450,15 +494,16 @@ def test_the_service_as_a_process_over_http(tmp_path, receiver):
         proc.wait(timeout=180)
         proc = start_service(root, port, tmp_path)
         wait_ready(http, proc)
-        stopped = http.get(f"/v1/renders/{cut}").json()
-        assert stopped["status"] == "failed" and stopped["error"].startswith("service: the service stopped while"), \
-            stopped
+        taken_up = http.get(f"/v1/renders/{cut}").json()  # submitted again by the restart
+        assert taken_up["resumed"] == 1 and taken_up["ended_at"] is None and taken_up["error"] is None, taken_up
+        assert http.post(f"/v1/renders/{cut}/cancel").status_code == 202
+        assert poll(http, cut, lambda o: o["ended_at"] is not None)["status"] == "cancelled"
         listed = {r["id"]: r["status"] for r in http.get("/v1/renders").json()["renders"]}
-        assert listed == {rid: "succeeded", cancelled: "cancelled", cut: "failed"}
+        assert listed == {rid: "succeeded", cancelled: "cancelled", cut: "cancelled"}
         assert http.get(f"/v1/renders/{rid}/video").status_code == 200
         outputs = sorted(p.name for p in (root / "outputs").rglob("*.mp4"))
         assert outputs == [f"{rid}.mp4"]  # nothing partial of the cancelled or the cut render
-        assert http.get("/v1/stats").json()["renders"] == {"succeeded": 1, "cancelled": 1, "failed": 1}
+        assert http.get("/v1/stats").json()["renders"] == {"succeeded": 1, "cancelled": 2}
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -86,7 +86,7 @@ def _separate(folder: Path, photos, extra, env, run: Path) -> dict:
     conf = run / "conf" / "job"
     conf.mkdir(parents=True)
     wall = peak = total = cpu = 0.0
-    loads = 0
+    loads, walls = 0, []
     for v, names in enumerate(photos):
         name = f"v{v:03d}"
         (conf / f"{name}.yaml").write_text("# @package _global_\n" + yaml.safe_dump(_job(name, names, folder)))
@@ -95,8 +95,10 @@ def _separate(folder: Path, photos, extra, env, run: Path) -> dict:
                                f"+job={name}", *extra, f"hydra.run.dir={out}", f"job.output={out}/{name}.mp4"],
                               env, run / f"{name}.err")
         wall, peak, total, cpu = wall + w, max(peak, p), total + s, cpu + c
+        walls.append(w)
         loads += json.loads((out / "report.json").read_text())["clip_loads"]
-    return {"wall_s": wall, "peak_rss_mb": peak, "sum_rss_mb": total, "detector_loads": loads, "cpu_s": cpu}
+    return {"wall_s": wall, "walls_s": walls, "peak_rss_mb": peak, "sum_rss_mb": total, "detector_loads": loads,
+            "cpu_s": cpu}
 
 
 def _batch(folder: Path, photos, extra, env, run: Path) -> dict:

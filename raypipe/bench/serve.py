@@ -94,14 +94,18 @@ class Requests:
 
 
 def _served(folder: Path, photos, extra, env, run: Path, port: int) -> dict:
+    """The first video's job alone on the warm service (what one customer waits for), then the
+    others at once."""
     service = Service(extra, run / "serve", folder, port, env, len(photos))
     try:
         if service.ended(service.render({"job": WARM})[2])["status"] != "succeeded":
             sys.exit("error: the warm-up render failed")
         bodies = [_job(f"v{v:03d}", names, folder) for v, names in enumerate(photos)]
-        sent = Requests(service, bodies).sent
+        t0, _, alone_id = service.render(bodies[0])
+        alone = service.ended(alone_id)
+        sent = Requests(service, bodies[1:]).sent
         ends = [service.ended(rid) for _, _, rid in sent]
-        failed = [e["error"] for e in ends if e["status"] != "succeeded"]
+        failed = [e["error"] for e in [alone, *ends] if e["status"] != "succeeded"]
         if failed:
             sys.exit(f"error: {len(failed)} renders failed: {failed[0]}")
         loads = _call(f"{service.base}/v1/stats")["detector_loads"]
@@ -111,12 +115,85 @@ def _served(folder: Path, photos, extra, env, run: Path, port: int) -> dict:
     accepted = sorted(s for _, s, _ in sent)
     return {"wall_s": wall, "post_202_ms": [round(1000 * s, 1) for s in accepted],
             "post_to_succeeded_s": [round(e["ended_at"] - t0, 2) for (t0, _, _), e in zip(sent, ends)],
-            "detector_loads": loads}
+            "alone_s": alone["ended_at"] - t0, "detector_loads": loads}
+
+
+class Memory(threading.Thread):
+    """The summed resident memory of the service's processes (its Ray's workers included),
+    sampled every MEMORY_POLL_S; `take()` gives the highest sum since the last take."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.done = pid, 0, threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.done.wait(MEMORY_POLL_S):
+            self.peak = max(self.peak, sum(_rss_kb(p) for p in _descendants(self.pid)))
+
+    def take(self) -> float:
+        peak, self.peak = self.peak, 0
+        return round(peak / 1024, 1)
+
+
+MEMORY_POLL_S = 0.25
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            children.setdefault(int(stat[stat.rindex(b")") + 2:].split()[1]), []).append(int(entry.name))
+    found, todo = [root], [root]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith(b"VmRSS:")), 0)
+    except OSError:  # it exited meanwhile
+        return 0
+
+
+def _memory(folder: Path, photos, extra, env, run: Path, waves: int) -> dict:
+    """`waves` waves of len(photos) requests, each wave sent at once and waited for, chunk cache
+    off so that every request renders: the service's peak memory in each wave."""
+    service = Service([*extra, "render.cache=false"], run / "serve", folder, _port(), env, len(photos))
+    memory = Memory(service.proc.pid)
+    try:
+        service.ended(service.render({"job": WARM})[2])
+        memory.take()
+        bodies = [_job(f"v{v:03d}", names, folder) for v, names in enumerate(photos)]
+        peaks = []
+        for w in range(waves):
+            ends = [service.ended(rid) for _, _, rid in Requests(service, bodies).sent]
+            if any(e["status"] != "succeeded" for e in ends):
+                sys.exit(f"error: a render of wave {w} failed")
+            peaks.append(memory.take())
+            print(f"memory: {len(photos) * (w + 1)} requests, peak {peaks[-1]} MB", file=sys.stderr)
+        loads = _call(f"{service.base}/v1/stats")["detector_loads"]
+    finally:
+        memory.done.set()
+        service.stop()
+    return {"requests": waves * len(photos), "peak_rss_mb_by_wave": peaks, "detector_loads": loads,
+            "last_over_first": round(peaks[-1] / peaks[0], 3)}
 
 
 @bench("serve", arg("--requests", type=int, default=8), RUNS,
        arg("--no-clip", action="store_true", help="the no-weights detector only"),
        arg("--width", type=int, default=1280), arg("--height", type=int, default=720), arg("--fps", default="30"),
+       arg("--memory", type=int, default=0, metavar="WAVES",
+           help="instead: WAVES waves of N requests to one service, its peak memory in each"),
        help="N requests to a warm service against N CLI renders and one batch, both detectors")
 def bench_serve(args) -> dict:
     _become_subreaper()
@@ -130,11 +207,17 @@ def bench_serve(args) -> dict:
 def _bench(args, work: Path) -> dict:
     folder = work / "photos"
     folder.mkdir()
-    photos = _photos(folder, args.requests)
+    # the serve run's first video goes alone, then the others at once; the CLI and the batch make those others
+    photos = _photos(folder, args.requests + (0 if args.memory else 1))
     detectors = {"saliency": ["detector=saliency"]}
     if not args.no_clip:
         detectors["clip"] = _checkpoint(work)
     size = [f"render.width={args.width}", f"render.height={args.height}", f"render.fps={args.fps}"]
+    if args.memory:
+        env = {**os.environ, "RAYPIPE_CACHE_DIR": str(work / "cache"), "HF_HUB_OFFLINE": "1"}
+        det = "saliency" if args.no_clip else "clip"
+        return {"detector": det, "size": f"{args.width}x{args.height}@{args.fps}", "cpus": os.cpu_count(),
+                **_memory(folder, photos, [*detectors[det], *size], env, work / "memory", args.memory)}
     result = {"requests": args.requests, "runs": args.runs, "cpus": os.cpu_count(),
               "size": f"{args.width}x{args.height}@{args.fps}", "detectors": {}}
     variants = ("serve", "separate", "batch")
@@ -149,7 +232,7 @@ def _bench(args, work: Path) -> dict:
                     runs[variant].append(_served(folder, photos, [*extra, *size], env, run, _port()))
                 else:
                     fn = _separate if variant == "separate" else _batch
-                    runs[variant].append(fn(folder, photos, [*extra, *size], env, run))
+                    runs[variant].append(fn(folder, photos[1:], [*extra, *size], env, run))
                 print(f"{det} {variant} run {r}: {runs[variant][-1]['wall_s']:.1f} s", file=sys.stderr)
         result["detectors"][det] = _summary(runs, args.requests)
     return result
@@ -165,9 +248,13 @@ def _summary(runs: dict, n: int) -> dict:
             "wall_s": {v: round(w, 2) for v, w in wall.items()},
             "videos_per_hour": {v: round(3600 * n / w, 1) for v, w in wall.items()},
             "detector_loads": {v: max(r["detector_loads"] for r in rs) for v, rs in runs.items()},
-            # the targets: the service within 1.15x of the batch, and a request against a CLI render
+            "alone_s": statistics.median(r["alone_s"] for r in served),
+            "cli_render_s": statistics.median(w for r in runs["separate"] for w in r["walls_s"]),
+            # the targets: the service within 1.15x of the batch, and one request on the warm
+            # service against the same job as one CLI render
             "serve_over_batch": round(wall["serve"] / wall["batch"], 2),
-            "cli_render_over_request": round(wall["separate"] / n / statistics.median(to_end), 2)}
+            "cli_render_over_request": round(statistics.median(w for r in runs["separate"] for w in r["walls_s"])
+                                             / statistics.median(r["alone_s"] for r in served), 2)}
 
 
 def _pct(values: list[float], p: int) -> float:

@@ -109,8 +109,8 @@ class RenderService:
         return self._loop.is_alive() and self.stopping is None
 
     def close(self, reason: str = "the service stopped") -> None:
-        """Stops every render under way (their tasks cancelled, nothing published), marked
-        failed with the reason, then the engine."""
+        """Stops every render under way (their tasks cancelled, nothing published); each stays
+        queued, to be taken up again from the chunk cache when the service starts again."""
         self.stopping = reason
         for handle in list(self._handles.values()):
             handle.cancel(reason)
@@ -121,13 +121,22 @@ class RenderService:
         self.webhooks.close()
 
     def _recover(self) -> None:
-        """Renders under way when the service last stopped without closing (killed) are failed,
-        with the reason, and their partial files removed: none stays `rendering` for ever."""
-        for record in self.store.listing():
-            if not record.ended:
-                was = record.status
-                self._discard(record)
-                self._end(record, "failed", f"service: it stopped while this render was {was}; submit it again")
+        """Renders under way when the service last stopped, closed or killed, are submitted again,
+        oldest first: the chunks they had made come from the cache. One whose job cannot be read
+        back is failed with the reason: none stays `rendering` for ever."""
+        for record in reversed(self.store.listing()):
+            if record.ended:
+                continue
+            was = record.status
+            self._discard(record)
+            cfg = self.store.job(record.id)
+            if cfg is None:
+                self._end(record, "failed", f"service: it stopped while this render was {was}, and its job could "
+                                            "not be read back; submit it again")
+                continue
+            record.requeue(time.time())
+            self.store.save(record)
+            self._start(record, cfg)
 
     def _discard(self, record: RenderRecord) -> None:
         shutil.rmtree(os.path.join(self.store.root, "run", record.id), ignore_errors=True)
@@ -171,12 +180,16 @@ class RenderService:
             record = RenderRecord(render_id, caller.key_id, now, status_since=now,
                                   metadata=request.get("metadata") or {}, webhook_url=request.get("webhook_url"))
             self.store.add(record)
-        run_dir = os.path.join(self.store.root, "run", render_id)
-        handle = self.engine.submit(ServiceVideo(cfg, render_id, run_dir, s), Storage(run_dir))
-        self._handles[render_id] = handle
+        self.store.keep_job(render_id, cfg)
+        self._start(record, cfg)
+        return record, True
+
+    def _start(self, record: RenderRecord, cfg: DictConfig) -> None:
+        run_dir = os.path.join(self.store.root, "run", record.id)
+        handle = self.engine.submit(ServiceVideo(cfg, record.id, run_dir, self.cfg.serve), Storage(run_dir))
+        self._handles[record.id] = handle
         handle.on_change(self._changed)
         handle.on_end(self._ended)
-        return record, True
 
     def _parse(self, body: bytes) -> dict:
         try:
@@ -297,10 +310,10 @@ class RenderService:
             out = end.report.output
             record.output = {"uri": out, "size": os.path.getsize(out), "duration": end.report.duration_s}
             record.frames_done = record.frames_total = end.frames
+            record.frames_reused = end.report.cache.get("frames_reused", 0)
             self._end(record, "succeeded", None)
-        elif self.stopping is not None:
-            self._end(record, "failed", f"service: {self.stopping} while this render was {record.status}; "
-                                        "submit it again")
+        elif self.stopping is not None and end.status is VideoStatus.CANCELLED:
+            self.store.save(record)  # as it was: the next start takes it up again
         elif end.status is VideoStatus.CANCELLED:
             self._end(record, "cancelled", "cancelled by the client")
         else:
@@ -311,5 +324,6 @@ class RenderService:
         record.error = error.splitlines()[0] if error else None
         record.move(status, time.time())
         self.store.save(record)
+        self.store.drop_job(record.id)
         if record.webhook_url and self.stopping is None:
             self.webhooks.deliver(record.webhook_url, record.public())

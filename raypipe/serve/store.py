@@ -3,6 +3,8 @@
     renders/<id>.json         a render's record (what GET /v1/renders/{id} and the webhook carry)
     keys.json                 API keys: id, name, the key's SHA-256 (never the key), prefix
     idempotency/<hash>.json   an Idempotency-Key's body hash and the render it started
+    jobs/<id>.pickle          a render's composed config while it has not ended: what a
+                              restart submits again (its chunks already made come from the cache)
 
 Every file is written whole to a temporary name and renamed over the old one: a reader sees
 the old record or the new, never half of one. The standard library only: the service needs
@@ -14,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import pickle
 import secrets
 import threading
 import time
@@ -49,6 +52,8 @@ class RenderRecord:
     progress: float = 0.0  # never goes back: the store keeps the highest seen
     frames_done: int = 0
     frames_total: int = 0
+    frames_reused: int = 0  # of the frames done, those the chunk cache gave (a resumed render's)
+    resumed: int = 0  # times a restart of the service took it up again
     rendering_since: float | None = None  # for the ETA: frames per second since rendering began
     stages: dict = field(default_factory=dict)  # status -> seconds spent in it
     status_since: float = 0.0
@@ -84,9 +89,16 @@ class RenderRecord:
             if status == "succeeded":
                 self.progress = 1.0
 
+    def requeue(self, now: float) -> None:
+        """Queued again, by a restart that takes it up: the time the service was down is no
+        stage's, and the ETA is measured afresh."""
+        self.status, self.status_since, self.rendering_since = "queued", now, None
+        self.resumed += 1
+
     def public(self) -> dict:
         return {"id": self.id, "status": self.status, "progress": round(self.progress, 4),
-                "frames": {"done": self.frames_done, "total": self.frames_total}, "eta_s": self.eta_s(),
+                "frames": {"done": self.frames_done, "total": self.frames_total, "reused": self.frames_reused},
+                "eta_s": self.eta_s(), "resumed": self.resumed,
                 "stages": dict(self.stages), "error": self.error, "output": self.output,
                 "metadata": self.metadata, "webhook_url": self.webhook_url,
                 "created_at": self.created_at, "updated_at": self.updated_at, "ended_at": self.ended_at}
@@ -152,6 +164,35 @@ class Store:
             found = [r for r in self._renders.values()
                      if (key_id is None or r.key_id == key_id) and (status is None or r.status == status)]
         return sorted(found, key=lambda r: r.created_at, reverse=True)
+
+    # --- the jobs of renders that have not ended ------------------------------------------------
+
+    def keep_job(self, render_id: str, cfg) -> None:
+        """The render's composed config, for a restart to submit again: pickled, as the service's
+        own base config is, so that it comes back exactly (no composition, no resolvers run)."""
+        path = os.path.join(self._dir("jobs"), f"{render_id}.pickle")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with open(temp, "wb") as f:
+            pickle.dump(cfg, f)
+        os.replace(temp, path)
+
+    def job(self, render_id: str):
+        """The kept config, or None where there is none or it cannot be read (written by
+        another version of raypipe, say)."""
+        try:
+            with open(os.path.join(self._dir("jobs"), f"{render_id}.pickle"), "rb") as f:
+                return pickle.load(f)
+        except FileNotFoundError:
+            return None
+        except Exception:  # any unpickling error: the render cannot be resumed
+            return None
+
+    def drop_job(self, render_id: str) -> None:
+        try:
+            os.remove(os.path.join(self._dir("jobs"), f"{render_id}.pickle"))
+        except FileNotFoundError:
+            pass
 
     # --- API keys ---------------------------------------------------------------------------
 
