@@ -115,7 +115,7 @@ def _served(folder: Path, photos, extra, env, run: Path, port: int) -> dict:
     accepted = sorted(s for _, s, _ in sent)
     return {"wall_s": wall, "post_202_ms": [round(1000 * s, 1) for s in accepted],
             "post_to_succeeded_s": [round(e["ended_at"] - t0, 2) for (t0, _, _), e in zip(sent, ends)],
-            "alone_s": alone["ended_at"] - t0, "detector_loads": loads}
+            "alone_s": round(alone["ended_at"] - t0, 2), "detector_loads": loads}
 
 
 class Memory(threading.Thread):
@@ -168,6 +168,7 @@ def _rss_kb(pid: int) -> int:
 def _memory(folder: Path, photos, extra, env, run: Path, waves: int) -> dict:
     """`waves` waves of len(photos) requests, each wave sent at once and waited for, chunk cache
     off so that every request renders: the service's peak memory in each wave."""
+    run.mkdir()
     service = Service([*extra, "render.cache=false"], run / "serve", folder, _port(), env, len(photos))
     memory = Memory(service.proc.pid)
     try:
@@ -190,7 +191,8 @@ def _memory(folder: Path, photos, extra, env, run: Path, waves: int) -> dict:
 
 
 @bench("serve", arg("--requests", type=int, default=8), RUNS,
-       arg("--no-clip", action="store_true", help="the no-weights detector only"),
+       arg("--detectors", nargs="+", choices=("saliency", "clip"), default=["saliency", "clip"],
+           help="the no-weights detector, and CLIP with a checkpoint of the default architecture"),
        arg("--width", type=int, default=1280), arg("--height", type=int, default=720), arg("--fps", default="30"),
        arg("--memory", type=int, default=0, metavar="WAVES",
            help="instead: WAVES waves of N requests to one service, its peak memory in each"),
@@ -209,13 +211,13 @@ def _bench(args, work: Path) -> dict:
     folder.mkdir()
     # the serve run's first video goes alone, then the others at once; the CLI and the batch make those others
     photos = _photos(folder, args.requests + (0 if args.memory else 1))
-    detectors = {"saliency": ["detector=saliency"]}
-    if not args.no_clip:
+    detectors = {"saliency": ["detector=saliency"]} if "saliency" in args.detectors else {}
+    if "clip" in args.detectors:
         detectors["clip"] = _checkpoint(work)
     size = [f"render.width={args.width}", f"render.height={args.height}", f"render.fps={args.fps}"]
     if args.memory:
         env = {**os.environ, "RAYPIPE_CACHE_DIR": str(work / "cache"), "HF_HUB_OFFLINE": "1"}
-        det = "saliency" if args.no_clip else "clip"
+        det = args.detectors[-1]
         return {"detector": det, "size": f"{args.width}x{args.height}@{args.fps}", "cpus": os.cpu_count(),
                 **_memory(folder, photos, [*detectors[det], *size], env, work / "memory", args.memory)}
     result = {"requests": args.requests, "runs": args.runs, "cpus": os.cpu_count(),
