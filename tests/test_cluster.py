@@ -36,7 +36,8 @@ from raypipe.media import load_image
 from raypipe.media.images import SAMPLES
 from test_render import FIXTURE_FRAMES
 
-pytestmark = pytest.mark.cluster
+# One xdist worker runs them all: their clusters and reference render (module fixtures) are made once.
+pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("clusters")]
 
 # Detect a lost node in ~2 s rather than the default ~30 s.
 # Every render here splits the fixture the same way (13 tasks), whatever the cluster's size,
