@@ -185,7 +185,7 @@ def job_file(job, folder: Path) -> str:
 
 
 def _relative_to(job: dict, base: Path) -> dict:
-    """The job with its relative file paths (sources, soundtrack, layers' images, fonts given as files)
+    """The job with its relative file paths (sources, soundtrack and tracks, layers' images, fonts as files)
     taken from the job file's folder, as a user who keeps photos beside the job expects."""
     job = copy.deepcopy(job)
 
@@ -197,7 +197,10 @@ def _relative_to(job: dict, base: Path) -> dict:
             return  # a family name, for fontconfig
         node[key] = str(base / value)
 
-    resolve(job.get("audio"), "path")
+    audio = job.get("audio") if isinstance(job.get("audio"), dict) else {}
+    resolve(audio, "path")
+    for track in audio.get("tracks") or []:
+        resolve(track, "path")
     for segment in job.get("segments") or []:
         resolve(segment, "source")
         resolve(segment.get("caption") if isinstance(segment, dict) else None, "font", fonts=True)

@@ -85,7 +85,9 @@ class LayerCfg:
     text: str = param("", "text: the text; \\n breaks a line")
     font: str = param("DejaVu Sans", "text: a font family that fontconfig knows, or a font file path")
     size: float = param(0.06, "text: text height, as a fraction of the frame height")
-    color: Optional[str] = param(None, "text and box: a name or #rrggbb (null: white text, a black box)")
+    color: Optional[str] = param(None, "text and box: a name or #rrggbb (null: white text, a black box); a box also "
+                                       "#rrggbbaa, gradient:A,B[,angle] (CSS's angle) or radial:A,B[,radius] (a "
+                                       "fraction of its longer side; none: to its corners), A and B #rrggbb[aa]")
     outline: float = param(0.08, "text: stroke width, as a fraction of the text size; 0: none")
     outline_color: str = param("black", "text: stroke colour")
     box: bool = param(False, "text: a rounded box behind the text")
@@ -165,6 +167,34 @@ class SegmentCfg:
 
 
 @dataclass
+class TrackCfg:
+    """A sound placed on the video, mixed over the soundtrack where it plays."""
+
+    # A path or URI of any file FFmpeg reads.
+    path: str = MISSING
+    # Where it starts, in seconds of the video.
+    start: float = 0.0
+    # Where the part played starts, in seconds of the file.
+    cut_from: float = 0.0
+    # Where it ends, in seconds of the file; null: the file's end, or the video's if that comes first.
+    cut_to: Optional[float] = None
+    # Its level, 1.0 as recorded.
+    volume: float = 1.0
+    # 2.0 plays it twice as fast, at the same pitch.
+    speed: float = 1.0
+
+
+@dataclass
+class NormalizeCfg:
+    # Evens out the loudness of the whole mix (FFmpeg's dynaudnorm, as Editly's audioNorm).
+    enable: bool = False
+    # Frames of 500 ms over which a frame's gain is smoothed: an odd number, 3 to 301.
+    window: int = 5
+    # The most a quiet part is raised, 1 to 100 times.
+    max_gain: float = 30.0
+
+
+@dataclass
 class AudioCfg:
     # The soundtrack: a path or URI of any file FFmpeg reads, looped or trimmed to the video; null: none.
     path: Optional[str] = None
@@ -175,6 +205,12 @@ class AudioCfg:
     fade_out: float = 0.0  # seconds of fade to silence at the video's end
     # The soundtrack's level while a segment with `audio: keep` plays.
     duck: float = 0.25
+    # Sounds placed on the video (a voice-over, an effect), each over the soundtrack where it plays.
+    tracks: List[TrackCfg] = field(default_factory=list)
+    # Loudness normalisation of the mix (soundtrack, clips' sound and tracks together).
+    normalize: NormalizeCfg = field(default_factory=NormalizeCfg)
+    # The whole mix's level, set last (after normalize): 0.5 halves it.
+    gain: float = 1.0
 
 
 @dataclass

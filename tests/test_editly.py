@@ -7,15 +7,18 @@ import logging
 import os
 import re
 import shutil
+import subprocess
+import wave
 from fractions import Fraction
 from pathlib import Path
 
+import json5
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
-from conftest import ROOT, run_cli
+from conftest import FFMPEG, ROOT, run_cli
 from media_inputs import ffmpeg_decode
 from raypipe.api import config
 from raypipe.engine.driver import render
@@ -38,16 +41,13 @@ PHOTOS = {"vertical.jpg": "astronaut", "pano.jpg": "rocket", "img1.jpg": "astron
 # Editly's own examples whose layer types raypipe draws, with Editly's frame count (editly.md,
 # section 1: sum N_i - sum S_i; their media here is raypipe's 4 s, 30 fps demo clip).
 CONVERTS = {
-    "alpha": 93, "audio-transition": 459, "audio1": 309, "audioLoop": 250, "contain-blur": 13, "gradients": 91,
-    "image": 40, "imageOverlay": 60, "kenBurns": 199, "mosaic": 60, "newsTitle": 250, "ph": 51, "remote": 274,
-    "single": 60, "slideInText": 75, "smartFit": 144, "speedTest": 210, "timeoutTest": 126, "transitionEasing": 96,
-    "transitions": 2055, "videos": 360, "videos2": 105, "vignette": 60, "visibleFromUntil": 210,
+    "alpha": 93, "audio-transition": 459, "audio-volume": 50, "audio1": 309, "audio2": 465, "audio3": 270,
+    "audioLoop": 250, "contain-blur": 13, "gradients": 91, "image": 40, "imageOverlay": 60, "kenBurns": 199,
+    "mosaic": 60, "newsTitle": 250, "ph": 51, "remote": 274, "single": 60, "slideInText": 75, "smartFit": 144,
+    "speedTest": 210, "timeoutTest": 126, "transitionEasing": 96, "transitions": 2055, "transparentGradient": 3,
+    "videos": 360, "videos2": 105, "vignette": 60, "visibleFromUntil": 210,
 }
 FAILS = {
-    "transparentGradient": "clips[0].layers[1].type: linear-gradient over another layer is not supported",
-    "audio-volume": "audioTracks: is not supported",
-    "audio2": "audioNorm: is not supported",
-    "audio3": "audioNorm: is not supported",
     "customOutputArgs": "customOutputArgs: is not supported",
     "commonFeatures": "clips[2].layers[0].type: rainbow-colors is not supported",
     "gl": "clips[0].layers[0].type: gl is not supported",
@@ -194,6 +194,51 @@ def test_a_video_clip_with_a_duration_plays_its_cut_retimed_to_fill_it(tmp_path)
     assert (converted.output.width, converted.output.height) == (info.width, info.height)
 
 
+HIGH = "High [NCS Release] - JPB  (No Copyright Music)-R8ZRCXy5vhA.m4a"
+
+
+def heard(job: dict) -> list[tuple]:
+    return [(Path(t["path"]).name, t["start"], t["cut_from"], t["cut_to"], t["speed"], t["volume"])
+            for t in job["audio"].get("tracks", [])]
+
+
+@pytest.mark.unit
+def test_a_clips_audio_layers_are_heard_as_editly_mixes_them_with_keep_source_audio(tmp_path):
+    job = convert(with_assets(tmp_path, EDITLY / "audio1.json5")).fragment["job"]
+    # Clips of 0.5, 4, 2, 2 and 1.8 s at 30 fps, no transitions: they start at 0, 0.5, 4.5, 6.5
+    # and 8.5 s. An audio layer's cut (by default the clip's length from cutFrom) is retimed to
+    # fill its clip; a clip's sources are mixed each at mixVolume over their sum, one alone as
+    # it is; there is no arbitrary stream, so no final mix.
+    assert heard(job) == [(HIGH, 0.5, 2.0, 5.0, 0.75, 1.0),  # alone in its clip: mixVolume is moot
+                          (HIGH, 4.5, 0.0, 2.0, 1.0, 1.0),  # 0.1 beside the video's 0
+                          (HIGH, 6.5, 2.0, 3.0, 0.5, 0.333333)]  # 0.5 beside the video's 1
+    assert [s.get("audio_volume") for s in job["segments"]] == [1.0, None, None, 0.666667, 1.0]
+    without = {**json5.loads((EDITLY / "audio1.json5").read_text()), "keepSourceAudio": False}  # Editly mutes every clip's sound then, audio layers too
+    assert convert(write_spec(tmp_path, without)).fragment["job"]["audio"] == {}
+
+
+@pytest.mark.unit
+def test_audio_tracks_and_detached_audio_are_placed_at_the_levels_of_editlys_final_mix(tmp_path):
+    job = convert(with_assets(tmp_path, EDITLY / "audio3.json5")).fragment["job"]
+    # The final amix: the clips' sound (silent: no keepSourceAudio) at clipsAudioVolume 1, the
+    # audio track at 1 and the detached ones at 50 and 10, each over their sum, 62. A detached
+    # one starts at its clip's start (1.5 s and 7 s: the clips overlap by 0.5 s transitions)
+    # plus its own start.
+    assert heard(job) == [(HIGH, 0.0, 18.0, None, 1.0, round(1 / 62, 6)),
+                          ("Julen_ribas.m4a", 2.5, 2.0, None, 1.0, round(50 / 62, 6)),
+                          ("winxp.mp3", 7.0, 0.5, None, 1.0, round(10 / 62, 6))]
+    assert job["audio"]["normalize"] == {"enable": True, "window": 3, "max_gain": 100.0}
+    volume = convert(with_assets(tmp_path, EDITLY / "audio-volume.json5")).fragment["job"]["audio"]
+    assert volume["gain"] == round(10 ** (-10 / 20), 6) and heard({"audio": volume})[0][-1] == 0.5
+
+
+@pytest.mark.unit
+def test_a_gradient_over_another_layer_is_a_see_through_box(tmp_path):
+    job = convert(with_assets(tmp_path, EDITLY / "transparentGradient.json5")).fragment["job"]
+    assert job["segments"][0]["source"] == "color:#008000"
+    assert [(x["type"], x["color"]) for x in job["layers"]] == [("box", "gradient:#ffffffff,#ffffff00,135")]
+
+
 @pytest.mark.unit
 def test_a_video_over_another_layer_is_a_video_layer_with_its_clips_timing_and_editlys_box(tmp_path):
     job = convert(with_assets(tmp_path, EDITLY / "visibleFromUntil.json5")).fragment["job"]
@@ -217,6 +262,24 @@ def test_a_video_over_another_layer_is_a_video_layer_with_its_clips_timing_and_e
         ("cover", "center", [0.0, 0.0], 0.4, 0.4), ("contain", "top_left", [0.0, 0.0], 0.4, 0.4),
         ("contain-blur", "top_right", [0.0, 0.0], 0.4, 0.4), ("contain-blur", "bottom_right", [0.0, 0.0], 0.4, 0.4),
         ("stretch", "bottom_left", [0.0, 0.0], 0.4, 0.4)]
+
+
+@pytest.mark.unit
+def test_a_video_layers_sound_is_heard_once_as_a_track_at_its_pictures_pace(tmp_path, caplog):
+    kept = {**json5.loads(with_assets(tmp_path, EDITLY / "alpha.json5").read_text()), "keepSourceAudio": True}
+    with caplog.at_level(logging.WARNING, logger="raypipe"):
+        job = convert(write_spec(tmp_path, kept)).fragment["job"]
+    # Clip 0 (2 s) plays the dancer's cut, 0 to the file's 4 s, at 2x; clip 1 (from 1.5 s, 1.6 s
+    # long: its first video's cut) has no duration, so the dancer plays at its own pace, heard
+    # while its clip lasts. Each clip's two sources are mixed at 1 over their sum: 0.5 each.
+    assert heard(job) == [("dancer1.webm", 0.0, 0.0, 4.0, 2.0, 0.5), ("dancer1.webm", 1.5, 0.0, 1.6, 1.0, 0.5)]
+    assert [(x["speed"], round(x["start"], 6)) for x in job["layers"]] == [(2.0, 0.0), (1.0, 1.5)]
+    assert [s.get("audio_volume") for s in job["segments"]] == [0.5, 0.5]
+    assert not [r for r in caplog.records if "sound" in r.getMessage()]
+    # A mosaic's first video is a tile, not the clip's picture: its sound is a track like the others'.
+    mosaic = {**json5.loads(with_assets(tmp_path, EDITLY / "mosaic.json5").read_text()), "keepSourceAudio": True}
+    job = convert(write_spec(tmp_path, mosaic)).fragment["job"]
+    assert [(t[1], t[5]) for t in heard(job)] == [(0.0, 0.2)] * 5 and "audio" not in job["segments"][0]
 
 
 @pytest.mark.unit
@@ -296,6 +359,35 @@ def test_an_editly_title_lands_where_its_position_says(tmp_path, position, box):
     # The glyphs' ink sits inside the text's block by a few pixels (its padding, the line's leading).
     assert abs(measured_x - x * W) <= 0.03 * W, (measured_x, x * W)
     assert abs(measured_y - y * H) <= 0.06 * H, (measured_y, y * H)
+
+
+@pytest.mark.render
+def test_a_detached_audio_layer_is_heard_from_its_clips_start_plus_its_own(tmp_path):
+    """Two half-second cards, the second with a tone from 0.25 s into it: the tone starts at
+    0.75 s of the decoded output, at half its level (Editly's final amix: the silent clips'
+    sound and the tone, weights 1 and 1)."""
+    t = np.arange(48000) / 48000
+    pcm = np.round(np.repeat(0.5 * np.sin(2 * np.pi * 1000 * t)[:, None], 2, axis=1) * 32767).astype("<i2")
+    with wave.open(str(tmp_path / "tone.wav"), "wb") as f:
+        f.setnchannels(2)
+        f.setsampwidth(2)
+        f.setframerate(48000)
+        f.writeframes(pcm.tobytes())
+    card = {"type": "fill-color", "color": "#203040"}
+    spec = write_spec(tmp_path, {"width": 64, "height": 36, "fps": 12, "defaults": {"transition": None},
+                                 "clips": [{"duration": 0.5, "layers": [card]},
+                                           {"duration": 0.5, "layers": [card, {"type": "detached-audio",
+                                                                               "path": "tone.wav", "start": 0.25}]}]})
+    out = tmp_path / "out.mp4"
+    render(config(spec, ["detector=saliency", f"job.output={out}"]), str(tmp_path / "run"), quiet=True)
+    pcm = subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(out), "-map", "0:a", "-ac", "2", "-ar", "48000",
+                          "-f", "f32le", "-"], capture_output=True, check=True).stdout
+    x = np.frombuffer(pcm, np.float32)[::2]  # the left channel, as mixed
+    rms = np.sqrt((x[: len(x) // 480 * 480].reshape(-1, 480) ** 2).mean(axis=1))  # per 10 ms
+    onset = np.flatnonzero(rms > 0.05)[0] * 0.01
+    assert abs(onset - 0.75) <= 0.02, onset
+    assert rms[:70].max() < 0.01  # silence before it
+    assert rms[80:95].mean() == pytest.approx(0.25 / np.sqrt(2), rel=0.1)  # a 0.5 sine at half its level
 
 
 @pytest.mark.unit

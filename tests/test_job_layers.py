@@ -16,6 +16,7 @@ from raypipe.engine.cache import segment_keys
 from raypipe.engine.driver import render
 from raypipe.engine.staging import local_inputs
 from raypipe.errors import ConfigError, JobError
+from raypipe.frames.captions import paint, split
 from raypipe.frames.layers import ANCHORS, ANIMATIONS, BoxLayer, Layer, Motion, VideoLayer
 from raypipe.frames.layers.anchors import origin
 from raypipe.frames.layers.motion import Box
@@ -106,6 +107,9 @@ def test_layers_are_timed_in_global_frames_or_from_their_segment(caplog):
     ({"type": "box", "opacity": 1.5}, "job.layers[0].opacity"),
     ({"type": "box", "width": 0}, "job.layers[0].width"),
     ({"type": "box", "offset": [0.1]}, "job.layers[0].offset"),
+    ({"type": "box", "color": "gradient:#fff,#000"}, "job.layers[0].color"),
+    ({"type": "box", "color": "radial:#ffffff,#000000,0"}, "job.layers[0].color"),
+    ({"type": "box", "color": "#ffffzz"}, "job.layers[0].color"),
     ({"type": "text", "text": ""}, "job.layers[0]"),
     ({"type": "image"}, "job.layers[0].source"),
     ({"type": "image", "source": "/no/such/logo.png"}, "job.layers[0].source"),
@@ -134,6 +138,39 @@ def test_masks_are_whole_inside_and_a_circle_covers_its_area():
     assert (rounded(6, 10, 0) == 1).all()
     disk = rounded(100, 100, 50)
     assert disk[50, 50] == 1 and disk[0, 0] == 0 and abs(disk.sum() - np.pi * 50 ** 2) < 5
+
+
+def over_green(color: str, w=100, h=60) -> np.ndarray:
+    """A full-frame box of `color` as a task paints it over a green frame: int (h, w, 3)."""
+    box = planned([{"type": "box", "color": color, "width": 1.0, "height": 1.0}],
+                  None, f"render.width={w}", f"render.height={h}").layers[0].kind
+    frame = np.zeros((h, w, 3), np.uint8)
+    frame[:] = (0, 200, 0)
+    paint(frame, *split(box.bitmap(0)), (0, 0), 1.0)
+    return frame.astype(int)
+
+
+@pytest.mark.unit
+def test_a_gradient_box_is_blended_over_the_frame_by_its_colours_alpha():
+    # White, opaque at the left edge, see-through at the right (CSS's 90 degrees): at column x
+    # the white's alpha is 1 - t, t = (x + 0.5) / 100, over green (0, 200, 0).
+    frame = over_green("gradient:#ffffffff,#ffffff00,90")
+    for x in (0, 25, 50, 75, 99):
+        t = (x + 0.5) / 100
+        want = np.array([255 * (1 - t), 255 * (1 - t) + 200 * t, 255 * (1 - t)])
+        assert np.abs(frame[:, x] - want).max() <= 1.5, (x, frame[0, x], want)
+    assert (frame == frame[:1]).all()  # each column one colour
+    # Blended premultiplied, as CSS blends: a colour fading out keeps its hue, so halfway from
+    # opaque red to see-through blue is red at half its alpha, never purple.
+    mid = over_green("gradient:#ff0000ff,#0000ff00,90")[:, 50]
+    assert np.abs(mid - [0.495 * 255, 0.505 * 200, 0]).max() <= 1.5, mid[0]
+    # Radial: the first colour at the centre, the second from the radius out (0.25 of the
+    # longer side: 25 pixels), here see-through: the frame's own green.
+    radial = over_green("radial:#ffffffff,#ffffff00,0.25")
+    assert np.abs(radial[30, 50] - [250, 253, 250]).max() <= 6 and (radial[0, 0] == (0, 200, 0)).all()
+    assert (radial[30, 50 + 26:] == (0, 200, 0)).all()
+    # A flat colour with alpha, #rrggbbaa.
+    assert np.abs(over_green("#ff000080")[10, 10] - [128, 100, 0]).max() <= 1
 
 
 def box_layer(position="center", avoid=False, shape=(40, 80)):

@@ -293,7 +293,8 @@ def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[st
         # Everything a row's video reads: a layer's image too, which a row's own job may name.
         uris = [*((f"job.segments[{i}].source", s.source) for i, s in enumerate(cfg.job.segments)),
                 *((f"job.layers[{i}].source", x.source) for i, x in enumerate(cfg.job.layers) if x.source),
-                *((("job.audio.path", cfg.job.audio.path),) if cfg.job.audio.path else ())]
+                *((("job.audio.path", cfg.job.audio.path),) if cfg.job.audio.path else ()),
+                *((f"job.audio.tracks[{i}].path", t.path) for i, t in enumerate(cfg.job.audio.tracks))]
         for where, uri in uris:
             if not _allowed(uri, allowed):
                 raise JobError(where, f"{uri} is outside batch.allowed_roots ({', '.join(allowed)})")

@@ -17,8 +17,8 @@ from raypipe.storage import Storage
 
 def local_inputs(plan: Plan) -> list[str]:
     """The files a plan reads from the driver's disk (URIs and samples are read as they are)."""
-    return [uri for uri in (*plan.sources, *plan.layer_sources, plan.audio.path)
-            if uri and "://" not in uri and not generated(uri)]
+    return [uri for uri in (*plan.sources, *plan.layer_sources, *plan.audio.sources)
+            if "://" not in uri and not generated(uri)]
 
 
 def staged_name(uri: str) -> str:

@@ -1,4 +1,5 @@
-"""The video's sound, mixed once: the soundtrack and each clip's own sound at its place.
+"""The video's sound, mixed once: the soundtrack, each clip's own sound and each placed track
+at its place, then (where asked) the mix's loudness normalised and its level set.
 
 Sources are decoded from storage streams (a clip's sound: only its range), resampled to
 48 kHz stereo float, and mixed as arrays, so there is no seam at a segment boundary.
@@ -23,7 +24,8 @@ DUCK_RAMP = 0.05  # seconds: the soundtrack dips under a kept clip without a cli
 
 @dataclass(frozen=True)
 class ClipAudio:
-    """A video source's own sound, placed on the video's timeline."""
+    """A range of a file's sound, placed on the video's timeline: a video source's own, or a
+    placed track's (job.audio.tracks)."""
 
     source: str
     source_start: float
@@ -35,6 +37,15 @@ class ClipAudio:
 
 
 @dataclass(frozen=True)
+class Normalize:
+    """FFmpeg's dynaudnorm over the whole mix: each 500 ms frame's gain is smoothed over
+    `window` frames (odd, 3 to 301) and never above `max_gain`."""
+
+    window: int = 5
+    max_gain: float = 30.0
+
+
+@dataclass(frozen=True)
 class AudioSpec:
     path: str | None
     volume: float
@@ -42,6 +53,14 @@ class AudioSpec:
     fade_out: float
     duck: float = 0.25
     clips: tuple[ClipAudio, ...] = ()
+    tracks: tuple[ClipAudio, ...] = ()  # job.audio.tracks, in order
+    normalize: Normalize | None = None
+    gain: float = 1.0  # the whole mix's level, set last
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The files it reads that no segment shows: the soundtrack and the tracks'."""
+        return tuple(dict.fromkeys(u for u in (self.path, *(t.source for t in self.tracks)) if u))
 
 
 def decode_audio(uri: str, start: float, seconds: float, counter: ReadCounter | None = None) -> np.ndarray:
@@ -106,22 +125,11 @@ def duration(uri: str, counter: ReadCounter | None = None) -> float:
     raise MediaError(f"{uri} does not say how long it is")
 
 
-def _tempo(x: np.ndarray, speed: float) -> np.ndarray:
-    """Played `speed` times faster at the same pitch (FFmpeg's atempo, 0.5..2 per stage)."""
-    stages, s = [], speed
-    while s > 2.0:
-        stages.append(2.0)
-        s /= 2.0
-    while s < 0.5:
-        stages.append(0.5)
-        s /= 0.5
-    if abs(s - 1.0) > 1e-9:
-        stages.append(s)
-    if not stages or x.shape[1] == 0:
-        return x
+def _filtered(x: np.ndarray, filters: list[tuple[str, str]]) -> np.ndarray:
+    """(2, n) float32 at 48 kHz through FFmpeg's audio filters, in order, to their end."""
     g = av.filter.Graph()
     chain = [g.add_abuffer(format="fltp", sample_rate=RATE, layout="stereo", time_base=Fraction(1, RATE)),
-             *(g.add("atempo", f"{t:.6f}") for t in stages),
+             *(g.add(name, args) for name, args in filters),
              g.add("aformat", "sample_fmts=fltp:channel_layouts=stereo"), g.add("abuffersink")]
     for a, b in zip(chain, chain[1:]):
         a.link_to(b)
@@ -136,6 +144,29 @@ def _tempo(x: np.ndarray, speed: float) -> np.ndarray:
             out.append(g.pull().to_ndarray())
         except (av.error.EOFError, av.error.BlockingIOError):
             return np.concatenate(out, axis=1) if out else np.zeros((2, 0), np.float32)
+
+
+def _tempo(x: np.ndarray, speed: float) -> np.ndarray:
+    """Played `speed` times faster at the same pitch (FFmpeg's atempo, 0.5..2 per stage)."""
+    stages, s = [], speed
+    while s > 2.0:
+        stages.append(2.0)
+        s /= 2.0
+    while s < 0.5:
+        stages.append(0.5)
+        s /= 0.5
+    if abs(s - 1.0) > 1e-9:
+        stages.append(s)
+    if not stages or x.shape[1] == 0:
+        return x
+    return _filtered(x, [("atempo", f"{t:.6f}") for t in stages])
+
+
+def _normalized(x: np.ndarray, norm: Normalize) -> np.ndarray:
+    """The mix's loudness evened out (dynaudnorm, as Editly's audioNorm), the same length."""
+    n = x.shape[1]
+    out = _filtered(x, [("dynaudnorm", f"f=500:g={norm.window}:m={norm.max_gain:g}")])[:, :n]
+    return np.pad(out, ((0, 0), (0, n - out.shape[1])))
 
 
 def _ramp(n: int, length: float, rising: bool) -> np.ndarray:
@@ -163,9 +194,23 @@ def _soundtrack_gain(audio: AudioSpec, n: int) -> np.ndarray:
     return gain * duck
 
 
+def _place(out: np.ndarray, c: ClipAudio, counter: ReadCounter | None) -> None:
+    """A placed sound added into `out` at its place, ramped in and out, cut at the video's end."""
+    sound = _tempo(decode_audio(c.source, c.source_start, c.seconds * c.speed, counter), c.speed)
+    at = round(c.at * RATE)
+    sound = sound[:, : max(0, min(round(c.seconds * RATE), out.shape[1] - at))] * c.volume
+    m = sound.shape[1]
+    if m == 0:
+        return
+    rise, fall = _ramp(m, CLIP_FADE, True), _ramp(m, CLIP_FADE, False)
+    sound[:, : len(rise)] *= rise
+    sound[:, m - len(fall):] *= fall
+    out[:, at: at + m] += sound
+
+
 def mix(audio: AudioSpec, duration: float, counter: ReadCounter | None = None) -> np.ndarray | None:
     """(2, round(duration x 48000)) float32, or None when the video has no sound."""
-    if not audio.path and not audio.clips:
+    if not audio.path and not audio.clips and not audio.tracks:
         return None
     n = round(duration * RATE)
     out = np.zeros((2, n), np.float32)
@@ -175,13 +220,8 @@ def mix(audio: AudioSpec, duration: float, counter: ReadCounter | None = None) -
             raise MediaError(f"no sound decoded from {audio.path}")
         reps = -(-n // music.shape[1])  # looped when shorter than the video
         out += np.tile(music, reps)[:, :n] * _soundtrack_gain(audio, n)
-    for c in audio.clips:
-        sound = _tempo(decode_audio(c.source, c.source_start, c.seconds * c.speed, counter), c.speed)
-        at = round(c.at * RATE)
-        sound = sound[:, : min(round(c.seconds * RATE), n - at)] * c.volume
-        m = sound.shape[1]
-        rise, fall = _ramp(m, CLIP_FADE, True), _ramp(m, CLIP_FADE, False)
-        sound[:, : len(rise)] *= rise
-        sound[:, m - len(fall):] *= fall
-        out[:, at: at + m] += sound
-    return out
+    for c in (*audio.clips, *audio.tracks):
+        _place(out, c, counter)
+    if audio.normalize is not None:
+        out = _normalized(out, audio.normalize)
+    return out * audio.gain if audio.gain != 1 else out

@@ -21,7 +21,7 @@ from raypipe.frames.effects import make_params
 from raypipe.frames.layers import CaptionLayer, Layer
 from raypipe.frames.transitions import TRANSITIONS
 from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, cards, is_video, normalize, probe as probe_media
-from raypipe.media.audio import AudioSpec, ClipAudio
+from raypipe.media.audio import AudioSpec, ClipAudio, Normalize
 from raypipe.media.images import load_image_sized
 from raypipe.plan.layers import Readers, caption_layer, over, plan_layers
 from raypipe.plan.seconds import meant, number, to_frame
@@ -158,7 +158,7 @@ class Plan:
         return tuple(dict.fromkeys(s.source for s in self.shots()))
 
     def with_sources(self, moved: dict[str, str]) -> Plan:
-        """The same plan reading each source (and the soundtrack) from where `moved` says."""
+        """The same plan reading each source (and the soundtrack, the tracks) from where `moved` says."""
         def shot(s: ShotSpec) -> ShotSpec:
             return replace(s, source=moved.get(s.source, s.source))
 
@@ -172,7 +172,8 @@ class Plan:
                                  layers=tuple(layers[id(x)] for x in seg.layers))
                          for seg in self.segments)
         audio = replace(self.audio, path=moved.get(self.audio.path, self.audio.path),
-                        clips=tuple(replace(c, source=moved.get(c.source, c.source)) for c in self.audio.clips))
+                        clips=tuple(replace(c, source=name(c.source)) for c in self.audio.clips),
+                        tracks=tuple(replace(t, source=name(t.source)) for t in self.audio.tracks))
         return replace(self, segments=segments, audio=audio, layers=tuple(layers[id(x)] for x in self.layers))
 
     @property
@@ -425,12 +426,12 @@ def plan(job: DictConfig, render: DictConfig, probe=probe_media, measure=image_s
                      *over(layers, bounds[i], bounds[i + 1])))
         for i, (e, f) in enumerate(zip(entries, fades))
     )
-    return Plan(job.name, enc, bounds[-1], segments, _audio(job.audio, entries, shots, enc.fps), tuple(job.prompts),
-                layers)
+    return Plan(job.name, enc, bounds[-1], segments, _audio(job.audio, entries, shots, enc.fps, bounds[-1]),
+                tuple(job.prompts), layers)
 
 
-def _audio(audio: DictConfig, entries: list[_Entry], shots: list[ShotSpec], fps: Fraction) -> AudioSpec:
-    for key in ("volume", "fade_in", "fade_out", "duck"):
+def _audio(audio: DictConfig, entries: list[_Entry], shots: list[ShotSpec], fps: Fraction, frames: int) -> AudioSpec:
+    for key in ("volume", "fade_in", "fade_out", "duck", "gain"):
         if number(audio[key], f"job.audio.{key}") < 0:
             raise JobError(f"job.audio.{key}", f"must be >= 0 (got {audio[key]})")
     clips = tuple(
@@ -438,5 +439,39 @@ def _audio(audio: DictConfig, entries: list[_Entry], shots: list[ShotSpec], fps:
                   e.audio_volume, e.audio == "keep")
         for e, shot in zip(entries, shots) if e.clip is not None and e.audio != "drop"
     )
+    seconds = float(frames / fps)
+    tracks = tuple(_track(f"job.audio.tracks[{i}]", t, seconds) for i, t in enumerate(audio.tracks))
     return AudioSpec(normalize(audio.path) if audio.path else None, float(audio.volume), float(audio.fade_in),
-                     float(audio.fade_out), float(audio.duck), clips)
+                     float(audio.fade_out), float(audio.duck), clips, tracks, _normalize(audio.normalize),
+                     float(audio.gain))
+
+
+def _track(where: str, track, video: float) -> ClipAudio:
+    """A placed sound, from its start to its cut_to (or the file's end), cut at the video's end."""
+    start, cut_from = float(number(track.start, f"{where}.start")), float(number(track.cut_from, f"{where}.cut_from"))
+    volume, speed = float(number(track.volume, f"{where}.volume")), float(number(track.speed, f"{where}.speed"))
+    for key, value in (("start", start), ("cut_from", cut_from), ("volume", volume)):
+        if value < 0:
+            raise JobError(f"{where}.{key}", f"must be >= 0 (got {value:g})")
+    if not 0 < speed <= 100:
+        raise JobError(f"{where}.speed", f"must be > 0 and <= 100 (got {speed:g})")
+    if start >= video:
+        raise JobError(f"{where}.start", f"{start:g} s is not before the video's end ({video:.3f} s)")
+    seconds = video - start  # the file's end, where it comes first, is where its sound stops
+    if track.cut_to is not None:
+        cut_to = float(number(track.cut_to, f"{where}.cut_to"))
+        if not cut_to > cut_from:
+            raise JobError(f"{where}.cut_to", f"must be after cut_from ({cut_from:g} s; got {cut_to:g})")
+        seconds = min(seconds, (cut_to - cut_from) / speed)
+    return ClipAudio(normalize(track.path), cut_from, seconds, speed, start, volume, False)
+
+
+def _normalize(cfg) -> Normalize | None:
+    if not cfg.enable:
+        return None
+    window, max_gain = cfg.window, float(number(cfg.max_gain, "job.audio.normalize.max_gain"))
+    if not (isinstance(window, int) and 3 <= window <= 301 and window % 2):
+        raise JobError("job.audio.normalize.window", f"must be an odd number from 3 to 301 (got {window})")
+    if not 1 <= max_gain <= 100:
+        raise JobError("job.audio.normalize.max_gain", f"must be in 1..100 (got {max_gain:g})")
+    return Normalize(window, max_gain)

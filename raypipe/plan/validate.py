@@ -43,11 +43,13 @@ def prepare(cfg: DictConfig, run_root: str, reads: dict[str, ReadCounter] | None
                 load_image(uri, checked, at_least=1)
         except MediaError as e:
             raise JobError(f"job.segments[{index}].source", str(e)) from None
-    if plan.audio.path:
+    sounds = [("job.audio.path", plan.audio.path)] if plan.audio.path else []
+    sounds += [(f"job.audio.tracks[{i}].path", t.source) for i, t in enumerate(plan.audio.tracks)]
+    for where, uri in sounds:
         try:
-            check_audio(plan.audio.path, checked)
+            check_audio(uri, checked)
         except MediaError as e:
-            raise JobError("job.audio.path", str(e)) from None
+            raise JobError(where, str(e)) from None
     codec = CODECS[plan.encode.codec]
     output = cfg.job.output or f"{run_root}/{plan.name}{codec.containers[0]}"
     if not output.lower().endswith(codec.containers):

@@ -74,6 +74,7 @@ def check_sources(cfg: DictConfig, allowed_roots: list[str], allowed_hosts: list
     uris = [(f"job.segments[{i}].source", s.source) for i, s in enumerate(cfg.job.segments)]
     if cfg.job.audio.path:
         uris.append(("job.audio.path", cfg.job.audio.path))
+    uris += [(f"job.audio.tracks[{i}].path", t.path) for i, t in enumerate(cfg.job.audio.tracks)]
     shown = ", ".join(allowed_roots) or "none: only sample:"
     for where, uri in uris:
         if uri.startswith(("http://", "https://")):

@@ -1,4 +1,5 @@
-"""A box layer: a filled rectangle, optionally rounded, for bars, panels and lower thirds."""
+"""A box layer: a filled rectangle, optionally rounded, for bars, panels and lower thirds; its
+fill one colour or a gradient, either of which may be see-through."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,18 +7,21 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ImageColor
 
-from raypipe.errors import JobError
+from raypipe.errors import JobError, MediaError
 from raypipe.frames.layers.fixed import Fixed, within
 from raypipe.frames.layers.shapes import rounded
+from raypipe.media.cards import Gradient, gradient
 
 
 @dataclass(frozen=True)
 class BoxLayer(Fixed):
-    """A rectangle of one colour, `width` x `height` of the frame, corners of `radius`."""
+    """A rectangle of one colour (RGB, or RGBA) or of `fill`, `width` x `height` of the frame,
+    corners of `radius`."""
 
-    color: tuple[int, int, int]
+    color: tuple[int, ...]
     shape: tuple[int, int]
     radius: float  # pixels
+    fill: Gradient | None = None  # a gradient instead of `color`
 
     keys = ("color", "width", "height", "radius")
 
@@ -28,13 +32,25 @@ class BoxLayer(Fixed):
         radius = 0.0 if cfg.radius is None else float(cfg.radius)
         if not 0 <= radius <= 0.5:
             raise JobError(f"{where}.radius", f"must be in 0..0.5 of the box's shorter side (got {cfg.radius})")
+        text = cfg.color or "black"
+        fill = None
         try:
-            color = ImageColor.getrgb(cfg.color or "black")[:3]
+            if text.startswith(("gradient:", "radial:")):
+                color, fill = (0, 0, 0), gradient(text)
+            else:
+                color = ImageColor.getcolor(text, "RGBA")
+        except MediaError as e:
+            raise JobError(f"{where}.color", str(e)) from None
         except ValueError:
-            raise JobError(f"{where}.color", f"unknown colour {cfg.color!r} (a name, or #rrggbb)") from None
-        return cls(color, (max(h, 1), max(w, 1)), radius * min(h, w))
+            raise JobError(f"{where}.color", f"unknown colour {cfg.color!r} (a name, #rrggbb or #rrggbbaa)") from None
+        return cls(color, (max(h, 1), max(w, 1)), radius * min(h, w), fill)
 
     def bitmap(self, variant: int, counter=None) -> np.ndarray:
         h, w = self.shape
-        alpha = np.round(rounded(h, w, self.radius) * 255).astype(np.uint8)
-        return np.dstack([np.full((h, w, 3), self.color, np.uint8), alpha])
+        cover = rounded(h, w, self.radius)
+        if self.fill is not None:
+            rgba = self.fill.rgba(w, h)
+            rgba[:, :, 3] = np.round(rgba[:, :, 3] * cover).astype(np.uint8)
+            return rgba
+        alpha = np.round(cover * (self.color[3] if len(self.color) == 4 else 255)).astype(np.uint8)
+        return np.dstack([np.full((h, w, 3), self.color[:3], np.uint8), alpha])

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from raypipe.errors import JobError, MediaError
+from raypipe.errors import JobError
 from raypipe.media import probe as probe_media
-from raypipe.media.audio import duration as audio_seconds
 from raypipe.plan.editly import layers as drawn
+from raypipe.plan.editly.sound import Sound
 from raypipe.plan.editly.spec import (
     GLOBAL_DEFAULTS,
     Clip,
@@ -22,7 +22,6 @@ from raypipe.plan.editly.spec import (
     load,
     merge,
     output,
-    resolve,
     transition,
 )
 from raypipe.plan.editly.timing import ClipFrames, clip_frames, total_frames, window
@@ -106,10 +105,11 @@ def convert(path: str | Path, probe=probe_media) -> Converted:
         kinds.append(mapper.map(c.where, c.transition, c.transition_params) if f.blend else ("cut", {}))
     places = [Place(c, f, i > 0 and kinds[i - 1][0] != "cut", kinds[i][0] != "cut")
               for i, (c, f) in enumerate(zip(clips, frames))]
-    segments = [_segment(p, kinds[p.clip.index], out, media, palette, once, spec) for p in places]
-    job_layers = [layer for p in places for layer in _layers(p, out, drawn.Fonts(once), palette, media, once, spec)]
+    sound = Sound(spec, base, clips, frames, out.fps, media, once)
+    segments = [_segment(p, kinds[p.clip.index], out, media, palette, once, sound) for p in places]
+    job_layers = [layer for p in places for layer in _layers(p, out, drawn.Fonts(once), palette, media)]
     job = {"name": path.stem, "segments": segments, "layers": job_layers,
-           "audio": _audio(spec, base, float(Fraction(total_frames(frames)) / out.fps), once)}
+           "audio": sound.job_audio(float(Fraction(total_frames(frames)) / out.fps))}
     fragment = {"job": job, "render": {"width": out.width, "height": out.height, "fps": str(out.fps)}}
     return Converted(fragment, total_frames(frames), out)
 
@@ -119,7 +119,7 @@ def _seconds(frames: int, fps: Fraction) -> float:
 
 
 def _segment(p: Place, kind: tuple[str, dict], out: Output, media: Media, palette: Palette, once: drawn.Once,
-             spec: dict) -> dict:
+             sound: Sound) -> dict:
     first = p.clip.layers[0]
     seg: dict = {"duration": _seconds(p.frames.segment_frames, out.fps)}
     if not drawn.is_picture(first):  # nothing under its layers: Editly's canvas is black there
@@ -132,13 +132,13 @@ def _segment(p: Place, kind: tuple[str, dict], out: Output, media: Media, palett
     else:
         seg["source"], seg["effect"] = drawn.background(first, p.clip.index, palette, once), "static"
     if first.type == "video" and drawn.is_picture(first):
-        seg.update(_video(p, first, out, media, spec))
+        seg.update(_video(p, first, out, media, sound))
     if kind[0] != "cut":
         seg["transition"] = {"type": kind[0], "duration": _seconds(p.frames.blend, out.fps), "params": kind[1]}
     return seg
 
 
-def _video(p: Place, layer, out: Output, media: Media, spec: dict) -> dict:
+def _video(p: Place, layer, out: Output, media: Media, sound: Sound) -> dict:
     """The clip's range and speed: a given duration retimes the cut to fill it (Editly's
     README; its master no longer does, a regression)."""
     info = media.info(layer.where, layer.props["path"])
@@ -149,22 +149,18 @@ def _video(p: Place, layer, out: Output, media: Media, spec: dict) -> dict:
     # Where the clip before cuts rather than blends, the clip's own frames under it are skipped.
     skipped = 0 if p.blended_in else p.frames.lead
     seg = {"start": float(start + speed * Fraction(skipped) / out.fps), "end": float(end), "speed": float(speed)}
-    volume = float(spec.get("clipsAudioVolume", 1)) * float(layer.props.get("mixVolume", 1))
-    if spec.get("keepSourceAudio") and info.audio and volume > 0:
-        seg.update({"audio": "mix", "audio_volume": volume})
+    volume = sound.level(layer.where)
+    if volume > 0:
+        seg.update({"audio": "mix", "audio_volume": round(volume, 6)})
     return seg
 
 
-def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media, once: drawn.Once,
-            spec: dict) -> list[dict]:
+def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media) -> list[dict]:
     """The clip's layers above its picture, each over the global frames Editly draws it in."""
     found = []
     for layer in p.clip.layers[1:] if drawn.is_picture(p.clip.layers[0]) else p.clip.layers:
         if layer.type in ("audio", "detached-audio"):
-            if layer.type == "detached-audio" or spec.get("keepSourceAudio"):
-                once.warn(layer.type, "%s: %s is not mixed: raypipe mixes one soundtrack (audioFilePath) and the "
-                                      "clips' own sound", layer.where, layer.type)
-            continue  # without keepSourceAudio, Editly mutes a clip's audio layers too
+            continue  # heard, not drawn: the job's audio (sound.py)
         seconds = p.clip.seconds
         start = Fraction(layer.props.get("start", 0) or 0).limit_denominator(1_000_000)
         stop = Fraction(layer.props.get("stop", seconds)).limit_denominator(1_000_000)
@@ -175,9 +171,6 @@ def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media, once: 
             span = k1 - k0
             k0, k1 = k0 + round(0.1 * span), k0 + round(0.9 * span)
         length = _seconds(k1 - k0, out.fps)
-        if layer.type == "video" and spec.get("keepSourceAudio"):
-            once.warn("video sound", "%s: its sound is not mixed: raypipe mixes the sound of a clip's picture only",
-                      layer.where)
         cfg = drawn.video(layer, media, p.clip) if layer.type == "video" else \
             drawn.drawn(layer, out, fonts, palette, p.clip.index, length)
         if layer.type == "slide-in-text":
@@ -192,17 +185,3 @@ def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media, once: 
         found.append(cfg)
     return found
 
-
-def _audio(spec: dict, base: Path, seconds: float, once: drawn.Once) -> dict:
-    track = spec.get("audioFilePath")
-    if not track:
-        return {}
-    uri = resolve(base, track)
-    try:
-        short = audio_seconds(uri) < seconds
-    except MediaError as e:
-        raise JobError("audioFilePath", str(e)) from None
-    if short and not spec.get("loopAudio"):
-        once.warn("loop", "audioFilePath: %s is shorter than the video; raypipe loops it, where Editly (without "
-                          "loopAudio) pads it with silence", track)
-    return {"path": uri, "volume": float(spec.get("backgroundAudioVolume", 1))}

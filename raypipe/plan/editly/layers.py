@@ -107,20 +107,33 @@ class Fonts:
         return {}
 
 
+def _colors(layer: Layer, palette: Palette, clip: int) -> list[Color]:
+    """A gradient's two colours: Editly's random pair unless it names exactly two."""
+    pair = layer.props.get("colors")
+    pair = pair if isinstance(pair, list) and len(pair) == 2 else palette.gradient(clip)
+    return [color(c, f"{layer.where}.colors") for c in pair]
+
+
 def background(layer: Layer, clip: int, palette: Palette, once: Once) -> str:
     """A full-frame colour layer as a card source."""
     props = layer.props
     if layer.type == "fill-color":
         return f"color:{color(props.get('color') or palette.color(clip), layer.where + '.color').hex}"
-    pair = props.get("colors")
-    pair = pair if isinstance(pair, list) and len(pair) == 2 else palette.gradient(clip)
-    a, b = (color(c, f"{layer.where}.colors").hex for c in pair)
+    a, b = (c.hex for c in _colors(layer, palette, clip))
     if layer.type == "radial-gradient":
         once.warn("radial", "%s: radial-gradient is drawn as a linear gradient from the centre's colour (top) to the "
                             "edge's (bottom): raypipe's cards have no radial one", layer.where)
         return f"gradient:{a},{b},180"
     # Editly's rect runs from halfway at the top-left corner to the second colour at the centre.
     return f"gradient:{a},{b},135"
+
+
+def see_through(layer: Layer, palette: Palette, clip: int) -> str:
+    """A gradient over other layers as a box's fill, its colours' alpha kept: linear as the
+    card's, radial at the middle of Editly's growth (its radius runs from 0.6 to 1.2 of the
+    frame's longer side over the layer's time)."""
+    a, b = (c.hex + f"{round(c.alpha * 255):02x}" for c in _colors(layer, palette, clip))
+    return f"radial:{a},{b},0.9" if layer.type == "radial-gradient" else f"gradient:{a},{b},135"
 
 
 def title(layer: Layer, out: Output, fonts: Fonts) -> dict:
@@ -206,6 +219,9 @@ def full_frame(layer: Layer, palette: Palette, clip: int) -> dict:
     if layer.type == "fill-color":
         c = color(layer.props.get("color") or palette.color(clip), layer.where + ".color")
         return {"type": "box", "color": c.hex, "width": 1.0, "height": 1.0, "position": "center", "opacity": c.alpha}
+    if layer.type in ("linear-gradient", "radial-gradient"):
+        return {"type": "box", "color": see_through(layer, palette, clip), "width": 1.0, "height": 1.0,
+                "position": "center"}
     raise JobError(f"{layer.where}.type", f"{layer.type} over another layer is not supported: raypipe shows one "
                                           "picture or clip per segment, under its layers")
 

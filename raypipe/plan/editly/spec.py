@@ -23,7 +23,7 @@ ALIASES = ("title-background", "pause")
 IGNORED = ("outPath", "enableFfmpegLog", "verbose", "logTimes", "keepTmp", "ffmpegPath", "ffprobePath",
            "allowRemoteRequests")
 READ = ("clips", "defaults", "width", "height", "fps", "fast", "audioFilePath", "loopAudio", "keepSourceAudio",
-        "clipsAudioVolume", "backgroundAudioVolume")
+        "clipsAudioVolume", "backgroundAudioVolume", "audioTracks", "audioNorm", "outputVolume")
 GLOBAL_DEFAULTS = {"duration": 4, "transition": {"duration": 0.5, "name": "random"}}
 
 
