@@ -296,15 +296,35 @@ def layers_main(argv: list[str]) -> None:
 
 
 def serve_main(argv: list[str]) -> None:
-    """`serve [overrides]`: until SIGTERM or SIGINT, which stop the renders under way (failed, with the reason)."""
+    """`serve [--config-dir DIR] [overrides]`: until SIGTERM or SIGINT, which stop the renders under
+    way (taken up again at the next start). DIR's job/ holds templates beside conf/job/."""
     from raypipe.api import compose
     from raypipe.serve.deploy import serve_forever
 
+    argv = _config_dir_as_searchpath(argv)
     try:
         cfg = compose(argv)
     except RaypipeError as e:
         _fail(str(e))
     _interrupted(serve_forever(cfg, argv))
+
+
+def _config_dir_as_searchpath(argv: list[str]) -> list[str]:
+    """`--config-dir DIR` (or `=DIR`) for a command Hydra does not parse: the override that adds
+    DIR to Hydra's search path, as Hydra's own flag does."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config-dir" or arg.startswith("--config-dir="):
+            folder = arg.partition("=")[2] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            if not folder or not os.path.isdir(folder):
+                _fail(f"--config-dir: {folder or 'a folder'} is not a folder")
+            out.append(f"hydra.searchpath=[file://{os.path.abspath(folder)}]")
+            i += 1 if "=" in arg else 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
 
 
 def keys_main(argv: list[str]) -> None:

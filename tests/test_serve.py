@@ -112,6 +112,29 @@ def test_a_requests_job_merged_into_the_services_config_is_what_composing_it_giv
     service.engine.close()
 
 
+@pytest.mark.unit
+def test_templates_come_from_conf_job_and_from_the_services_config_dir(tmp_path):
+    from raypipe.__main__ import _config_dir_as_searchpath
+    from raypipe.serve.service import RenderService
+
+    (tmp_path / "mine" / "job").mkdir(parents=True)
+    (tmp_path / "mine" / "job" / "open_house.yaml").write_text(
+        "# @package _global_\njob:\n  name: open_house\n  segments:\n    - {source: 'sample:coffee', duration: 1}\n"
+        "    - {source: 'sample:${row:photo}', duration: 1}\n")
+    service = RenderService([*TINY, f"serve.root={tmp_path / 'serve'}",
+                             *_config_dir_as_searchpath(["--config-dir", str(tmp_path / "mine")])])
+    try:
+        mine = service._config({"template": "open_house", "row": {"photo": "astronaut"}}, "r_1")
+        assert mine.job.name == "open_house" and mine.job.segments[1].source == "sample:astronaut"
+        assert service._config({"template": "listing", "row": {"address": "1 Elm", "price": "$1",
+                                                               "photos": ["sample:coffee"]}}, "r_2").job.segments
+        with pytest.raises(Refused) as e:
+            service._config({"template": "nowhere", "row": {}}, "r_3")
+        assert e.value.status == 422 and str(tmp_path / "mine" / "job") in str(e.value)
+    finally:
+        service.engine.close()
+
+
 # --- render: the API in this process ---------------------------------------------------------------
 
 class Receiver(BaseHTTPRequestHandler):

@@ -6,7 +6,7 @@ replica's RenderService (whose engine keeps the detector loaded for the replica'
 
 One replica: the records and the engine are the replica's own, so more replicas would need a
 shared store. SIGTERM or SIGINT stops Serve gracefully: the replica's renders are cancelled,
-marked failed with the reason, and nothing partial is left.
+nothing partial is left, and they stay queued, taken up again when the service starts.
 """
 from __future__ import annotations
 

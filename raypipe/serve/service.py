@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -61,6 +62,16 @@ def loopback(host: str) -> bool:
         return False
 
 
+def searchpath(overrides: list[str]) -> list[str]:
+    """The folders of `hydra.searchpath=[file://A,file://B]` among the overrides (--config-dir's)."""
+    folders = []
+    for o in overrides:
+        if o.startswith("hydra.searchpath="):
+            entries = o.partition("=")[2].strip("[]").split(",")
+            folders += [e.strip().removeprefix("file://") for e in entries if e.strip()]
+    return folders
+
+
 class ServiceVideo(JobVideo):
     """A request's job as the engine's video: its id is the render's, and its planned duration
     is held to serve.max_duration_s (a clip's is known only once probed)."""
@@ -96,6 +107,7 @@ class RenderService:
         self._compose = threading.Lock()  # Hydra's global state serves one composition at a time
         self._base = pickle.dumps(self.cfg)  # what a request's job is merged into (raypipe.batch's way)
         self._job_free = not any(o.lstrip("+~").startswith("job.") for o in self.overrides)
+        self.templates = [CONF / "job", *(Path(f) / "job" for f in searchpath(self.overrides))]
         self._loop = threading.Thread(target=self.engine.run, name="engine", daemon=True)
         self._recover()
 
@@ -234,8 +246,9 @@ class RenderService:
         with self._compose:
             template, row = request["template"], request.get("row") or {}
             if not isinstance(template, str) or not TEMPLATE_NAME.fullmatch(template) or \
-                    not (CONF / "job" / f"{template}.yaml").is_file():
-                raise Refused(422, "template", f"no template named {template!r} in conf/job/")
+                    not any((folder / f"{template}.yaml").is_file() for folder in self.templates):
+                raise Refused(422, "template", f"no template named {template!r} in "
+                                               f"{', '.join(str(f) for f in self.templates)}")
             if not isinstance(row, dict):
                 raise Refused(422, "row", "must be a JSON object of the template's fields")
             cfg = config(template, overrides)
