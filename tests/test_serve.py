@@ -62,6 +62,19 @@ def test_a_url_is_refused_when_any_of_its_addresses_is_private_unless_its_host_i
 
 
 @pytest.mark.unit
+def test_a_webhook_connects_to_the_address_its_check_passed_not_to_what_dns_says_later(receiver):
+    from urllib.parse import urlsplit
+
+    from raypipe.serve.webhooks import _post
+
+    port = urlsplit(receiver).port
+    # rebind.invalid never resolves: the request reaches the checked address, with the URL's host.
+    assert _post(f"http://rebind.invalid:{port}/hook?n=1", "127.0.0.1", b"{}", {"X-Raypipe-Delivery": "d1"}) == 200
+    headers, body = Receiver.got[0]
+    assert headers["Host"] == f"rebind.invalid:{port}" and headers["X-Raypipe-Delivery"] == "d1" and body == b"{}"
+
+
+@pytest.mark.unit
 def test_the_store_keeps_keys_hashed_and_idempotency_claims_across_a_restart(tmp_path):
     store = Store(str(tmp_path))
     key, secret = store.create_key("ci")
@@ -245,6 +258,12 @@ def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(api, tmp_path):
          "job.segments[0].source: /etc/passwd is outside serve.allowed_roots"),
         ({"job": {"name": "x", "segments": [{"source": "http://10.0.0.1/a.jpg", "duration": 1}]}}, 422,
          "job.segments[0].source: http://10.0.0.1/a.jpg is outside serve.allowed_roots"),
+        ({"job": {**JOB, "layers": [{"type": "image", "source": "/etc/hostname"}]}}, 422,
+         "job.layers[0].source: /etc/hostname is outside serve.allowed_roots"),
+        ({"job": {**JOB, "layers": [{"type": "text", "text": "x", "font": "/usr/share/fonts/x.ttf"}]}}, 422,
+         "job.layers[0].font: /usr/share/fonts/x.ttf is outside serve.allowed_roots"),
+        ({"job": {**JOB, "audio": {"tracks": [{"path": "/etc/hostname"}]}}}, 422,
+         "job.audio.tracks[0].path: /etc/hostname is outside serve.allowed_roots"),
         ({"job": JOB, "webhook_url": "http://169.254.169.254/x"}, 422, "webhook_url: 169.254.169.254 is a loopback"),
         ({"job": {"name": "x", "segments": [{"source": "sample:coffee", "duration": 9999}]}}, 422,
          "job.segments: 9999 s of video, over serve.max_duration_s"),

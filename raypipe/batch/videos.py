@@ -110,6 +110,27 @@ def check_id(row: Row) -> None:
                                           f"with no / or \\ (got {rid!r})")
 
 
+FONT_FILES = (".ttf", ".otf", ".ttc", ".pfb", ".woff", ".woff2")
+
+
+def _font_file(font: str | None) -> bool:
+    """Whether a caption's or a layer's `font` names a file (a family name is fontconfig's)."""
+    return bool(font) and ("/" in font or os.sep in font or font.lower().endswith(FONT_FILES))
+
+
+def job_reads(job) -> list[tuple[str, str]]:
+    """(key, URI) of everything a job's video reads: its sources, its layers' images and clips,
+    its sound, and fonts given as files, which a row's or a request's own job may name."""
+    segments = job.segments
+    return [*((f"job.segments[{i}].source", s.source) for i, s in enumerate(segments)),
+            *((f"job.segments[{i}].caption.font", s.caption.font) for i, s in enumerate(segments)
+              if s.caption is not None and _font_file(s.caption.font)),
+            *((f"job.layers[{i}].source", x.source) for i, x in enumerate(job.layers) if x.source),
+            *((f"job.layers[{i}].font", x.font) for i, x in enumerate(job.layers) if _font_file(x.font)),
+            *((("job.audio.path", job.audio.path),) if job.audio.path else ()),
+            *((f"job.audio.tracks[{i}].path", t.path) for i, t in enumerate(job.audio.tracks))]
+
+
 def _allowed(uri: str, roots: list[str]) -> bool:
     """Whether a row's source lies under one of `roots`. A URI must name a plain path: pyarrow
     takes options from a URI's query (`?endpoint_override=` would point the driver's S3
@@ -290,12 +311,7 @@ def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[st
             return Video(row, Template(template, base), output, published=True)
         cfg = row_config(template, row, base)
         cfg.job.output = output
-        # Everything a row's video reads: a layer's image too, which a row's own job may name.
-        uris = [*((f"job.segments[{i}].source", s.source) for i, s in enumerate(cfg.job.segments)),
-                *((f"job.layers[{i}].source", x.source) for i, x in enumerate(cfg.job.layers) if x.source),
-                *((("job.audio.path", cfg.job.audio.path),) if cfg.job.audio.path else ()),
-                *((f"job.audio.tracks[{i}].path", t.path) for i, t in enumerate(cfg.job.audio.tracks))]
-        for where, uri in uris:
+        for where, uri in job_reads(cfg.job):
             if not _allowed(uri, allowed):
                 raise JobError(where, f"{uri} is outside batch.allowed_roots ({', '.join(allowed)})")
     except RaypipeError as e:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from omegaconf import DictConfig
 
-from raypipe.batch.videos import _allowed as under_roots
+from raypipe.batch.videos import _allowed as under_roots, job_reads
 from raypipe.errors import JobError, RaypipeError
 
 # Overrides a request may give: its video's own. The rest (detector, ray, storage, cache,
@@ -49,15 +49,17 @@ def public_address(address: str) -> bool:
     return ip.is_global and not ip.is_multicast and ip not in METADATA
 
 
-def check_url(url: str, where: str, allowed_hosts: list[str], resolve=socket.getaddrinfo) -> None:
-    """An http(s) URL whose host resolves to public addresses only, or is in `allowed_hosts`.
-    Checked where a URL is given and again where it is used (DNS may answer otherwise later)."""
+def check_url(url: str, where: str, allowed_hosts: list[str], resolve=socket.getaddrinfo) -> list[str]:
+    """An http(s) URL whose host resolves to public addresses only, or is in `allowed_hosts`:
+    the addresses checked (none for an allowed host). Checked where a URL is given and again
+    where it is used, which then connects to an address checked (DNS may answer otherwise a
+    moment later: a host that rebinds to a private address gains nothing)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused(422, where, f"must be an http(s) URL with a host (got {url!r})")
     host = parts.hostname
     if host in allowed_hosts:
-        return
+        return []
     try:
         addresses = {info[4][0] for info in resolve(host, parts.port or 443, proto=socket.IPPROTO_TCP)}
     except (socket.gaierror, UnicodeError) as e:
@@ -66,17 +68,15 @@ def check_url(url: str, where: str, allowed_hosts: list[str], resolve=socket.get
     if private:
         raise Refused(422, where, f"{host} is a loopback, private, link-local or metadata address "
                                   f"({', '.join(private)}); serve.allowed_hosts lists the ones allowed")
+    return sorted(addresses)
 
 
 def check_sources(cfg: DictConfig, allowed_roots: list[str], allowed_hosts: list[str]) -> None:
-    """Sources and the soundtrack only from serve.allowed_roots and sample:; a URL naming a host
-    (http, https) only under an allowed root, and never on a private address unless allowed."""
-    uris = [(f"job.segments[{i}].source", s.source) for i, s in enumerate(cfg.job.segments)]
-    if cfg.job.audio.path:
-        uris.append(("job.audio.path", cfg.job.audio.path))
-    uris += [(f"job.audio.tracks[{i}].path", t.path) for i, t in enumerate(cfg.job.audio.tracks)]
+    """What a job reads (job_reads: sources, layers, sound, font files) only from
+    serve.allowed_roots and sample:; a URL naming a host (http, https) only under an allowed
+    root, and never on a private address unless allowed."""
     shown = ", ".join(allowed_roots) or "none: only sample:"
-    for where, uri in uris:
+    for where, uri in job_reads(cfg.job):
         if uri.startswith(("http://", "https://")):
             if not any(uri.startswith(r.rstrip("/") + "/") for r in allowed_roots):
                 raise Refused(422, where, f"{uri} is outside serve.allowed_roots ({shown})")
