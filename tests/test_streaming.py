@@ -118,3 +118,23 @@ def test_the_first_task_starts_before_detection_ends(tmp_path):
     assert report["executor"] == "threads" and report["tasks"] > 0
     assert report["first_task_s"] < stages["validate"] + stages["cache_lookup"] + stages["detect"]
     assert OmegaConf.select(cfg, "job.segments.3.caption") is None
+
+
+@pytest.mark.render
+def test_two_files_of_the_same_photo_are_detected_once_and_both_segments_render(tmp_path):
+    """The same photograph under two names (a user's copy): one detection, heard for both
+    names, so that neither segment waits for ever."""
+    import cv2
+
+    from raypipe.api import config
+    from raypipe.engine.threads import ThreadExecutor
+    from raypipe.media import count_frames, load_image
+
+    photo = cv2.cvtColor(load_image("sample:astronaut"), cv2.COLOR_RGB2BGR)
+    for name in ("a.png", "copy of a.png"):
+        cv2.imwrite(str(tmp_path / name), photo)
+    job = {"name": "twins", "segments": [{"source": str(tmp_path / n), "duration": 1.0} for n in ("a.png", "copy of a.png")]}
+    cfg = config(job, ["detector=saliency", "render.width=96", "render.height=54", "render.fps=10",
+                       f"job.output={tmp_path / 'twins.mp4'}"])
+    report = render(cfg, tmp_path / "run", executor=ThreadExecutor(2), quiet=True)
+    assert count_frames(str(tmp_path / "twins.mp4")) == report["frames"] == 20

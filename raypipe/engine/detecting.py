@@ -350,12 +350,11 @@ class DetectStage:
             for u in run.plan.sources:
                 first.setdefault(keys[u], (u, run))
         fresh = [(i, u, run) for i, (u, run) in first.items() if i not in self.known]
-        earlier = {u for i, (u, _) in first.items() if i in self.known}
         for i in first.keys() & self.known.keys():
             self.known.move_to_end(i)  # used again: kept longest
         moved = {path: uri for run in group for path, uri in run.moved.items()}
         stream = group[0].stream if len(group) == 1 else None
-        infos = []
+        infos, called = [], set()
         while fresh:
             call, later, names = [], [], set()
             for item in fresh:
@@ -377,8 +376,11 @@ class DetectStage:
             infos.append(info)
             for i, u, _ in call:
                 self.known[i] = compacted[u]
-        for u in sorted(earlier) if stream is not None else ():  # known from earlier videos: heard now
-            stream.heard(u, self.known[self.ids[group[0].id][u]])
+                called.add(u)
+        if stream is not None:  # known from earlier videos, or the content of another of its sources: heard now
+            keys = self.ids[group[0].id]
+            for u in sorted(set(group[0].plan.sources) - called):
+                stream.heard(u, self.known[keys[u]])
         if infos:
             self.kind = infos[-1].detector
         reason = next((i.fallback_reason for i in infos if i.fallback_reason), None)
