@@ -105,13 +105,20 @@ def pytest_xdist_auto_num_workers(config):
     return int(os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") or max(2, len(os.sched_getaffinity(0))))
 
 
+# The order the parallel workers take the tests in: the longest kinds first, so that the last
+# minutes are short tests on every worker, not one long test on one while the others wait.
+ORDER = ("early", "cluster", "bench", "browser", "render", "slow", "unit")
+
+
 def pytest_collection_modifyitems(items):
-    """Each test in exactly one tier, so that `-m unit` and the others together are the suite."""
+    """Each test in exactly one tier, so that `-m unit` and the others together are the suite;
+    then the longest kinds first (ORDER), each kind in the files' order."""
     wrong = [f"{item.nodeid}: {tiers or 'none'}" for item in items
              if len(tiers := sorted({m.name for m in item.iter_markers() if m.name in TIERS})) != 1]
     if wrong:
         raise pytest.UsageError(f"each test needs exactly one of the marks {', '.join(TIERS)} "
                                 f"(pyproject.toml's markers): " + "; ".join(wrong))
+    items.sort(key=lambda item: min(ORDER.index(m.name) for m in item.iter_markers() if m.name in ORDER))
 
 
 # What a tier's definition (pyproject.toml's markers) rules out, refused where it would happen, so

@@ -304,6 +304,22 @@ def test_the_example_specs_render_with_editlys_frame_count_size_and_rate(tmp_pat
 
 
 @pytest.mark.render
+@pytest.mark.parametrize("name", sorted(CONVERTS))
+def test_editlys_examples_render_with_editlys_frame_count(tmp_path, name):
+    """Each of Editly's examples that converts renders whole, at a quarter of its size (its size
+    and rate are the plan's, checked above), and its video has Editly's frame count."""
+    out, spec = tmp_path / f"{name}.mp4", with_assets(tmp_path, EDITLY / f"{name}.json5")
+    # A remote photo (picsum.photos) as a local one: no network here.
+    Image.fromarray(load_image("sample:rocket")).save(tmp_path / "remote.jpg")
+    spec.write_text(re.sub(r'"https://[^"]+"', f'"{tmp_path / "remote.jpg"}"', spec.read_text()))
+    size = convert(spec).output
+    small = [f"render.width={size.width // 8 * 2}", f"render.height={size.height // 8 * 2}"]
+    cfg = config(spec, [*small, "detector=saliency", "render.cache=false", f"job.output={out}"])
+    render(cfg, str(tmp_path / "run"), quiet=True)
+    assert count_frames(str(out)) == CONVERTS[name]
+
+
+@pytest.mark.render
 def test_the_cli_renders_and_converts_a_spec_and_refuses_a_gl_layer_before_any_work(tmp_path):
     out = tmp_path / "titles.mp4"
     done = run_cli(str(EXAMPLES / "titles.json5"), "render.width=128", "render.height=72", "detector=saliency",

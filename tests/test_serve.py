@@ -483,6 +483,7 @@ def poll(http, render_id, until, timeout=300):
 
 
 @pytest.mark.render
+@pytest.mark.early
 @pytest.mark.timeout(900)
 def test_the_service_as_a_process_over_http(tmp_path, receiver):
     import signal
