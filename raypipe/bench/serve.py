@@ -178,8 +178,9 @@ def _memory(folder: Path, photos, extra, env, run: Path, waves: int) -> dict:
         peaks = []
         for w in range(waves):
             ends = [service.ended(rid) for _, _, rid in Requests(service, bodies).sent]
-            if any(e["status"] != "succeeded" for e in ends):
-                sys.exit(f"error: a render of wave {w} failed")
+            failed = [e["error"] for e in ends if e["status"] != "succeeded"]
+            if failed:
+                sys.exit(f"error: {len(failed)} renders of wave {w} failed: {failed[0]}")
             peaks.append(memory.take())
             print(f"memory: {len(photos) * (w + 1)} requests, peak {peaks[-1]} MB", file=sys.stderr)
         loads = _call(f"{service.base}/v1/stats")["detector_loads"]
