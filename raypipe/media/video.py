@@ -20,6 +20,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from raypipe.errors import JobError
 from raypipe.media.hdr import tone_map
 from raypipe.media.streams import MediaError, ReadCounter, generated, open_source
 
@@ -245,3 +246,15 @@ def count_frames(uri: str) -> int:
     """Frames in the first video stream, counted by demuxing every packet (no decoding)."""
     with VideoSource(uri) as v:
         return sum(1 for p in v.container.demux(v.stream) if p.size)
+
+
+def check_cut(where: str, keys: tuple[str, str], given: tuple, start: float, end: float, uri: str,
+              duration: float) -> None:
+    """A cut of a clip, [start, end) seconds of it, lies inside it: else a JobError naming the key
+    (`keys`: the config's names for its two ends; `given`: their values as written)."""
+    if not 0 <= start < duration:
+        raise JobError(f"{where}.{keys[0]}", f"{given[0]} s is outside {uri} (0 to {duration:.2f} s)")
+    if end > duration + 1e-3:
+        raise JobError(f"{where}.{keys[1]}", f"{given[1]} s is past the end of {uri} ({duration:.2f} s)")
+    if end <= start:
+        raise JobError(f"{where}.{keys[1]}", f"must be after {keys[0]} ({given[0]} s), got {end} s")

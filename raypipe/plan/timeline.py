@@ -23,6 +23,7 @@ from raypipe.frames.transitions import TRANSITIONS
 from raypipe.media import CODECS, X264_PRESETS, EncodeSpec, MediaInfo, cards, is_video, normalize, probe as probe_media
 from raypipe.media.audio import AudioSpec, ClipAudio, Normalize
 from raypipe.media.images import load_image_sized
+from raypipe.media.video import check_cut
 from raypipe.plan.layers import Readers, caption_layer, over, plan_layers
 from raypipe.plan.seconds import meant, number, to_frame
 
@@ -263,12 +264,7 @@ def _clip(where: str, seg, uri: str, probe) -> ClipSpec:
     speed = float(number(seg.speed, f"{where}.speed"))
     if not 0 < speed <= 16:
         raise JobError(f"{where}.speed", f"must be > 0 and <= 16 (got {seg.speed})")
-    if not 0 <= start < media.duration:
-        raise JobError(f"{where}.start", f"{seg.start} s is outside {uri} (0 to {media.duration:.2f} s)")
-    if end > media.duration + 1e-3:
-        raise JobError(f"{where}.end", f"{seg.end} s is past the end of {uri} ({media.duration:.2f} s)")
-    if end <= start:
-        raise JobError(f"{where}.end", f"must be after start ({seg.start} s), got {end} s")
+    check_cut(where, ("start", "end"), (seg.start, seg.end), start, end, uri, media.duration)
     if seg.audio != "drop" and not media.audio:
         raise JobError(f"{where}.audio", f"{seg.audio} needs sound, and {uri} has no audio stream")
     return ClipSpec(start, end, speed)

@@ -14,6 +14,7 @@ from raypipe.errors import JobError, MediaError
 from raypipe.frames.layers.fixed import Fixed, within
 from raypipe.frames.view import soft
 from raypipe.media import is_video, normalize, read_frames
+from raypipe.media.video import check_cut
 
 FITS = ("contain", "cover", "stretch", "contain-blur")
 # contain-blur's fill: the frame stretched to the box and blurred by this fraction of its height.
@@ -62,12 +63,7 @@ class VideoLayer(Fixed):
             raise JobError(f"{where}.source", str(e)) from None
         start = float(cfg.cut_from)
         end = info.duration if cfg.cut_to is None else float(cfg.cut_to)
-        if not 0 <= start < info.duration:
-            raise JobError(f"{where}.cut_from", f"{cfg.cut_from} s is outside {uri} (0 to {info.duration:.2f} s)")
-        if end > info.duration + 1e-3:
-            raise JobError(f"{where}.cut_to", f"{cfg.cut_to} s is past the end of {uri} ({info.duration:.2f} s)")
-        if end <= start:
-            raise JobError(f"{where}.cut_to", f"must be after cut_from ({cfg.cut_from} s), got {end} s")
+        check_cut(where, ("cut_from", "cut_to"), (cfg.cut_from, cfg.cut_to), start, end, uri, info.duration)
         # Half a source frame short of the end: the last frame of the cut, not the one after it.
         hold = max(start, end - 0.5 / (info.fps or 30.0))
         return cls(uri, (max(h, 1), max(w, 1)), fit, start, float(cfg.speed), hold)
