@@ -371,12 +371,16 @@ def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batc
     log = tmp_path / "batch.err"
     detector_lost = lost_node == "the detector's"
     prefix = "batch-detector-lost" if detector_lost else "batch"  # the bucket outlives each test
-    # Losing the detector costs something only while rows are still to be detected: then each
-    # row shows a photo that no row before it did (a shared photo is detected once).
-    photos = [[SAMPLES[(i + k) % 8] if detector_lost else ("astronaut", "coffee", "chelsea")[k] for k in range(3)]
-              for i in range(6)]
+    # Losing the detector costs something only while rows are still to be detected. Each row
+    # shows a photo that no row before it did (a shared photo is detected once), and with
+    # detector.batch_size=1 each row is detected on its own, after the one before is queued
+    # to render: with one video in flight, the queues hold at most 3 rows detected ahead of
+    # the one rendering, so when the first video is out the last rows are still to detect.
+    n = 8 if detector_lost else 6
+    photos = [[SAMPLES[i + k] if detector_lost else ("astronaut", "coffee", "chelsea")[k] for k in range(3)]
+              for i in range(n)]
     rows = "id,address,price,photos\n" + "".join(
-        f"h{i},{i} Elm St,${i},{'|'.join('sample:' + p for p in photos[i])}\n" for i in range(6))
+        f"h{i},{i} Elm St,${i},{'|'.join('sample:' + p for p in photos[i])}\n" for i in range(n))
     client.put_object(Bucket="renders", Key=f"{prefix}/rows.csv", Body=rows.encode())
     weights = {}
     for key in ("detector.pretrained", "detector.model_config"):
@@ -391,8 +395,8 @@ def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batc
              "detector=clip", "detector.fallback=null", "detector.model=tiny-clip", *overrides(weights),
              "render.width=160",
              "render.height=90", "render.fps=24", "batch.each.duration=2.0",
-             # one video in flight: rows are still to be detected when the first is out
-             f"batch.max_videos_in_flight={1 if detector_lost else 2}", f"hydra.run.dir={tmp_path / 'run'}"],
+             *(["batch.max_videos_in_flight=1", "detector.batch_size=1"] if detector_lost
+               else ["batch.max_videos_in_flight=2"]), f"hydra.run.dir={tmp_path / 'run'}"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
         first, deadline = "", time.monotonic() + 240
         while not first.startswith("s3://") and time.monotonic() < deadline:  # Hydra's log lines share stdout
@@ -414,18 +418,18 @@ def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batc
             pytest.fail(f"the batch did not end: {log.read_text()[-3000:]}")
     assert proc.returncode == 0, log.read_text()[-3000:]
     report = read_report(tmp_path / "run")
-    assert (report["done"], report["failed"], report["executor"], report["detector_actors"]) == (6, 0, "ray", 1)
-    assert sorted(bucket_keys(client, f"{prefix}/out/videos/")) == [f"{prefix}/out/videos/h{i}.mp4" for i in range(6)]
+    assert (report["done"], report["failed"], report["executor"], report["detector_actors"]) == (n, 0, "ray", 1)
+    assert sorted(bucket_keys(client, f"{prefix}/out/videos/")) == [f"{prefix}/out/videos/h{i}.mp4" for i in range(n)]
     manifest = client.get_object(Bucket="renders", Key=f"{prefix}/out/manifest.jsonl")["Body"].read().decode()
-    assert sorted(line.split('"id": "')[1].split('"')[0] for line in manifest.splitlines()) == [f"h{i}" for i in range(6)]
+    assert sorted(line.split('"id": "')[1].split('"')[0] for line in manifest.splitlines()) == [f"h{i}" for i in range(n)]
     assert '"failed"' not in manifest
-    for i in range(6):
+    for i in range(n):
         video = fetch(client, f"{prefix}/out/videos/h{i}.mp4", tmp_path / f"h{i}.mp4")
         assert media.count_frames(video) == 144  # three 2 s photos at 24 fps
     # The nodes (this machine's processes) keep one copy of the weights, in their cache.
     assert sorted(p.name for p in (cache_dir / "weights").rglob("*") if p.is_file() and p.name != ".lock") == [
         "open_clip_pytorch_model.bin", "tiny-clip.json"]
-    if detector_lost:  # made again on a node that was left, which loaded the model again
+    if detector_lost:  # made again on a node that was left, which loaded its model again for the rows left
         assert report["detector_loads"] == 2
     else:  # the node was lost mid-task: its task ran again, elsewhere
         assert report["detector_loads"] == 1
