@@ -139,53 +139,94 @@ def test_an_output_named_by_an_empty_field_is_refused_for_its_row(template, tmp_
         videos.output_of("videos/{price}.mp4", row, str(tmp_path))
 
 
-def test_a_source_gone_after_its_row_was_looked_at_fails_that_row_and_detection_goes_on(template, tmp_path):
-    import queue
+class SaliencyDetector:
+    """The engine's detector, as DetectStage calls it, on saliency: keeps what it was asked."""
+
+    remote, seconds, loads = False, 0.0, 0
+
+    def __init__(self):
+        self.asked = []
+
+    def warm(self):
+        pass
+
+    def close(self):
+        pass
+
+    def detect(self, sources, prompts, ranges, cache, looks, moved, on_source=None):
+        from raypipe.config import DetectorCfg
+        from raypipe.detection.detector import detect_all
+
+        self.asked.append(sources)
+        return detect_all(DetectorCfg(kind="saliency"), sources, prompts, ranges, cache)
+
+
+def looked_rows(template, tmp_path, photos: dict):
+    """VideoRuns of rows `{id: photo}`, planned (looked at), none of their sources cached."""
     from types import SimpleNamespace
 
     import cv2
     import numpy as np
 
     from raypipe.batch.run import RowVideo
-    from raypipe.config import DetectorCfg
-    from raypipe.detection.detector import detect_all
-    from raypipe.engine.detecting import DetectStage, Gate, Looked, NoMore
     from raypipe.engine.video import VideoHandle, VideoRun
-    from raypipe.errors import CancelToken, MediaError
+    from raypipe.errors import CancelToken
     from raypipe.storage import Storage
 
-    for name in ("a.png", "b.png"):
-        cv2.imwrite(str(tmp_path / name), np.full((90, 160, 3), 99, np.uint8))
-    made = [videos.check(template, Row(n, rid, {"address": "x", "price": "y", "photos": photo}, None, csv=True),
-                         str(tmp_path / "out"), str(tmp_path), [str(tmp_path)], str(tmp_path / "run"))
-            for n, rid, photo in ((1, "gone", "a.png"), (2, "kept", "b.png"))]
     runs = []
-    for video in made:
-        run = VideoRun(RowVideo(video, str(tmp_path)), VideoHandle(video.row.id, CancelToken()), CancelToken(), Storage(str(tmp_path)))
-        run.plan = videos.plan_video(video, str(tmp_path / "run"))  # looked at
-        run.reuse = SimpleNamespace(detections=None)  # nothing in the cache
+    for n, (rid, photo) in enumerate(photos.items(), 1):
+        cv2.imwrite(str(tmp_path / photo), np.full((90, 160, 3), 99, np.uint8))
+        video = videos.check(template, Row(n, rid, {"address": "x", "price": "y", "photos": photo}, None, csv=True),
+                             str(tmp_path / "out"), str(tmp_path), [str(tmp_path)], str(tmp_path / "run"))
+        run = VideoRun(RowVideo(video, str(tmp_path)), VideoHandle(video.row.id, CancelToken()), CancelToken(),
+                       Storage(str(tmp_path)))
+        run.plan = videos.plan_video(video, str(tmp_path / "run"))
+        run.reuse = SimpleNamespace(detections=None)
         runs.append(run)
+    return runs
+
+
+def test_a_source_gone_after_its_row_was_looked_at_fails_that_row_and_detection_goes_on(template, tmp_path):
+    import queue
+
+    from raypipe.engine.detecting import DetectStage, Gate, Looked, NoMore
+    from raypipe.errors import CancelToken, MediaError
+
+    runs = looked_rows(template, tmp_path, {"gone": "a.png", "kept": "b.png"})
     (tmp_path / "a.png").unlink()
-    looked, out, detected = queue.Queue(), queue.Queue(), []
+    looked, out = queue.Queue(), queue.Queue()
     for run in runs:
         looked.put(Looked(run))
     looked.put(NoMore())
-
-    class Detector:
-        remote, seconds, loads = False, 0.0, 0
-
-        def warm(self):
-            pass
-
-        def close(self):
-            pass
-
-        def detect(self, sources, prompts, ranges, cache, looks, moved, on_source=None):
-            detected.append(sources)
-            return detect_all(DetectorCfg(kind="saliency"), sources, prompts, ranges, cache)
-
-    DetectStage(looked, out, Gate(CancelToken()), Detector(), None, shared_passes=False).run()
+    detector = SaliencyDetector()
+    DetectStage(looked, out, Gate(CancelToken()), detector, None, shared_passes=False).run()
     first, second = out.get_nowait(), out.get_nowait()
     assert first.id == "gone" and isinstance(first.detected.exception(), MediaError) and "a.png" in str(first.detected.exception())
     assert second.id == "kept" and second.detections().keys == (str(tmp_path / "b.png"),)
-    assert detected == [(str(tmp_path / "b.png"),)]
+    assert detector.asked == [(str(tmp_path / "b.png"),)]
+
+
+def test_a_video_kept_for_a_shared_pass_is_detected_once_rendering_runs_dry_though_no_other_comes(template,
+                                                                                                  tmp_path):
+    """The actors' shared passes wait for more videos only while rendering has some to go on
+    with: a service's request is detected even if no request comes after it."""
+    import queue
+    import time
+
+    from raypipe.engine.detecting import DetectStage, Gate, Looked
+    from raypipe.errors import CancelToken
+
+    (run,) = looked_rows(template, tmp_path, {"only": "a.png"})
+    looked, out = queue.Queue(), queue.Queue()
+    out.put("a video ready to render")  # so the stage keeps the next one for a shared pass
+    gate = Gate(CancelToken())
+    stage = gate.thread("detect", DetectStage(looked, out, gate, SaliencyDetector(), None, shared_passes=True).run)
+    try:
+        looked.put(Looked(run))
+        time.sleep(1.0)  # five of the stage's waits
+        assert not run.detected.done()  # kept while the one before waits to render
+        out.get_nowait()  # the renderers take it: they have nothing left
+        assert out.get(timeout=30) is run and run.detections().keys == (str(tmp_path / "a.png"),)
+    finally:
+        gate.closed.set()
+        stage.join(timeout=10)

@@ -92,12 +92,15 @@ class Gate:
             except queue.Full:
                 self.check()
 
-    def get(self, source: queue.Queue):
+    def get(self, source: queue.Queue, idle=None):
+        """The next item; `idle()` is called each WAIT_S that none comes."""
         while True:
             try:
                 return source.get(timeout=WAIT_S)
             except queue.Empty:
                 self.check()
+                if idle is not None:
+                    idle()
 
 
 class LocalDetector:
@@ -261,7 +264,7 @@ class DetectStage:
 
     def run(self) -> None:
         try:
-            while not isinstance(item := self.gate.get(self.inbox), NoMore):
+            while not isinstance(item := self.gate.get(self.inbox, idle=self.idle), NoMore):
                 self.gate.check()
                 if isinstance(item, WarmUp):
                     self.detector.warm()
@@ -288,6 +291,12 @@ class DetectStage:
         self.group.append(run)
         fresh = {k for ks in self.ids.values() for k in ks.values()} - self.known.keys()
         if not self.shared_passes or self.out.empty() or len(fresh) >= run.cfg.detector.batch_size:
+            self.flush()
+
+    def idle(self) -> None:
+        """No video came: a group kept for a shared pass goes once rendering has nothing to go
+        on with, rather than wait for a video that may never come (a service's next request)."""
+        if self.group and self.out.empty():
             self.flush()
 
     def settle(self, run: VideoRun, found: tuple | None = None, error: BaseException | None = None) -> None:
