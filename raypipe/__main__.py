@@ -300,10 +300,12 @@ def serve_main(argv: list[str]) -> None:
     way (taken up again at the next start). DIR's job/ holds templates beside conf/job/."""
     from raypipe.api import compose
     from raypipe.serve.deploy import serve_forever
+    from raypipe.serve.guard import check_service
 
     argv = _config_dir_as_searchpath(argv)
     try:
         cfg = compose(argv)
+        check_service(cfg.serve)
     except RaypipeError as e:
         _fail(str(e))
     _interrupted(serve_forever(cfg, argv))

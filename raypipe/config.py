@@ -404,6 +404,10 @@ class ServeCfg:
     webhook_backoff_s: float = 1.0  # seconds before a webhook's second try
     # Videos whose tasks are in flight at once; the others wait in the queue.
     max_in_flight: int = 2
+    # The niceness of the renders, the detector and the engine's threads (0 to 19), above
+    # that of the threads that answer requests (Ray starts its workers, Serve's replica and
+    # proxy among them, at 15): a POST is answered at once while renders take every core.
+    nice: int = 19
     # Limits on one request, each refused with a 4xx naming it.
     max_duration_s: float = 600.0  # seconds of video
     max_pixels: int = 3840 * 2160  # render.width x render.height

@@ -243,6 +243,36 @@ def test_a_render_goes_from_202_to_a_video_with_progress_that_never_goes_back(ap
 
 
 @pytest.mark.render
+def test_the_renders_yield_the_cpu_to_the_threads_that_answer_requests(api):
+    """The engine's threads (its loop, stages, muxes and the driver's renders) run at
+    serve.nice; the client's and the request handlers' threads keep the process's niceness."""
+    client, service = api
+    obj, _ = wait_end(client, client.post("/v1/renders", json={"job": JOB}).json()["id"])
+    assert obj["status"] == "succeeded", obj
+    base = os.getpriority(os.PRIO_PROCESS, 0)  # this process's, as CI started it
+    engine = {}
+    others = set()
+    for t in threading.enumerate():
+        kind = t.name.split("_")[0]
+        if kind in ("engine", "look", "detect", "render", "mux"):
+            engine[kind] = os.getpriority(os.PRIO_PROCESS, t.native_id)
+        else:
+            others.add(os.getpriority(os.PRIO_PROCESS, t.native_id))
+    assert engine == dict.fromkeys(("engine", "look", "detect", "render", "mux"), 19)
+    assert others == {base}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("setting, value", [("serve.nice", -1), ("serve.nice", 20), ("serve.max_in_flight", 0)])
+def test_a_services_setting_out_of_range_is_refused_naming_it(tmp_path, setting, value):
+    from raypipe.errors import RaypipeError
+
+    with pytest.raises(RaypipeError, match=rf"^{setting}: must be"):
+        make_service(tmp_path / "serve", f"{setting}={value}")
+    assert not (tmp_path / "serve").exists()
+
+
+@pytest.mark.render
 def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(api, tmp_path):
     client, service = api
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "serve").rglob("*"))

@@ -43,7 +43,7 @@ from raypipe.engine.progress import Progress
 from raypipe.engine.report import build, run_id_of
 from raypipe.engine.staging import Stager
 from raypipe.engine.streaming import SourceStream
-from raypipe.engine.task import SegmentManifest
+from raypipe.engine.task import SegmentManifest, lower_priority
 from raypipe.engine.video import VideoEnd, VideoHandle, VideoRun, VideoSpec, VideoStatus
 from raypipe.errors import Cancelled, CancelToken, Interrupted, RaypipeError, first_line
 from raypipe.plan.cost import frames_per_task, ordered_tasks
@@ -62,6 +62,10 @@ class EngineOptions:
     max_in_flight: int = 1
     detector_actors: int = 1
     quiet: bool = True
+    # The niceness of all its work: its threads (stages, muxes, the driver's renders, the
+    # detector's) and the tasks on Ray's workers. A service sets it, so that its HTTP requests,
+    # on threads of the same process, are answered first while renders take every core.
+    nice: int = 0
 
 
 @dataclass
@@ -155,6 +159,7 @@ class Engine:
     def run(self, stop=None) -> None:
         """Until sealed and every video has ended; on the caller's thread. `stop()`, asked
         between the loop's steps, raises to end the engine early (a batch's fail_fast)."""
+        lower_priority(self.options.nice)  # the threads and processes it starts inherit it
         self._progress = Progress(0, 0, quiet=self.options.quiet,
                                   videos=None if self.options.expected == 1 else self.options.expected)
         try:
@@ -267,9 +272,10 @@ class Engine:
         self._flying[run.id] = run
         if streamed:
             works = [Work(self._next_id + i, t, Streamed(run.stream.for_segment(t.segment), detections),
-                          plan.encode, *reuse.target(t), tag=run.id) for i, t in enumerate(tasks)]
+                          plan.encode, *reuse.target(t), tag=run.id, nice=self.options.nice)
+                     for i, t in enumerate(tasks)]
         else:
-            works = run.works(tasks, detections, self._next_id)
+            works = run.works(tasks, detections, self._next_id, self.options.nice)
         self._next_id += len(works)
         if not tasks:
             self._mux(run)

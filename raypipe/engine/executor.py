@@ -54,6 +54,7 @@ class Work:
     name: str
     tag: Any = None  # whose task it is (a batch's video), handed back with its outcome
     attempt: int = 1
+    nice: int = 0  # the niceness it runs at, at least (raypipe.engine.task.lower_priority)
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ class RayExecutor(Executor):
             self._queued.append(work)
             return
         ref = self._remote.remote(work.task, self._ref(work.detections), work.encode, work.store, work.name,
-                                  report=Reporter(self._board, work.id))
+                                  report=Reporter(self._board, work.id), nice=work.nice)
         self._pending[ref] = work
 
     def wait(self, timeout: float) -> list[Outcome]:

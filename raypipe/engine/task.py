@@ -9,6 +9,7 @@ import logging
 import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -195,10 +196,25 @@ def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, co
         yield frame
 
 
+def lower_priority(nice: int) -> None:
+    """This thread at niceness `nice` at least, and so the threads and processes it starts from
+    now on (encoders, ffmpeg, torch's pool). Linux keeps a niceness per thread: a service's
+    renders and detector then yield the CPU to the threads that answer its HTTP requests, in the
+    same process or not. Raising it needs no privilege; lowering it would, and is never asked."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    thread = threading.get_native_id()
+    if os.getpriority(os.PRIO_PROCESS, thread) < nice:
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, nice))
+
+
 def render_task(task: TaskPlan, detections: Detections, enc: EncodeSpec, store: Storage, name: str,
-                report: Callable[[int], None] | None = None, cancel: CancelToken = NEVER) -> SegmentManifest:
+                report: Callable[[int], None] | None = None, cancel: CancelToken = NEVER,
+                nice: int = 0) -> SegmentManifest:
     """Renders the task's frames into the chunk `name` of `store` (the chunk cache, or the run's
-    own storage); `report(frames)` hears how far it has got; `cancel` stops it at a frame."""
+    own storage); `report(frames)` hears how far it has got; `cancel` stops it at a frame; it
+    runs at niceness `nice` at least (a Ray worker's stays so: its next tasks are the same kind)."""
+    lower_priority(nice)
     t0, started = time.perf_counter(), time.time()
     # Ray sets OMP_NUM_THREADS to the task's CPUs; OpenCV keeps its own pool and must be told.
     cv2.setNumThreads(int(os.environ.get("OMP_NUM_THREADS", "1")))

@@ -62,7 +62,7 @@ class ThreadExecutor(Executor):
                 self._frames[work.id] = frames
 
         m = render_task(work.task, ready(work.detections, own=True), work.encode, work.store, work.name, report=report,
-                        cancel=self._token_of(work.tag))
+                        cancel=self._token_of(work.tag), nice=work.nice)
         return replace(m, executor="driver")
 
     def _token_of(self, tag) -> CancelToken:

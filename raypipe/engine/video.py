@@ -207,9 +207,9 @@ class VideoRun:
     def detections(self) -> Detections:
         return self.detected.result()[0]
 
-    def works(self, tasks: list[TaskPlan], detections, first_id: int) -> list[Work]:
+    def works(self, tasks: list[TaskPlan], detections, first_id: int, nice: int = 0) -> list[Work]:
         """Its tasks as the loop takes them, each to the cache or its own storage."""
-        return [Work(first_id + i, t, detections, self.plan.encode, *self.reuse.target(t), tag=self.id)
+        return [Work(first_id + i, t, detections, self.plan.encode, *self.reuse.target(t), tag=self.id, nice=nice)
                 for i, t in enumerate(tasks)]
 
     def chunk_done(self, m: SegmentManifest) -> bool:

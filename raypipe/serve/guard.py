@@ -116,6 +116,14 @@ def check_limits(cfg: DictConfig, limits: DictConfig) -> None:
     check_duration(sum(s.duration or 0.0 for s in cfg.job.segments), limits)
 
 
+def check_service(s: DictConfig) -> None:
+    """The service's own settings that no type says: before anything starts."""
+    if not 0 <= s.nice <= 19:
+        raise JobError("serve.nice", f"must be 0 to 19, as for nice(1) (got {s.nice})")
+    if s.max_in_flight < 1:
+        raise JobError("serve.max_in_flight", f"must be >= 1 (got {s.max_in_flight})")
+
+
 def check_duration(seconds: float, limits: DictConfig) -> None:
     if seconds > limits.max_duration_s:
         raise Refused(422, "job.segments", f"{seconds:g} s of video, over serve.max_duration_s "

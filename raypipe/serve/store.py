@@ -158,6 +158,11 @@ class Store:
             return None
         return record
 
+    def open_count(self, key_id: str) -> int:
+        """The key's renders that have not ended (what serve.max_queued_per_key bounds)."""
+        with self._lock:
+            return sum(1 for r in self._renders.values() if r.key_id == key_id and not r.ended)
+
     def listing(self, key_id: str | None = None, status: str | None = None) -> list[RenderRecord]:
         """Newest first."""
         with self._lock:
