@@ -74,3 +74,31 @@ def test_a_lost_task_of_a_row_that_has_failed_is_not_run_again(monkeypatch):
     runs = run_tasks(executor, [work(0, "flaky"), work(1, "ok")], lambda w, m: done.append(w.id),
                      Progress(20, 2, quiet=True), CancelToken(), wanted=lambda w: w.id != 0)
     assert done == [1] and [w.id for w in executor.submitted] == [0, 1] and not runs.retries
+
+
+def test_a_tasks_niceness_is_raised_for_its_thread_alone_and_never_lowered():
+    """What a service's renders do on the driver's threads and Ray's workers: the thread that
+    renders (and what it starts) yields the CPU; the others keep theirs."""
+    import os
+    import threading
+
+    from raypipe.engine.task import lower_priority
+
+    def niceness():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before, seen = niceness(), []
+
+    def render():
+        lower_priority(before + 4)
+        seen.append(niceness())
+        lower_priority(before + 2)  # a lower niceness would need a privilege: left as it is
+        seen.append(niceness())
+        child = threading.Thread(target=lambda: seen.append(niceness()))
+        child.start()
+        child.join()
+
+    thread = threading.Thread(target=render)
+    thread.start()
+    thread.join()
+    assert seen == [before + 4] * 3 and niceness() == before
