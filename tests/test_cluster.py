@@ -200,6 +200,67 @@ def test_losing_a_worker_node_mid_render_still_gives_the_complete_video(s3, phot
     assert len(frames) == FIXTURE_FRAMES and np.array_equal(frames, single_node)
 
 
+def test_a_services_render_survives_a_worker_node_lost_mid_render(tmp_path):
+    """`raypipe serve` on a cluster (its driver, proxy and replica on the head's side), a
+    request rendering on three worker nodes: one of them, mid-task, is lost. The request still
+    succeeds with every frame, as a CLI render does; the service goes on taking requests."""
+    import httpx
+
+    with ray_cluster(3) as (c, nodes):
+        port, log = free_port(), open(tmp_path / "serve.log", "w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "raypipe", "serve", "detector=saliency", f"ray.address={c.address}",
+             f"serve.port={port}", f"serve.root={tmp_path / 'serve'}", f"hydra.run.dir={tmp_path / 'run'}"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        try:
+            deadline = time.monotonic() + 240
+            while not ready(api):
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+                time.sleep(0.5)
+            job = {"name": "lossy", "segments": [{"source": f"sample:{n}", "duration": 2.0}
+                                                 for n in ("astronaut", "coffee", "chelsea", "rocket")]}
+            sizes = ["render.width=160", "render.height=90", "render.fps=24", "render.max_frames_per_task=12"]
+            rid = api.post("/v1/renders", json={"job": job, "overrides": sizes}).json()["id"]
+            while (obj := api.get(f"/v1/renders/{rid}").json())["frames"]["done"] == 0:
+                assert obj["ended_at"] is None and time.monotonic() < deadline, obj
+                time.sleep(0.05)
+            # A render node, not the replica's (losing that is losing the service, not a render).
+            replica = next(parent(int(e)) for e in filter(str.isdigit, os.listdir("/proc"))
+                           if titled(int(e), "ray::ServeReplica"))
+            lost, worker = busy_node([n for n in nodes if n.all_processes["raylet"][0].process.pid != replica])
+            done_at_loss = api.get(f"/v1/renders/{rid}").json()["frames"]["done"]
+            c.remove_node(lost)
+            with suppress(ProcessLookupError):  # gone with its node
+                os.kill(worker, signal.SIGKILL)
+            while (obj := api.get(f"/v1/renders/{rid}").json())["ended_at"] is None:
+                assert time.monotonic() < deadline + 240, obj
+                time.sleep(0.2)
+            assert obj["status"] == "succeeded", obj
+            assert done_at_loss < obj["frames"]["done"] == obj["frames"]["total"] == 192
+            video = tmp_path / "got.mp4"
+            video.write_bytes(api.get(f"/v1/renders/{rid}/video").content)
+            assert media.count_frames(str(video)) == 192
+            assert api.get("/readyz").status_code == 200
+        finally:
+            api.close()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+
+
+def ready(api) -> bool:
+    import httpx
+
+    try:
+        return api.get("/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 # ---- across a network: each node in its own Linux network namespace ---------------------
 
 

@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 
+import ray
 from omegaconf import DictConfig
 from ray import serve
 
@@ -43,8 +44,12 @@ class RaypipeService:
         self.service.close("the service stopped")
 
 
-def application(overrides: list[str]):
-    return RaypipeService.bind(list(overrides))
+def application(overrides: list[str], node_ip: str | None = None):
+    """`node_ip`: the node the replica must run on (its serve.root is that machine's folder)."""
+    if node_ip is None:
+        return RaypipeService.bind(list(overrides))
+    return RaypipeService.options(ray_actor_options={"num_cpus": 0, "resources": {f"node:{node_ip}": 0.001}}).bind(
+        list(overrides))
 
 
 def app_builder(args: dict):
@@ -73,11 +78,14 @@ def serve_forever(cfg: DictConfig, overrides: list[str]) -> int:
     root = os.path.abspath(os.path.expanduser(cfg.serve.root))  # the replica's cwd is Ray's
     overrides = [o for o in overrides if not o.startswith("serve.root=")] + [f"serve.root={root}"]
     start_ray(cfg.ray)
-    serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
+    # One proxy, on the head (the node `ray job submit` runs this on), not one per node: the API
+    # is at serve.host:serve.port there; a worker node exposes nothing.
+    serve.start(proxy_location="HeadOnly", http_options={"host": cfg.serve.host, "port": cfg.serve.port})
     stop = Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    serve.run(application(overrides), name=APP_NAME, route_prefix="/")
+    # The replica stays on this node, where serve.root is, wherever the cluster has room.
+    serve.run(application(overrides, ray.util.get_node_ip_address()), name=APP_NAME, route_prefix="/")
     print(f"raypipe serving on http://{cfg.serve.host}:{cfg.serve.port} (state in {root})", flush=True)
     while not stop.event.wait(1.0):
         pass
