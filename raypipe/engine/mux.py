@@ -1,6 +1,6 @@
 """The muxer: collects segment manifests as their tasks finish, joins the chunks in timeline
-order with the mixed sound, and publishes the video atomically. Runs as a Ray actor in a
-render, as a plain object in a single-process one."""
+order with the mixed sound, and publishes the video atomically. On Ray, an engine's muxers
+share one actor (`Muxers`); in a single-process render, it is a plain object."""
 from __future__ import annotations
 
 import os
@@ -23,7 +23,8 @@ class Muxer:
         self.manifests: dict[int, SegmentManifest] = {}  # by first frame
         # The sound depends on no chunk: it is mixed while the segments render.
         self._counter = ReadCounter()
-        self._sound = ThreadPoolExecutor(max_workers=1).submit(mix, audio, duration, self._counter)
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._sound = self._pool.submit(mix, audio, duration, self._counter)
 
     def add(self, manifest: SegmentManifest) -> int:
         self.manifests[manifest.start] = manifest
@@ -31,6 +32,7 @@ class Muxer:
 
     def abandon(self) -> None:
         self.manifests.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def finish(self) -> dict:
         t0 = time.perf_counter()
@@ -45,6 +47,7 @@ class Muxer:
                            f"{self.total_frames}")
         counter = self._counter
         sound = self._sound.result()
+        self._pool.shutdown()  # its one thread, done with
         try:
             with publishing(self.output, os.path.splitext(self.output)[1].lower()) as out:
                 frames = join([m.chunk for m in ordered], sound, self.codec, out, counter)
@@ -54,3 +57,33 @@ class Muxer:
             raise MuxError(f"cannot write {self.output}: {reason(e)}") from None
         return {"output": self.output, "frames": frames, "seconds": round(time.perf_counter() - t0, 3),
                 "bytes_read": counter.bytes}
+
+
+class Muxers:
+    """The muxers of one engine's videos, in one actor on the driver's node: it starts once, not
+    once a video (a Ray worker's start and raypipe's imports cost about 0.7 CPU-seconds, which
+    a service's or a batch's every video paid). Each video's muxer is keyed by its link's key."""
+
+    def __init__(self):
+        self._open: dict[str, Muxer] = {}
+
+    def open(self, key: str, total_frames: int, duration: float, audio: AudioSpec, output: str, codec: str) -> None:
+        self.abandon(key)  # a link that opens again after its host was lost starts afresh
+        self._open[key] = Muxer(total_frames, duration, audio, output, codec)
+
+    def add(self, key: str, manifest: SegmentManifest) -> int:
+        return self._open[key].add(manifest)
+
+    def finish(self, key: str) -> dict:
+        try:
+            return self._open[key].finish()
+        finally:
+            self.abandon(key)
+
+    def abandon(self, key: str) -> None:
+        muxer = self._open.pop(key, None)
+        if muxer is not None:
+            muxer.abandon()
+
+    def held(self) -> int:
+        return len(self._open)

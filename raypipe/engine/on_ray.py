@@ -1,5 +1,5 @@
-"""Ray's workers as an executor: one Ray task per frame range, the muxer as an actor on the
-driver's node, detections put once into the object store and mapped zero-copy by the tasks.
+"""Ray's workers as an executor: one Ray task per frame range, the videos' muxers in one actor
+on the driver's node, detections put once into the object store and mapped zero-copy by the tasks.
 
 Tasks submitted before Ray is up wait for `start`; detections may be given as a Future (the
 driver detects on a thread while Ray starts) and are put once, when a task first needs them.
@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from raypipe.detection import detector
 from raypipe.engine.detector_pool import ACTOR_RESTARTS, DetectorPool
 from raypipe.engine.executor import Executor, ExecutorStats, Outcome, TaskLost, Work, ready
-from raypipe.engine.muxer_link import Deferred, MuxerLink
+from raypipe.engine.muxer_link import Deferred, MuxerHost, MuxerLink
 from raypipe.engine.progress import Board, Reporter
 from raypipe.engine.ray_start import get, here, start_ray
 from raypipe.engine.task import SegmentManifest, render_task
@@ -41,6 +41,7 @@ class RayExecutor(Executor):
         self._refs: dict[int, tuple] = {}
         self._put_bytes = 0
         self._board = self._remote = None
+        self._muxers = MuxerHost()
         self._muxer_restarts = 0
 
     def start(self) -> None:
@@ -153,7 +154,7 @@ class RayExecutor(Executor):
 
     def _muxer_now(self, *args) -> MuxerLink:
         self.start()
-        return MuxerLink(*args, on_restart=self._muxer_restarted)
+        return MuxerLink(self._muxers, *args, on_restart=self._muxer_restarted)
 
     def _muxer_restarted(self) -> None:
         self._muxer_restarts += 1
@@ -174,6 +175,8 @@ class RayExecutor(Executor):
         self._stopped = True
         if self._board is not None:
             ray.kill(self._board)
+        if self._up:
+            self._muxers.close()
         if self._owns_ray and self._up:
             t0 = time.perf_counter()
             ray.shutdown()
