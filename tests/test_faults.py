@@ -101,6 +101,33 @@ def test_the_muxer_killed_mid_collection_starts_again_and_the_video_is_unchanged
     assert not leftovers(tmp_path, cache_dir)
 
 
+def test_the_muxers_killed_while_two_videos_collect_start_again_and_each_video_is_unchanged(ray_local, tmp_path,
+                                                                                            cache_dir):
+    """A batch's videos share the engine's one muxers actor: lost with two videos collecting,
+    it is made again and each video's chunks are given to it again."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,address,price,photos\n"
+                    "h0,1 Elm St,$1,sample:astronaut|sample:coffee\nh1,2 Elm St,$2,sample:chelsea|sample:rocket\n")
+    common = ["detector=saliency", SPLIT, "ray.min_saving_s=0", "batch.max_videos_in_flight=2", "render.width=160",
+              "render.height=90", "render.fps=12"]
+    clean = raypipe.render_batch("listing", rows, [*common, f"batch.root={tmp_path / 'clean'}", "render.cache=false"],
+                                 run_dir=tmp_path / "clean-run")
+    deadline = time.monotonic() + 30
+    while ray_processes("ray::Muxers") and time.monotonic() < deadline:  # the clean batch's, going away
+        time.sleep(0.05)
+    chunks = cache_dir / "chunks"
+    killer = Killer("ray::Muxers", ready=lambda: len(list(chunks.rglob("[0-9]*.mp4"))) >= 3)
+    killer.start()
+    report = raypipe.render_batch("listing", rows, [*common, f"batch.root={tmp_path / 'faulty'}"],
+                                  run_dir=tmp_path / "faulty-run")
+    killer.join()
+    assert killer.killed is not None
+    assert (clean.done, report.done, report.failed, report.executor) == (2, 2, 0, "ray")
+    for rid in ("h0", "h1"):
+        assert np.array_equal(media.decode_all(str(tmp_path / "faulty" / "videos" / f"{rid}.mp4")),
+                              media.decode_all(str(tmp_path / "clean" / "videos" / f"{rid}.mp4")))
+
+
 def test_a_detector_actor_killed_in_the_call_that_loaded_its_model_has_both_loads_counted(
         ray_local, tiny_clip, tmp_path):
     """The actor dies after its load, before its result (which counted that load) is back: the
