@@ -68,6 +68,18 @@ class Killer(threading.Thread):
             time.sleep(0.005)
 
 
+def muxers_killer(cache_dir: Path) -> Killer:
+    """Started once the clean run's muxers actor has gone: kills the next one, mid-collection
+    (3 chunks in the cache)."""
+    deadline = time.monotonic() + 30
+    while ray_processes("ray::Muxers") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    chunks = cache_dir / "chunks"
+    killer = Killer("ray::Muxers", ready=lambda: len(list(chunks.rglob("[0-9]*.mp4"))) >= 3)
+    killer.start()
+    return killer
+
+
 def leftovers(*roots: Path) -> list[Path]:
     return [p for root in roots for p in root.rglob("*") if ".tmp" in p.name or p.name == "segments"]
 
@@ -87,12 +99,7 @@ def test_a_worker_killed_mid_task_is_run_again_and_the_video_is_unchanged(ray_lo
 
 def test_the_muxer_killed_mid_collection_starts_again_and_the_video_is_unchanged(ray_local, tmp_path, cache_dir):
     clean = render(compose_job("detector=saliency", SPLIT, "render.cache=false"), str(tmp_path / "clean"))
-    deadline = time.monotonic() + 30
-    while ray_processes("ray::Muxer") and time.monotonic() < deadline:  # the clean render's, going away
-        time.sleep(0.05)
-    chunks = cache_dir / "chunks"
-    killer = Killer("ray::Muxer", ready=lambda: len(list(chunks.rglob("[0-9]*.mp4"))) >= 3)
-    killer.start()
+    killer = muxers_killer(cache_dir)
     report = render(compose_job("detector=saliency", SPLIT), str(tmp_path / "faulty"))
     killer.join()
     assert killer.killed is not None and report["muxer_restarts"] == 1
@@ -112,12 +119,7 @@ def test_the_muxers_killed_while_two_videos_collect_start_again_and_each_video_i
               "render.height=90", "render.fps=12"]
     clean = raypipe.render_batch("listing", rows, [*common, f"batch.root={tmp_path / 'clean'}", "render.cache=false"],
                                  run_dir=tmp_path / "clean-run")
-    deadline = time.monotonic() + 30
-    while ray_processes("ray::Muxers") and time.monotonic() < deadline:  # the clean batch's, going away
-        time.sleep(0.05)
-    chunks = cache_dir / "chunks"
-    killer = Killer("ray::Muxers", ready=lambda: len(list(chunks.rglob("[0-9]*.mp4"))) >= 3)
-    killer.start()
+    killer = muxers_killer(cache_dir)
     report = raypipe.render_batch("listing", rows, [*common, f"batch.root={tmp_path / 'faulty'}"],
                                   run_dir=tmp_path / "faulty-run")
     killer.join()
