@@ -68,7 +68,6 @@ class Muxers:
         self._open: dict[str, Muxer] = {}
 
     def open(self, key: str, total_frames: int, duration: float, audio: AudioSpec, output: str, codec: str) -> None:
-        self.abandon(key)  # a link that opens again after its host was lost starts afresh
         self._open[key] = Muxer(total_frames, duration, audio, output, codec)
 
     def add(self, key: str, manifest: SegmentManifest) -> int:
@@ -84,6 +83,3 @@ class Muxers:
         muxer = self._open.pop(key, None)
         if muxer is not None:
             muxer.abandon()
-
-    def held(self) -> int:
-        return len(self._open)

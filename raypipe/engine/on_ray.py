@@ -175,8 +175,7 @@ class RayExecutor(Executor):
         self._stopped = True
         if self._board is not None:
             ray.kill(self._board)
-        if self._up:
-            self._muxers.close()
+        self._muxers.close()  # made only once Ray was up
         if self._owns_ray and self._up:
             t0 = time.perf_counter()
             ray.shutdown()
