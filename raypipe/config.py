@@ -141,7 +141,8 @@ LayerCfg = dataclass(init=False, repr=False, eq=False)(LayerCfg)
 
 @dataclass
 class SegmentCfg:
-    # An image or a video file: a path, a URI, or sample:NAME.
+    # An image or a video file: a path, a URI, or sample:NAME; or a card: color:#RRGGBB,
+    # gradient:#RRGGBB,#RRGGBB[,angle] or radial:#RRGGBB,#RRGGBB[,radius].
     source: str = MISSING
     # Seconds on screen; for a video, null plays its trimmed range once.
     duration: Optional[float] = None

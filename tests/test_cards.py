@@ -21,10 +21,24 @@ def test_a_card_is_exact_colours_at_the_size_the_planner_gives_it():
 
 
 @pytest.mark.unit
+def test_a_radial_card_runs_from_its_first_colour_at_the_centre_to_its_second_at_the_radius():
+    out = load_image(cards.sized("radial:#ffffff,#000000,0.25", 200, 100))  # radius 50 px
+    middle = out[50].astype(int)[:, 0]
+    assert middle[99] > 250 and middle[100] > 250  # the centre
+    assert (np.diff(middle[100:]) <= 0).all() and (middle[150:] == 0).all()  # dark from the radius out
+    assert middle[125] == pytest.approx(127, abs=3)  # halfway
+    assert (out[:, ::-1] == out).all() and (out[::-1] == out).all()  # symmetric about the centre
+    corners = load_image(cards.sized("radial:#ffffff,#000000", 200, 100))  # no radius: to the corners
+    assert corners[0, 0, 0] <= 3 and corners[0, 100, 0] > 100  # a pixel's centre lies just inside the corner
+
+
+@pytest.mark.unit
 def test_a_card_keeps_one_spelling_and_a_bad_one_is_named():
     assert cards.sized("gradient:#AABBCC, #001122 ,45.0", 8, 8) == "gradient:#aabbcc,#001122,45@8x8"
-    for bad in ("color:red", "color:#12345", "gradient:#123456", "gradient:#123456,#654321,up"):
-        with pytest.raises(MediaError, match="card|angle"):
+    assert cards.sized("radial:#AABBCC,#001122, 0.50", 8, 8) == "radial:#aabbcc,#001122,0.5@8x8"
+    for bad in ("color:red", "color:#12345", "gradient:#123456", "gradient:#123456,#654321,up", "radial:#123456",
+                "radial:#123456,#654321,wide", "radial:#123456,#654321,-1"):
+        with pytest.raises(MediaError, match="card|angle|radius"):
             cards.parse(bad)
 
 

@@ -1,11 +1,13 @@
-"""Cards: a segment's picture made from its source's text, with no file: `color:#RRGGBB`, or
-`gradient:#RRGGBB,#RRGGBB[,angle]`, a title or an end card. A box layer's gradients, whose
-colours may be see-through, are drawn here too.
+"""Cards: a segment's picture made from its source's text, with no file: `color:#RRGGBB`,
+`gradient:#RRGGBB,#RRGGBB[,angle]` or `radial:#RRGGBB,#RRGGBB[,radius]`, a title or an end
+card. A box layer's gradients, whose colours may be see-through, are drawn here too.
 
 The planner writes a card at the output's size (`color:#1a2b3c@1280x720`), so that its
 pixels map one to one onto the frame's and a gradient runs corner to corner of what is
 shown, whatever the aspect. A gradient's angle is CSS's: the direction it runs from the first
 colour to the second, clockwise from up; 180 (the default) runs top to bottom, 90 left to right.
+A radial one runs from the first colour at the centre to the second at `radius`, a fraction of
+the frame's longer side (the default, 0, reaches the corners).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 
 from raypipe.errors import MediaError
 
-PREFIXES = ("color:", "gradient:")
+PREFIXES = ("color:", "gradient:", "radial:")
 _HEX = re.compile(r"#[0-9a-fA-F]{6}")
 _SIZE = re.compile(r"@(\d+)x(\d+)")
 
@@ -31,10 +33,14 @@ class Card:
     colors: tuple[tuple[int, int, int], ...]  # one: a flat card; two: a gradient's ends
     angle: float  # degrees, CSS's convention
     size: tuple[int, int] | None  # (width, height); None: not yet sized by the planner
+    radius: float | None = None  # a radial gradient's, a fraction of the longer side; None: linear
 
     def uri(self) -> str:
         hexes = ",".join("#" + bytes(c).hex() for c in self.colors)
-        body = f"color:{hexes}" if len(self.colors) == 1 else f"gradient:{hexes},{self.angle:g}"
+        if len(self.colors) == 1:
+            body = f"color:{hexes}"
+        else:
+            body = f"gradient:{hexes},{self.angle:g}" if self.radius is None else f"radial:{hexes},{self.radius:g}"
         return body + (f"@{self.size[0]}x{self.size[1]}" if self.size else "")
 
     def image(self) -> np.ndarray:
@@ -42,7 +48,10 @@ class Card:
         w, h = self.size or (64, 64)
         if len(self.colors) == 1:
             return np.full((h, w, 3), self.colors[0], np.uint8)
-        t = linear(w, h, self.angle)[:, :, None]
+        if self.radius is None:
+            t = linear(w, h, self.angle)[:, :, None]
+        else:
+            t = radial(w, h, self.radius * max(w, h) if self.radius > 0 else math.hypot(w, h) / 2)[:, :, None]
         a, b = (np.array(c, np.float32) for c in self.colors)
         return np.ascontiguousarray(np.round(a + (b - a) * t), dtype=np.uint8)
 
@@ -124,21 +133,27 @@ def parse(uri: str) -> Card:
     if (m := _SIZE.search(rest)) and m.end() == len(rest):
         size, rest = (int(m.group(1)), int(m.group(2))), rest[:m.start()]
     parts = [p.strip() for p in rest.split(",")]
-    wanted = "color:#RRGGBB" if kind == "color" else "gradient:#RRGGBB,#RRGGBB[,angle]"
+    wanted = {"color": "color:#RRGGBB", "gradient": "gradient:#RRGGBB,#RRGGBB[,angle]",
+              "radial": "radial:#RRGGBB,#RRGGBB[,radius]"}[kind]
     count = 1 if kind == "color" else 2
     if len(parts) not in ((count,) if kind == "color" else (2, 3)) or not all(_HEX.fullmatch(p) for p in parts[:count]):
         raise MediaError(f"{uri!r} is not a card: write {wanted}")
-    angle = 180.0
+    colors = tuple(tuple(int(p[i:i + 2], 16) for i in (1, 3, 5)) for p in parts[:count])
+    extra = None
     if len(parts) == 3:
         try:
-            angle = float(parts[2])
+            extra = float(parts[2])
         except ValueError:
-            raise MediaError(f"{uri!r}: the angle {parts[2]!r} is not a number of degrees") from None
-    colors = tuple(tuple(int(p[i:i + 2], 16) for i in (1, 3, 5)) for p in parts[:count])
-    return Card(colors, angle % 360, size)
+            what = "the angle" if kind == "gradient" else "the radius"
+            raise MediaError(f"{uri!r}: {what} {parts[2]!r} is not a number") from None
+    if kind != "radial":
+        return Card(colors, (180.0 if extra is None else extra) % 360, size)
+    if extra is not None and not extra >= 0:
+        raise MediaError(f"{uri!r}: the radius must be >= 0, a fraction of the longer side (got {parts[2]})")
+    return Card(colors, 180.0, size, extra or 0.0)
 
 
 def sized(uri: str, width: int, height: int) -> str:
     """The card at an output's size, in its one canonical spelling."""
     card = parse(uri)
-    return Card(card.colors, card.angle, (width, height)).uri()
+    return Card(card.colors, card.angle, (width, height), card.radius).uri()

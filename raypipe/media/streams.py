@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 
 from raypipe.errors import MediaError, first_line
+from raypipe.media.cards import PREFIXES as CARDS
 from raypipe.storage import resolve
 
 
@@ -25,7 +26,7 @@ class ReadCounter:
 
 # Sources made from their own text, read from no file: scikit-image's sample photographs and
 # cards (raypipe.media.cards).
-GENERATED = ("sample:", "color:", "gradient:")
+GENERATED = ("sample:", *CARDS)
 
 
 def generated(uri: str) -> bool:

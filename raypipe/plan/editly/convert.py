@@ -84,6 +84,10 @@ def convert(path: str | Path, probe=probe_media) -> Converted:
     """The job for the spec at `path`; `probe` reads a video's duration, size and rate."""
     path = Path(path).expanduser()
     spec = load(path)
+    once = drawn.Once()
+    if "customOutputArgs" in spec:
+        once.warn("customOutputArgs", "customOutputArgs: ignored; raypipe encodes an MP4 with render.codec, "
+                  "render.crf and render.preset")
     base = path.absolute().parent
     defaults = merge(GLOBAL_DEFAULTS, spec.get("defaults") or {})
     palette, media = Palette(), Media(probe)
@@ -99,7 +103,6 @@ def convert(path: str | Path, probe=probe_media) -> Converted:
     video = next((x for c in clips for x in c.layers if x.type == "video"), None)
     out = output(spec, media.info(video.where, video.props["path"]) if video else None)
     frames = clip_frames([c.seconds for c in clips], [c.transition_seconds for c in clips], out.fps)
-    once = drawn.Once()
     kinds, mapper = [], Transitions(once)
     for c, f in zip(clips, frames):
         kinds.append(mapper.map(c.where, c.transition, c.transition_params) if f.blend else ("cut", {}))
@@ -130,7 +133,7 @@ def _segment(p: Place, kind: tuple[str, dict], out: Output, media: Media, palett
             raise JobError(f"{first.where}.path", f"an {first.type} layer needs a path")
         seg["effect"], seg["params"] = drawn.effect(first, once)
     else:
-        seg["source"], seg["effect"] = drawn.background(first, p.clip.index, palette, once), "static"
+        seg["source"], seg["effect"] = drawn.background(first, p.clip.index, palette), "static"
     if first.type == "video" and drawn.is_picture(first):
         seg.update(_video(p, first, out, media, sound))
     if kind[0] != "cut":

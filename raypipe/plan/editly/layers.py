@@ -24,6 +24,7 @@ POSITIONS = {
     "bottom-right": (0.95, 0.95, "right", "bottom"),
 }
 _FRACTION = {"left": 0.0, "top": 0.0, "center": 0.5, "right": 1.0, "bottom": 1.0}
+RADIAL_MIDDLE = 0.9  # Editly's radial gradient grows from 0.6 to 1.2 of the longer side
 BACKGROUNDS = ("image", "video", "fill-color", "linear-gradient", "radial-gradient")
 RESIZE_MODES = ("contain", "cover", "stretch", "contain-blur")
 DEFAULT_FONT = "DejaVu Sans"
@@ -114,26 +115,24 @@ def _colors(layer: Layer, palette: Palette, clip: int) -> list[Color]:
     return [color(c, f"{layer.where}.colors") for c in pair]
 
 
-def background(layer: Layer, clip: int, palette: Palette, once: Once) -> str:
-    """A full-frame colour layer as a card source."""
+def background(layer: Layer, clip: int, palette: Palette) -> str:
+    """A full-frame colour layer as a card source; a radial gradient at the middle of Editly's
+    growth (its radius runs from 0.6 to 1.2 of the frame's longer side over the layer's time)."""
     props = layer.props
     if layer.type == "fill-color":
         return f"color:{color(props.get('color') or palette.color(clip), layer.where + '.color').hex}"
     a, b = (c.hex for c in _colors(layer, palette, clip))
     if layer.type == "radial-gradient":
-        once.warn("radial", "%s: radial-gradient is drawn as a linear gradient from the centre's colour (top) to the "
-                            "edge's (bottom): raypipe's cards have no radial one", layer.where)
-        return f"gradient:{a},{b},180"
+        return f"radial:{a},{b},{RADIAL_MIDDLE}"
     # Editly's rect runs from halfway at the top-left corner to the second colour at the centre.
     return f"gradient:{a},{b},135"
 
 
 def see_through(layer: Layer, palette: Palette, clip: int) -> str:
     """A gradient over other layers as a box's fill, its colours' alpha kept: linear as the
-    card's, radial at the middle of Editly's growth (its radius runs from 0.6 to 1.2 of the
-    frame's longer side over the layer's time)."""
+    card's, radial as the card's."""
     a, b = (c.hex + f"{round(c.alpha * 255):02x}" for c in _colors(layer, palette, clip))
-    return f"radial:{a},{b},0.9" if layer.type == "radial-gradient" else f"gradient:{a},{b},135"
+    return f"radial:{a},{b},{RADIAL_MIDDLE}" if layer.type == "radial-gradient" else f"gradient:{a},{b},135"
 
 
 def title(layer: Layer, out: Output, fonts: Fonts) -> dict:
