@@ -42,13 +42,12 @@ PHOTOS = {"vertical.jpg": "astronaut", "pano.jpg": "rocket", "img1.jpg": "astron
 # section 1: sum N_i - sum S_i; their media here is raypipe's 4 s, 30 fps demo clip).
 CONVERTS = {
     "alpha": 93, "audio-transition": 459, "audio-volume": 50, "audio1": 309, "audio2": 465, "audio3": 270,
-    "audioLoop": 250, "contain-blur": 13, "gradients": 91, "image": 40, "imageOverlay": 60, "kenBurns": 199,
+    "audioLoop": 250, "contain-blur": 13, "customOutputArgs": 50, "gradients": 91, "image": 40, "imageOverlay": 60, "kenBurns": 199,
     "mosaic": 60, "newsTitle": 250, "ph": 51, "remote": 274, "single": 60, "slideInText": 75, "smartFit": 144,
     "speedTest": 210, "timeoutTest": 126, "transitionEasing": 96, "transitions": 2055, "transparentGradient": 3,
     "videos": 360, "videos2": 105, "vignette": 60, "visibleFromUntil": 210,
 }
 FAILS = {
-    "customOutputArgs": "customOutputArgs: is not supported",
     "commonFeatures": "clips[2].layers[0].type: rainbow-colors is not supported",
     "gl": "clips[0].layers[0].type: gl is not supported",
     "pip": "clips[0].layers[0].type: rainbow-colors is not supported",
@@ -147,6 +146,24 @@ def test_a_missing_font_falls_back_with_one_warning_line(tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records if "fontPath" in r.getMessage()]
     assert said == [f"clips[0].layers[0].fontPath: {tmp_path / 'fonts/Missing.ttf'} is missing; drawn in DejaVu Sans"]
     assert [layer.get("font") for layer in job["layers"]] == [None, None, str(font)]
+
+
+@pytest.mark.unit
+def test_ffmpegs_own_output_arguments_are_ignored_with_one_warning_line(tmp_path, caplog):
+    spec = {"clips": [{"duration": 1, "layers": [{"type": "fill-color", "color": "#102030"}]}],
+            "customOutputArgs": ["-vcodec", "libwebp"]}
+    with caplog.at_level(logging.WARNING, logger="raypipe"):
+        converted = convert(write_spec(tmp_path, spec))
+    assert [r.getMessage() for r in caplog.records] == [
+        "customOutputArgs: ignored; raypipe encodes an MP4 with render.codec, render.crf and render.preset"]
+    assert converted.frames == 25 and "customOutputArgs" not in str(converted.fragment)
+
+
+@pytest.mark.unit
+def test_a_radial_gradient_is_a_radial_card_at_the_middle_of_editlys_growth(tmp_path):
+    spec = {"clips": [{"duration": 1, "layers": [{"type": "radial-gradient", "colors": ["#ffffff", "#000000"]}]}]}
+    assert convert(write_spec(tmp_path, spec)).fragment["job"]["segments"][0]["source"] == \
+        "radial:#ffffff,#000000,0.9"
 
 
 @pytest.mark.unit

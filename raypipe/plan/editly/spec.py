@@ -22,6 +22,8 @@ ALIASES = ("title-background", "pause")
 # Top-level keys that change nothing raypipe renders: where Editly writes, and its debugging.
 IGNORED = ("outPath", "enableFfmpegLog", "verbose", "logTimes", "keepTmp", "ffmpegPath", "ffprobePath",
            "allowRemoteRequests")
+# ffmpeg's output arguments: raypipe encodes its chunks itself, with render.codec, crf and preset.
+WARNED = ("customOutputArgs",)
 READ = ("clips", "defaults", "width", "height", "fps", "fast", "audioFilePath", "loopAudio", "keepSourceAudio",
         "clipsAudioVolume", "backgroundAudioVolume", "audioTracks", "audioNorm", "outputVolume")
 GLOBAL_DEFAULTS = {"duration": 4, "transition": {"duration": 0.5, "name": "random"}}
@@ -63,7 +65,7 @@ def load(path: Path) -> dict:
     if not isinstance(spec, dict) or not isinstance(spec.get("clips"), list):
         raise JobError(str(path), "not an Editly spec: it has no clips list")
     for key in spec:
-        if key not in READ and key not in IGNORED:
+        if key not in READ and key not in IGNORED and key not in WARNED:
             raise JobError(key, "is not supported")
     if not spec["clips"]:
         raise JobError("clips", "is empty: a spec needs at least one clip")
