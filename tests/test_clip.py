@@ -84,6 +84,34 @@ def test_one_load_serves_every_source(tiny_clip):
     assert rocket.source_size == (640, 427) and rocket.mask.shape == (171, 256)  # CLIP's masks: 256 px a side
 
 
+def test_the_engines_model_takes_every_cpu_while_nothing_renders_and_its_own_share_while_something_does(
+        tiny_clip, tmp_path):
+    import os
+    import threading
+
+    import skimage.io
+    import torch
+
+    from raypipe.engine.detecting import LocalDetector
+
+    settings = OmegaConf.to_object(cfg(model="tiny-clip", model_config=tiny_clip["detector.model_config"],
+                                       pretrained=tiny_clip["detector.pretrained"], num_cpus=1))
+    photos = []
+    for name in ("astronaut", "coffee"):
+        photos.append(str(tmp_path / f"{name}.png"))
+        skimage.io.imsave(photos[-1], getattr(skimage.data, name)())
+    rendering = threading.Event()
+    local = LocalDetector(settings, rendering=rendering.is_set)
+    local.detect((photos[0],), ("a person",), {}, None, {}, {})
+    assert torch.get_num_threads() == len(os.sched_getaffinity(0))  # the video waits for it alone
+    rendering.set()
+    local.detect((photos[1],), ("a person",), {}, None, {}, {})
+    assert torch.get_num_threads() == 1  # detector.num_cpus: the renders keep the others
+    rendering.clear()
+    local.detect((photos[0], photos[1]), ("a person",), {}, None, {}, {}, on_source=lambda uri, found: None)
+    assert torch.get_num_threads() == 1  # a streamed video's first tasks start beside it
+
+
 def test_missing_checkpoint_says_what_was_looked_for_and_how_to_supply_it(tmp_path):
     missing = tmp_path / "nope.bin"
     with pytest.raises(WeightsUnavailable) as e:

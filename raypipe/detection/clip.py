@@ -176,6 +176,13 @@ class ClipDetector:
         self.name = f"clip:{cfg.model}/{os.path.basename(str(cfg.pretrained))}"
         log.info("CLIP %s loaded on %s in %.1f s", self.name, self.device, time.perf_counter() - t0)
 
+    def threads(self, n: int) -> None:
+        """Its forward passes on `n` of the CPU's threads from now on."""
+        import torch
+
+        if self.device == "cpu" and torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
     def text(self, prompts: tuple[str, ...]):
         """The subject prompts' and the background prompts' embeddings, (P, D)."""
         if prompts not in self._texts:

@@ -31,6 +31,9 @@ class SaliencyDetector:
     def detect(self, rgb, prompts=()):  # no prompts: the most salient region is the subject
         return detect_saliency(rgb)
 
+    def threads(self, n: int) -> None:  # one image at a time, on one thread
+        pass
+
     @staticmethod
     def prepare(rgb):
         return rgb
@@ -143,7 +146,8 @@ class Made:
 def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
                video_ranges: dict[str, tuple[tuple[float, float], ...]] | None = None,
                cache: DetectionCache | None = None, made: Made | None = None,
-               on_source=None, looks: dict[str, Look] | None = None) -> tuple[dict, DetectionInfo]:
+               on_source=None, looks: dict[str, Look] | None = None,
+               threads: int | None = None) -> tuple[dict, DetectionInfo]:
     """Every source's subject with one detector (`made`: a batch passes the same one to every
     call, so a model loads once):
     stills once, videos at `keyframe_rate`
@@ -155,7 +159,7 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
     source as soon as it is done, in `sources`' order: the first detected on its own, without
     waiting for a full batch, so that whoever waits for it can start. `looks` holds stills
     already looked at, which the cache was found not to hold; one made for another side is
-    made again."""
+    made again. `threads`: the model's CPU threads for this call (None: as it loaded)."""
     t0 = time.perf_counter()
     made = Made() if made is None else made
     loads_before = made.loads.count
@@ -178,7 +182,10 @@ def detect_all(cfg, sources: tuple[str, ...], prompts: tuple[str, ...],
             if on_source:
                 on_source(uri, hit.value)
             continue
-        passes = passes or _Passes(made.get(cfg), prompts, found, on_source)
+        if passes is None:
+            passes = _Passes(made.get(cfg), prompts, found, on_source)
+            if threads is not None:
+                made.detector.threads(threads)
         detected.append(uri)
         if video_ranges and uri in video_ranges:
             found[uri] = []

@@ -104,15 +104,20 @@ class Gate:
 
 
 class LocalDetector:
-    """The one detector in this process: its model loads once, for the engine's life."""
+    """The one detector in this process: its model loads once, for the engine's life. While
+    nothing renders (a service's lone request, a batch's first row), the video waits for it
+    alone, so its model takes every CPU here rather than detector.num_cpus; a streamed video's
+    first tasks start beside it, so it keeps num_cpus there."""
 
     remote = False
     actors = 0
 
-    def __init__(self, settings):
+    def __init__(self, settings, rendering=None):
         self.settings = settings  # a plain detector config (OmegaConf.to_object)
+        self.rendering = rendering  # whether any video's tasks or mux are under way (None: say yes)
         self.made = detector.Made()
         self.seconds = 0.0
+        self.cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     @property
     def loads(self) -> int:
@@ -129,9 +134,11 @@ class LocalDetector:
 
     def detect(self, sources, prompts, ranges, cache, looks, moved, on_source=None) -> tuple[dict, DetectionInfo]:
         t = time.perf_counter()
+        alone = on_source is None and self.rendering is not None and not self.rendering()
+        threads = max(1, int(self.settings.num_cpus), self.cpus if alone else 0)
         try:
             return detector.detect_all(self.settings, sources, prompts, ranges, cache, self.made,
-                                       on_source=on_source, looks=looks)
+                                       on_source=on_source, looks=looks, threads=threads)
         finally:
             self.seconds += time.perf_counter() - t
 

@@ -212,7 +212,7 @@ class Engine:
             pool = ex.detector_pool(self.cfg.detector, opts.detector_actors, self.gate.check)
             self.detector = ActorDetector(pool, opts.detector_actors)
         else:
-            self.detector = LocalDetector(OmegaConf.to_object(self.cfg.detector))
+            self.detector = LocalDetector(OmegaConf.to_object(self.cfg.detector), self._rendering)
         streamed = first is not None and not remote and opts.expected == 1
         if streamed:  # its first tasks render the sources already in, while the rest are detected
             if self.stager is not None:  # detected from the staged copies its tasks will read
@@ -236,6 +236,10 @@ class Engine:
         if streamed:
             self._early = first
             first.admitted = True
+
+    def _rendering(self) -> bool:
+        """Whether a video's tasks or mux are under way (asked from the detect stage's thread)."""
+        return bool(self._flying or self._muxing)
 
     # --- admission, chunks, ends ----------------------------------------------------------
 
