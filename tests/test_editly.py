@@ -473,6 +473,11 @@ def test_a_picture_shown_for_part_of_its_clip_is_black_around_it_and_zooms_over_
     segments = convert(write_spec(tmp_path, spec)).fragment["job"]["segments"]
     assert [(s["source"], round(s["duration"] * 25), s.get("transition", {}).get("type")) for s in segments] == [
         ("color:#ff0000", 26, None), ("color:#000000", 24, "crossfade"), ("color:#102030", 15, None)]
+    # A window ending inside that transition would need two pictures blended into the next: refused.
+    spec["clips"][0]["layers"][0]["stop"] = 1.7
+    with pytest.raises(JobError, match=re.escape("clips[0].layers[0].stop: its window (frames 0 to 43 of 50) splits "
+                                                 "the clip's closing 10-frame transition")):
+        convert(write_spec(tmp_path, spec))
 
 
 @pytest.mark.unit

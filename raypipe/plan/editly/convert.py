@@ -174,8 +174,9 @@ def _segments(p: Place, kind: tuple[str, dict], out: Output, media: Media, palet
     parts = [{**what, "duration": _seconds(b - a, out.fps)} for a, b, what in spans]
     if "transition" in seg:
         if spans[-1][1] - spans[-1][0] < p.frames.blend:
-            raise JobError(first.path("stop"), f"ends {n - k1} frames before its clip's end, within the clip's "
-                                               f"{p.frames.blend}-frame transition: raypipe blends one picture there")
+            raise JobError(first.path("stop" if k1 < n else "start"),
+                           f"its window (frames {k0} to {k1} of {n}) splits the clip's closing {p.frames.blend}-frame "
+                           "transition, which raypipe draws from one picture")
         parts[-1]["transition"] = seg["transition"]
     return parts
 
