@@ -341,6 +341,10 @@ def over(*layers: dict, **clip) -> dict:
     (over({"type": "title", "text": "a", "textColor": 5}), "clips[0].layers[1].textColor: must be a colour (got 5)"),
     (over({"type": "title", "text": "a", "fontPath": 7}), "clips[0].layers[1].fontPath: must be a string (got 7)"),
     (over({"type": "linear-gradient", "colors": ["#fff", "nope"]}), "clips[0].layers[1].colors[1]: 'nope' is not"),
+    (over({"type": "title-background", "text": "a", "background": {"type": "fill-color", "color": 5}}),
+     "clips[0].layers[1].background.color: must be a colour (got 5)"),
+    (over({"type": "detached-audio", "path": "a.jpg", "mixVolume": "half"}),
+     "clips[0].layers[1].mixVolume: must be a number (got 'half')"),
     ({"width": "x", "clips": [{"layers": [PHOTO]}]}, "width: must be a number (got 'x')"),
     ({"fps": "fast", "clips": [{"layers": [PHOTO]}]}, "fps: must be a number (got 'fast')"),
     ({"defaults": 5, "clips": [{"layers": [PHOTO]}]}, "defaults: must be an object (got 5)"),
@@ -505,16 +509,31 @@ def test_a_short_soundtrack_plays_once_without_loop_audio_and_loops_with_it(tmp_
 
 
 @pytest.mark.unit
+def test_a_volume_may_be_written_as_a_string_as_editlys_types_allow(tmp_path):
+    tracks = [{"path": "a.jpg", "mixVolume": "3"}, {"path": "a.jpg", "mixVolume": 1}]
+    job = convert(photo_spec(tmp_path, {"clipsAudioVolume": "0", "audioTracks": tracks,
+                                        "clips": [{"layers": [PHOTO]}]})).fragment["job"]
+    assert [t["volume"] for t in job["audio"]["tracks"]] == [0.75, 0.25]
+
+
+@pytest.mark.unit
 def test_an_unknown_key_is_ignored_with_one_warning_line_naming_it(tmp_path, caplog):
-    spec = {"clips": [{"foo": 1, "layers": [{**PHOTO, "zoomdirection": "out"},
-                                            {"type": "title", "text": "a", "fontsize": 3}]},
+    spec = {"defaults": {"durations": 2, "transition": {"nmae": "fade"}, "layer": {"anything": 1},
+                         "layerType": {"titel": {}, "title": {"fontsize": 3}}},
+            "clips": [{"foo": 1, "transition": {"durtion": 1}, "layers": [{**PHOTO, "zoomdirection": "out"},
+                                                                         {"type": "title", "text": "a", "fontsize": 3}]},
                       {"foo": 2, "layers": [{"type": "title-background", "text": "b", "fontsize": 3}]}]}
     with caplog.at_level(logging.WARNING, logger="raypipe"):
         convert(photo_spec(tmp_path, spec))
     assert [r.getMessage() for r in caplog.records if "Editly key" in r.getMessage()] == [
+        "defaults.durations: not an Editly key of defaults; ignored",
+        "defaults.transition.nmae: not an Editly key of a transition; ignored",
+        "defaults.layerType.titel: not an Editly key of layerType (a layer type); ignored",
+        "defaults.layerType.title.fontsize: not an Editly key of title; ignored",
         "clips[0].foo: not an Editly key of a clip; ignored",
         "clips[0].layers[0].zoomdirection: not an Editly key of image; ignored",
         "clips[0].layers[1].fontsize: not an Editly key of title; ignored",
+        "clips[0].transition.durtion: not an Editly key of a transition; ignored",
         "clips[1].foo: not an Editly key of a clip; ignored",
         "clips[1].layers[0].fontsize: not an Editly key of title-background; ignored"]
 

@@ -28,6 +28,7 @@ from raypipe.plan.editly.spec import (
     output,
     transition,
     unknown,
+    unknown_defaults,
 )
 from raypipe.plan.editly.timing import ClipFrames, clip_frames, total_frames, window
 
@@ -114,6 +115,7 @@ def convert(path: str | Path, probe=probe_media, width: int | None = None, heigh
         once.warn("customOutputArgs", "customOutputArgs: ignored; raypipe encodes an MP4 with render.codec, "
                   "render.crf and render.preset")
     base = path.absolute().parent
+    unknown_defaults(spec, once)
     defaults = merge(GLOBAL_DEFAULTS, Fields("", spec).mapping("defaults"))
     palette, media = Palette(), Media(probe)
     clips = []
@@ -123,7 +125,7 @@ def convert(path: str | Path, probe=probe_media, width: int | None = None, heigh
             raise JobError(where, "a clip is an object with layers")
         unknown(where, written, CLIP_KEYS, "a clip", once)
         found = layers(where, written, defaults, i, palette, base, once)
-        name, asked, params = transition(where, written, defaults)
+        name, asked, params = transition(where, written, defaults, once)
         clips.append(Clip(where, i, clip_seconds(where, written, found, defaults, media), bool(written.get("duration")),
                           name, asked, params, found))
     video = next((x for c in clips for x in c.layers if x.type == "video"), None)

@@ -61,10 +61,17 @@ class Reads:
         return at(self.where, key)
 
     def number(self, key: str, default: float | None = None, *, low: float | None = None,
-               above: float | None = None) -> float | None:
+               above: float | None = None, written: bool = False) -> float | None:
+        """`written`: a number may also be written as a string ("0.5"), as Editly's types allow
+        for the volumes it hands to FFmpeg."""
         value = self.props.get(key)
         if value is None:
             return default
+        if written and isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise JobError(self.path(key), f"must be a number (got {value!r})") from None
         x = number(value, self.path(key))
         if (low is not None and x < low) or (above is not None and x <= above):
             bound = f">= {low:g}" if low is not None else f"> {above:g}"

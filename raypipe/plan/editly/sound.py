@@ -44,7 +44,7 @@ class Heard:
 
 def _weight(given: Reads, key: str) -> float:
     """An amix weight (mixVolume, clipsAudioVolume, backgroundAudioVolume): 1 where unset."""
-    return given.number(key, 1.0, low=0)
+    return given.number(key, 1.0, low=0, written=True)
 
 
 def _placed(given: Reads, path: str, origin: float) -> Heard:

@@ -31,6 +31,8 @@ GLOBAL_DEFAULTS = {"duration": 4, "transition": {"duration": 0.5, "name": "rando
 # The keys Editly 0.14.2 knows (its index.d.ts, and what its sources read beside it: a text's
 # fontFamily, subtitle's and news-title's delay and speed); any other is ignored, with a hint.
 CLIP_KEYS = ("layers", "duration", "transition")
+TRANSITION_KEYS = ("duration", "name", "audioOutCurve", "audioInCurve", "easing", "params")
+DEFAULTS_KEYS = ("duration", "layer", "layerType", "transition")  # defaults.layer takes any layer's keys
 _BASE = ("type", "start", "stop")
 _TEXT = (*_BASE, "text", "textColor", "fontPath", "fontFamily")
 _KEN_BURNS = ("zoomDirection", "zoomAmount")
@@ -102,8 +104,8 @@ def load(path: Path) -> dict:
 
 @dataclass(frozen=True)
 class Layer(Reads):
-    """One of a clip's layers after alias expansion and defaults: `where` is the path of the
-    layer as written (both halves of a title-background share it)."""
+    """One of a clip's layers after alias expansion and defaults: `where` is the path its values
+    are read at, the layer as written (a title-background's title too) or its `background`."""
 
     where: str
     type: str
@@ -122,25 +124,27 @@ class Clip:
     layers: tuple[Layer, ...]
 
 
-def _expand(where: str, layer: dict, index: int, palette) -> list[tuple[str, dict]]:
-    """Editly's aliases as the layers they stand for (`src/sources/index.ts`)."""
+def _expand(where: str, layer: dict, index: int, palette) -> list[tuple[str, str, dict]]:
+    """Editly's aliases as the layers they stand for (`src/sources/index.ts`), each with the
+    path its values are read at."""
     kind = layer.get("type")
     if kind == "pause":
-        return [("fill-color", {k: v for k, v in layer.items() if k != "type"})]
+        return [(where, "fill-color", {k: v for k, v in layer.items() if k != "type"})]
     if kind == "title-background":
         rest = {k: v for k, v in layer.items() if k not in ("type", "background")}
         background = layer.get("background") or {"type": palette.background(index)}
         if not isinstance(background, dict) or background.get("type") not in ("fill-color", "linear-gradient",
                                                                               "radial-gradient"):
             raise JobError(f"{where}.background", "must be a fill-color, linear-gradient or radial-gradient layer")
-        return [(background["type"], {k: v for k, v in background.items() if k != "type"}), ("title", rest)]
-    return [(kind, {k: v for k, v in layer.items() if k != "type"})]
+        return [(f"{where}.background", background["type"], {k: v for k, v in background.items() if k != "type"}),
+                (where, "title", rest)]
+    return [(where, kind, {k: v for k, v in layer.items() if k != "type"})]
 
 
-def resolve(base: Path, value: str) -> str:
-    """A file the spec names, from the spec's folder where it is relative (URIs and sample:
-    photographs as they are)."""
-    if not value or "://" in value or value.startswith("sample:"):
+def resolve(base: Path, value):
+    """A file the spec names, from the spec's folder where it is relative (URIs, sample:
+    photographs and what is no path as they are)."""
+    if not isinstance(value, str) or not value or "://" in value or value.startswith("sample:"):
         return value
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
@@ -159,6 +163,19 @@ def unknown(where: str, written: dict, known: tuple, what: str, once: Once) -> N
     for key in written:
         if key not in known:
             once.warn(f"key {where}.{key}", "%s.%s: not an Editly key of %s; ignored", where, key, what)
+
+
+def unknown_defaults(spec: dict, once: Once) -> None:
+    """The hint for a typo in `defaults`: its own keys, its transition's, and layerType's types
+    and their keys."""
+    given = Fields("", spec).mapping("defaults")
+    unknown("defaults", given, DEFAULTS_KEYS, "defaults", once)
+    unknown("defaults.transition", Fields("defaults", given).mapping("transition"), TRANSITION_KEYS,
+            "a transition", once)
+    by_type = Fields("defaults", given).mapping("layerType")
+    unknown("defaults.layerType", by_type, tuple(LAYER_KEYS), "layerType (a layer type)", once)
+    for kind, keys in LAYER_KEYS.items():
+        unknown(f"defaults.layerType.{kind}", Fields("defaults.layerType", by_type).mapping(kind), keys, kind, once)
 
 
 # Enumerated values, checked wherever a layer type has the key; null is the key's default.
@@ -201,18 +218,19 @@ def layers(where: str, clip: dict, defaults: dict, index: int, palette, base: Pa
         if layer["type"] not in SUPPORTED and layer["type"] not in ALIASES:
             raise JobError(f"{at}.type", f"{layer['type']} is not supported")
         unknown(at, layer, LAYER_KEYS[layer["type"]], layer["type"], once)
-        for kind, props in _expand(at, layer, index, palette):
+        for part, kind, props in _expand(at, layer, index, palette):
             merged = merge(merge(given.mapping("layer"), by_type.mapping(kind)), props)
-            out.append(_read(Layer(at, kind, merged), base))
+            out.append(_read(Layer(part, kind, merged), base))
     return tuple(out)
 
 
-def transition(where: str, clip: dict, defaults: dict) -> tuple[str | None, Fraction, dict]:
+def transition(where: str, clip: dict, defaults: dict, once: Once) -> tuple[str | None, Fraction, dict]:
     """(name, seconds as asked, params) at the clip's end: defaults.transition deep-merged under
     the clip's own; null on either side is no transition."""
     if "transition" in clip and clip["transition"] is None:
         return None, Fraction(0), {}
     own = Fields(where, clip).mapping("transition")
+    unknown(f"{where}.transition", own, TRANSITION_KEYS, "a transition", once)
     asked = Fields(f"{where}.transition", merge(Fields("defaults", defaults).mapping("transition"), own)
                    if defaults.get("transition") is not None else own)
     if not asked.props:
