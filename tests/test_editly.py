@@ -311,6 +311,17 @@ def test_a_spec_without_clips_is_not_an_editly_spec(tmp_path):
 PHOTO = {"type": "image", "path": "a.jpg"}
 
 
+def tone(path: Path, seconds: float) -> None:
+    """A 1 kHz sine at half scale, stereo, 48 kHz."""
+    t = np.arange(round(48000 * seconds)) / 48000
+    pcm = np.round(np.repeat(0.5 * np.sin(2 * np.pi * 1000 * t)[:, None], 2, axis=1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(2)
+        f.setsampwidth(2)
+        f.setframerate(48000)
+        f.writeframes(pcm.tobytes())
+
+
 def photo_spec(folder: Path, spec: dict) -> Path:
     """`spec` written beside a small photo, a.jpg, which PHOTO names."""
     Image.new("RGB", (64, 48), (90, 120, 150)).save(folder / "a.jpg")
@@ -486,13 +497,7 @@ def test_a_picture_shown_for_part_of_its_clip_is_black_around_it_and_zooms_over_
 
 @pytest.mark.unit
 def test_a_short_soundtrack_plays_once_without_loop_audio_and_loops_with_it(tmp_path, caplog):
-    t = np.arange(48000) / 48000
-    pcm = np.round(0.5 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
-    with wave.open(str(tmp_path / "one.wav"), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(48000)
-        f.writeframes(pcm.tobytes())
+    tone(tmp_path / "one.wav", 1.0)
     spec = {"audioFilePath": "one.wav", "defaults": {"transition": None},
             "clips": [{"duration": 3, "layers": [{"type": "fill-color", "color": "#102030"}]}]}
     with caplog.at_level(logging.WARNING, logger="raypipe"):
@@ -641,13 +646,7 @@ def test_a_detached_audio_layer_is_heard_from_its_clips_start_plus_its_own(tmp_p
     """Two half-second cards, the second with a tone from 0.25 s into it: the tone starts at
     0.75 s of the decoded output, at half its level (Editly's final amix: the silent clips'
     sound and the tone, weights 1 and 1)."""
-    t = np.arange(48000) / 48000
-    pcm = np.round(np.repeat(0.5 * np.sin(2 * np.pi * 1000 * t)[:, None], 2, axis=1) * 32767).astype("<i2")
-    with wave.open(str(tmp_path / "tone.wav"), "wb") as f:
-        f.setnchannels(2)
-        f.setsampwidth(2)
-        f.setframerate(48000)
-        f.writeframes(pcm.tobytes())
+    tone(tmp_path / "tone.wav", 1.0)
     card = {"type": "fill-color", "color": "#203040"}
     spec = write_spec(tmp_path, {"width": 64, "height": 36, "fps": 12, "defaults": {"transition": None},
                                  "clips": [{"duration": 0.5, "layers": [card]},
@@ -663,6 +662,30 @@ def test_a_detached_audio_layer_is_heard_from_its_clips_start_plus_its_own(tmp_p
     assert abs(onset - 0.75) <= 0.02, onset
     assert rms[:70].max() < 0.01  # silence before it
     assert rms[80:95].mean() == pytest.approx(0.25 / np.sqrt(2), rel=0.1)  # a 0.5 sine at half its level
+
+
+@pytest.mark.render
+def test_a_photo_shown_for_part_of_its_clip_and_a_soundtrack_played_once_as_editly_does(tmp_path):
+    """A 2 s clip at 10 fps with the photo from 0.5 to 1 s (clip frames 5 to 10: t = k / 10),
+    then a 1 s card, under a 1 s tone without loopAudio: black around the photo, and the tone
+    heard for its second, then silence."""
+    tone(tmp_path / "tone.wav", 1.0)
+    spec = photo_spec(tmp_path, {"width": 160, "height": 90, "fps": 10, "audioFilePath": "tone.wav",
+                                 "defaults": {"transition": None},
+                                 "clips": [{"duration": 2, "layers": [{**PHOTO, "start": 0.5, "stop": 1.0}]},
+                                           {"duration": 1, "layers": [{"type": "fill-color", "color": "#ffffff"}]}]})
+    out = tmp_path / "out.mp4"
+    render(config(spec, ["detector=saliency", f"job.output={out}"]), str(tmp_path / "run"), quiet=True)
+    frames = ffmpeg_decode(out, 160, 90).astype(int)
+    assert len(frames) == 30
+    mean = frames.mean(axis=(1, 2, 3))
+    assert (mean[:5] < 8).all() and (mean[11:20] < 8).all(), mean.round()
+    assert (mean[5:11] > 60).all() and (mean[20:] > 240).all(), mean.round()
+    pcm = subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(out), "-map", "0:a", "-ac", "2", "-ar", "48000",
+                          "-f", "f32le", "-"], capture_output=True, check=True).stdout
+    x = np.frombuffer(pcm, np.float32)[::2]
+    rms = np.sqrt((x[: len(x) // 480 * 480].reshape(-1, 480) ** 2).mean(axis=1))  # per 10 ms
+    assert rms[5:95].min() > 0.05 and rms[110:290].max() < 0.01, (rms[5:95].min(), rms[110:290].max())
 
 
 @pytest.mark.unit
