@@ -403,6 +403,16 @@ def test_the_cli_refuses_a_bad_value_in_one_line_before_any_work(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "spec.json5"]  # no run directory
 
 
+@pytest.mark.render
+def test_the_cli_converts_a_spec_at_the_size_it_renders(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spec = photo_spec(tmp_path, {"width": 1280, "height": 720, **over({"type": "title", "text": "a"})})
+    printed = run_cli(str(spec), "render.width=1080", "render.height=1920", "--cfg", "job", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    tall = convert(spec, width=1080, height=1920).fragment["job"]["layers"][0]["size"]
+    assert yaml.safe_load(printed.stdout)["job"]["layers"][0]["size"] == tall == round(1080 * 0.1) / 1920
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize("spec,where", [
     ({"clips": [{"layers": [{"type": "image", "path": "nope.jpg"}]}]}, "clips[0].layers[0].path"),
