@@ -162,7 +162,7 @@ class HydraCommand:
         selected, args.overrides = take_job(args.overrides, args.config_dir)
         if selected is not None:
             self.planned = folder_job(selected, args.overrides)
-        selection = selecting(self.planned or selected) if selected is not None else []
+        selection = selecting(self.planned or selected, args.overrides) if selected is not None else []
         # Each command's --help header, through the resolver Hydra's help template calls.
         args.overrides = [*selection, f"hydra.help.header=${{raypipe_usage:{self.name}}}",
                           *quote_patterns(args.overrides)]

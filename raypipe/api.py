@@ -17,6 +17,7 @@ import copy
 import hashlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -38,6 +39,7 @@ from raypipe.plan.editly import convert, is_spec
 from raypipe.plan.folder import FolderJob, read_folder
 
 CONF = Path(__file__).parent / "conf"
+_SIZE = re.compile(r"\+{0,2}render\.(width|height)=(\d+)")
 WRITTEN = "_api"  # the name a job written for Hydra has in its folder's job/
 log = logging.getLogger("raypipe")
 
@@ -84,19 +86,26 @@ def compose(overrides: Sequence[str]) -> DictConfig:
 
 def config(job: str | os.PathLike | Mapping, overrides: Sequence[str] = ()) -> DictConfig:
     """The composed config the CLI would get for `+job=... overrides`, checked against the schema."""
-    return compose([*selecting(folder_job(job, overrides) or job), *overrides])
+    return compose([*selecting(folder_job(job, overrides) or job, overrides), *overrides])
 
 
-def selecting(job) -> list[str]:
+def spec_size(overrides: Sequence[str]) -> dict:
+    """The render's size among the overrides (`render.width=1080`), which an Editly spec is
+    converted at: Editly sizes its text from the output's size, raypipe's from the frame's
+    height, so text keeps Editly's proportions only when the spec is made at the size rendered."""
+    return {m.group(1): int(m.group(2)) for o in overrides if (m := _SIZE.fullmatch(o))}
+
+
+def selecting(job, overrides: Sequence[str] = ()) -> list[str]:
     """The overrides that select `job` for Hydra: the one way the API and the CLI find a job.
     A name of conf/job/ is `+job=NAME`. A job file, a planned folder or a dict is written by
     `job_file` into a folder under the user's cache addressed by what it is made from, added
     to Hydra's search path: a command killed with SIGKILL leaves no temporary folder behind
     (the folder must outlive Hydra's composing, which a multirun does once per run), and the
     next command of the same job reuses the folder. An Editly spec is converted each time (the
-    media it names may have changed), and its job written as a dict's is."""
+    media it names may have changed), at the overrides' size, and its job written as a dict's is."""
     if isinstance(job, (str, os.PathLike)) and is_spec(job):
-        job = convert(job).fragment
+        job = convert(job, **spec_size(overrides)).fragment
     if _is_name(job):
         return [f"+job={job}"]
     return [f"hydra.searchpath=[file://{_written(job)}]", f"+job={WRITTEN}"]

@@ -305,6 +305,263 @@ def test_a_spec_without_clips_is_not_an_editly_spec(tmp_path):
         convert(write_spec(tmp_path, {"layers": []}))
 
 
+# ---- unit: bad values, missing files, literal text, render sizes, windows, sound, keys -----
+
+
+PHOTO = {"type": "image", "path": "a.jpg"}
+
+
+def tone(path: Path, seconds: float) -> None:
+    """A 1 kHz sine at half scale, stereo, 48 kHz."""
+    t = np.arange(round(48000 * seconds)) / 48000
+    pcm = np.round(np.repeat(0.5 * np.sin(2 * np.pi * 1000 * t)[:, None], 2, axis=1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(2)
+        f.setsampwidth(2)
+        f.setframerate(48000)
+        f.writeframes(pcm.tobytes())
+
+
+def photo_spec(folder: Path, spec: dict) -> Path:
+    """`spec` written beside a small photo, a.jpg, which PHOTO names."""
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(folder / "a.jpg")
+    return write_spec(folder, spec)
+
+
+def over(*layers: dict, **clip) -> dict:
+    """A one-clip spec: the photo with `layers` over it."""
+    return {"clips": [{"layers": [PHOTO, *layers], **clip}]}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("spec,line", [
+    ({"clips": [{"layers": [{**PHOTO, "zoomAmount": "big"}]}]},
+     "clips[0].layers[0].zoomAmount: must be a number (got 'big')"),
+    (over({"type": "image-overlay"}), "clips[0].layers[1].path: an image-overlay layer needs a path"),
+    (over({"type": "title", "text": "a", "start": "x"}), "clips[0].layers[1].start: must be a number (got 'x')"),
+    (over({"type": "title", "text": "a", "stop": 9}), "clips[0].layers[1].stop: must be after start"),
+    (over({"type": "image-overlay", "path": "a.jpg", "width": "wide"}),
+     "clips[0].layers[1].width: must be a number (got 'wide')"),
+    (over({"type": "subtitle", "text": "a", "speed": "fast"}), "clips[0].layers[1].speed: must be a number"),
+    (over({"type": "news-title", "text": "a", "speed": 0}), "clips[0].layers[1].speed: must be > 0"),
+    (over({"type": "slide-in-text", "text": "a", "fontSize": [1]}), "clips[0].layers[1].fontSize: must be a number"),
+    (over({"type": "title", "text": "a", "position": {"x": "a"}}), "clips[0].layers[1].position.x: must be a number"),
+    (over({"type": "title", "text": "a", "position": {"x": 0.2, "originX": "middle"}}),
+     "clips[0].layers[1].position.originX: must be one of left, center, right"),
+    (over({"type": "title", "text": "a", "position": "middle"}), "clips[0].layers[1].position: must be one of center"),
+    (over({"type": "title", "text": "a", "textColor": 5}), "clips[0].layers[1].textColor: must be a colour (got 5)"),
+    (over({"type": "title", "text": "a", "fontPath": 7}), "clips[0].layers[1].fontPath: must be a string (got 7)"),
+    (over({"type": "linear-gradient", "colors": ["#fff", "nope"]}), "clips[0].layers[1].colors[1]: 'nope' is not"),
+    (over({"type": "title-background", "text": "a", "background": {"type": "fill-color", "color": 5}}),
+     "clips[0].layers[1].background.color: must be a colour (got 5)"),
+    (over({"type": "detached-audio", "path": "a.jpg", "mixVolume": "half"}),
+     "clips[0].layers[1].mixVolume: must be a number (got 'half')"),
+    ({"width": "x", "clips": [{"layers": [PHOTO]}]}, "width: must be a number (got 'x')"),
+    ({"fps": "fast", "clips": [{"layers": [PHOTO]}]}, "fps: must be a number (got 'fast')"),
+    ({"defaults": 5, "clips": [{"layers": [PHOTO]}]}, "defaults: must be an object (got 5)"),
+    ({"defaults": {"layer": "x"}, "clips": [{"layers": [PHOTO]}]}, "defaults.layer: must be an object"),
+    ({"defaults": {"duration": "long"}, "clips": [{"layers": [PHOTO]}]}, "defaults.duration: must be a number"),
+    ({"clips": [{"transition": "fade", "layers": [PHOTO]}, {"layers": [PHOTO]}]},
+     "clips[0].transition: must be an object (got 'fade')"),
+    ({"clips": [{"transition": {"name": "fade", "duration": "x"}, "layers": [PHOTO]}, {"layers": [PHOTO]}]},
+     "clips[0].transition.duration: must be a number"),
+    ({"clips": [{"transition": {"name": 3}, "layers": [PHOTO]}, {"layers": [PHOTO]}]},
+     "clips[0].transition.name: must be a string (got 3)"),
+    ({"clips": [{"transition": {"name": "directional", "params": {"direction": ["a", 0]}}, "layers": [PHOTO]},
+                {"layers": [PHOTO]}]}, "clips[0].transition.params.direction[0]: must be a number"),
+    ({"clips": [{"duration": "2s", "layers": [PHOTO]}]}, "clips[0].duration: must be a number (got '2s')"),
+    ({"clips": [{"layers": [{**PHOTO, "zoomDirection": "inn"}]}]},
+     "clips[0].layers[0].zoomDirection: must be one of in, out, left, right, null (got 'inn')"),
+    ({"clips": [{"layers": [{**PHOTO, "resizeMode": "fill"}]}]},
+     "clips[0].layers[0].resizeMode: must be one of contain-blur, contain, cover, stretch, null (got 'fill')"),
+    ({"audioFilePath": 5, "clips": [{"layers": [PHOTO]}]}, "audioFilePath: must be a string (got 5)"),
+    ({"clipsAudioVolume": "loud", "audioTracks": [{"path": "a.jpg"}], "clips": [{"layers": [PHOTO]}]},
+     "clipsAudioVolume: must be a number"),
+    ({"audioNorm": True, "audioTracks": [{"path": "a.jpg"}], "clips": [{"layers": [PHOTO]}]},
+     "audioNorm: must be an object (got True)"),
+])
+def test_a_bad_value_fails_in_one_line_naming_its_path_in_the_spec(tmp_path, spec, line):
+    with pytest.raises(JobError) as e:
+        convert(photo_spec(tmp_path, spec))
+    assert str(e.value).startswith(line), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.unit
+def test_the_api_refuses_a_bad_value_naming_its_path_in_the_spec(tmp_path):
+    spec = photo_spec(tmp_path, {"clips": [{"layers": [{**PHOTO, "zoomAmount": "big"}]}]})
+    with pytest.raises(JobError, match=re.escape("clips[0].layers[0].zoomAmount: must be a number (got 'big')")):
+        config(spec, ["detector=saliency"])
+
+
+@pytest.mark.render
+def test_the_cli_refuses_a_bad_value_in_one_line_before_any_work(tmp_path):
+    spec = photo_spec(tmp_path, {"clips": [{"layers": [{**PHOTO, "zoomAmount": "big"}]}]})
+    failed = run_cli(str(spec), "detector=saliency", cwd=tmp_path)
+    assert (failed.returncode, failed.stderr) == (
+        2, "error: clips[0].layers[0].zoomAmount: must be a number (got 'big')\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "spec.json5"]  # no run directory
+
+
+@pytest.mark.render
+def test_the_cli_converts_a_spec_at_the_size_it_renders(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spec = photo_spec(tmp_path, {"width": 1280, "height": 720, **over({"type": "title", "text": "a"})})
+    printed = run_cli(str(spec), "render.width=1080", "render.height=1920", "--cfg", "job", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    tall = convert(spec, width=1080, height=1920).fragment["job"]["layers"][0]["size"]
+    assert yaml.safe_load(printed.stdout)["job"]["layers"][0]["size"] == tall == round(1080 * 0.1) / 1920
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("spec,where", [
+    ({"clips": [{"layers": [{"type": "image", "path": "nope.jpg"}]}]}, "clips[0].layers[0].path"),
+    (over({"type": "image-overlay", "path": "logo/nope.png"}), "clips[0].layers[1].path"),
+    ({"clips": [{"layers": [{"type": "video", "path": "nope.mp4"}]}]}, "clips[0].layers[0].path"),
+    (over({"type": "audio", "path": "nope.m4a"}), "clips[0].layers[1].path"),
+    (over({"type": "detached-audio", "path": "nope.m4a"}), "clips[0].layers[1].path"),
+    ({"audioFilePath": "nope.m4a", "clips": [{"layers": [PHOTO]}]}, "audioFilePath"),
+    ({"audioTracks": [{"path": "nope.m4a"}], "clips": [{"layers": [PHOTO]}]}, "audioTracks[0].path"),
+])
+def test_a_missing_file_fails_at_conversion_naming_its_path_in_the_spec(tmp_path, spec, where):
+    with pytest.raises(JobError) as e:
+        convert(photo_spec(tmp_path, spec))
+    assert str(e.value).startswith(f"{where}: no such file: {tmp_path}/"), str(e.value)
+
+
+@pytest.mark.unit
+def test_an_empty_text_fails_as_editlys_does_naming_its_path(tmp_path):
+    # Editly 0.14.2's parseConfig.js asserts a text on every text layer ("Please specify a text").
+    for kind in ("title", "subtitle", "news-title", "slide-in-text", "title-background"):
+        with pytest.raises(JobError, match=re.escape("clips[0].layers[1].text: is empty")):
+            convert(photo_spec(tmp_path, over({"type": kind, "text": ""})))
+
+
+@pytest.mark.unit
+def test_a_font_file_that_does_not_load_falls_back_with_one_warning_line(tmp_path, caplog):
+    (tmp_path / "broken.ttf").write_bytes(b"not a font")
+    spec = over({"type": "title", "text": "a", "fontPath": "broken.ttf"}, {"type": "subtitle", "text": "b",
+                                                                           "fontPath": "broken.ttf"})
+    with caplog.at_level(logging.WARNING, logger="raypipe"):
+        job = convert(photo_spec(tmp_path, spec)).fragment["job"]
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith(
+        f"clips[0].layers[1].fontPath: {tmp_path / 'broken.ttf'} is not a font raypipe can load"), said
+    assert said[0].endswith("drawn in DejaVu Sans")
+    assert [layer.get("font") for layer in job["layers"]] == [None, None]
+
+
+@pytest.mark.unit
+def test_editlys_text_is_drawn_literally_where_omegaconf_would_interpolate(tmp_path):
+    texts = ["Only ${price}", "a \\${x} b", "$ {not} ${"]
+    spec = over(*({"type": "title", "text": t} for t in texts))
+    converted = convert(photo_spec(tmp_path, spec))
+    cfg = config(converted.fragment, ["detector=saliency"])
+    assert [layer.text for layer in cfg.job.layers] == texts
+    # convert's YAML renders the same: read back and composed, the text is as written.
+    again = config(yaml.safe_load(yaml.safe_dump(converted.fragment)), ["detector=saliency"])
+    assert [layer.text for layer in again.job.layers] == texts
+
+
+@pytest.mark.unit
+def test_a_spec_rendered_at_another_size_is_converted_at_that_size(tmp_path):
+    spec = over({"type": "title", "text": "a"}, {"type": "subtitle", "text": "b"}, {"type": "news-title", "text": "c"},
+                {"type": "slide-in-text", "text": "d"})
+    spec.update({"width": 1280, "height": 720})
+    path = photo_spec(tmp_path, spec)
+    tall = {**spec, "width": 1080, "height": 1920}
+    expected = convert(write_spec(tmp_path, tall, "tall.json5")).fragment["job"]["layers"]
+    cfg = config(path, ["render.width=1080", "render.height=1920", "detector=saliency"])
+    sizes = [(layer.size, layer.width, list(layer.offset)) for layer in cfg.job.layers]
+    assert sizes == [(x["size"], x.get("width"), x["offset"]) for x in expected]
+    assert sizes != [(x["size"], x.get("width"), x["offset"]) for x in convert(path).fragment["job"]["layers"]]
+    assert (cfg.render.width, cfg.render.height) == (1080, 1920)
+
+
+@pytest.mark.unit
+def test_a_picture_shown_for_part_of_its_clip_is_black_around_it_and_zooms_over_its_window(tmp_path):
+    # A 2 s clip at 25 fps (50 frames), the photo from 0.5 to 1 s: frames 13 to 25 (t = k / 25).
+    spec = {"fps": 25, "width": 160, "height": 90, "clips": [
+        {"duration": 2, "transition": None, "layers": [{**PHOTO, "start": 0.5, "stop": 1.0}]},
+        {"duration": 1, "layers": [{"type": "fill-color", "color": "#102030"}]}]}
+    converted = convert(photo_spec(tmp_path, spec))
+    segments = converted.fragment["job"]["segments"]
+    assert [(s["source"].rsplit("/", 1)[-1], s["effect"], round(s["duration"] * 25)) for s in segments] == [
+        ("color:#000000", "static", 13), ("a.jpg", "ken_burns", 13), ("color:#000000", "static", 24),
+        ("color:#102030", "static", 25)]
+    assert converted.frames == 75
+    cfg = config(converted.fragment, ["detector=saliency"])
+    assert plan(cfg.job, cfg.render).total_frames == 75
+    # A card from the clip's start carries its transition on its last part, the black after it.
+    spec["clips"][0].update({"layers": [{"type": "fill-color", "color": "#ff0000", "stop": 1.0}],
+                             "transition": {"name": "fade", "duration": 0.4}})
+    segments = convert(write_spec(tmp_path, spec)).fragment["job"]["segments"]
+    assert [(s["source"], round(s["duration"] * 25), s.get("transition", {}).get("type")) for s in segments] == [
+        ("color:#ff0000", 26, None), ("color:#000000", 24, "crossfade"), ("color:#102030", 15, None)]
+    # A window ending inside that transition would need two pictures blended into the next: refused.
+    spec["clips"][0]["layers"][0]["stop"] = 1.7
+    with pytest.raises(JobError, match=re.escape("clips[0].layers[0].stop: its window (frames 0 to 43 of 50) splits "
+                                                 "the clip's closing 10-frame transition")):
+        convert(write_spec(tmp_path, spec))
+
+
+@pytest.mark.unit
+def test_a_short_soundtrack_plays_once_without_loop_audio_and_loops_with_it(tmp_path, caplog):
+    tone(tmp_path / "one.wav", 1.0)
+    spec = {"audioFilePath": "one.wav", "defaults": {"transition": None},
+            "clips": [{"duration": 3, "layers": [{"type": "fill-color", "color": "#102030"}]}]}
+    with caplog.at_level(logging.WARNING, logger="raypipe"):
+        audio = convert(write_spec(tmp_path, spec)).fragment["job"]["audio"]
+    # Once, from the start, then silence: a track, which raypipe does not loop.
+    assert "path" not in audio and audio["tracks"] == [
+        {"path": str(tmp_path / "one.wav"), "start": 0.0, "cut_from": 0.0, "cut_to": None, "volume": 0.5,
+         "speed": 1.0}]
+    assert not caplog.records
+    cfg = config(convert(write_spec(tmp_path, spec)).fragment, ["detector=saliency"])
+    assert cfg.job.audio.path is None and len(cfg.job.audio.tracks) == 1
+    looped = convert(write_spec(tmp_path, {**spec, "loopAudio": True})).fragment["job"]["audio"]
+    assert looped == {"path": str(tmp_path / "one.wav"), "volume": 0.5}
+
+
+@pytest.mark.unit
+def test_a_volume_may_be_written_as_a_string_as_editlys_types_allow(tmp_path):
+    tracks = [{"path": "a.jpg", "mixVolume": "3"}, {"path": "a.jpg", "mixVolume": 1}]
+    job = convert(photo_spec(tmp_path, {"clipsAudioVolume": "0", "audioTracks": tracks,
+                                        "clips": [{"layers": [PHOTO]}]})).fragment["job"]
+    assert [t["volume"] for t in job["audio"]["tracks"]] == [0.75, 0.25]
+
+
+@pytest.mark.unit
+def test_an_unknown_key_is_ignored_with_one_warning_line_naming_it(tmp_path, caplog):
+    spec = {"defaults": {"durations": 2, "transition": {"nmae": "fade"}, "layer": {"anything": 1},
+                         "layerType": {"titel": {}, "title": {"fontsize": 3}}},
+            "clips": [{"foo": 1, "transition": {"durtion": 1}, "layers": [{**PHOTO, "zoomdirection": "out"},
+                                                                         {"type": "title", "text": "a", "fontsize": 3}]},
+                      {"foo": 2, "layers": [{"type": "title-background", "text": "b", "fontsize": 3}]}]}
+    with caplog.at_level(logging.WARNING, logger="raypipe"):
+        convert(photo_spec(tmp_path, spec))
+    assert [r.getMessage() for r in caplog.records if "Editly key" in r.getMessage()] == [
+        "defaults.durations: not an Editly key of defaults; ignored",
+        "defaults.transition.nmae: not an Editly key of a transition; ignored",
+        "defaults.layerType.titel: not an Editly key of layerType (a layer type); ignored",
+        "defaults.layerType.title.fontsize: not an Editly key of title; ignored",
+        "clips[0].foo: not an Editly key of a clip; ignored",
+        "clips[0].layers[0].zoomdirection: not an Editly key of image; ignored",
+        "clips[0].layers[1].fontsize: not an Editly key of title; ignored",
+        "clips[0].transition.durtion: not an Editly key of a transition; ignored",
+        "clips[1].foo: not an Editly key of a clip; ignored",
+        "clips[1].layers[0].fontsize: not an Editly key of title-background; ignored"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("spec", [*(EDITLY / f"{n}.json5" for n in sorted(CONVERTS)), *sorted(EXAMPLES.glob("*.json5"))],
+                         ids=lambda p: p.stem)
+def test_editlys_examples_and_ours_use_only_keys_editly_knows(tmp_path, spec, caplog):
+    with caplog.at_level(logging.WARNING, logger="raypipe"):
+        convert(with_assets(tmp_path, spec) if spec.parent == EDITLY else spec)
+    assert not [r.getMessage() for r in caplog.records if "Editly key" in r.getMessage()]
+
+
 # ---- render: the repository's examples, the CLI, placement on decoded frames --------------
 
 
@@ -399,13 +656,7 @@ def test_a_detached_audio_layer_is_heard_from_its_clips_start_plus_its_own(tmp_p
     """Two half-second cards, the second with a tone from 0.25 s into it: the tone starts at
     0.75 s of the decoded output, at half its level (Editly's final amix: the silent clips'
     sound and the tone, weights 1 and 1)."""
-    t = np.arange(48000) / 48000
-    pcm = np.round(np.repeat(0.5 * np.sin(2 * np.pi * 1000 * t)[:, None], 2, axis=1) * 32767).astype("<i2")
-    with wave.open(str(tmp_path / "tone.wav"), "wb") as f:
-        f.setnchannels(2)
-        f.setsampwidth(2)
-        f.setframerate(48000)
-        f.writeframes(pcm.tobytes())
+    tone(tmp_path / "tone.wav", 1.0)
     card = {"type": "fill-color", "color": "#203040"}
     spec = write_spec(tmp_path, {"width": 64, "height": 36, "fps": 12, "defaults": {"transition": None},
                                  "clips": [{"duration": 0.5, "layers": [card]},
@@ -421,6 +672,30 @@ def test_a_detached_audio_layer_is_heard_from_its_clips_start_plus_its_own(tmp_p
     assert abs(onset - 0.75) <= 0.02, onset
     assert rms[:70].max() < 0.01  # silence before it
     assert rms[80:95].mean() == pytest.approx(0.25 / np.sqrt(2), rel=0.1)  # a 0.5 sine at half its level
+
+
+@pytest.mark.render
+def test_a_photo_shown_for_part_of_its_clip_and_a_soundtrack_played_once_as_editly_does(tmp_path):
+    """A 2 s clip at 10 fps with the photo from 0.5 to 1 s (clip frames 5 to 10: t = k / 10),
+    then a 1 s card, under a 1 s tone without loopAudio: black around the photo, and the tone
+    heard for its second, then silence."""
+    tone(tmp_path / "tone.wav", 1.0)
+    spec = photo_spec(tmp_path, {"width": 160, "height": 90, "fps": 10, "audioFilePath": "tone.wav",
+                                 "defaults": {"transition": None},
+                                 "clips": [{"duration": 2, "layers": [{**PHOTO, "start": 0.5, "stop": 1.0}]},
+                                           {"duration": 1, "layers": [{"type": "fill-color", "color": "#ffffff"}]}]})
+    out = tmp_path / "out.mp4"
+    render(config(spec, ["detector=saliency", f"job.output={out}"]), str(tmp_path / "run"), quiet=True)
+    frames = ffmpeg_decode(out, 160, 90).astype(int)
+    assert len(frames) == 30
+    mean = frames.mean(axis=(1, 2, 3))
+    assert (mean[:5] < 8).all() and (mean[11:20] < 8).all(), mean.round()
+    assert (mean[5:11] > 60).all() and (mean[20:] > 240).all(), mean.round()
+    pcm = subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(out), "-map", "0:a", "-ac", "2", "-ar", "48000",
+                          "-f", "f32le", "-"], capture_output=True, check=True).stdout
+    x = np.frombuffer(pcm, np.float32)[::2]
+    rms = np.sqrt((x[: len(x) // 480 * 480].reshape(-1, 480) ** 2).mean(axis=1))  # per 10 ms
+    assert rms[5:95].min() > 0.05 and rms[110:290].max() < 0.01, (rms[5:95].min(), rms[110:290].max())
 
 
 @pytest.mark.unit

@@ -1,7 +1,9 @@
-"""An Editly spec as a raypipe job: one segment per clip, timed so the video has Editly's
-frames, and the clip's layers over it as job layers in global time."""
+"""An Editly spec as a raypipe job: one segment per clip (a picture shown for part of its clip
+splits it: black, the picture, black), timed so the video has Editly's frames, and the clip's
+layers over it as job layers in global time."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -9,8 +11,10 @@ from pathlib import Path
 from raypipe.errors import JobError
 from raypipe.media import probe as probe_media
 from raypipe.plan.editly import layers as drawn
+from raypipe.plan.editly.fields import Fields, Once, number
 from raypipe.plan.editly.sound import Sound
 from raypipe.plan.editly.spec import (
+    CLIP_KEYS,
     GLOBAL_DEFAULTS,
     Clip,
     Media,
@@ -23,6 +27,8 @@ from raypipe.plan.editly.spec import (
     merge,
     output,
     transition,
+    unknown,
+    unknown_defaults,
 )
 from raypipe.plan.editly.timing import ClipFrames, clip_frames, total_frames, window
 
@@ -32,6 +38,8 @@ DIRECTIONAL = {"directional-left": "left", "directional-right": "right", "direct
                "directional-up": "down"}
 WIPES = {"wipeleft": "left", "wiperight": "right", "wipeup": "up", "wipedown": "down", "directionalwipe": "left"}
 ZOOMS = ("crosszoom", "simplezoom", "dreamyzoom", "zoomincircles")
+BLACK = {"source": "color:#000000", "effect": "static"}  # Editly's canvas where nothing covers it
+_INTERPOLATION = re.compile(r"(\\*)\$\{")
 
 
 @dataclass(frozen=True)
@@ -41,15 +49,30 @@ class Converted:
     output: Output
 
 
-def _directional(params: dict) -> str:
-    x, y = (list(params.get("direction") or [0, 1]) + [0, 0])[:2]
+def literal(value):
+    """The job's strings as OmegaConf reads them back as written: Editly draws `${price}` as it
+    is, where OmegaConf would interpolate it (escaped `\\${`, a backslash before it doubled)."""
+    if isinstance(value, str):
+        return _INTERPOLATION.sub(lambda m: m.group(1) * 2 + "\\${", value)
+    if isinstance(value, dict):
+        return {k: literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [literal(v) for v in value]
+    return value
+
+
+def _directional(where: str, params: dict) -> str:
+    direction = params.get("direction") or [0, 1]
+    if not isinstance(direction, list):
+        raise JobError(f"{where}.transition.params.direction", f"must be [x, y] (got {direction!r})")
+    x, y = ([number(v, f"{where}.transition.params.direction[{i}]") for i, v in enumerate(direction)] + [0, 0])[:2]
     return ("left" if x > 0 else "right") if x else ("up" if y > 0 else "down")
 
 
 class Transitions:
     """Editly's transition names as raypipe's, one warning line per name it draws otherwise."""
 
-    def __init__(self, once: drawn.Once):
+    def __init__(self, once: Once):
         self.once = once
 
     def map(self, where: str, name: str, params: dict) -> tuple[str, dict]:
@@ -59,7 +82,7 @@ class Transitions:
         if key in DIRECTIONAL:
             return "wipe", {"direction": DIRECTIONAL[key]}
         if key == "directional":
-            return "wipe", {"direction": _directional(params)}
+            return "wipe", {"direction": _directional(where, params)}
         if key in WIPES:
             return "wipe", {"direction": WIPES[key]}
         if key == "fadecolor":
@@ -80,24 +103,29 @@ class Place:
     blended_out: bool
 
 
-def convert(path: str | Path, probe=probe_media) -> Converted:
-    """The job for the spec at `path`; `probe` reads a video's duration, size and rate."""
+def convert(path: str | Path, probe=probe_media, width: int | None = None, height: int | None = None) -> Converted:
+    """The job for the spec at `path`; `probe` reads a video's duration, size and rate. `width`
+    and `height` (a render's size overrides) stand for the spec's own: Editly sizes text from the
+    output's size, so the job is made as if the spec had said them."""
     path = Path(path).expanduser()
     spec = load(path)
-    once = drawn.Once()
+    spec.update({k: v for k, v in (("width", width), ("height", height)) if v is not None})
+    once = Once()
     if "customOutputArgs" in spec:
         once.warn("customOutputArgs", "customOutputArgs: ignored; raypipe encodes an MP4 with render.codec, "
                   "render.crf and render.preset")
     base = path.absolute().parent
-    defaults = merge(GLOBAL_DEFAULTS, spec.get("defaults") or {})
+    unknown_defaults(spec, once)
+    defaults = merge(GLOBAL_DEFAULTS, Fields("", spec).mapping("defaults"))
     palette, media = Palette(), Media(probe)
     clips = []
     for i, written in enumerate(spec["clips"]):
         where = f"clips[{i}]"
         if not isinstance(written, dict):
             raise JobError(where, "a clip is an object with layers")
-        found = layers(where, written, defaults, i, palette, base)
-        name, asked, params = transition(where, written, defaults)
+        unknown(where, written, CLIP_KEYS, "a clip", once)
+        found = layers(where, written, defaults, i, palette, base, once)
+        name, asked, params = transition(where, written, defaults, once)
         clips.append(Clip(where, i, clip_seconds(where, written, found, defaults, media), bool(written.get("duration")),
                           name, asked, params, found))
     video = next((x for c in clips for x in c.layers if x.type == "video"), None)
@@ -109,11 +137,10 @@ def convert(path: str | Path, probe=probe_media) -> Converted:
     places = [Place(c, f, i > 0 and kinds[i - 1][0] != "cut", kinds[i][0] != "cut")
               for i, (c, f) in enumerate(zip(clips, frames))]
     sound = Sound(spec, base, clips, frames, out.fps, media, once)
-    segments = [_segment(p, kinds[p.clip.index], out, media, palette, once, sound) for p in places]
+    segments = [seg for p in places for seg in _segments(p, kinds[p.clip.index], out, media, palette, once, sound)]
     job_layers = [layer for p in places for layer in _layers(p, out, drawn.Fonts(once), palette, media)]
-    job = {"name": path.stem, "segments": segments, "layers": job_layers,
-           "audio": sound.job_audio(float(Fraction(total_frames(frames)) / out.fps))}
-    fragment = {"job": job, "render": {"width": out.width, "height": out.height, "fps": str(out.fps)}}
+    job = {"name": path.stem, "segments": segments, "layers": job_layers, "audio": sound.job_audio()}
+    fragment = {"job": literal(job), "render": {"width": out.width, "height": out.height, "fps": str(out.fps)}}
     return Converted(fragment, total_frames(frames), out)
 
 
@@ -121,16 +148,49 @@ def _seconds(frames: int, fps: Fraction) -> float:
     return float(Fraction(frames) / fps)
 
 
-def _segment(p: Place, kind: tuple[str, dict], out: Output, media: Media, palette: Palette, once: drawn.Once,
+def _frames(layer, p: Place) -> tuple[int, int]:
+    """The clip frames [k0, k1) a layer is drawn in, from its start and stop (Editly's: both
+    within the clip)."""
+    seconds = p.clip.seconds
+    start, stop = layer.fraction("start", 0), layer.fraction("stop", seconds)
+    if not 0 <= start < stop <= seconds:
+        raise JobError(layer.path("stop"), f"must be after start and within the clip's {float(seconds):g} s")
+    return window(start, stop, seconds, p.frames.frames)
+
+
+def _segments(p: Place, kind: tuple[str, dict], out: Output, media: Media, palette: Palette, once: Once,
+              sound: Sound) -> list[dict]:
+    """The clip's segment. A picture with a start or stop is black outside its window and zooms
+    over the window alone, as Editly draws it: black, the picture and black, cut, with the
+    clip's transition on the last. (A video so is a layer over black: drawn.is_picture.)"""
+    seg, first = _segment(p, kind, out, media, palette, once, sound), p.clip.layers[0]
+    if not drawn.is_picture(first) or first.type == "video":
+        return [seg]
+    k0, k1 = _frames(first, p)
+    lead, n = p.frames.lead, p.frames.frames
+    if (k0, k1) == (0, n):
+        return [seg]
+    picture = {k: v for k, v in seg.items() if k not in ("duration", "transition")}
+    spans = [(a, b, what) for a, b, what in ((lead, max(k0, lead), BLACK), (max(k0, lead), max(k1, lead), picture),
+                                             (max(k1, lead), n, BLACK)) if b > a]
+    parts = [{**what, "duration": _seconds(b - a, out.fps)} for a, b, what in spans]
+    if "transition" in seg:
+        if spans[-1][1] - spans[-1][0] < p.frames.blend:
+            raise JobError(first.path("stop" if k1 < n else "start"),
+                           f"its window (frames {k0} to {k1} of {n}) splits the clip's closing {p.frames.blend}-frame "
+                           "transition, which raypipe draws from one picture")
+        parts[-1]["transition"] = seg["transition"]
+    return parts
+
+
+def _segment(p: Place, kind: tuple[str, dict], out: Output, media: Media, palette: Palette, once: Once,
              sound: Sound) -> dict:
     first = p.clip.layers[0]
     seg: dict = {"duration": _seconds(p.frames.segment_frames, out.fps)}
     if not drawn.is_picture(first):  # nothing under its layers: Editly's canvas is black there
-        seg["source"], seg["effect"] = "color:#000000", "static"
+        seg.update(BLACK)
     elif first.type in ("image", "video"):
-        seg["source"] = first.props.get("path")
-        if not seg["source"]:
-            raise JobError(f"{first.where}.path", f"an {first.type} layer needs a path")
+        seg["source"] = first.props["path"]
         seg["effect"], seg["params"] = drawn.effect(first, once)
     else:
         seg["source"], seg["effect"] = drawn.background(first, p.clip.index, palette), "static"
@@ -145,7 +205,7 @@ def _video(p: Place, layer, out: Output, media: Media, sound: Sound) -> dict:
     """The clip's range and speed: a given duration retimes the cut to fill it (Editly's
     README; its master no longer does, a regression)."""
     info = media.info(layer.where, layer.props["path"])
-    start, end = cut(layer.where, layer.props, info)
+    start, end = cut(layer, info)
     speed = (end - start) / p.clip.seconds
     if not 0 < speed <= 16:
         raise JobError(f"{p.clip.where}.duration", f"plays the cut at {float(speed):g}x; raypipe plays 0 to 16x")
@@ -164,12 +224,7 @@ def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media) -> lis
     for layer in p.clip.layers[1:] if drawn.is_picture(p.clip.layers[0]) else p.clip.layers:
         if layer.type in ("audio", "detached-audio"):
             continue  # heard, not drawn: the job's audio (sound.py)
-        seconds = p.clip.seconds
-        start = Fraction(layer.props.get("start", 0) or 0).limit_denominator(1_000_000)
-        stop = Fraction(layer.props.get("stop", seconds)).limit_denominator(1_000_000)
-        if not 0 <= start < stop <= seconds:
-            raise JobError(f"{layer.where}.stop", f"must be after start and within the clip's {float(seconds):g} s")
-        k0, k1 = window(start, stop, seconds, p.frames.frames)
+        k0, k1 = _frames(layer, p)
         if layer.type == "slide-in-text":  # revealed from 10% to 30% of its time, faded out by 90%
             span = k1 - k0
             k0, k1 = k0 + round(0.1 * span), k0 + round(0.9 * span)
@@ -187,4 +242,3 @@ def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media) -> lis
         cfg.update({"start": _seconds(p.frames.first + k0, out.fps), "length": length})
         found.append(cfg)
     return found
-

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from raypipe.errors import JobError, MediaError
 from raypipe.media.audio import duration as audio_seconds
-from raypipe.plan.editly.layers import Once, is_picture
-from raypipe.plan.editly.spec import Clip, Layer, Media, cut, resolve
+from raypipe.plan.editly.fields import Fields, Once, Reads
+from raypipe.plan.editly.layers import is_picture
+from raypipe.plan.editly.spec import Clip, Layer, Media, cut, existing, resolve
 from raypipe.plan.editly.timing import ClipFrames
 
 _DB = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*dB\s*", re.IGNORECASE)
@@ -41,33 +42,19 @@ class Heard:
                 "volume": round(self.weight * scale, 6), "speed": round(self.speed, 6)}
 
 
-def _weight(props: dict, key: str, where: str) -> float:
+def _weight(given: Reads, key: str) -> float:
     """An amix weight (mixVolume, clipsAudioVolume, backgroundAudioVolume): 1 where unset."""
-    value = props.get(key)
-    if value is None:
-        return 1.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise JobError(f"{where}{key}", f"must be a number >= 0 (got {value!r})")
-    return float(value)
+    return given.number(key, 1.0, low=0, written=True)
 
 
-def _seconds(props: dict, key: str, where: str) -> float | None:
-    value = props.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise JobError(f"{where}.{key}", f"must be a number of seconds >= 0 (got {value!r})")
-    return float(value)
-
-
-def _placed(where: str, path: str, props: dict, origin: float) -> Heard:
+def _placed(given: Reads, path: str, origin: float) -> Heard:
     """An arbitrary stream: its file from cutFrom to cutTo (or its end), from `start` seconds
     after `origin` (Editly's atrim, then adelay)."""
-    cut_from, cut_to = _seconds(props, "cutFrom", where) or 0.0, _seconds(props, "cutTo", where)
+    cut_from, cut_to = given.number("cutFrom", 0.0, low=0), given.number("cutTo", low=0)
     if cut_to is not None and not cut_to > cut_from:
-        raise JobError(f"{where}.cutTo", f"must be after cutFrom ({cut_from:g} s)")
-    return Heard(where, path, origin + (_seconds(props, "start", where) or 0.0), cut_from, cut_to, 1.0,
-                 _weight(props, "mixVolume", where + "."))
+        raise JobError(given.path("cutTo"), f"must be after cutFrom ({cut_from:g} s)")
+    return Heard(given.where, path, origin + given.number("start", 0.0, low=0), cut_from, cut_to, 1.0,
+                 _weight(given, "mixVolume"))
 
 
 def output_volume(value) -> float:
@@ -87,9 +74,7 @@ def output_volume(value) -> float:
 
 def normalize(spec: dict) -> dict:
     """audioNorm as job.audio.normalize: dynaudnorm's window (gaussSize) and maxgain."""
-    norm = spec.get("audioNorm") or {}
-    if not isinstance(norm, dict):
-        raise JobError("audioNorm", "must be an object {enable, gaussSize, maxGain}")
+    norm = Fields("", spec).mapping("audioNorm")
     if not norm.get("enable"):
         return {}
     size, gain = norm.get("gaussSize", 5), norm.get("maxGain", 30)
@@ -108,12 +93,13 @@ class Sound:
     def __init__(self, spec: dict, base: Path, clips: list[Clip], frames: list[ClipFrames], fps: Fraction,
                  media: Media, once: Once):
         self.spec, self.base, self.media, self.once = spec, base, media, once
+        self.root = Fields("", spec)
         starts = [float(Fraction(f.first) / fps) for f in frames]
         self.arbitrary = [self._track(f"audioTracks[{k}]", t) for k, t in enumerate(self._tracks())]
         self.arbitrary += [self._detached(x, s) for c, s in zip(clips, starts) for x in c.layers
                            if x.type == "detached-audio"]
-        weights = [_weight(spec, "clipsAudioVolume", ""),
-                   *((_weight(spec, "backgroundAudioVolume", ""),) if spec.get("audioFilePath") else ()),
+        weights = [_weight(self.root, "clipsAudioVolume"),
+                   *((_weight(self.root, "backgroundAudioVolume"),) if spec.get("audioFilePath") else ()),
                    *(h.weight for h in self.arbitrary)]
         self.final = len(weights) > 1  # the clips' sound and at least one arbitrary stream
         total = sum(weights)
@@ -134,13 +120,12 @@ class Sound:
     def _track(self, where: str, track) -> Heard:
         if not isinstance(track, dict) or not track.get("path"):
             raise JobError(where, "a track is an object with a path")
-        return _placed(where, resolve(self.base, track["path"]), track, 0.0)
+        given = Fields(where, track)
+        return _placed(given, existing(given.path("path"), resolve(self.base, given.string("path"))), 0.0)
 
     def _detached(self, layer: Layer, clip_start: float) -> Heard:
         """It starts at its clip's start plus its own, and plays on past the clip."""
-        if not layer.props.get("path"):
-            raise JobError(f"{layer.where}.path", "a detached-audio layer needs a path")
-        return _placed(layer.where, layer.props["path"], layer.props, clip_start)
+        return _placed(layer, layer.props["path"], clip_start)
 
     def _clip(self, clip: Clip, start: float) -> None:
         """The clip's sources, mixed by their weights (one alone as it is), each cut and retimed
@@ -171,21 +156,19 @@ class Sound:
         """A video layer's range (None where it has no sound), or an audio layer's: from cutFrom
         to cutTo, which defaults to the clip's length on from cutFrom; both within the file."""
         seconds = float(clip.seconds)
-        path = layer.props.get("path")
-        if not path:
-            raise JobError(f"{layer.where}.path", f"an {layer.type} layer needs a path")
+        path = layer.props["path"]
         if layer.type == "video":
             info = self.media.info(layer.where, path)
             if not info.audio:
                 return None
-            lo, hi = (float(x) for x in cut(layer.where, layer.props, info))
+            lo, hi = (float(x) for x in cut(layer, info))
         else:
             try:
                 length = audio_seconds(path)
             except MediaError as e:
                 raise JobError(f"{layer.where}.path", str(e)) from None
-            lo = min(_seconds(layer.props, "cutFrom", layer.where) or 0.0, length)
-            hi = min(max(_seconds(layer.props, "cutTo", layer.where) or lo + seconds, lo), length)
+            lo = min(layer.number("cutFrom", 0.0, low=0), length)
+            hi = min(max(layer.number("cutTo", low=0) or lo + seconds, lo), length)
             if not lo < hi:
                 raise JobError(f"{layer.where}.cutTo", f"must be after cutFrom ({lo:g} s), within the file "
                                                        f"({length:.2f} s)")
@@ -196,17 +179,21 @@ class Sound:
             speed = (hi - lo) / seconds
             # Editly retimes only beyond 1%: nearer, the cut plays as it is for the clip's length.
             speed = 1.0 if abs(speed - 1) <= 0.01 else speed
-        return Heard(layer.where, path, start, lo, hi, speed, _weight(layer.props, "mixVolume", layer.where + "."))
+        return Heard(layer.where, path, start, lo, hi, speed, _weight(layer, "mixVolume"))
 
     def level(self, where: str) -> float:
         """The level of a clip's own video's sound; 0: not heard."""
         return self.levels.get(where, 0.0)
 
-    def job_audio(self, video_seconds: float) -> dict:
-        spec, audio = self.spec, {}
+    def job_audio(self) -> dict:
+        spec, audio, soundtrack = self.spec, {}, []
         if spec.get("audioFilePath"):
-            audio.update(self._soundtrack(video_seconds))
-        tracks = [h.track(1.0) for h in self.own] + [h.track(self.scale) for h in self.arbitrary]
+            level = _weight(self.root, "backgroundAudioVolume") * self.scale
+            if spec.get("loopAudio"):  # the soundtrack, which raypipe loops or trims to the video
+                audio.update({"path": self._soundtrack(), "volume": round(level, 6)})
+            else:  # once from the start, then silence (a track is not looped), cut at the video's end
+                soundtrack = [Heard("audioFilePath", self._soundtrack(), 0.0, 0.0, None, 1.0, level).track(1.0)]
+        tracks = [h.track(1.0) for h in self.own] + soundtrack + [h.track(self.scale) for h in self.arbitrary]
         tracks = [t for t in tracks if t["volume"] > 0]  # a weight of 0 is in the sum, and silent
         if tracks:
             audio["tracks"] = tracks
@@ -216,14 +203,11 @@ class Sound:
                 audio["gain"] = round(output_volume(spec["outputVolume"]), 6)
         return audio
 
-    def _soundtrack(self, video_seconds: float) -> dict:
-        track = self.spec["audioFilePath"]
-        uri = resolve(self.base, track)
+    def _soundtrack(self) -> str:
+        """audioFilePath, there and readable as sound."""
+        uri = existing("audioFilePath", resolve(self.base, self.root.string("audioFilePath")))
         try:
-            short = audio_seconds(uri) < video_seconds
+            audio_seconds(uri)
         except MediaError as e:
             raise JobError("audioFilePath", str(e)) from None
-        if short and not self.spec.get("loopAudio"):
-            self.once.warn("loop", "audioFilePath: %s is shorter than the video; raypipe loops it, where Editly "
-                                   "(without loopAudio) pads it with silence", track)
-        return {"path": uri, "volume": round(_weight(self.spec, "backgroundAudioVolume", "") * self.scale, 6)}
+        return uri

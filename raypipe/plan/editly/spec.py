@@ -14,6 +14,7 @@ import json5
 
 from raypipe.errors import JobError, MediaError
 from raypipe.media import MediaInfo
+from raypipe.plan.editly.fields import Fields, Once, Reads
 
 # The layer types raypipe draws, after Editly's aliases are expanded (pause, title-background).
 SUPPORTED = ("image", "image-overlay", "video", "audio", "detached-audio", "title", "subtitle", "news-title",
@@ -27,6 +28,35 @@ WARNED = ("customOutputArgs",)
 READ = ("clips", "defaults", "width", "height", "fps", "fast", "audioFilePath", "loopAudio", "keepSourceAudio",
         "clipsAudioVolume", "backgroundAudioVolume", "audioTracks", "audioNorm", "outputVolume")
 GLOBAL_DEFAULTS = {"duration": 4, "transition": {"duration": 0.5, "name": "random"}}
+# The keys Editly 0.14.2 knows (its index.d.ts, and what its sources read beside it: a text's
+# fontFamily, subtitle's and news-title's delay and speed); any other is ignored, with a hint.
+CLIP_KEYS = ("layers", "duration", "transition")
+TRANSITION_KEYS = ("duration", "name", "audioOutCurve", "audioInCurve", "easing", "params")
+DEFAULTS_KEYS = ("duration", "layer", "layerType", "transition")  # defaults.layer takes any layer's keys
+_BASE = ("type", "start", "stop")
+_TEXT = (*_BASE, "text", "textColor", "fontPath", "fontFamily")
+_KEN_BURNS = ("zoomDirection", "zoomAmount")
+LAYER_KEYS = {
+    "video": (*_BASE, "path", "resizeMode", "cutFrom", "cutTo", "width", "height", "left", "top", "originX", "originY",
+              "mixVolume"),
+    "audio": (*_BASE, "path", "cutFrom", "cutTo", "mixVolume"),
+    "detached-audio": (*_BASE, "path", "cutFrom", "cutTo", "mixVolume"),
+    "image": (*_BASE, "path", "resizeMode", "duration", *_KEN_BURNS),
+    "image-overlay": (*_BASE, "path", "position", "width", "height", *_KEN_BURNS),
+    "title": (*_TEXT, "position", *_KEN_BURNS),
+    "subtitle": (*_TEXT, "backgroundColor", "delay", "speed"),
+    # Editly passes every other key of it on to its title.
+    "title-background": (*_TEXT, "background", "position", *_KEN_BURNS),
+    "news-title": (*_TEXT, "backgroundColor", "position", "delay", "speed"),
+    "slide-in-text": (*_TEXT, "fontSize", "charSpacing", "color", "position"),
+    "fill-color": (*_BASE, "color"),
+    "pause": (*_BASE, "color"),
+    "linear-gradient": (*_BASE, "colors"),
+    "radial-gradient": (*_BASE, "colors"),
+}
+# The layers that draw or play a file, which must be there (URIs and sample: photographs aside).
+FILES = ("image", "image-overlay", "video", "audio", "detached-audio")
+TEXTS = ("title", "subtitle", "news-title", "slide-in-text")
 
 
 def merge(base, over):
@@ -73,9 +103,9 @@ def load(path: Path) -> dict:
 
 
 @dataclass(frozen=True)
-class Layer:
-    """One of a clip's layers after alias expansion and defaults: `where` is the path of the
-    layer as written (both halves of a title-background share it)."""
+class Layer(Reads):
+    """One of a clip's layers after alias expansion and defaults: `where` is the path its values
+    are read at, the layer as written (a title-background's title too) or its `background`."""
 
     where: str
     type: str
@@ -94,35 +124,92 @@ class Clip:
     layers: tuple[Layer, ...]
 
 
-def _expand(where: str, layer: dict, index: int, palette) -> list[tuple[str, dict]]:
-    """Editly's aliases as the layers they stand for (`src/sources/index.ts`)."""
+def _expand(where: str, layer: dict, index: int, palette) -> list[tuple[str, str, dict]]:
+    """Editly's aliases as the layers they stand for (`src/sources/index.ts`), each with the
+    path its values are read at."""
     kind = layer.get("type")
     if kind == "pause":
-        return [("fill-color", {k: v for k, v in layer.items() if k != "type"})]
+        return [(where, "fill-color", {k: v for k, v in layer.items() if k != "type"})]
     if kind == "title-background":
         rest = {k: v for k, v in layer.items() if k not in ("type", "background")}
         background = layer.get("background") or {"type": palette.background(index)}
         if not isinstance(background, dict) or background.get("type") not in ("fill-color", "linear-gradient",
                                                                               "radial-gradient"):
             raise JobError(f"{where}.background", "must be a fill-color, linear-gradient or radial-gradient layer")
-        return [(background["type"], {k: v for k, v in background.items() if k != "type"}), ("title", rest)]
-    return [(kind, {k: v for k, v in layer.items() if k != "type"})]
+        return [(f"{where}.background", background["type"], {k: v for k, v in background.items() if k != "type"}),
+                (where, "title", rest)]
+    return [(where, kind, {k: v for k, v in layer.items() if k != "type"})]
 
 
 def resolve(base: Path, value):
-    """A file the spec names, from the spec's folder where it is relative (URIs and sample:
-    photographs as they are)."""
+    """A file the spec names, from the spec's folder where it is relative (URIs, sample:
+    photographs and what is no path as they are)."""
     if not isinstance(value, str) or not value or "://" in value or value.startswith("sample:"):
         return value
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def layers(where: str, clip: dict, defaults: dict, index: int, palette, base: Path) -> tuple[Layer, ...]:
+def existing(where: str, uri: str) -> str:
+    """A file the spec names, there before any work starts (a URI or a sample: photograph is
+    its reader's to find)."""
+    if "://" not in uri and not uri.startswith("sample:") and not Path(uri).is_file():
+        raise JobError(where, f"no such file: {uri}")
+    return uri
+
+
+def unknown(where: str, written: dict, known: tuple, what: str, once: Once) -> None:
+    """Editly ignores a key it does not know; a typo deserves a hint."""
+    for key in written:
+        if key not in known:
+            once.warn(f"key {where}.{key}", "%s.%s: not an Editly key of %s; ignored", where, key, what)
+
+
+def unknown_defaults(spec: dict, once: Once) -> None:
+    """The hint for a typo in `defaults`: its own keys, its transition's, and layerType's types
+    and their keys."""
+    given = Fields("", spec).mapping("defaults")
+    unknown("defaults", given, DEFAULTS_KEYS, "defaults", once)
+    unknown("defaults.transition", Fields("defaults", given).mapping("transition"), TRANSITION_KEYS,
+            "a transition", once)
+    by_type = Fields("defaults", given).mapping("layerType")
+    unknown("defaults.layerType", by_type, tuple(LAYER_KEYS), "layerType (a layer type)", once)
+    for kind, keys in LAYER_KEYS.items():
+        unknown(f"defaults.layerType.{kind}", Fields("defaults.layerType", by_type).mapping(kind), keys, kind, once)
+
+
+# Enumerated values, checked wherever a layer type has the key; null is the key's default.
+CHOICES = {"zoomDirection": ("in", "out", "left", "right", None),
+           "resizeMode": ("contain-blur", "contain", "cover", "stretch", None),
+           "originX": ("left", "center", "right", None), "originY": ("top", "center", "bottom", None)}
+
+
+def _read(layer: Layer, base: Path) -> Layer:
+    """The layer with its files resolved and there, its text present and its enumerated values
+    known: what can fail fails here, naming the spec's path."""
+    props = dict(layer.props)
+    for key in ("path", "fontPath"):
+        if layer.string(key):
+            props[key] = resolve(base, layer.string(key))
+    if layer.type in FILES:
+        if not props.get("path"):
+            raise JobError(layer.path("path"), f"an {layer.type} layer needs a path")
+        existing(layer.path("path"), props["path"])
+    if layer.type in TEXTS and not layer.text("text"):
+        raise JobError(layer.path("text"), "is empty: Editly asks for a text (\"Please specify a text\")")
+    for key, allowed in CHOICES.items():
+        if key in props and key in LAYER_KEYS[layer.type]:
+            layer.choice(key, allowed, None)
+    return Layer(layer.where, layer.type, props)
+
+
+def layers(where: str, clip: dict, defaults: dict, index: int, palette, base: Path, once: Once) -> tuple[Layer, ...]:
     written = clip.get("layers")
     written = [written] if isinstance(written, dict) else written
     if not isinstance(written, list) or not written:
         raise JobError(f"{where}.layers", "a clip needs at least one layer")
+    given = Fields("defaults", defaults)
+    by_type = Fields("defaults.layerType", given.mapping("layerType"))
     out = []
     for j, layer in enumerate(written):
         at = f"{where}.layers[{j}]"
@@ -130,47 +217,41 @@ def layers(where: str, clip: dict, defaults: dict, index: int, palette, base: Pa
             raise JobError(at, "a layer needs a type")
         if layer["type"] not in SUPPORTED and layer["type"] not in ALIASES:
             raise JobError(f"{at}.type", f"{layer['type']} is not supported")
-        for kind, props in _expand(at, layer, index, palette):
-            merged = merge(merge(defaults.get("layer") or {}, (defaults.get("layerType") or {}).get(kind) or {}),
-                           props)
-            for key in ("path", "fontPath"):
-                if key in merged:
-                    merged[key] = resolve(base, merged[key])
-            out.append(Layer(at, kind, merged))
+        unknown(at, layer, LAYER_KEYS[layer["type"]], layer["type"], once)
+        for part, kind, props in _expand(at, layer, index, palette):
+            merged = merge(merge(given.mapping("layer"), by_type.mapping(kind)), props)
+            out.append(_read(Layer(part, kind, merged), base))
     return tuple(out)
 
 
-def _number(value, where: str) -> Fraction:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise JobError(where, f"must be a number (got {value!r})")
-    return Fraction(value).limit_denominator(1_000_000)
-
-
-def transition(where: str, clip: dict, defaults: dict) -> tuple[str | None, Fraction, dict]:
+def transition(where: str, clip: dict, defaults: dict, once: Once) -> tuple[str | None, Fraction, dict]:
     """(name, seconds as asked, params) at the clip's end: defaults.transition deep-merged under
     the clip's own; null on either side is no transition."""
     if "transition" in clip and clip["transition"] is None:
         return None, Fraction(0), {}
-    asked = merge(defaults.get("transition"), clip.get("transition") or {}) if defaults.get("transition") is not None \
-        else clip.get("transition")
-    if not asked:
+    own = Fields(where, clip).mapping("transition")
+    unknown(f"{where}.transition", own, TRANSITION_KEYS, "a transition", once)
+    asked = Fields(f"{where}.transition", merge(Fields("defaults", defaults).mapping("transition"), own)
+                   if defaults.get("transition") is not None else own)
+    if not asked.props:
         return None, Fraction(0), {}
-    seconds = _number(asked.get("duration", 0) or 0, f"{where}.transition.duration")
-    name = asked.get("name")
+    seconds = asked.fraction("duration", 0)
+    if seconds < 0:
+        raise JobError(asked.path("duration"), f"must be >= 0 seconds (got {float(seconds):g})")
+    name = asked.string("name")
     if seconds > 0 and not name:
-        raise JobError(f"{where}.transition.name", "a transition with a duration needs a name")
-    return (str(name) if name else None), seconds, dict(asked.get("params") or {})
+        raise JobError(asked.path("name"), "a transition with a duration needs a name")
+    return (name or None), seconds, dict(asked.mapping("params"))
 
 
-def cut(where: str, props: dict, info: MediaInfo) -> tuple[Fraction, Fraction]:
+def cut(layer: Reads, info: MediaInfo) -> tuple[Fraction, Fraction]:
     """A video layer's (cutFrom, cutTo), clamped to the file as Editly clamps them."""
     length = Fraction(info.duration).limit_denominator(1_000_000)
-    start = min(max(_number(props.get("cutFrom", 0), f"{where}.cutFrom"), Fraction(0)), length)
-    end = min(max(_number(props["cutTo"], f"{where}.cutTo"), Fraction(0)), length) if props.get("cutTo") is not None \
-        else length
+    start = min(max(layer.fraction("cutFrom", 0), Fraction(0)), length)
+    end = min(max(layer.fraction("cutTo", length), Fraction(0)), length)
     if not start < end:
-        raise JobError(f"{where}.cutTo", f"must be after cutFrom ({float(start):g} s), within the file "
-                                         f"({float(length):.2f} s)")
+        raise JobError(layer.path("cutTo"), f"must be after cutFrom ({float(start):g} s), within the file "
+                                            f"({float(length):.2f} s)")
     return start, end
 
 
@@ -192,14 +273,14 @@ class Media:
 def clip_seconds(where: str, clip: dict, found: tuple[Layer, ...], defaults: dict, media: Media) -> Fraction:
     """Editly's order: a truthy duration, else the first video layer's cut, else defaults.duration."""
     if clip.get("duration"):
-        seconds = _number(clip["duration"], f"{where}.duration")
+        seconds = Fields(where, clip).fraction("duration")
     else:
         video = next((x for x in found if x.type == "video"), None)
         if video is not None:
-            start, end = cut(video.where, video.props, media.info(video.where, video.props["path"]))
+            start, end = cut(video, media.info(video.where, video.props["path"]))
             seconds = end - start
         else:
-            seconds = _number(defaults.get("duration"), "defaults.duration")
+            seconds = Fields("defaults", defaults).fraction("duration")
     if seconds <= 0:
         raise JobError(f"{where}.duration", f"must be > 0 seconds (got {float(seconds):g})")
     return seconds
@@ -228,18 +309,19 @@ def _fps(value) -> Fraction:
 
 def output(spec: dict, video: MediaInfo | None) -> Output:
     """Editly's size and rate (section 10), raised to even sizes where x264 needs them."""
-    width, height = spec.get("width"), spec.get("height")
+    root = Fields("", spec)
+    width, height = root.number("width"), root.number("height")
     if width and height:
-        w, h = float(width), float(height)
+        w, h = width, height
     elif video is not None:
-        w, h = (float(width), float(width) * video.height / video.width) if width else (video.width, video.height)
+        w, h = (width, width * video.height / video.width) if width else (video.width, video.height)
     else:
-        w = h = float(width) if width else 640.0
+        w = h = width or 640.0
     if spec.get("fast"):
         aspect = w / h
         w, h, fps = 250 * math.sqrt(aspect), 250 / math.sqrt(aspect), Fraction(15)
-    elif isinstance(spec.get("fps"), (int, float)) and not isinstance(spec.get("fps"), bool):
-        fps = _fps(spec["fps"])
+    elif root.number("fps") is not None:
+        fps = _fps(root.number("fps"))
     else:
         fps = _fps(video.fps) if video is not None else Fraction(25)
     return Output(_even(w), _even(h), fps)
