@@ -247,14 +247,14 @@ def batch_work(given: CommandInput) -> None:
         _, videos, failed, _ = batch.checked(given.cfg, given.run_dir, skip_published=False)
         for record in failed:
             print(record.error, file=sys.stderr)
-        print(f"{len(videos)} of {len(videos) + len(failed)} rows would render", flush=True)
+        each = f" ({len(given.cfg.render.variants)} videos each)" if given.cfg.render.variants else ""
+        print(f"{len(videos)} of {len(videos) + len(failed)} rows would render{each}", flush=True)
         if failed:
             sys.exit(1)
         return
     report = batch.render_batch(given.cfg, given.run_dir, quiet=given.flags.quiet, cancel=given.cancel,
                                 on_progress=_row_done)
-    log.info("batch: %d done, %d skipped, %d failed of %d rows in %.1f s; manifest: %s", report.done,
-             report.skipped, report.failed, report.videos, report.seconds, report.manifest)
+    log.info("batch: %s in %.1f s; manifest: %s", report.summary(), report.seconds, report.manifest)
     if report.failed:
         sys.exit(1)
 

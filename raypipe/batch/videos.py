@@ -21,6 +21,7 @@ from raypipe.errors import JobError, RaypipeError
 from raypipe.media import generated
 from raypipe.plan.timeline import Plan
 from raypipe.plan.validate import prepare
+from raypipe.plan.variants import Variant, check_all, named, variants
 from raypipe.storage import Storage
 
 
@@ -64,6 +65,22 @@ def plan_video(video: Video, run_root: str) -> Plan:
     except RaypipeError as e:
         raise _named(video.row, e) from None
     return video.plan
+
+
+def plan_variant(row: Row, variant: Variant, run_root: str) -> Plan:
+    """A variant of the row, checked and planned as `plan_video` plans a row; errors name the
+    row, the variant and the key as the user wrote it."""
+    try:
+        plan, _ = prepare(variant.cfg, run_root)
+    except RaypipeError as e:
+        e = variant.named(e)
+        where = variant_where(row, variant.name)
+        raise JobError(f"{where}: {e.where}" if e.where else where, e.reason) from None
+    return plan
+
+
+def variant_where(row: Row, name: str) -> str:
+    return f"{row.where} variant {name}"
 
 
 def _named(row: Row, e: RaypipeError) -> RaypipeError:
@@ -125,10 +142,15 @@ def job_reads(job) -> list[tuple[str, str]]:
     return [*((f"job.segments[{i}].source", s.source) for i, s in enumerate(segments)),
             *((f"job.segments[{i}].caption.font", s.caption.font) for i, s in enumerate(segments)
               if s.caption is not None and _font_file(s.caption.font)),
-            *((f"job.layers[{i}].source", x.source) for i, x in enumerate(job.layers) if x.source),
-            *((f"job.layers[{i}].font", x.font) for i, x in enumerate(job.layers) if _font_file(x.font)),
+            *layer_reads(job.layers, "job.layers"),
             *((("job.audio.path", job.audio.path),) if job.audio.path else ()),
             *((f"job.audio.tracks[{i}].path", t.path) for i, t in enumerate(job.audio.tracks))]
+
+
+def layer_reads(layers, at: str) -> list[tuple[str, str]]:
+    """(key, URI) of the images, clips and font files that `layers` (written at `at`) read."""
+    return [*((f"{at}[{i}].source", x.source) for i, x in enumerate(layers) if x.source),
+            *((f"{at}[{i}].font", x.font) for i, x in enumerate(layers) if _font_file(x.font))]
 
 
 def _allowed(uri: str, roots: list[str]) -> bool:
@@ -277,7 +299,7 @@ def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
             cfg.job = OmegaConf.merge(cfg.job, OmegaConf.create(_literal(dict(row.job))))
     except OmegaConfBaseException as e:
         raise JobError(row.where, hydra_error_line(e)) from None
-    for node in (*cfg.job.segments, *cfg.job.layers):
+    for node in (*cfg.job.segments, *cfg.job.layers, *(x for v in cfg.render.variants for x in v.layers or ())):
         if node.source and "://" not in node.source and not generated(node.source):
             node.source = os.path.join(base, os.path.expanduser(node.source))
     return cfg
@@ -311,13 +333,20 @@ def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[st
             return Video(row, Template(template, base), output, published=True)
         cfg = row_config(template, row, base)
         cfg.job.output = output
-        for where, uri in job_reads(cfg.job):
+        made = variants(cfg)
+        for where, uri in [*job_reads(cfg.job), *(read for v in made if v.own_layers
+                                                  for read in layer_reads(v.cfg.job.layers, v.layers_at))]:
             if not _allowed(uri, allowed):
                 raise JobError(where, f"{uri} is outside batch.allowed_roots ({', '.join(allowed)})")
+        check_all(cfg, made)
     except RaypipeError as e:
         raise _named(row, e) from None
     video = Video(row, Template(template, base), output, cfg=cfg)
-    if sources:
+    if sources and made:  # the row's videos are its variants, each planned at its size with its layers
+        for v in made:
+            v.cfg.job.output = named(output, v.name)
+            plan_variant(row, v, run_root)
+    elif sources:
         plan_video(video, run_root)
     video.unload()  # made again when the batch comes to the row; a dry run of 10,000 rows holds none
     return video

@@ -39,17 +39,47 @@ def caption_layer(index: int, caption: Caption, start: int, end: int, fps: Fract
                  enter=Motion("fade", style.fade_in), leave=Motion("fade", style.fade_out))
 
 
-def plan_layers(cfgs, bounds: list[int], width: int, height: int, fps: Fraction,
-                read: Readers) -> tuple[Layer, ...]:
-    """The job's layers, in order; `bounds` are the segments' first frames and the video's end.
-    One that starts after the video's end (a template's rows make videos of many lengths) is
-    left out, with a warning line."""
-    planned = (_layer(f"job.layers[{i}]", cfg, bounds, width, height, fps, read) for i, cfg in enumerate(cfgs))
-    return tuple(layer for layer in planned if layer is not None)
+def plan_layers(cfgs, bounds: list[int], width: int, height: int, fps: Fraction, read: Readers,
+                where: str = "job.layers", quiet: bool = False) -> tuple[Layer, ...]:
+    """The layers of `cfgs` (the job's, or a variant's own at `where`), in order; `bounds` are
+    the segments' first frames and the video's end. One that starts after the video's end (a
+    template's rows make videos of many lengths) is left out, with a warning line unless
+    `quiet` (a check before the render, which warns)."""
+    planned = []
+    for i, cfg in enumerate(cfgs):
+        keys = read_layer(f"{where}[{i}]", cfg, len(bounds) - 1)
+        start, end = _span(keys, bounds, fps)
+        if start < bounds[-1]:
+            planned.append(_layer(keys, start, min(end, bounds[-1]), width, height, fps, read))
+        elif not quiet:
+            log.warning("%s: starts at %.2f s, after the video's end (%.2f s): not drawn", keys.where,
+                        float(start / fps), float(bounds[-1] / fps))
+    return tuple(planned)
 
 
-def _layer(where: str, cfg: DictConfig, bounds: list[int], width: int, height: int, fps: Fraction,
-           read: Readers) -> Layer | None:
+@dataclass(frozen=True)
+class LayerKeys:
+    """A layer's keys read and checked, as far as they can be before its video's frames and
+    files are known: what `check_layers` finds wrong, before any work."""
+
+    where: str
+    cfg: DictConfig
+    kind: type
+    offset: tuple[float, float]
+    start: Fraction
+    length: Fraction | None
+    enter: Motion | None
+    leave: Motion | None
+
+
+def check_layers(cfgs, where: str, segments: int) -> None:
+    """Every layer of `cfgs` (at `where`, over a job of `segments` segments) read as planning
+    reads it, reading no file: a bad key fails here under its own path."""
+    for i, cfg in enumerate(cfgs):
+        read_layer(f"{where}[{i}]", cfg, segments)
+
+
+def read_layer(where: str, cfg: DictConfig, segments: int) -> LayerKeys:
     kind = LAYER_TYPES.get(cfg.type)
     if kind is None:
         raise JobError(f"{where}.type", f"unknown layer type {cfg.type!r} (known: {', '.join(LAYER_TYPES)})")
@@ -68,41 +98,41 @@ def _layer(where: str, cfg: DictConfig, bounds: list[int], width: int, height: i
         raise JobError(f"{where}.margin", f"must be >= 0 (got {cfg.margin})")
     if cfg.avoid not in (None, "subject"):
         raise JobError(f"{where}.avoid", f"must be subject or null (got {cfg.avoid!r})")
-    start, end = _span(where, cfg, bounds, fps)
-    enter, leave = _motion(f"{where}.in", cfg["in"]), _motion(f"{where}.out", cfg["out"])
-    shown = float((end - start) / fps)
-    if (enter.seconds if enter else 0) + (leave.seconds if leave else 0) > shown + 1e-9:
-        raise JobError(f"{where}.in", f"its in and out take longer than the {shown:.3f} s it is on")
-    if start >= bounds[-1]:
-        log.warning("%s: starts at %.2f s, after the video's end (%.2f s): not drawn", where, float(start / fps),
-                    float(bounds[-1] / fps))
-        return None
-    return Layer(where, kind.make(cfg, where, width, height, read), start, min(end, bounds[-1]), fps,
-                 cfg.position, offset, float(cfg.margin), float(cfg.opacity), cfg.avoid == "subject", enter, leave)
-
-
-def _span(where: str, cfg: DictConfig, bounds: list[int], fps: Fraction) -> tuple[int, int]:
-    """Its global frames [start, end) as asked: from the video's start, or from segment N's
-    (counted from the end where N < 0); past the video's end where it runs on (cut there)."""
-    base, limit = 0, bounds[-1]
-    if cfg.segment is not None:
-        n = len(bounds) - 1
-        if not -n <= cfg.segment < n:
-            raise JobError(f"{where}.segment", f"the job has no segment {cfg.segment} (it has {n}: 0..{n - 1}, "
-                                               "or -1 for the last)")
-        base, limit = bounds[cfg.segment % n], bounds[cfg.segment % n + 1]
+    if cfg.segment is not None and not -segments <= cfg.segment < segments:
+        raise JobError(f"{where}.segment", f"the job has no segment {cfg.segment} (it has {segments}: "
+                                           f"0..{segments - 1}, or -1 for the last)")
     start = number(cfg.start, f"{where}.start")
     if start < 0:
         raise JobError(f"{where}.start", f"must be >= 0 seconds (got {cfg.start})")
-    first = base + to_frame(start, fps)
-    if cfg.length is None:
-        if first >= limit and cfg.segment is not None:
-            raise JobError(f"{where}.start", f"{cfg.start} s is past the end of segment {cfg.segment}")
-        return first, max(limit, first + 1)
-    length = number(cfg.length, f"{where}.length")
-    if length <= 0:
+    length = None if cfg.length is None else number(cfg.length, f"{where}.length")
+    if length is not None and length <= 0:
         raise JobError(f"{where}.length", f"must be > 0 seconds, or null to the end (got {cfg.length})")
-    return first, max(base + to_frame(start + length, fps), first + 1)
+    return LayerKeys(where, cfg, kind, offset, start, length, _motion(f"{where}.in", cfg["in"]),
+                     _motion(f"{where}.out", cfg["out"]))
+
+
+def _layer(keys: LayerKeys, start: int, end: int, width: int, height: int, fps: Fraction, read: Readers) -> Layer:
+    where, cfg, enter, leave = keys.where, keys.cfg, keys.enter, keys.leave
+    shown = float((end - start) / fps)
+    if (enter.seconds if enter else 0) + (leave.seconds if leave else 0) > shown + 1e-9:
+        raise JobError(f"{where}.in", f"its in and out take longer than the {shown:.3f} s it is on")
+    return Layer(where, keys.kind.make(cfg, where, width, height, read), start, end, fps, cfg.position,
+                 keys.offset, float(cfg.margin), float(cfg.opacity), cfg.avoid == "subject", enter, leave)
+
+
+def _span(keys: LayerKeys, bounds: list[int], fps: Fraction) -> tuple[int, int]:
+    """Its global frames [start, end) as asked: from the video's start, or from segment N's
+    (counted from the end where N < 0); past the video's end where it runs on (cut there)."""
+    cfg, base, limit = keys.cfg, 0, bounds[-1]
+    if cfg.segment is not None:
+        n = len(bounds) - 1
+        base, limit = bounds[cfg.segment % n], bounds[cfg.segment % n + 1]
+    first = base + to_frame(keys.start, fps)
+    if keys.length is None:
+        if first >= limit and cfg.segment is not None:
+            raise JobError(f"{keys.where}.start", f"{cfg.start} s is past the end of segment {cfg.segment}")
+        return first, max(limit, first + 1)
+    return first, max(base + to_frame(keys.start + keys.length, fps), first + 1)
 
 
 def _motion(where: str, cfg: DictConfig | None) -> Motion | None:
