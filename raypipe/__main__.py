@@ -193,6 +193,9 @@ class HydraCommand:
             if isinstance(cancel.reason, Interrupted):  # a read or write cut short by the stop, failing on its way out
                 _interrupted(cancel.reason.signum)
             _fail(str(e))
+        except (InterpolationResolutionError, MissingMandatoryValue) as e:  # a value of the user's config
+            # Here, not past Hydra, which would log a line naming its own overrides first.
+            _fail(hydra_error_line(e))
         except KeyboardInterrupt:  # a SIGINT before the handler was in place
             _interrupted(signal.SIGINT)
         except Interrupted as e:
@@ -396,11 +399,11 @@ if not OmegaConf.has_resolver("raypipe_usage"):
 
 def _a_bug(run: HydraCommand | None, e: Exception) -> bool:
     """Not the user's fault, so not one `error:` line: raised by raypipe's own code, or by
-    OmegaConf on the config once composed, but for a value the user gave that does not
-    resolve. Before the work, OmegaConf and Hydra fail on an override with their own errors,
-    and with a bare AssertionError or AttributeError on some (a key under a null node)."""
+    OmegaConf on the config once composed (the work reports a value the user gave that does
+    not resolve). Before the work, OmegaConf and Hydra fail on an override with their own
+    errors, and with a bare AssertionError or AttributeError on some (a key under a null node)."""
     if run is not None and run.working:
-        return not isinstance(e, (InterpolationResolutionError, MissingMandatoryValue))
+        return True
     if isinstance(e, (HydraException, OmegaConfBaseException)):
         return False
     tb = e.__traceback__

@@ -20,7 +20,9 @@ import yaml
 from hydra.core.config_store import ConfigStore
 from hydra.errors import MissingConfigException
 from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from raypipe.errors import ConfigError
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -454,7 +456,7 @@ CURRENT_ROW: contextvars.ContextVar = contextvars.ContextVar("raypipe_row")
 def row_field(name: str):
     row = CURRENT_ROW.get(None)
     if row is None:
-        raise KeyError(f"${{row:{name}}} is only defined in a batch (python -m raypipe batch)")
+        raise ConfigError(f"${{row:{name}}} is only defined in a batch (python -m raypipe batch)")
     return row.value(name)
 
 
@@ -516,8 +518,9 @@ def _node_type(hint):
 
 
 def unknown_key(value, schema=None, where: str = "") -> str | None:
-    """The first key of a config fragment that the schema lacks, as its full path and a
-    did-you-mean: OmegaConf names a key in a list's item from the item down (`caption.txt`)."""
+    """The first key of a config fragment that the schema lacks, or whose value it cannot take,
+    as its full path and why (a did-you-mean for a misspelt key): OmegaConf names a key in a
+    list's item from the item down (`caption.txt`, `opacity`)."""
     if schema is None:  # the whole config: Hydra's own sections are not ours to check
         value = {k: v for k, v in value.items() if k not in ("defaults", "hydra")}
         schema = Config
@@ -529,14 +532,55 @@ def unknown_key(value, schema=None, where: str = "") -> str | None:
         if key not in hints:
             return f"{path}: Key {key!r} not in {schema.__name__!r}{did_you_mean(str(key), schema)}"
         node = _node_type(hints[key])
+        if node is not None and item is not None and not _interpolated(item) and \
+                not isinstance(item, list if typing.get_origin(node) is list else dict):
+            keys = "" if typing.get_origin(node) is list else f" of {{{', '.join(f.name for f in fields(node))}}}"
+            return f"{path}: must be a {'list' if keys == '' else 'mapping'}{keys} (got {item!r})"
         if node is not None and typing.get_origin(node) is list:
             element = _node_type(typing.get_args(node)[0])
             if element is not None and isinstance(item, list):
                 found = next((m for i, x in enumerate(item) if (m := unknown_key(x, element, f"{path}[{i}]"))), None)
                 if found:
                     return found
+            elif (refused := _refused(schema, key, hints[key], item, path)):
+                return refused
         elif node is not None and (found := unknown_key(item, node, path)):
             return found
+        elif node is None and (refused := _refused(schema, key, hints[key], item, path)):
+            return refused
+    return None
+
+
+def _interpolated(value) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def _fits(hint, value) -> bool:
+    """Whether OmegaConf surely takes `value` for a field of type `hint` as it is (most do):
+    the rest are tried on the schema itself, which says why it refuses one."""
+    if value is None or _interpolated(value):
+        return value is not None or type(None) in typing.get_args(hint) or hint is Any
+    if typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is list:
+        return isinstance(value, list) and all(_fits(typing.get_args(hint)[0], v) for v in value)
+    if typing.get_origin(hint) is dict:
+        return isinstance(value, dict)
+    accepted = {str: (str, int, float, bool), float: (int, float), int: (int,), bool: (bool,)}.get(hint)
+    return hint is Any or (accepted is not None and isinstance(value, accepted)
+                            and not (hint in (int, float) and isinstance(value, bool)))
+
+
+def _refused(schema, key: str, hint, value, path: str) -> str | None:
+    """`path: why` where the schema's field `key` (of type `hint`) refuses `value` (an item of a
+    list named by its index), on one line; None where it takes it."""
+    if _fits(hint, value):
+        return None
+    try:
+        OmegaConf.merge(OmegaConf.structured(schema), {key: value})
+    except OmegaConfBaseException as e:
+        below = e.full_key[len(key):] if isinstance(e.full_key, str) and e.full_key.startswith(key) else ""
+        return f"{path}{below}: {str(e).splitlines()[0]}"
     return None
 
 
@@ -563,6 +607,10 @@ def hydra_error_line(e: Exception) -> str:
     while cause is not None:  # the OmegaConf error that names the key, however deep Hydra wrapped it
         if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
             message = str(cause).splitlines()[0]
+            if isinstance(cause, MissingMandatoryValue):
+                message = "is required: it has no default"
+            # Raised by a resolver of ours (${row:NAME}), which says what is wrong itself.
+            message = re.sub(r"^(ConfigError|JobError) raised while resolving interpolation: ", "", message)
             past_end = re.fullmatch(r"job\.segments\[(\d+)\]", cause.full_key)
             if past_end and "not a subclass of SegmentCfg" in message:  # Hydra tried to make it from nothing
                 message = (f"the job has no segment {past_end.group(1)} (they count from 0); "

@@ -68,6 +68,40 @@ def test_a_typo_in_a_layer_fails_with_its_full_path(layer, message):
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("fragment,message", [
+    ({"job": job([{"type": "box"}, {"type": "text", "opacity": "high"}])},
+     "job.layers[1].opacity: Value 'high' of type 'str' could not be converted to Float"),
+    ({"job": job([{"type": "box"}, {"type": "text", "in": "fade"}])},
+     "job.layers[1].in: must be a mapping of {type, duration} (got 'fade')"),
+    ({"job": job([{"type": "text", "offset": 0.1}])}, "job.layers[0].offset: must be a list (got 0.1)"),
+    ({"job": job([{"type": "text", "offset": [0.1, "up"]}])},
+     "job.layers[0].offset[1]: Value 'up' of type 'str' could not be converted to Float"),
+    ({"job": job([{"type": "text", "start": "abc"}])},
+     "job.layers[0].start: Value 'abc' of type 'str' could not be converted to Float"),
+    ({"job": job([], [{"source": "color:#203040", "duration": "abc"}])},
+     "job.segments[0].duration: Value 'abc' of type 'str' could not be converted to Float"),
+    ({"job": job([]), "render": {"variants": [{"name": "a", "width": 160, "height": 90,
+                                               "layers": [{"type": "box"}, {"type": "text", "in": {"duration": "x"}}]}]}},
+     "render.variants[0].layers[1].in.duration: Value 'x' of type 'str' could not be converted to Float"),
+])
+def test_a_wrong_typed_value_in_a_list_item_fails_with_its_full_path(fragment, message):
+    with pytest.raises(ConfigError) as e:
+        config(fragment)
+    assert str(e.value) == message
+
+
+@pytest.mark.render  # the CLI, which fails before any work
+def test_a_layer_without_a_type_and_a_row_field_outside_a_batch_fail_in_one_line_naming_the_field(tmp_path):
+    for layer, line in (({"text": "y"}, "error: job.layers[1].type: is required: it has no default"),
+                        ({"type": "text", "text": "${row:x}"},
+                         "error: job.layers[1].text: ${row:x} is only defined in a batch (python -m raypipe batch)")):
+        path = tmp_path / "job.yaml"
+        path.write_text(yaml.safe_dump(job([{"type": "box"}, layer])))
+        proc = run_cli(str(path), *SMALL, f"hydra.run.dir={tmp_path / 'run'}", "--quiet")
+        assert (proc.returncode, proc.stderr.strip().splitlines()) == (2, [line])
+
+
+@pytest.mark.unit
 def test_layers_are_timed_in_global_frames_or_from_their_segment(caplog):
     segments = [{"source": "color:#000000", "duration": 1.0}, {"source": "color:#ffffff", "duration": 1.0}]
     p = planned([{"type": "box", "start": 0.5},

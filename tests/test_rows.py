@@ -230,3 +230,16 @@ def test_a_video_kept_for_a_shared_pass_is_detected_once_rendering_runs_dry_thou
     finally:
         gate.closed.set()
         stage.join(timeout=10)
+
+
+def test_a_wrong_typed_value_of_a_row_names_the_row_and_the_full_path(template):
+    row = Row(1, "1", {"address": "x", "price": "y", "photos": "a.png"},
+              {"layers": [{"type": "text", "text": "hi", "opacity": "high"}]}, csv=False)
+    with pytest.raises(JobError) as e:
+        row_config(template, row, "/photos")
+    assert str(e.value) == "row 1: job.layers[0].opacity: Value 'high' of type 'str' could not be converted to Float"
+    # A field read into the template's layers: the template's node names itself
+    made = compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency", "job.layers.2.opacity=${row:fade}"])
+    with pytest.raises(JobError) as e:
+        row_config(made, listing_row(1, fade="high"), "/photos")
+    assert str(e.value).startswith("row 1: job.layers[2].opacity: ") and "'high'" in str(e.value)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from raypipe.batch.rows import Row
-from raypipe.config import ASSETS, CURRENT_ROW, Config, hydra_error_line
+from raypipe.config import ASSETS, CURRENT_ROW, Config, hydra_error_line, unknown_key
 from raypipe.errors import JobError, RaypipeError
 from raypipe.media import generated
 from raypipe.plan.timeline import Plan
@@ -297,8 +297,9 @@ def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
         cfg = _typed(_literal(data))
         if row.job:
             cfg.job = OmegaConf.merge(cfg.job, OmegaConf.create(_literal(dict(row.job))))
-    except OmegaConfBaseException as e:
-        raise JobError(row.where, hydra_error_line(e)) from None
+    except OmegaConfBaseException as e:  # OmegaConf names a key in a list's item from the item down: found by its path
+        found = unknown_key(data) or unknown_key({"job": dict(row.job or {})})
+        raise JobError(row.where, found or hydra_error_line(e)) from None
     for node in (*cfg.job.segments, *cfg.job.layers, *(x for v in cfg.render.variants for x in v.layers or ())):
         if node.source and "://" not in node.source and not generated(node.source):
             node.source = os.path.join(base, os.path.expanduser(node.source))
