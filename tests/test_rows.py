@@ -237,9 +237,23 @@ def test_a_wrong_typed_value_of_a_row_names_the_row_and_the_full_path(template):
               {"layers": [{"type": "text", "text": "hi", "opacity": "high"}]}, csv=False)
     with pytest.raises(JobError) as e:
         row_config(template, row, "/photos")
-    assert str(e.value) == "row 1: job.layers[0].opacity: Value 'high' of type 'str' could not be converted to Float"
+    # The row's layers come after the template's six.
+    assert str(e.value) == "row 1: job.layers[6].opacity: Value 'high' of type 'str' could not be converted to Float"
     # A field read into the template's layers: the template's node names itself
     made = compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency", "job.layers.2.opacity=${row:fade}"])
     with pytest.raises(JobError) as e:
         row_config(made, listing_row(1, fade="high"), "/photos")
     assert str(e.value).startswith("row 1: job.layers[2].opacity: ") and "'high'" in str(e.value)
+
+
+def test_a_rows_own_layers_are_drawn_over_the_templates_not_instead(template):
+    badge = {"type": "image", "source": "sold.png", "position": "top_left"}
+    row = Row(1, "1", {"address": "1 Elm St", "price": "$1", "photos": "a.png"},
+              {"layers": [badge], "name": "own"}, csv=False)
+    cfg = row_config(template, row, "/photos")
+    plain = row_config(template, listing_row(1, photos="a.png"), "/photos")
+    assert cfg.job.name == "own"  # its other keys replace the template's
+    assert [x.type for x in cfg.job.layers] == [*(x.type for x in plain.job.layers), "image"]
+    # The template's address, price, logo and end card, then the row's badge on top.
+    assert len(plain.job.layers) == 6 and cfg.job.layers[0].text == "1 Elm St"
+    assert (cfg.job.layers[-1].source, cfg.job.layers[-1].position) == ("/photos/sold.png", "top_left")

@@ -271,8 +271,9 @@ _typed = _Typed()
 
 def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
     """The template with ${row:NAME} read from the row, the row's `job` merged over the job
-    section, and `batch.each` made into segments. Relative sources are the rows file's folder's
-    (`base`), as a row names them from there."""
+    section (its `layers` after the template's, so drawn over them, and numbered after them),
+    and `batch.each` made into segments. Relative sources are the rows file's folder's (`base`),
+    as a row names them from there."""
     token = CURRENT_ROW.set(row)
     try:
         data = OmegaConf.to_container(template, resolve=True)
@@ -293,12 +294,15 @@ def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
             data["job"]["segments"].append(segment)
         if data["job"]["segments"] and each["transition"]:
             data["job"]["segments"][-1].pop("transition", None)  # the last segment has nothing to go into
+    own = dict(row.job or {})
+    if isinstance(own.get("layers"), list):  # drawn over the template's (its address, its logo), not instead
+        data["job"]["layers"] = [*data["job"]["layers"], *own.pop("layers")]
     try:
         cfg = _typed(_literal(data))
-        if row.job:
-            cfg.job = OmegaConf.merge(cfg.job, OmegaConf.create(_literal(dict(row.job))))
+        if own:  # its other keys replace the template's, its segments all of them
+            cfg.job = OmegaConf.merge(cfg.job, OmegaConf.create(_literal(own)))
     except OmegaConfBaseException as e:  # OmegaConf names a key in a list's item from the item down: found by its path
-        found = unknown_key(data) or unknown_key({"job": dict(row.job or {})})
+        found = unknown_key(data) or unknown_key({"job": own})
         raise JobError(row.where, found or hydra_error_line(e)) from None
     for node in (*cfg.job.segments, *cfg.job.layers, *(x for v in cfg.render.variants for x in v.layers or ())):
         if node.source and "://" not in node.source and not generated(node.source):
