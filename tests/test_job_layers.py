@@ -534,3 +534,27 @@ def test_a_job_files_layers_read_their_images_and_fonts_from_its_folder(tmp_path
     cfg = config(str(path))
     assert cfg.job.layers[0].source == str(tmp_path / "brand" / "logo.png")
     assert cfg.job.layers[1].font == "DejaVu Sans"  # a family name, for fontconfig
+
+
+@pytest.mark.unit
+def test_a_layer_over_several_faces_says_so_in_one_line_naming_its_segments_and_in_a_batch_its_row(caplog):
+    from raypipe.engine.driver import detect
+    from raypipe.engine.task import check_caption
+    from raypipe.plan.layers import told_as
+
+    face = {"source": "sample:astronaut", "duration": 0.5}
+    cfg = config(job([{"type": "box", "width": 0.9, "height": 0.9, "opacity": 0.5}],
+                     [face, {"source": "color:#203040", "duration": 0.5}, face, face]), SMALL)
+    p = plan(cfg.job, cfg.render)
+    detections, _ = detect(cfg.detector, p, None)
+    for seg in reversed(p.segments):  # placed in any order, as a streamed render's detections come in
+        check_caption(seg, detections, p.encode)
+    warnings = [r.getMessage() for r in caplog.records if "covers a face" in r.getMessage()]
+    assert warnings == ["job.layers[0]: at position center it covers a face in segments 0, 2, 3; position: auto "
+                        "or avoid: subject keeps it clear"]
+    caplog.clear()
+    p = told_as(plan(cfg.job, cfg.render), "row 2 (id oak) variant tall: {}".format)
+    for seg in p.segments:
+        check_caption(seg, detections, p.encode)
+    assert [r.getMessage() for r in caplog.records if "covers a face" in r.getMessage()] == [
+        "row 2 (id oak) variant tall: " + warnings[0]]

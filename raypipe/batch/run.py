@@ -94,7 +94,7 @@ class RowVariant:
 
     def plan(self) -> Plan:
         self.load()
-        return plan_variant(self.video.row, self._variant, self.run_dir)
+        return plan_variant(self.video, self._variant, self.run_dir)
 
     def unload(self) -> None:
         self._variant = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from fractions import Fraction
 
 from omegaconf import DictConfig
@@ -36,7 +36,7 @@ def caption_layer(index: int, caption: Caption, start: int, end: int, fps: Fract
     """Segment `index`'s caption, over the segment's frames, fading in and out."""
     style = caption.style
     return Layer(f"job.segments[{index}].caption", CaptionLayer(caption), start, end, fps, style.position,
-                 enter=Motion("fade", style.fade_in), leave=Motion("fade", style.fade_out))
+                 enter=Motion("fade", style.fade_in), leave=Motion("fade", style.fade_out), segments=(index,))
 
 
 def plan_layers(cfgs, bounds: list[int], width: int, height: int, fps: Fraction, read: Readers,
@@ -50,7 +50,9 @@ def plan_layers(cfgs, bounds: list[int], width: int, height: int, fps: Fraction,
         keys = read_layer(f"{where}[{i}]", cfg, len(bounds) - 1)
         start, end = _span(keys, bounds, fps)
         if start < bounds[-1]:
-            planned.append(_layer(keys, start, min(end, bounds[-1]), width, height, fps, read))
+            end = min(end, bounds[-1])
+            over = tuple(i for i in range(len(bounds) - 1) if bounds[i] < end and start < bounds[i + 1])
+            planned.append(_layer(keys, start, end, over, width, height, fps, read))
         elif not quiet:
             log.warning("%s: starts at %.2f s, after the video's end (%.2f s): not drawn", keys.where,
                         float(start / fps), float(bounds[-1] / fps))
@@ -111,13 +113,14 @@ def read_layer(where: str, cfg: DictConfig, segments: int) -> LayerKeys:
                      _motion(f"{where}.out", cfg["out"]))
 
 
-def _layer(keys: LayerKeys, start: int, end: int, width: int, height: int, fps: Fraction, read: Readers) -> Layer:
+def _layer(keys: LayerKeys, start: int, end: int, over: tuple[int, ...], width: int, height: int, fps: Fraction,
+           read: Readers) -> Layer:
     where, cfg, enter, leave = keys.where, keys.cfg, keys.enter, keys.leave
     shown = float((end - start) / fps)
     if (enter.seconds if enter else 0) + (leave.seconds if leave else 0) > shown + 1e-9:
         raise JobError(f"{where}.in", f"its in and out take longer than the {shown:.3f} s it is on")
     return Layer(where, keys.kind.make(cfg, where, width, height, read), start, end, fps, cfg.position,
-                 keys.offset, float(cfg.margin), float(cfg.opacity), cfg.avoid == "subject", enter, leave)
+                 keys.offset, float(cfg.margin), float(cfg.opacity), cfg.avoid == "subject", enter, leave, over)
 
 
 def _span(keys: LayerKeys, bounds: list[int], fps: Fraction) -> tuple[int, int]:
@@ -149,3 +152,13 @@ def _motion(where: str, cfg: DictConfig | None) -> Motion | None:
 def over(layers: tuple[Layer, ...], start: int, end: int) -> tuple[Layer, ...]:
     """Those on during global frames [start, end), in order."""
     return tuple(layer for layer in layers if layer.start < end and start < layer.end)
+
+
+def told_as(plan, name: Callable[[str], str]):
+    """The plan with each layer's key, which its errors and warnings give, as `name(key)` says,
+    as the rest of the video's errors name theirs (a batch's row: `row 3 (id elm): job.layers[0]`)."""
+    layers = {id(x): replace(x, where=name(x.where))
+              for x in (*plan.layers, *(x for seg in plan.segments for x in seg.layers))}
+    return replace(plan, layers=tuple(layers[id(x)] for x in plan.layers),
+                   segments=tuple(replace(seg, layers=tuple(layers[id(x)] for x in seg.layers))
+                                  for seg in plan.segments))

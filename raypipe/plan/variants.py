@@ -38,12 +38,16 @@ class Variant:
         """Where its layers are written: its own, or the job's."""
         return f"render.variants[{self.index}].layers" if self.own_layers else "job.layers"
 
+    def key(self, where: str) -> str:
+        """A key of its config as the user wrote it: its own layers are render.variants[i].layers,
+        not the job.layers its config holds them as."""
+        if not (self.own_layers and where.startswith("job.layers[")):
+            return where
+        return self.layers_at + where[len("job.layers"):]
+
     def named(self, e: RaypipeError) -> RaypipeError:
-        """An error of its config under the key the user wrote: its own layers are
-        render.variants[i].layers, not the job.layers its config holds them as."""
-        if not (self.own_layers and e.where and e.where.startswith("job.layers[")):
-            return e
-        return JobError(self.layers_at + e.where[len("job.layers"):], e.reason)
+        """An error of its config, under the key the user wrote."""
+        return JobError(self.key(e.where), e.reason) if e.where else e
 
 
 def variants(cfg: DictConfig) -> list[Variant]:
