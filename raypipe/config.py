@@ -50,9 +50,9 @@ class TransitionCfg:
     params: Dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
 class CaptionCfg:
-    """Text over the segment's frames, laid out with real fonts, kept clear of the subject."""
+    """A text layer bound to its segment (a layer's text keys, place and animation), kept
+    clear of the subject by default."""
 
     # Every segment has the node, so `caption.text=...` adds one.
     text: str = param("", "the caption; empty: none")
@@ -64,11 +64,18 @@ class CaptionCfg:
     box: bool = param(False, "a rounded box behind the text")
     box_color: str = param("black", "the box's colour")
     box_opacity: float = param(0.55, "the box's opacity, 0..1")
-    position: str = param("auto", "auto keeps clear of the subject; or bottom, top, center, bottom_left, "
-                                  "bottom_right, top_left, top_right")
+    align: str = param("center", "left, center or right, inside the text's block")
+    width: Optional[float] = param(None, "a fraction of the frame's width that the text wraps inside (null: 0.86 "
+                                         "less its outline); it narrows further to clear a face")
+    position: str = param("auto", "auto: of bottom, top, the corners and center, one clear of the faces, shrinking "
+                                  "and narrowing as needed, covering least of the subject; or one of the 9 anchors "
+                                  "(top_left, top, top_right, left, center, right, bottom_left, bottom, bottom_right)")
+    offset: List[float] = field(default_factory=lambda: [0.0, 0.0], metadata={
+        "help": "[x, y] from the anchor, fractions of the frame: x to the right, y up"})
     margin: float = param(0.05, "distance from the frame's edge, as a fraction of the frame height")
-    fade_in: float = param(0.3, "seconds the caption takes to appear")
-    fade_out: float = param(0.3, "seconds it takes to disappear, ending with the segment")
+    opacity: float = param(1.0, "0..1")
+    fade_in: float = param(0.3, "seconds the caption takes to fade in (without `in`)")
+    fade_out: float = param(0.3, "seconds it takes to fade out, ending with the segment (without `out`)")
 
 
 @dataclass
@@ -132,13 +139,17 @@ class LayerCfg:
 
 
 # `in` is a Python keyword, which no class body can name: it is annotated here (and `out` after
-# it, to be listed in that order), and the dataclass makes no __init__, __repr__ or __eq__ (the
-# code it would write spells it). OmegaConf reads the fields as any others: a typo under them
-# fails with its path.
+# it, to be listed in that order), for a layer and for a caption, and the dataclass makes no
+# __init__, __repr__ or __eq__ (the code it would write spells it). OmegaConf reads the fields
+# as any others: a typo under them fails with its path.
 LayerCfg.__annotations__.update({"in": "Optional[AnimationCfg]", "out": "Optional[AnimationCfg]"})
 setattr(LayerCfg, "in", param(None, "how it comes in: {type, duration}; null: at once"))
 LayerCfg.out = param(None, "how it goes out: {type, duration}; null: at once")
 LayerCfg = dataclass(init=False, repr=False, eq=False)(LayerCfg)
+CaptionCfg.__annotations__.update({"in": "Optional[AnimationCfg]", "out": "Optional[AnimationCfg]"})
+setattr(CaptionCfg, "in", param(None, "how it comes in, as a layer's: {type, duration}; null: a fade of fade_in"))
+CaptionCfg.out = param(None, "how it goes out, as a layer's: {type, duration}; null: a fade of fade_out")
+CaptionCfg = dataclass(init=False, repr=False, eq=False)(CaptionCfg)
 
 
 @dataclass
@@ -155,7 +166,8 @@ class SegmentCfg:
     # Transition from this segment into the next one; it occupies this segment's tail.
     transition: TransitionCfg = field(default_factory=TransitionCfg)
     # Text over the segment, kept clear of the subject; no text: none.
-    caption: Optional[CaptionCfg] = field(default_factory=CaptionCfg)
+    # The class, which OmegaConf makes from its fields' defaults: it has no __init__ (see `in` above).
+    caption: Optional[CaptionCfg] = CaptionCfg
     # Video sources only: where the range played starts, in seconds in the file.
     start: float = 0.0
     # Video sources only: where the range ends, in seconds in the file; null: the file's end.

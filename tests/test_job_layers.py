@@ -558,3 +558,45 @@ def test_a_layer_over_several_faces_says_so_in_one_line_naming_its_segments_and_
         check_caption(seg, detections, p.encode)
     assert [r.getMessage() for r in caplog.records if "covers a face" in r.getMessage()] == [
         "row 2 (id oak) variant tall: " + warnings[0]]
+
+
+@pytest.mark.render
+def test_a_caption_with_a_layers_keys_is_drawn_as_the_equivalent_text_layer(tmp_path):
+    """A segment's caption is a text layer bound to its segment: the same keys (an anchor of
+    the nine, offset, in and out) draw the same pixels, frame by frame."""
+    keys = {"text": "Open house", "position": "left", "offset": [0.1, 0.15], "align": "left"}
+    card = {"source": "color:#203040", "duration": 2.0}
+    captioned, _ = rendered(tmp_path, [], [{**card, "caption": {**keys, "in": {"type": "fade", "duration": 0.5},
+                                                                "out": {"type": "slide_down", "duration": 0.5}}}],
+                            tag="caption")
+    layered, _ = rendered(tmp_path, [{"type": "text", **keys, "segment": 0, "in": {"type": "fade", "duration": 0.5},
+                                      "out": {"type": "slide_down", "duration": 0.5}}], [card], tag="layer")
+    assert drawn(captioned).sum() > 1000  # it is there: white text on the card
+    assert np.abs(captioned.astype(int) - layered).max() <= 2
+    on = drawn(captioned).sum(axis=(1, 2))
+    assert on[0] < on[6] / 4 and on[-1] < on[12]  # fading in over its first 0.5 s, sliding out at its end
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("caption,where", [
+    ({"align": "justify"}, "job.segments[0].caption.align"),
+    ({"in": {"type": "spin"}}, "job.segments[0].caption.in.type"),
+    ({"out": {"duration": -1.0}}, "job.segments[0].caption.out.duration"),
+    ({"opacity": 2.0}, "job.segments[0].caption.opacity"),
+    ({"offset": [0.1]}, "job.segments[0].caption.offset"),
+    ({"position": "middle"}, "job.segments[0].caption.position"),
+])
+def test_a_captions_layer_keys_are_checked_as_a_layers_are(caption, where):
+    segment = {"source": "color:#203040", "duration": 1.0, "caption": {"text": "x", **caption}}
+    with pytest.raises(JobError) as e:
+        planned([], [segment])
+    assert e.value.where == where
+
+
+@pytest.mark.unit
+def test_a_caption_takes_the_nine_anchors_and_a_layers_motion():
+    segment = {"source": "color:#203040", "duration": 1.0,
+               "caption": {"text": "x", "position": "right", "opacity": 0.5, "in": {"type": "zoom", "duration": 0.2}}}
+    caption, = planned([], [segment]).segments[0].layers
+    assert (caption.position, caption.opacity, caption.enter, caption.leave) == (
+        "right", 0.5, Motion("zoom", 0.2), Motion("fade", 0.3))

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from raypipe.config import LayerCfg
 from raypipe.errors import JobError
-from raypipe.frames.captions import Caption
+from raypipe.frames.captions import ALIGNS, Caption
 from raypipe.frames.layers import ANCHORS, ANIMATIONS, LAYER_TYPES, CaptionLayer, Layer, Motion
 from raypipe.plan.seconds import number, to_frame
 
@@ -33,10 +33,19 @@ class Readers:
 
 
 def caption_layer(index: int, caption: Caption, start: int, end: int, fps: Fraction) -> Layer:
-    """Segment `index`'s caption, over the segment's frames, fading in and out."""
-    style = caption.style
-    return Layer(f"job.segments[{index}].caption", CaptionLayer(caption), start, end, fps, style.position,
-                 enter=Motion("fade", style.fade_in), leave=Motion("fade", style.fade_out), segments=(index,))
+    """Segment `index`'s caption, a text layer over the segment's frames: fading in and out,
+    or coming and going as its `in` and `out` say."""
+    where, style = f"job.segments[{index}].caption", caption.style
+    if style.align not in ALIGNS:
+        raise JobError(f"{where}.align", f"must be one of {', '.join(ALIGNS)} (got {style.align!r})")
+    if len(style.offset) != 2:
+        raise JobError(f"{where}.offset", f"must be [x, y] (got {list(style.offset)})")
+    if not 0 <= number(style.opacity, f"{where}.opacity") <= 1:
+        raise JobError(f"{where}.opacity", f"must be in 0..1 (got {style.opacity})")
+    enter = _animation(f"{where}.in", *style.enter) if style.enter else Motion("fade", style.fade_in)
+    leave = _animation(f"{where}.out", *style.leave) if style.leave else Motion("fade", style.fade_out)
+    return Layer(where, CaptionLayer(caption), start, end, fps, style.position, opacity=float(style.opacity),
+                 enter=enter, leave=leave, segments=(index,))
 
 
 def plan_layers(cfgs, bounds: list[int], width: int, height: int, fps: Fraction, read: Readers,
@@ -139,14 +148,16 @@ def _span(keys: LayerKeys, bounds: list[int], fps: Fraction) -> tuple[int, int]:
 
 
 def _motion(where: str, cfg: DictConfig | None) -> Motion | None:
-    if cfg is None:
-        return None
-    if cfg.type not in ANIMATIONS:
-        raise JobError(f"{where}.type", f"unknown animation {cfg.type!r} (known: {', '.join(ANIMATIONS)})")
-    seconds = number(cfg.duration, f"{where}.duration")
+    return None if cfg is None else _animation(where, cfg.type, cfg.duration)
+
+
+def _animation(where: str, kind: str, duration) -> Motion:
+    if kind not in ANIMATIONS:
+        raise JobError(f"{where}.type", f"unknown animation {kind!r} (known: {', '.join(ANIMATIONS)})")
+    seconds = number(duration, f"{where}.duration")
     if seconds < 0:
-        raise JobError(f"{where}.duration", f"must be >= 0 seconds (got {cfg.duration})")
-    return Motion(cfg.type, float(seconds))
+        raise JobError(f"{where}.duration", f"must be >= 0 seconds (got {duration})")
+    return Motion(kind, float(seconds))
 
 
 def over(layers: tuple[Layer, ...], start: int, end: int) -> tuple[Layer, ...]:
