@@ -224,6 +224,15 @@ def test_avoid_subject_keeps_clear_of_the_subject_and_the_faces_or_fails_naming_
     assert auto.place([], [face], W, H, 0) == (0, ((W - 80) // 2, 9))
     # Without avoid the position is kept, face or not (the driver warns).
     assert box_layer("bottom").place([subject], [face], W, H, 0) == (0, ((W - 80) // 2, 131))
+    # Where no anchor is clear, the line says only what applies to the layer.
+    full = (0, 0, W, H)
+    for layer, remedy in ((box_layer("auto"), "make it smaller, or give it a position (it is drawn there, with a "
+                                              "warning where it covers a face)"),
+                          (box_layer("auto", avoid=True), "make it smaller, or drop avoid (auto then keeps clear of "
+                                                          "the faces alone)")):
+        with pytest.raises(JobError) as e:
+            layer.place([], [full], W, H, 0)
+        assert e.value.reason.endswith(f"at any position; {remedy}") and ("avoid" in remedy) == layer.avoid
 
 
 @pytest.mark.unit
