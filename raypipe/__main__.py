@@ -193,6 +193,9 @@ class HydraCommand:
             if isinstance(cancel.reason, Interrupted):  # a read or write cut short by the stop, failing on its way out
                 _interrupted(cancel.reason.signum)
             _fail(str(e))
+        except (InterpolationResolutionError, MissingMandatoryValue) as e:  # a value of the user's config
+            # Here, not past Hydra, which would log a line naming its own overrides first.
+            _fail(hydra_error_line(e))
         except KeyboardInterrupt:  # a SIGINT before the handler was in place
             _interrupted(signal.SIGINT)
         except Interrupted as e:
@@ -247,14 +250,14 @@ def batch_work(given: CommandInput) -> None:
         _, videos, failed, _ = batch.checked(given.cfg, given.run_dir, skip_published=False)
         for record in failed:
             print(record.error, file=sys.stderr)
-        print(f"{len(videos)} of {len(videos) + len(failed)} rows would render", flush=True)
+        each = f" ({len(given.cfg.render.variants)} videos each)" if given.cfg.render.variants else ""
+        print(f"{len(videos)} of {len(videos) + len(failed)} rows would render{each}", flush=True)
         if failed:
             sys.exit(1)
         return
     report = batch.render_batch(given.cfg, given.run_dir, quiet=given.flags.quiet, cancel=given.cancel,
                                 on_progress=_row_done)
-    log.info("batch: %d done, %d skipped, %d failed of %d rows in %.1f s; manifest: %s", report.done,
-             report.skipped, report.failed, report.videos, report.seconds, report.manifest)
+    log.info("batch: %s in %.1f s; manifest: %s", report.summary(), report.seconds, report.manifest)
     if report.failed:
         sys.exit(1)
 
@@ -396,11 +399,11 @@ if not OmegaConf.has_resolver("raypipe_usage"):
 
 def _a_bug(run: HydraCommand | None, e: Exception) -> bool:
     """Not the user's fault, so not one `error:` line: raised by raypipe's own code, or by
-    OmegaConf on the config once composed, but for a value the user gave that does not
-    resolve. Before the work, OmegaConf and Hydra fail on an override with their own errors,
-    and with a bare AssertionError or AttributeError on some (a key under a null node)."""
+    OmegaConf on the config once composed (the work reports a value the user gave that does
+    not resolve). Before the work, OmegaConf and Hydra fail on an override with their own
+    errors, and with a bare AssertionError or AttributeError on some (a key under a null node)."""
     if run is not None and run.working:
-        return not isinstance(e, (InterpolationResolutionError, MissingMandatoryValue))
+        return True
     if isinstance(e, (HydraException, OmegaConfBaseException)):
         return False
     tb = e.__traceback__

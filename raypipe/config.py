@@ -20,7 +20,9 @@ import yaml
 from hydra.core.config_store import ConfigStore
 from hydra.errors import MissingConfigException
 from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from raypipe.errors import ConfigError
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -48,9 +50,9 @@ class TransitionCfg:
     params: Dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
 class CaptionCfg:
-    """Text over the segment's frames, laid out with real fonts, kept clear of the subject."""
+    """A text layer bound to its segment (a layer's text keys, place and animation), kept
+    clear of the subject by default."""
 
     # Every segment has the node, so `caption.text=...` adds one.
     text: str = param("", "the caption; empty: none")
@@ -62,11 +64,18 @@ class CaptionCfg:
     box: bool = param(False, "a rounded box behind the text")
     box_color: str = param("black", "the box's colour")
     box_opacity: float = param(0.55, "the box's opacity, 0..1")
-    position: str = param("auto", "auto keeps clear of the subject; or bottom, top, center, bottom_left, "
-                                  "bottom_right, top_left, top_right")
+    align: str = param("center", "left, center or right, inside the text's block")
+    width: Optional[float] = param(None, "a fraction of the frame's width that the text wraps inside (null: 0.86 "
+                                         "less its outline); it narrows further to clear a face")
+    position: str = param("auto", "auto: of bottom, top, the corners and center, one clear of the faces, shrinking "
+                                  "and narrowing as needed, covering least of the subject; or one of the 9 anchors "
+                                  "(top_left, top, top_right, left, center, right, bottom_left, bottom, bottom_right)")
+    offset: List[float] = field(default_factory=lambda: [0.0, 0.0], metadata={
+        "help": "[x, y] from the anchor, fractions of the frame: x to the right, y up"})
     margin: float = param(0.05, "distance from the frame's edge, as a fraction of the frame height")
-    fade_in: float = param(0.3, "seconds the caption takes to appear")
-    fade_out: float = param(0.3, "seconds it takes to disappear, ending with the segment")
+    opacity: float = param(1.0, "0..1")
+    fade_in: float = param(0.3, "seconds the caption takes to fade in (without `in`)")
+    fade_out: float = param(0.3, "seconds it takes to fade out, ending with the segment (without `out`)")
 
 
 @dataclass
@@ -130,13 +139,17 @@ class LayerCfg:
 
 
 # `in` is a Python keyword, which no class body can name: it is annotated here (and `out` after
-# it, to be listed in that order), and the dataclass makes no __init__, __repr__ or __eq__ (the
-# code it would write spells it). OmegaConf reads the fields as any others: a typo under them
-# fails with its path.
+# it, to be listed in that order), for a layer and for a caption, and the dataclass makes no
+# __init__, __repr__ or __eq__ (the code it would write spells it). OmegaConf reads the fields
+# as any others: a typo under them fails with its path.
 LayerCfg.__annotations__.update({"in": "Optional[AnimationCfg]", "out": "Optional[AnimationCfg]"})
 setattr(LayerCfg, "in", param(None, "how it comes in: {type, duration}; null: at once"))
 LayerCfg.out = param(None, "how it goes out: {type, duration}; null: at once")
 LayerCfg = dataclass(init=False, repr=False, eq=False)(LayerCfg)
+CaptionCfg.__annotations__.update({"in": "Optional[AnimationCfg]", "out": "Optional[AnimationCfg]"})
+setattr(CaptionCfg, "in", param(None, "how it comes in, as a layer's: {type, duration}; null: a fade of fade_in"))
+CaptionCfg.out = param(None, "how it goes out, as a layer's: {type, duration}; null: a fade of fade_out")
+CaptionCfg = dataclass(init=False, repr=False, eq=False)(CaptionCfg)
 
 
 @dataclass
@@ -153,7 +166,8 @@ class SegmentCfg:
     # Transition from this segment into the next one; it occupies this segment's tail.
     transition: TransitionCfg = field(default_factory=TransitionCfg)
     # Text over the segment, kept clear of the subject; no text: none.
-    caption: Optional[CaptionCfg] = field(default_factory=CaptionCfg)
+    # The class, which OmegaConf makes from its fields' defaults: it has no __init__ (see `in` above).
+    caption: Optional[CaptionCfg] = CaptionCfg
     # Video sources only: where the range played starts, in seconds in the file.
     start: float = 0.0
     # Video sources only: where the range ends, in seconds in the file; null: the file's end.
@@ -454,7 +468,7 @@ CURRENT_ROW: contextvars.ContextVar = contextvars.ContextVar("raypipe_row")
 def row_field(name: str):
     row = CURRENT_ROW.get(None)
     if row is None:
-        raise KeyError(f"${{row:{name}}} is only defined in a batch (python -m raypipe batch)")
+        raise ConfigError(f"${{row:{name}}} is only defined in a batch (python -m raypipe batch)")
     return row.value(name)
 
 
@@ -516,8 +530,9 @@ def _node_type(hint):
 
 
 def unknown_key(value, schema=None, where: str = "") -> str | None:
-    """The first key of a config fragment that the schema lacks, as its full path and a
-    did-you-mean: OmegaConf names a key in a list's item from the item down (`caption.txt`)."""
+    """The first key of a config fragment that the schema lacks, or whose value it cannot take,
+    as its full path and why (a did-you-mean for a misspelt key): OmegaConf names a key in a
+    list's item from the item down (`caption.txt`, `opacity`)."""
     if schema is None:  # the whole config: Hydra's own sections are not ours to check
         value = {k: v for k, v in value.items() if k not in ("defaults", "hydra")}
         schema = Config
@@ -529,14 +544,55 @@ def unknown_key(value, schema=None, where: str = "") -> str | None:
         if key not in hints:
             return f"{path}: Key {key!r} not in {schema.__name__!r}{did_you_mean(str(key), schema)}"
         node = _node_type(hints[key])
+        if node is not None and item is not None and not _interpolated(item) and \
+                not isinstance(item, list if typing.get_origin(node) is list else dict):
+            keys = "" if typing.get_origin(node) is list else f" of {{{', '.join(f.name for f in fields(node))}}}"
+            return f"{path}: must be a {'list' if keys == '' else 'mapping'}{keys} (got {item!r})"
         if node is not None and typing.get_origin(node) is list:
             element = _node_type(typing.get_args(node)[0])
             if element is not None and isinstance(item, list):
                 found = next((m for i, x in enumerate(item) if (m := unknown_key(x, element, f"{path}[{i}]"))), None)
                 if found:
                     return found
+            elif (refused := _refused(schema, key, hints[key], item, path)):
+                return refused
         elif node is not None and (found := unknown_key(item, node, path)):
             return found
+        elif node is None and (refused := _refused(schema, key, hints[key], item, path)):
+            return refused
+    return None
+
+
+def _interpolated(value) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def _fits(hint, value) -> bool:
+    """Whether OmegaConf surely takes `value` for a field of type `hint` as it is (most do):
+    the rest are tried on the schema itself, which says why it refuses one."""
+    if value is None or _interpolated(value):
+        return value is not None or type(None) in typing.get_args(hint) or hint is Any
+    if typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is list:
+        return isinstance(value, list) and all(_fits(typing.get_args(hint)[0], v) for v in value)
+    if typing.get_origin(hint) is dict:
+        return isinstance(value, dict)
+    accepted = {str: (str, int, float, bool), float: (int, float), int: (int,), bool: (bool,)}.get(hint)
+    return hint is Any or (accepted is not None and isinstance(value, accepted)
+                            and not (hint in (int, float) and isinstance(value, bool)))
+
+
+def _refused(schema, key: str, hint, value, path: str) -> str | None:
+    """`path: why` where the schema's field `key` (of type `hint`) refuses `value` (an item of a
+    list named by its index), on one line; None where it takes it."""
+    if _fits(hint, value):
+        return None
+    try:
+        OmegaConf.merge(OmegaConf.structured(schema), {key: value})
+    except OmegaConfBaseException as e:
+        below = e.full_key[len(key):] if isinstance(e.full_key, str) and e.full_key.startswith(key) else ""
+        return f"{path}{below}: {str(e).splitlines()[0]}"
     return None
 
 
@@ -563,6 +619,10 @@ def hydra_error_line(e: Exception) -> str:
     while cause is not None:  # the OmegaConf error that names the key, however deep Hydra wrapped it
         if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
             message = str(cause).splitlines()[0]
+            if isinstance(cause, MissingMandatoryValue):
+                message = "is required: it has no default"
+            # Raised by a resolver of ours (${row:NAME}), which says what is wrong itself.
+            message = re.sub(r"^(ConfigError|JobError) raised while resolving interpolation: ", "", message)
             past_end = re.fullmatch(r"job\.segments\[(\d+)\]", cause.full_key)
             if past_end and "not a subclass of SegmentCfg" in message:  # Hydra tried to make it from nothing
                 message = (f"the job has no segment {past_end.group(1)} (they count from 0); "

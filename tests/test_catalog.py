@@ -2,7 +2,7 @@
 caption option with its type, its default and one line of meaning, and nothing else. The
 command prints raypipe.frames.catalog.listing(), which is read here in this process."""
 import re
-from dataclasses import fields
+from dataclasses import MISSING, fields
 
 import pytest
 import yaml
@@ -42,7 +42,9 @@ def printed() -> tuple[dict, dict]:
 
 
 def defined(params) -> dict[str, tuple]:
-    return {f.name: (f.type, f.default, f.metadata["help"]) for f in fields(params)}
+    """Each field's type, default (a list's, made by its factory) and help."""
+    return {f.name: (f.type, f.default_factory() if f.default is MISSING else f.default, f.metadata["help"])
+            for f in fields(params)}
 
 
 def test_the_listing_is_every_definition_with_its_parameters_and_defaults(printed):

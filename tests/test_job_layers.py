@@ -68,6 +68,40 @@ def test_a_typo_in_a_layer_fails_with_its_full_path(layer, message):
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("fragment,message", [
+    ({"job": job([{"type": "box"}, {"type": "text", "opacity": "high"}])},
+     "job.layers[1].opacity: Value 'high' of type 'str' could not be converted to Float"),
+    ({"job": job([{"type": "box"}, {"type": "text", "in": "fade"}])},
+     "job.layers[1].in: must be a mapping of {type, duration} (got 'fade')"),
+    ({"job": job([{"type": "text", "offset": 0.1}])}, "job.layers[0].offset: must be a list (got 0.1)"),
+    ({"job": job([{"type": "text", "offset": [0.1, "up"]}])},
+     "job.layers[0].offset[1]: Value 'up' of type 'str' could not be converted to Float"),
+    ({"job": job([{"type": "text", "start": "abc"}])},
+     "job.layers[0].start: Value 'abc' of type 'str' could not be converted to Float"),
+    ({"job": job([], [{"source": "color:#203040", "duration": "abc"}])},
+     "job.segments[0].duration: Value 'abc' of type 'str' could not be converted to Float"),
+    ({"job": job([]), "render": {"variants": [{"name": "a", "width": 160, "height": 90,
+                                               "layers": [{"type": "box"}, {"type": "text", "in": {"duration": "x"}}]}]}},
+     "render.variants[0].layers[1].in.duration: Value 'x' of type 'str' could not be converted to Float"),
+])
+def test_a_wrong_typed_value_in_a_list_item_fails_with_its_full_path(fragment, message):
+    with pytest.raises(ConfigError) as e:
+        config(fragment)
+    assert str(e.value) == message
+
+
+@pytest.mark.render  # the CLI, which fails before any work
+def test_a_layer_without_a_type_and_a_row_field_outside_a_batch_fail_in_one_line_naming_the_field(tmp_path):
+    for layer, line in (({"text": "y"}, "error: job.layers[1].type: is required: it has no default"),
+                        ({"type": "text", "text": "${row:x}"},
+                         "error: job.layers[1].text: ${row:x} is only defined in a batch (python -m raypipe batch)")):
+        path = tmp_path / "job.yaml"
+        path.write_text(yaml.safe_dump(job([{"type": "box"}, layer])))
+        proc = run_cli(str(path), *SMALL, f"hydra.run.dir={tmp_path / 'run'}", "--quiet")
+        assert (proc.returncode, proc.stderr.strip().splitlines()) == (2, [line])
+
+
+@pytest.mark.unit
 def test_layers_are_timed_in_global_frames_or_from_their_segment(caplog):
     segments = [{"source": "color:#000000", "duration": 1.0}, {"source": "color:#ffffff", "duration": 1.0}]
     p = planned([{"type": "box", "start": 0.5},
@@ -190,6 +224,15 @@ def test_avoid_subject_keeps_clear_of_the_subject_and_the_faces_or_fails_naming_
     assert auto.place([], [face], W, H, 0) == (0, ((W - 80) // 2, 9))
     # Without avoid the position is kept, face or not (the driver warns).
     assert box_layer("bottom").place([subject], [face], W, H, 0) == (0, ((W - 80) // 2, 131))
+    # Where no anchor is clear, the line says only what applies to the layer.
+    full = (0, 0, W, H)
+    for layer, remedy in ((box_layer("auto"), "make it smaller, or give it a position (it is drawn there, with a "
+                                              "warning where it covers a face)"),
+                          (box_layer("auto", avoid=True), "make it smaller, or drop avoid (auto then keeps clear of "
+                                                          "the faces alone)")):
+        with pytest.raises(JobError) as e:
+            layer.place([], [full], W, H, 0)
+        assert e.value.reason.endswith(f"at any position; {remedy}") and ("avoid" in remedy) == layer.avoid
 
 
 @pytest.mark.unit
@@ -500,3 +543,69 @@ def test_a_job_files_layers_read_their_images_and_fonts_from_its_folder(tmp_path
     cfg = config(str(path))
     assert cfg.job.layers[0].source == str(tmp_path / "brand" / "logo.png")
     assert cfg.job.layers[1].font == "DejaVu Sans"  # a family name, for fontconfig
+
+
+@pytest.mark.unit
+def test_a_layer_over_several_faces_says_so_in_one_line_naming_its_segments_and_in_a_batch_its_row(caplog):
+    from raypipe.engine.driver import detect
+    from raypipe.engine.task import check_caption
+    from raypipe.plan.layers import told_as
+
+    face = {"source": "sample:astronaut", "duration": 0.5}
+    cfg = config(job([{"type": "box", "width": 0.9, "height": 0.9, "opacity": 0.5}],
+                     [face, {"source": "color:#203040", "duration": 0.5}, face, face]), SMALL)
+    p = plan(cfg.job, cfg.render)
+    detections, _ = detect(cfg.detector, p, None)
+    for seg in reversed(p.segments):  # placed in any order, as a streamed render's detections come in
+        check_caption(seg, detections, p.encode)
+    warnings = [r.getMessage() for r in caplog.records if "covers a face" in r.getMessage()]
+    assert warnings == ["job.layers[0]: at position center it covers a face in segments 0, 2, 3; position: auto "
+                        "or avoid: subject keeps it clear"]
+    caplog.clear()
+    p = told_as(plan(cfg.job, cfg.render), "row 2 (id oak) variant tall: {}".format)
+    for seg in p.segments:
+        check_caption(seg, detections, p.encode)
+    assert [r.getMessage() for r in caplog.records if "covers a face" in r.getMessage()] == [
+        "row 2 (id oak) variant tall: " + warnings[0]]
+
+
+@pytest.mark.render
+def test_a_caption_with_a_layers_keys_is_drawn_as_the_equivalent_text_layer(tmp_path):
+    """A segment's caption is a text layer bound to its segment: the same keys (an anchor of
+    the nine, offset, in and out) draw the same pixels, frame by frame."""
+    keys = {"text": "Open house", "position": "left", "offset": [0.1, 0.15], "align": "left"}
+    card = {"source": "color:#203040", "duration": 2.0}
+    captioned, _ = rendered(tmp_path, [], [{**card, "caption": {**keys, "in": {"type": "fade", "duration": 0.5},
+                                                                "out": {"type": "slide_down", "duration": 0.5}}}],
+                            tag="caption")
+    layered, _ = rendered(tmp_path, [{"type": "text", **keys, "segment": 0, "in": {"type": "fade", "duration": 0.5},
+                                      "out": {"type": "slide_down", "duration": 0.5}}], [card], tag="layer")
+    assert drawn(captioned).sum() > 1000  # it is there: white text on the card
+    assert np.abs(captioned.astype(int) - layered).max() <= 2
+    on = drawn(captioned).sum(axis=(1, 2))
+    assert on[0] < on[6] / 4 and on[-1] < on[12]  # fading in over its first 0.5 s, sliding out at its end
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("caption,where", [
+    ({"align": "justify"}, "job.segments[0].caption.align"),
+    ({"in": {"type": "spin"}}, "job.segments[0].caption.in.type"),
+    ({"out": {"duration": -1.0}}, "job.segments[0].caption.out.duration"),
+    ({"opacity": 2.0}, "job.segments[0].caption.opacity"),
+    ({"offset": [0.1]}, "job.segments[0].caption.offset"),
+    ({"position": "middle"}, "job.segments[0].caption.position"),
+])
+def test_a_captions_layer_keys_are_checked_as_a_layers_are(caption, where):
+    segment = {"source": "color:#203040", "duration": 1.0, "caption": {"text": "x", **caption}}
+    with pytest.raises(JobError) as e:
+        planned([], [segment])
+    assert e.value.where == where
+
+
+@pytest.mark.unit
+def test_a_caption_takes_the_nine_anchors_and_a_layers_motion():
+    segment = {"source": "color:#203040", "duration": 1.0,
+               "caption": {"text": "x", "position": "right", "opacity": 0.5, "in": {"type": "zoom", "duration": 0.2}}}
+    caption, = planned([], [segment]).segments[0].layers
+    assert (caption.position, caption.opacity, caption.enter, caption.leave) == (
+        "right", 0.5, Motion("zoom", 0.2), Motion("fade", 0.3))

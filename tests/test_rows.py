@@ -230,3 +230,59 @@ def test_a_video_kept_for_a_shared_pass_is_detected_once_rendering_runs_dry_thou
     finally:
         gate.closed.set()
         stage.join(timeout=10)
+
+
+def test_a_wrong_typed_value_of_a_row_names_the_row_and_the_full_path(template):
+    row = Row(1, "1", {"address": "x", "price": "y", "photos": "a.png"},
+              {"layers": [{"type": "text", "text": "hi", "opacity": "high"}]}, csv=False)
+    with pytest.raises(JobError) as e:
+        row_config(template, row, "/photos")
+    # The row's own layers, drawn after the template's six, are named as the row writes them.
+    assert str(e.value) == "row 1.job.layers[0].opacity: Value 'high' of type 'str' could not be converted to Float"
+    # A field read into the template's layers: the template's node names itself
+    made = compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency", "job.layers.2.opacity=${row:fade}"])
+    with pytest.raises(JobError) as e:
+        row_config(made, listing_row(1, fade="high"), "/photos")
+    assert str(e.value).startswith("row 1: job.layers[2].opacity: ") and "'high'" in str(e.value)
+
+
+def test_a_rows_own_layers_are_drawn_over_the_templates_not_instead(template):
+    badge = {"type": "image", "source": "sold.png", "position": "top_left"}
+    row = Row(1, "1", {"address": "1 Elm St", "price": "$1", "photos": "a.png"},
+              {"layers": [badge], "name": "own"}, csv=False)
+    cfg = row_config(template, row, "/photos")
+    plain = row_config(template, listing_row(1, photos="a.png"), "/photos")
+    assert cfg.job.name == "own"  # its other keys replace the template's
+    assert [x.type for x in cfg.job.layers] == [*(x.type for x in plain.job.layers), "image"]
+    # The template's address, price, logo and end card, then the row's badge on top.
+    assert len(plain.job.layers) == 6 and cfg.job.layers[0].text == "1 Elm St"
+    assert (cfg.job.layers[-1].source, cfg.job.layers[-1].position) == ("/photos/sold.png", "top_left")
+
+
+def test_a_rows_plan_names_its_layers_after_the_row_for_their_warnings_and_errors(template, tmp_path):
+    from raypipe.batch.videos import Template, Video, plan_variant, plan_video
+    from raypipe.config import VariantCfg
+    from raypipe.plan.variants import variants
+
+    row = listing_row(1, photos="sample:astronaut")
+    plan = plan_video(Video(row, Template(template, "/photos"), str(tmp_path / "1.mp4")), str(tmp_path))
+    assert [x.where for x in plan.segments[0].layers][:3] == ["row 1: job.segments[0].caption", "row 1: job.layers[0]",
+                                                              "row 1: job.layers[1]"]
+    cfg = row_config(template, row, "/photos")
+    cfg.render.variants = [OmegaConf.structured(VariantCfg(name="tall", width=90, height=160))]
+    tall, = variants(cfg)
+    tall.cfg.job.output = str(tmp_path / "1-tall.mp4")
+    video = Video(row, Template(template, "/photos"), str(tmp_path / "1.mp4"))
+    assert plan_variant(video, tall, str(tmp_path)).layers[0].where == "row 1 variant tall: job.layers[0]"
+    # The row's own layers, after the template's, under the row's own key, and over its variant's
+    own = Row(1, "1", {"address": "x", "price": "y", "photos": "sample:astronaut"},
+              {"layers": [{"type": "box", "position": "middle"}]}, csv=False)
+    with pytest.raises(JobError) as e:
+        plan_video(Video(own, Template(template, "/photos"), str(tmp_path / "1.mp4")), str(tmp_path))
+    assert e.value.where == "row 1.job.layers[0].position"
+    cfg = row_config(template, own, "/photos")
+    cfg.render.variants = [OmegaConf.structured(VariantCfg(name="tall", width=90, height=160))]
+    tall, = variants(cfg)
+    with pytest.raises(JobError) as e:
+        plan_variant(Video(own, Template(template, "/photos"), str(tmp_path / "1.mp4")), tall, str(tmp_path))
+    assert e.value.where == "row 1.job.layers[0].position (variant tall)"

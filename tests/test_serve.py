@@ -115,7 +115,7 @@ def test_a_requests_job_merged_into_the_services_config_is_what_composing_it_giv
         merged = service._config({"job": fragment}, "r_1")
         assert OmegaConf.to_yaml(merged, resolve=True) == OmegaConf.to_yaml(config(fragment, service.overrides), resolve=True)
     for bad, message in ((dict(JOB, segments=[{"source": "sample:coffee", "duration": "abc"}]),
-                          "duration: Value 'abc' of type 'str' could not be converted to Float"),
+                          "job.segments[0].duration: Value 'abc' of type 'str' could not be converted to Float"),
                          (dict(JOB, segmnts=[]), "job.segmnts: Key 'segmnts' not in 'JobCfg'; did you mean 'segments'?")):
         with pytest.raises(ConfigError) as merged_error:
             service._config({"job": bad}, "r_1")

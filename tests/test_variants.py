@@ -105,3 +105,75 @@ def test_a_batch_renders_every_variant_of_every_row_with_a_record_each(tmp_path)
     assert sorted((r.id, r.variant, r.status) for r in again.records) == [
         ("a", "tall", "skipped"), ("a", "wide", "skipped"), ("b", "tall", "done"), ("b", "wide", "skipped")]
     assert compose_job().render.variants == []
+
+
+TALL_BAD = [{"name": "wide", "width": 160, "height": 90},
+            {"name": "tall", "width": 90, "height": 160,
+             "layers": [{"type": "text", "text": "a"}, {"type": "text", "text": "b", "position": "middle"}]}]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("layer,where", [
+    ({"type": "text", "text": "b", "position": "middle"}, "render.variants[1].layers[1].position"),
+    # Found only once the timeline is planned: the 1 s it is on is shorter than its in and out.
+    ({"type": "text", "text": "b", "in": {"duration": 0.8}, "out": {"duration": 0.8}}, "render.variants[1].layers[1].in"),
+    ({"type": "image", "source": "sample:no_such_photo"}, "render.variants[1].layers[1].source"),
+])
+def test_a_variants_own_bad_layer_fails_before_any_work_under_its_own_path(tmp_path, layer, where):
+    variants = [TALL_BAD[0], {**TALL_BAD[1], "layers": [{"type": "text", "text": "a"}, layer]}]
+    cfg = astronaut(layers=[{"type": "box"}], variants=variants)
+    with pytest.raises(JobError) as e:
+        variant_configs(cfg)
+    assert e.value.where == where
+    with pytest.raises(JobError) as rendered:  # the render: nothing made, the wide variant included
+        render_config(cfg, str(tmp_path / "run"))
+    assert rendered.value.where == where
+    assert not list(tmp_path.rglob("*.mp4"))
+
+
+@pytest.mark.unit
+def test_a_batch_checks_every_variants_layers_of_every_row_before_any_work_and_in_a_dry_run(tmp_path):
+    from omegaconf import OmegaConf
+
+    from raypipe.batch.run import checked
+    from raypipe.config import AnimationCfg
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,label,photo,position\na,x,sample:astronaut,top\nb,y,sample:coffee,middle\n")
+    variants = [TALL_BAD[0], {**TALL_BAD[1], "layers": [{"type": "text", "text": "${row:label}",
+                                                          "position": "${row:position}"}]}]
+    cfg = config({"job": {"name": "rows", "segments": [{"source": "${row:photo}", "duration": 1.0}],
+                          "layers": [{"type": "text", "text": "${row:label}"}]}, "render": {"variants": variants}},
+                 ["detector=saliency", "render.fps=12", "job.audio.path=null", f"batch.rows={rows}",
+                  f"batch.root={tmp_path / 'out'}", f"batch.allowed_roots=[{tmp_path}]"])
+    for sources in (False, True):  # the batch's checks before any work, and a dry run's
+        _, videos, failed, _ = checked(cfg, str(tmp_path / "run"), skip_published=False, sources=sources)
+        assert [v.row.id for v in videos] == ["a"]
+        assert [(r.id, r.error.split(": unknown")[0]) for r in failed] == [
+            ("b", "row 2 (id b): render.variants[1].layers[0].position")]
+    # Found only once the sources are read: a dry run names it under the variant's own key.
+    cfg.render.variants[1].layers[0]["in"] = OmegaConf.structured(AnimationCfg(duration=5.0))
+    cfg.render.variants[1].layers[0].position = "top"
+    _, videos, failed, _ = checked(cfg, str(tmp_path / "run"), skip_published=False)
+    assert [(r.id, r.error.split(": its in")[0]) for r in failed] == [
+        ("a", "row 1 (id a) variant tall: render.variants[1].layers[0].in"),
+        ("b", "row 2 (id b) variant tall: render.variants[1].layers[0].in")]
+
+
+@pytest.mark.unit
+def test_the_batch_summary_counts_rows_and_videos_apart():
+    from raypipe.batch.manifest import BatchReport, Record, RowStatus
+
+    def report(records, rows, variants):
+        return BatchReport("rows.csv", "root", "manifest", rows, 0, 0, 0, 0, 1.0, 0.0, "saliency", 0, 0, "driver",
+                           False, 0.0, 0.0, [], {}, records, variants)
+
+    done, failed = RowStatus.DONE, RowStatus.FAILED
+    assert report([Record("a", 1, done, "a-wide.mp4", variant="wide"),
+                   Record("a", 1, failed, None, variant="tall")], 1, 2).summary() == \
+        "1 done, 0 skipped, 1 failed of 2 videos (1 row x 2 variants)"
+    # A row that failed its checks made none of its variants' videos.
+    assert report([Record("a", 1, failed, None)], 1, 2).summary() == \
+        "0 done, 0 skipped, 2 failed of 2 videos (1 row x 2 variants)"
+    assert report([Record("a", 1, done, "a.mp4"), Record("b", 2, failed, None)], 2, 0).summary() == \
+        "1 done, 0 skipped, 1 failed of 2 rows"

@@ -72,9 +72,22 @@ class BatchReport:
     retries: list  # tasks run again after their worker or node was lost: {"start", "frames", "attempt", "reason"}
     stages: dict
     records: list[Record] = field(default_factory=list)
+    variants: int = 0  # render.variants: the videos of each row
 
     def to_dict(self) -> dict:
         return {**asdict(self), "records": [r.to_dict() for r in self.records]}
+
+    def summary(self) -> str:
+        """What became of the batch's videos, counted as videos: `1 done, 0 skipped, 1 failed
+        of 2 videos (1 row x 2 variants)`. A row that failed before its variants were made
+        (one record) counts as all its videos."""
+        each = max(1, self.variants)
+        counts = {status: sum(1 if r.variant is not None else each for r in self.records if r.status is status)
+                  for status in RowStatus}
+        of = (f"{self.videos} rows" if not self.variants else
+              f"{self.videos * each} videos ({self.videos} row{'s' * (self.videos != 1)} x {each} variants)")
+        return (f"{counts[RowStatus.DONE]} done, {counts[RowStatus.SKIPPED]} skipped, {counts[RowStatus.FAILED]} "
+                f"failed of {of}")
 
 
 class RootLock:

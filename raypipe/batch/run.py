@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from raypipe.batch.manifest import BatchReport, Manifest, Record, RootLock, RowStatus
 from raypipe.batch.rows import Row, read_rows
-from raypipe.batch.videos import Published, Video, check, default_root, plan_video
+from raypipe.batch.videos import Published, Video, check, default_root, plan_variant, plan_video, variant_where
 from raypipe.detection import detector
 from raypipe.engine.driver import run_location, write_record
 from raypipe.engine.engine import Engine, EngineOptions
@@ -22,8 +22,7 @@ from raypipe.engine.video import VideoEnd, VideoHandle, VideoStatus
 from raypipe.errors import CancelToken, JobError, RaypipeError, first_line
 from raypipe.look.batch_page import batch_html
 from raypipe.plan.timeline import Plan
-from raypipe.plan.validate import prepare
-from raypipe.plan.variants import named, variant_configs
+from raypipe.plan.variants import Variant, named, variants
 from raypipe.storage import Storage
 
 
@@ -39,8 +38,7 @@ def checked(cfg: DictConfig, run_dir: str, skip_published: bool = True,
         raise JobError("batch.max_videos_in_flight", f"must be >= 1 (got {b.max_videos_in_flight})")
     if b.detector_actors < 1:
         raise JobError("batch.detector_actors", f"must be >= 1 (got {b.detector_actors})")
-    if cfg.render.variants:
-        variant_configs(cfg)  # each variant checked before any work
+    variants(cfg)  # each variant's name and size; its layers are checked with each row's
     rows = read_rows(b.rows)
     root = b.root or default_root(cfg)
     base = os.path.dirname(os.path.abspath(b.rows)) if "://" not in b.rows else ""
@@ -82,27 +80,24 @@ class RowVariant:
     """One variant of a row (render.variants): the row's config at the variant's size, its
     output named after it."""
 
-    def __init__(self, video: Video, name: str, run_dir: str):
-        self.video, self.name, self.run_dir, self.reads = video, name, run_dir, {}
-        self.id, self.where = f"{video.row.id}-{name}", f"{video.row.where} variant {name}"
+    def __init__(self, video: Video, index: int, name: str, run_dir: str):
+        self.video, self.index, self.name, self.run_dir, self.reads = video, index, name, run_dir, {}
+        self.id, self.where = f"{video.row.id}-{name}", variant_where(video.row, name)
         self.output = named(video.output, name)
-        self._cfg: DictConfig | None = None
+        self._variant: Variant | None = None
 
     def load(self) -> DictConfig:
-        if self._cfg is None:
-            self._cfg = dict(variant_configs(self.video.load()))[self.name]
-            self._cfg.job.output = self.output
-        return self._cfg
+        if self._variant is None:
+            self._variant = variants(self.video.load())[self.index]
+            self._variant.cfg.job.output = self.output
+        return self._variant.cfg
 
     def plan(self) -> Plan:
-        try:
-            plan, _ = prepare(self.load(), self.run_dir)
-        except RaypipeError as e:
-            raise JobError(f"{self.where}: {e.where}" if e.where else self.where, e.reason) from None
-        return plan
+        self.load()
+        return plan_variant(self.video, self._variant, self.run_dir)
 
     def unload(self) -> None:
-        self._cfg = None
+        self._variant = None
         self.video.unload()
 
 
@@ -195,8 +190,8 @@ def _specs(cfg: DictConfig, video: Video, run_dir: str, book: RowBook) -> list:
     if not cfg.render.variants:
         return [RowVideo(video, run_dir)]
     specs, published = [], Published()
-    for v in cfg.render.variants:
-        spec = RowVariant(video, str(v.name), run_dir)
+    for i, v in enumerate(cfg.render.variants):
+        spec = RowVariant(video, i, str(v.name), run_dir)
         if published(spec.output):
             book.add(Record(video.row.id, video.row.number, RowStatus.SKIPPED, spec.output, variant=spec.name))
         else:
@@ -227,4 +222,5 @@ def _report(cfg: DictConfig, root: str, manifest: Manifest, rows: list[Row], eng
         detector=stats.detector or detector.resolve_kind(cfg.detector)[0],
         detector_loads=stats.detector_loads, detector_actors=stats.detector_actors, executor=stats.executor,
         ray_started=stats.ray_started, task_seconds=round(stats.task_seconds, 3),
-        detect_seconds=stats.detect_seconds, retries=stats.retries, stages=stages, records=records)
+        detect_seconds=stats.detect_seconds, retries=stats.retries, stages=stages, records=records,
+        variants=len(cfg.render.variants))

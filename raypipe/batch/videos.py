@@ -16,11 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from raypipe.batch.rows import Row
-from raypipe.config import ASSETS, CURRENT_ROW, Config, hydra_error_line
+from raypipe.config import ASSETS, CURRENT_ROW, Config, hydra_error_line, unknown_key
 from raypipe.errors import JobError, RaypipeError
 from raypipe.media import generated
+from raypipe.plan.layers import told_as
 from raypipe.plan.timeline import Plan
 from raypipe.plan.validate import prepare
+from raypipe.plan.variants import Variant, check_all, named, variants
 from raypipe.storage import Storage
 
 
@@ -59,17 +61,57 @@ def plan_video(video: Video, run_root: str) -> Plan:
     """The checks that read the row's sources (every image decoded, every video probed): a
     batch runs them for each row just before detecting it, so that rendering begins while
     later rows are still checked; errors name the row."""
+    keys = Keys(video.row, len(video.template.cfg.job.layers))
     try:
-        video.plan, _ = prepare(video.load(), run_root)
+        plan, _ = prepare(video.load(), run_root)
     except RaypipeError as e:
-        raise _named(video.row, e) from None
+        raise keys.error(e) from None
+    video.plan = told_as(plan, keys)
     return video.plan
 
 
-def _named(row: Row, e: RaypipeError) -> RaypipeError:
-    if e.where and e.where.startswith("row "):
-        return e
-    return JobError(f"{row.where}: {e.where}" if e.where else row.where, e.reason)
+def plan_variant(video: Video, variant: Variant, run_root: str) -> Plan:
+    """A variant of the row, checked and planned as `plan_video` plans a row; errors name the
+    row, the variant and the key as the user wrote it."""
+    keys = Keys(video.row, len(video.template.cfg.job.layers), variant)
+    try:
+        plan, _ = prepare(variant.cfg, run_root)
+    except RaypipeError as e:
+        raise keys.error(e) from None
+    return told_as(plan, keys)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """How a row's errors and warnings name a key: after the row (and its variant), as the user
+    wrote it. A variant's own layers are render.variants[i].layers; the layers that the row's
+    job adds after the template's `added_after` are the row's own: `row 3 (id elm).job.layers[0]`."""
+
+    row: Row
+    added_after: int
+    variant: Variant | None = None
+
+    @property
+    def lead(self) -> str:
+        return self.row.where if self.variant is None else variant_where(self.row, self.variant.name)
+
+    def __call__(self, where: str) -> str:
+        if self.variant is not None and self.variant.own_layers:
+            return f"{self.lead}: {self.variant.key(where)}"
+        added = re.fullmatch(r"job\.layers\[(\d+)\](.*)", where)
+        if added and int(added.group(1)) >= self.added_after:
+            own = f"{self.row.where}.job.layers[{int(added.group(1)) - self.added_after}]{added.group(2)}"
+            return own if self.variant is None else f"{own} (variant {self.variant.name})"
+        return f"{self.lead}: {where}"
+
+    def error(self, e: RaypipeError) -> RaypipeError:
+        if e.where and e.where.startswith("row "):
+            return e
+        return JobError(self(e.where) if e.where else self.lead, e.reason)
+
+
+def variant_where(row: Row, name: str) -> str:
+    return f"{row.where} variant {name}"
 
 
 def default_root(template: DictConfig) -> str:
@@ -125,10 +167,15 @@ def job_reads(job) -> list[tuple[str, str]]:
     return [*((f"job.segments[{i}].source", s.source) for i, s in enumerate(segments)),
             *((f"job.segments[{i}].caption.font", s.caption.font) for i, s in enumerate(segments)
               if s.caption is not None and _font_file(s.caption.font)),
-            *((f"job.layers[{i}].source", x.source) for i, x in enumerate(job.layers) if x.source),
-            *((f"job.layers[{i}].font", x.font) for i, x in enumerate(job.layers) if _font_file(x.font)),
+            *layer_reads(job.layers, "job.layers"),
             *((("job.audio.path", job.audio.path),) if job.audio.path else ()),
             *((f"job.audio.tracks[{i}].path", t.path) for i, t in enumerate(job.audio.tracks))]
+
+
+def layer_reads(layers, at: str) -> list[tuple[str, str]]:
+    """(key, URI) of the images, clips and font files that `layers` (written at `at`) read."""
+    return [*((f"{at}[{i}].source", x.source) for i, x in enumerate(layers) if x.source),
+            *((f"{at}[{i}].font", x.font) for i, x in enumerate(layers) if _font_file(x.font))]
 
 
 def _allowed(uri: str, roots: list[str]) -> bool:
@@ -249,8 +296,9 @@ _typed = _Typed()
 
 def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
     """The template with ${row:NAME} read from the row, the row's `job` merged over the job
-    section, and `batch.each` made into segments. Relative sources are the rows file's folder's
-    (`base`), as a row names them from there."""
+    section (its `layers` after the template's, so drawn over them; `Keys` names them as the row
+    has them), and `batch.each` made into segments. Relative sources are the rows file's folder's (`base`),
+    as a row names them from there."""
     token = CURRENT_ROW.set(row)
     try:
         data = OmegaConf.to_container(template, resolve=True)
@@ -271,13 +319,20 @@ def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
             data["job"]["segments"].append(segment)
         if data["job"]["segments"] and each["transition"]:
             data["job"]["segments"][-1].pop("transition", None)  # the last segment has nothing to go into
+    own, keys = dict(row.job or {}), Keys(row, len(data["job"]["layers"]))
+    if isinstance(own.get("layers"), list):  # drawn over the template's (its address, its logo), not instead
+        data["job"]["layers"] = [*data["job"]["layers"], *own.pop("layers")]
     try:
         cfg = _typed(_literal(data))
-        if row.job:
-            cfg.job = OmegaConf.merge(cfg.job, OmegaConf.create(_literal(dict(row.job))))
-    except OmegaConfBaseException as e:
-        raise JobError(row.where, hydra_error_line(e)) from None
-    for node in (*cfg.job.segments, *cfg.job.layers):
+        if own:  # its other keys replace the template's, its segments all of them
+            cfg.job = OmegaConf.merge(cfg.job, OmegaConf.create(_literal(own)))
+    except OmegaConfBaseException as e:  # OmegaConf names a key in a list's item from the item down: found by its path
+        found = unknown_key(data) or unknown_key({"job": own})
+        if found is None:
+            raise JobError(row.where, hydra_error_line(e)) from None
+        where, _, reason = found.partition(": ")
+        raise JobError(keys(where), reason) from None
+    for node in (*cfg.job.segments, *cfg.job.layers, *(x for v in cfg.render.variants for x in v.layers or ())):
         if node.source and "://" not in node.source and not generated(node.source):
             node.source = os.path.join(base, os.path.expanduser(node.source))
     return cfg
@@ -311,13 +366,20 @@ def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[st
             return Video(row, Template(template, base), output, published=True)
         cfg = row_config(template, row, base)
         cfg.job.output = output
-        for where, uri in job_reads(cfg.job):
+        made = variants(cfg)
+        for where, uri in [*job_reads(cfg.job), *(read for v in made if v.own_layers
+                                                  for read in layer_reads(v.cfg.job.layers, v.layers_at))]:
             if not _allowed(uri, allowed):
                 raise JobError(where, f"{uri} is outside batch.allowed_roots ({', '.join(allowed)})")
+        check_all(cfg, made)
     except RaypipeError as e:
-        raise _named(row, e) from None
+        raise Keys(row, len(template.job.layers)).error(e) from None
     video = Video(row, Template(template, base), output, cfg=cfg)
-    if sources:
+    if sources and made:  # the row's videos are its variants, each planned at its size with its layers
+        for v in made:
+            v.cfg.job.output = named(output, v.name)
+            plan_variant(video, v, run_root)
+    elif sources:
         plan_video(video, run_root)
     video.unload()  # made again when the batch comes to the row; a dry run of 10,000 rows holds none
     return video

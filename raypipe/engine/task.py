@@ -160,11 +160,11 @@ def check_caption(seg: SegmentPlan, detections: Detections, enc: EncodeSpec) -> 
         boxes = screen_boxes(seg, detections, enc, max(layer.start, seg.start), min(layer.end, seg.end))
         variant, at = place_layer(layer, seg, detections, enc, boxes if layer.placed_by_subject else ([], []))
         layer.kind.predraw(variant)
-        if seg.index not in layer.warned and layer.covers(variant, at, boxes[1]):
-            layer.warned.add(seg.index)
+        covering = layer.faces.place(seg.index, layer.covers(variant, at, boxes[1]), layer.segments)
+        if covering:
             clear = "position: auto" if isinstance(layer.kind, CaptionLayer) else "position: auto or avoid: subject"
-            log.warning("%s: at position %s it covers a face in segment %d; %s keeps it clear", layer.where,
-                        layer.position, seg.index, clear)
+            log.warning("%s: at position %s it covers a face in segment%s %s; %s keeps it clear", layer.where,
+                        layer.position, "s" * (len(covering) > 1), ", ".join(map(str, covering)), clear)
 
 
 def segment_frames(seg: SegmentPlan, detections: Detections, enc: EncodeSpec, counter: ReadCounter | None = None,

@@ -14,7 +14,7 @@ import functools
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 import cv2
 import numpy as np
@@ -22,7 +22,8 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont, features
 
 from raypipe.errors import CaptionError
 
-POSITIONS = ("auto", "bottom", "top", "center", "bottom_left", "bottom_right", "top_left", "top_right")
+# auto and the 9 anchors a layer has (raypipe.frames.layers.anchors); `auto` looks at all but the sides.
+POSITIONS = ("auto", "bottom", "top", "center", "bottom_left", "bottom_right", "top_left", "top_right", "left", "right")
 # Where `auto` looks, in order of preference: the usual subtitle place first.
 _AUTO_ORDER = ("bottom", "top", "bottom_left", "bottom_right", "top_left", "top_right", "center")
 
@@ -96,8 +97,10 @@ def font_runs(text: str, font_path: str) -> list[tuple[str, str]]:
     return runs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class CaptionStyle:
+    """How a caption (config.CaptionCfg) or a text layer's text is drawn and placed."""
+
     text: str
     font: str
     size: float  # fraction of the frame height
@@ -112,6 +115,29 @@ class CaptionStyle:
     fade_in: float
     fade_out: float
     align: str = "center"  # each line inside the block: left, center or right
+    width: float | None = None  # a fraction of the frame's width the text wraps inside; None: 0.86 less the outline
+    offset: tuple[float, float] = (0.0, 0.0)  # fractions of the frame from its position, x to the right, y up
+    opacity: float = 1.0
+    enter: tuple[str, float] | None = None  # its `in`: (animation, seconds); None: a fade of fade_in
+    leave: tuple[str, float] | None = None  # its `out`; None: a fade of fade_out
+
+    def __init__(self, *args, **values):
+        """A dataclass's __init__, but for `in` and `out` ({type, duration}, as CaptionCfg
+        has them), which no Python parameter can be named: they are `enter` and `leave`."""
+        for key, name in (("in", "enter"), ("out", "leave")):
+            if key in values:
+                values[name] = values.pop(key)
+            if isinstance(values.get(name), dict):
+                values[name] = (values[name]["type"], float(values[name]["duration"]))
+        names = [f.name for f in fields(CaptionStyle)]
+        given = {**dict(zip(names, args)), **values}
+        if set(given) - set(names) or len(args) > len(names):
+            raise TypeError(f"CaptionStyle has no {', '.join(sorted(set(given) - set(names))) or 'more fields'}")
+        for f in fields(CaptionStyle):
+            value = given.get(f.name, f.default)
+            if value is MISSING:
+                raise TypeError(f"CaptionStyle needs {f.name}")
+            object.__setattr__(self, f.name, tuple(value) if f.name == "offset" else value)
 
 
 ALIGNS = ("left", "center", "right")
@@ -194,13 +220,15 @@ class Caption:
     def origins(self, out_w: int, out_h: int, shape: tuple[int, int] | None = None) -> dict[str, tuple[int, int]]:
         h, w = shape or self.shapes[0]
         m = round(self.style.margin * out_h)
-        xs = {"left": m, "center": (out_w - w) // 2, "right": out_w - w - m}
-        ys = {"top": m, "center": (out_h - h) // 2, "bottom": out_h - h - m}
+        dx, dy = round(self.style.offset[0] * out_w), -round(self.style.offset[1] * out_h)
+        xs = {"left": m + dx, "center": (out_w - w) // 2 + dx, "right": out_w - w - m + dx}
+        ys = {"top": m + dy, "center": (out_h - h) // 2 + dy, "bottom": out_h - h - m + dy}
         return {
             "bottom": (xs["center"], ys["bottom"]), "top": (xs["center"], ys["top"]),
             "center": (xs["center"], ys["center"]),
             "bottom_left": (xs["left"], ys["bottom"]), "bottom_right": (xs["right"], ys["bottom"]),
             "top_left": (xs["left"], ys["top"]), "top_right": (xs["right"], ys["top"]),
+            "left": (xs["left"], ys["center"]), "right": (xs["right"], ys["center"]),
         }
 
     def place(self, subject_boxes: list[tuple[float, float, float, float]], out_w: int, out_h: int,
@@ -261,6 +289,8 @@ def layout(style: CaptionStyle, out_w: int, out_h: int) -> Caption:
     margins are left out; a CaptionError when none does."""
     if not style.text.strip():
         raise CaptionError("text: is empty")
+    if style.width is not None and not 0 < style.width <= 1:
+        raise CaptionError(f"width: must be in (0, 1] of the frame's width (got {style.width})")
     for name in ("color", "outline_color", "box_color"):
         _color(getattr(style, name), name)
     primary = resolve_font(style.font)
@@ -313,8 +343,10 @@ def _measured(style: CaptionStyle, fonts: _Fonts, column: float, room: int, out_
     """The text at the fonts' size, wrapped to a `column` of the frame's width (`room`
     between the margins), and the size of its bitmap."""
     stroke, pad = _frame(style, fonts.px)
-    # The box and outline inside the margins too, where a narrow frame's margins are wide.
-    return _wrapped(style, fonts, column * min(0.86 * out_w - 2 * stroke, room - 2 * (stroke + pad)))
+    # The box and outline inside the margins too, where a narrow frame's margins are wide; inside
+    # its width as a text layer's, where it has one.
+    full = 0.86 * out_w - 2 * stroke if style.width is None else style.width * out_w - 2 * (stroke + pad)
+    return _wrapped(style, fonts, column * min(full, room - 2 * (stroke + pad)))
 
 
 def _wrapped(style: CaptionStyle, fonts: _Fonts, width: float) -> Variant:

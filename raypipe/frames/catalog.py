@@ -41,8 +41,9 @@ def layer_sections() -> list[tuple[str, list[tuple[str, str, list]]]]:
           ("every", "the keys every layer has, whatever its type", every)]),
         ("animations: a layer's `in` and `out`", [*((name, _doc(type(a)), []) for name, a in ANIMATIONS.items()),
                                                   ("in_or_out", _doc(AnimationCfg), list(fields(AnimationCfg)))]),
-        (f"anchors: a layer's `position`, inside its margin; auto: the first of {', '.join(AUTO_ORDER)} that keeps "
-         "clear of the subject", [(name, " and ".join(edges[p] for p in name.split("_") if p in edges) or "the middle",
+        (f"anchors: a layer's `position`, inside its margin; auto: of {', '.join(AUTO_ORDER)}, those clear of "
+         "the faces (with avoid: subject, of the subject too), the one covering least of the subject (the earlier "
+         "on a tie)", [(name, " and ".join(edges[p] for p in name.split("_") if p in edges) or "the middle",
                                    []) for name in ANCHORS]),
     ]
 

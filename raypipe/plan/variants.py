@@ -4,11 +4,16 @@ in any aspect, and subject-aware framing keeps faces whole in each."""
 from __future__ import annotations
 
 import copy
+import functools
 import os
+from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from raypipe.errors import JobError
+from raypipe.errors import JobError, RaypipeError
+from raypipe.media import probe
+from raypipe.plan import timeline
+from raypipe.plan.layers import Readers, check_layers, plan_layers
 
 
 def named(path: str, name: str) -> str:
@@ -19,8 +24,34 @@ def named(path: str, name: str) -> str:
     return f"{folder}/{base}" if folder else base
 
 
-def variant_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
-    """(name, the config that renders it) for each of `render.variants`, checked."""
+@dataclass(frozen=True)
+class Variant:
+    """`render.variants[index]`: its name and the config that renders it."""
+
+    index: int
+    name: str
+    cfg: DictConfig
+    own_layers: bool  # its own `layers`, which its config holds as job.layers
+
+    @property
+    def layers_at(self) -> str:
+        """Where its layers are written: its own, or the job's."""
+        return f"render.variants[{self.index}].layers" if self.own_layers else "job.layers"
+
+    def key(self, where: str) -> str:
+        """A key of its config as the user wrote it: its own layers are render.variants[i].layers,
+        not the job.layers its config holds them as."""
+        if not (self.own_layers and where.startswith("job.layers[")):
+            return where
+        return self.layers_at + where[len("job.layers"):]
+
+    def named(self, e: RaypipeError) -> RaypipeError:
+        """An error of its config, under the key the user wrote."""
+        return JobError(self.key(e.where), e.reason) if e.where else e
+
+
+def variants(cfg: DictConfig) -> list[Variant]:
+    """Each of `render.variants`, its name and size checked, its config made."""
     seen: set[str] = set()
     out = []
     for i, v in enumerate(cfg.render.variants):
@@ -42,5 +73,44 @@ def variant_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
         one.job.name = f"{cfg.job.name}-{name}"
         if cfg.job.output:
             one.job.output = named(str(cfg.job.output), name)
-        out.append((name, one))
+        out.append(Variant(i, name, one, v.layers is not None))
     return out
+
+
+def check_all(cfg: DictConfig, made: list[Variant]) -> None:
+    """The keys of the layers that `cfg`'s videos draw (the job's, and each variant's own),
+    checked reading no file: a batch's check of a row before any work."""
+    if not all(v.own_layers for v in made) or not made:
+        check_layers(cfg.job.layers, "job.layers", len(cfg.job.segments))
+    for v in made:
+        try:
+            if v.own_layers:
+                check_layers(v.cfg.job.layers, "job.layers", len(v.cfg.job.segments))
+        except RaypipeError as e:
+            raise v.named(e) from None
+
+
+def plan_all(made: list[Variant]) -> None:
+    """Each variant's timeline and layers planned at its size as its render will plan them
+    (every video probed once for all), so that a bad one fails before any variant's work,
+    under the key the user wrote."""
+    probed = functools.cache(probe)
+    read = Readers(functools.cache(timeline.image_size), probed)
+    for v in made:
+        bare = copy.deepcopy(v.cfg.job)
+        bare.layers = []  # planned below, under their own path and without plan's warnings, which the render gives
+        try:
+            plan = timeline.plan(bare, v.cfg.render, probed, read.size)
+            bounds = [s.start for s in plan.segments] + [plan.total_frames]
+            plan_layers(v.cfg.job.layers, bounds, plan.encode.width, plan.encode.height, plan.encode.fps, read,
+                        quiet=True)
+        except RaypipeError as e:
+            raise v.named(e) from None
+
+
+def variant_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
+    """(name, the config that renders it) for each of `render.variants`, each checked and
+    planned before any work."""
+    made = variants(cfg)
+    plan_all(made)
+    return [(v.name, v.cfg) for v in made]

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 ANCHORS = ("top_left", "top", "top_right", "left", "center", "right", "bottom_left", "bottom", "bottom_right")
-# `position: auto` takes the first of these where the layer keeps clear of the subject: the
-# usual places for text first, the middle of the frame last.
+# `position: auto` looks at these in turn, the usual places for text first and the middle of the
+# frame last: of those clear of the faces, it takes the one covering least of the subject (fixed.py).
 AUTO_ORDER = ("bottom", "top", "bottom_left", "bottom_right", "top_left", "top_right", "left", "right", "center")
 
 

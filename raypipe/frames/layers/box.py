@@ -15,8 +15,8 @@ from raypipe.media.cards import Gradient, gradient
 
 @dataclass(frozen=True)
 class BoxLayer(Fixed):
-    """A rectangle of one colour (RGB, or RGBA) or of `fill`, `width` x `height` of the frame,
-    corners of `radius`."""
+    """A rectangle of `color`, one colour (#rrggbbaa: see-through) or a gradient (gradient: or
+    radial:), `width` x `height` of the frame, corners of `radius`."""
 
     color: tuple[int, ...]
     shape: tuple[int, int]

@@ -82,5 +82,13 @@ class Fixed:
             return 0, rects[best][:2]
         what = "the subject and the faces" if layer.avoid else "the faces"
         where = "at any position" if layer.position == "auto" else f"at position {layer.position}"
-        raise JobError(layer.where, f"cannot keep clear of {what} of segment {segment} {where}; make it smaller, "
-                                    "choose another position, or drop avoid")
+        raise JobError(layer.where, f"cannot keep clear of {what} of segment {segment} {where}; {_remedy(layer)}")
+
+
+def _remedy(layer) -> str:
+    """What would let a layer that cannot keep clear be drawn: only what applies to it."""
+    if layer.position != "auto":  # with avoid: only it keeps a given position clear
+        return "make it smaller, choose another position, or drop avoid"
+    if layer.avoid:
+        return "make it smaller, or drop avoid (auto then keeps clear of the faces alone)"
+    return "make it smaller, or give it a position (it is drawn there, with a warning where it covers a face)"

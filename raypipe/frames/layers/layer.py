@@ -17,6 +17,25 @@ class Motion:
     seconds: float
 
 
+class FaceNotes:
+    """A layer's memo of the segments in which it covers a face, said in one warning line once
+    every segment it is over has been placed (one by one, as their detections come in)."""
+
+    def __init__(self):
+        self.placed: set[int] = set()
+        self.covering: set[int] = set()
+
+    def place(self, segment: int, covers: bool, over: tuple[int, ...]) -> list[int]:
+        """The segments to name in the warning, once the last of `over` is placed (every
+        segment placed, with no `over` known); none before, and none again after."""
+        if segment in self.placed:
+            return []
+        self.placed.add(segment)
+        if covers:
+            self.covering.add(segment)
+        return sorted(self.covering) if self.placed.issuperset(over) or not over else []
+
+
 @dataclass(frozen=True)
 class Layer:
     """`kind` (a TextLayer, ImageLayer, BoxLayer, VideoLayer or CaptionLayer) over global
@@ -34,8 +53,9 @@ class Layer:
     avoid: bool = False  # kept clear of the subject and the faces, or the render fails
     enter: Motion | None = None
     leave: Motion | None = None
-    # Segments whose faces it was said to cover: a memo, so the warning is one line.
-    warned: set = field(default_factory=set, compare=False, repr=False)
+    # The segments it is over, which its warning waits for; not part of its pixels.
+    segments: tuple[int, ...] = field(default=(), compare=False)
+    faces: FaceNotes = field(default_factory=FaceNotes, compare=False, repr=False)  # a memo: one warning line
 
     @property
     def keeps_clear(self) -> bool:
@@ -73,4 +93,4 @@ class Layer:
         """What decides its pixels in a chunk's key: its frames counted from `origin` (a
         segment's first), its files by content."""
         return dataclasses.replace(self, start=self.start - origin, end=self.end - origin,
-                                   kind=self.kind.renamed(identify), warned=set())
+                                   kind=self.kind.renamed(identify), faces=FaceNotes())
