@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import logging
 import os
 import re
@@ -111,11 +112,17 @@ def selecting(job, overrides: Sequence[str] = ()) -> list[str]:
     return [f"hydra.searchpath=[file://{_written(job)}]", f"+job={WRITTEN}"]
 
 
+def _writer() -> bytes:
+    """What writes a job and checks it against the schema (this module and raypipe.config): a
+    job written by another version of them is written and checked again, never reused."""
+    return Path(__file__).read_bytes() + Path(inspect.getfile(register)).read_bytes()
+
+
 def _written(job) -> Path:
     # A folder's job names its files relative to the folder: the folder is part of what it is.
     source = ((job.fragment, str(job.folder)) if isinstance(job, FolderJob)
               else job if isinstance(job, Mapping) else Path(job).expanduser().resolve())
-    data = repr(source).encode()
+    data = repr(source).encode() + _writer()
     if isinstance(source, Path) and source.is_file():
         data += source.read_bytes()
     # Beside the render cache, not in it: render.cache=false keeps nothing there.
