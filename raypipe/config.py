@@ -57,7 +57,7 @@ class CaptionCfg:
     # Every segment has the node, so `caption.text=...` adds one.
     text: str = param("", "the caption; empty: none")
     font: str = param("DejaVu Sans", "a font family that fontconfig knows, or a font file path")
-    size: float = param(0.06, "text height, as a fraction of the frame height")
+    size: float = param(0.06, "text height, as a fraction of the frame's shorter side (its height in landscape)")
     color: str = param("white", "text colour: a name or #rrggbb, as Pillow reads them")
     outline: float = param(0.08, "stroke width, as a fraction of the text size; 0: none")
     outline_color: str = param("black", "stroke colour")
@@ -93,7 +93,7 @@ class LayerCfg:
     # text
     text: str = param("", "text: the text; \\n breaks a line")
     font: str = param("DejaVu Sans", "text: a font family that fontconfig knows, or a font file path")
-    size: float = param(0.06, "text: text height, as a fraction of the frame height")
+    size: float = param(0.06, "text: text height, as a fraction of the frame's shorter side (its height in landscape)")
     color: Optional[str] = param(None, "text and box: a name or #rrggbb (null: white text, a black box); a box also "
                                        "#rrggbbaa, gradient:A,B[,angle] (CSS's angle) or radial:A,B[,radius] (a "
                                        "fraction of its longer side; none: to its corners), A and B #rrggbb[aa]")

@@ -32,6 +32,16 @@ def test_text_in_several_scripts_renders_with_real_glyphs():
 
 
 @pytest.mark.unit
+def test_text_is_sized_by_the_frames_shorter_side_so_it_keeps_its_proportions_in_every_aspect():
+    from raypipe.frames.captions import block
+
+    wide, tall, square = (block(style("12 Elm Street", box=True), w, h, w) for w, h in ((640, 360), (360, 640),
+                                                                                       (360, 360)))
+    assert wide.shape == tall.shape == square.shape  # one line, as high in 9:16 as in 16:9
+    assert layout(style("Hi"), 360, 640).rgba.shape == layout(style("Hi"), 640, 360).rgba.shape
+
+
+@pytest.mark.unit
 def test_a_character_the_font_lacks_comes_from_an_installed_font_that_has_it():
     runs = font_runs("A𝐀A", resolve_font("DejaVu Sans"))
     assert [r for r, _ in runs] == ["A", "𝐀", "A"]

@@ -406,11 +406,13 @@ def test_the_cli_refuses_a_bad_value_in_one_line_before_any_work(tmp_path):
 @pytest.mark.render
 def test_the_cli_converts_a_spec_at_the_size_it_renders(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    spec = photo_spec(tmp_path, {"width": 1280, "height": 720, **over({"type": "title", "text": "a"})})
+    # A slide-in text's size is a fraction of the width in Editly, whatever the aspect.
+    spec = photo_spec(tmp_path, {"width": 1280, "height": 720, **over({"type": "slide-in-text", "text": "a"})})
     printed = run_cli(str(spec), "render.width=1080", "render.height=1920", "--cfg", "job", cwd=tmp_path)
     assert printed.returncode == 0, printed.stderr
     tall = convert(spec, width=1080, height=1920).fragment["job"]["layers"][0]["size"]
-    assert yaml.safe_load(printed.stdout)["job"]["layers"][0]["size"] == tall == round(1080 * 0.1) / 1920
+    assert yaml.safe_load(printed.stdout)["job"]["layers"][0]["size"] == tall == round(1080 * 0.05) / 1080
+    assert convert(spec).fragment["job"]["layers"][0]["size"] == round(1280 * 0.05) / 720  # at the spec's own size
 
 
 @pytest.mark.unit

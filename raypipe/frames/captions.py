@@ -150,6 +150,12 @@ ALIGNS = ("left", "center", "right")
 # chroma smears it into the letters. A size the user sets lower than that is kept.
 MIN_TEXT = 0.025
 MIN_TEXT_PX = 14
+
+
+def text_px(size: float, out_w: int, out_h: int) -> int:
+    """Text `size` in pixels: a fraction of the frame's shorter side (its height in landscape),
+    so the same text keeps its proportions in 16:9, 9:16 and 1:1, as Editly's does."""
+    return max(8, round(size * min(out_w, out_h)))
 SHRINK = 0.85  # each smaller size a caption tries: a few steps from the default to the floor
 
 
@@ -294,8 +300,8 @@ def layout(style: CaptionStyle, out_w: int, out_h: int) -> Caption:
     for name in ("color", "outline_color", "box_color"):
         _color(getattr(style, name), name)
     primary = resolve_font(style.font)
-    px = max(8, round(style.size * out_h))
-    floor = min(px, max(MIN_TEXT_PX, round(MIN_TEXT * out_h)))
+    px = text_px(style.size, out_w, out_h)
+    floor = min(px, max(MIN_TEXT_PX, round(MIN_TEXT * min(out_w, out_h))))
     ladder = [px]
     while round(ladder[-1] * SHRINK) > floor:
         ladder.append(round(ladder[-1] * SHRINK))
@@ -358,7 +364,7 @@ def _wrapped(style: CaptionStyle, fonts: _Fonts, width: float) -> Variant:
     return Variant(fonts.px, tuple(lines), (h, w))
 
 
-def block(style: CaptionStyle, out_h: int, width: int) -> np.ndarray:
+def block(style: CaptionStyle, out_w: int, out_h: int, width: int) -> np.ndarray:
     """The text drawn once at its size, wrapped inside `width` pixels (its box and outline
     included): a text layer's straight-alpha RGBA bitmap. A CaptionError for a font that is
     missing or a character no font has."""
@@ -367,7 +373,7 @@ def block(style: CaptionStyle, out_h: int, width: int) -> np.ndarray:
     for name in ("color", "outline_color", "box_color"):
         _color(getattr(style, name), name)
     primary = resolve_font(style.font)
-    fonts = _Fonts(primary, max(8, round(style.size * out_h)))
+    fonts = _Fonts(primary, text_px(style.size, out_w, out_h))
     stroke, pad = _frame(style, fonts.px)
     return _draw(style, primary, _wrapped(style, fonts, max(1, width - 2 * (stroke + pad))))
 

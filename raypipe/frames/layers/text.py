@@ -35,7 +35,7 @@ class TextLayer(Fixed):
                              cfg.outline_color, bool(cfg.box), cfg.box_color, float(cfg.box_opacity), "center", 0.0,
                              0.0, 0.0, cfg.align)
         try:
-            rgba = block(style, out_h, round(width * out_w))
+            rgba = block(style, out_w, out_h, round(width * out_w))
         except CaptionError as e:
             raise JobError(where, str(e)) from None
         if rgba.shape[0] > out_h:

@@ -111,13 +111,14 @@ def see_through(layer: Layer, palette: Palette, clip: int) -> str:
 
 def _text(layer: Layer, fonts: Fonts, size: float, text_color: Color) -> dict:
     """What every Editly text layer has: its text (a literal: see convert.literal), font, size
-    (a fraction of the frame's height) and colour."""
+    (a fraction of the frame's shorter side, as Editly's: `px / min(width, height)`) and colour."""
     return {"type": "text", "text": layer.text("text"), **fonts.font(layer), "size": size, "color": text_color.hex,
             "outline": 0.0}
 
 
 def title(layer: Layer, out: Output, fonts: Fonts) -> dict:
-    return {**_text(layer, fonts, round(min(out.width, out.height) * 0.1) / out.height,
+    low = min(out.width, out.height)
+    return {**_text(layer, fonts, round(low * 0.1) / low,
                     layer.color("textColor", "#ffffff")),
             "align": "center", "width": 0.8, **place(layer.props.get("position"), layer.where)}
 
@@ -126,7 +127,7 @@ def subtitle(layer: Layer, out: Output, fonts: Fonts, seconds: float) -> dict:
     pad = 0.05 * min(out.width, out.height)
     box = layer.color("backgroundColor", "rgba(0,0,0,0.3)")
     speed = layer.number("speed", 1, above=0)
-    return {**_text(layer, fonts, min(out.width, out.height) / 20 / out.height, layer.color("textColor", "#ffffff")),
+    return {**_text(layer, fonts, 1 / 20, layer.color("textColor", "#ffffff")),
             "box": True, "box_color": box.hex, "box_opacity": round(box.alpha, 4), "align": "left",
             "width": round((out.width - 2 * pad) / out.width, 6), "position": "bottom_left", "margin": 0.0,
             "offset": [round(pad / out.width, 6), round(pad / out.height, 6)],
@@ -137,7 +138,7 @@ def subtitle(layer: Layer, out: Output, fonts: Fonts, seconds: float) -> dict:
 def news_title(layer: Layer, out: Output, fonts: Fonts, seconds: float) -> dict:
     low = min(out.width, out.height)
     speed = layer.number("speed", 1, above=0)
-    return {**_text(layer, fonts, round(0.05 * low) / out.height, layer.color("textColor", "#ffffff")),
+    return {**_text(layer, fonts, round(0.05 * low) / low, layer.color("textColor", "#ffffff")),
             "box": True, "box_color": layer.color("backgroundColor", "#d02a42").hex,
             "box_opacity": 1.0, "align": "left", "position": "top_left", "margin": 0.0,
             "offset": [round(0.07 * low / out.width, 6), -0.08],
@@ -147,8 +148,8 @@ def news_title(layer: Layer, out: Output, fonts: Fonts, seconds: float) -> dict:
 def slide_in_text(layer: Layer, out: Output, fonts: Fonts) -> dict:
     # `color` is Editly 0.14's key; textColor its later one.
     text_color = layer.color("color" if layer.props.get("color") else "textColor", "#ffffff")
-    return {**_text(layer, fonts, round(out.width * layer.number("fontSize", 0.05, above=0)) / out.height,
-                    text_color),
+    px = round(out.width * layer.number("fontSize", 0.05, above=0))  # Editly's: of the width, whatever the aspect
+    return {**_text(layer, fonts, px / min(out.width, out.height), text_color),
             "align": "left", **place(layer.props.get("position"), layer.where)}
 
 
