@@ -609,3 +609,31 @@ def test_a_caption_takes_the_nine_anchors_and_a_layers_motion():
     caption, = planned([], [segment]).segments[0].layers
     assert (caption.position, caption.opacity, caption.enter, caption.leave) == (
         "right", 0.5, Motion("zoom", 0.2), Motion("fade", 0.3))
+
+
+@pytest.mark.unit
+def test_a_layer_cut_short_by_the_videos_end_has_its_in_and_out_shortened_with_one_warning(caplog):
+    # 4 s of card; the text asks for 3.5 s..5.5 s and gets 0.5 s, less than its 0.9 s of in and out
+    layer = {"type": "text", "text": "A", "start": 3.5, "length": 2, "in": {"type": "fade", "duration": 0.5},
+             "out": {"type": "fade", "duration": 0.4}}
+    p = planned([layer], [{"source": "color:#203040", "duration": 4.0}])
+    (text,) = p.layers
+    assert (text.start, text.end) == (42, 48)
+    assert text.enter.seconds == pytest.approx(0.5 * 0.5 / 0.9) and text.leave.seconds == pytest.approx(0.4 * 0.5 / 0.9)
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(said) == 1 and said[0].startswith("job.layers[0]: on for 0.50 s to the end"), said
+    # Its own length too short for them still fails, naming it.
+    with pytest.raises(JobError) as e:
+        planned([{**layer, "start": 0.0, "length": 0.5}], [{"source": "color:#203040", "duration": 4.0}])
+    assert e.value.where == "job.layers[0].in"
+
+
+@pytest.mark.unit
+def test_a_layer_moved_wholly_outside_the_frame_says_so_in_one_line(caplog):
+    box = {"type": "box", "width": 0.2, "height": 0.2}
+    planned([{**box, "offset": [0.5, 0.0]}, {**box, "position": "top", "offset": [0.0, 0.2]}])  # partly inside
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    planned([box, {**box, "position": "right", "offset": [0.3, 0.0]}, {**box, "offset": [0.0, -0.7]}])
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [s.split(":")[0] for s in said] == ["job.layers[1]", "job.layers[2]"], said
+    assert "outside the 320x180 frame" in said[0]

@@ -13,6 +13,7 @@ from raypipe.config import LayerCfg
 from raypipe.errors import JobError
 from raypipe.frames.captions import ALIGNS, Caption
 from raypipe.frames.layers import ANCHORS, ANIMATIONS, LAYER_TYPES, CaptionLayer, Layer, Motion
+from raypipe.frames.layers.anchors import origin
 from raypipe.plan.seconds import number, to_frame
 
 log = logging.getLogger("raypipe")
@@ -57,11 +58,12 @@ def plan_layers(cfgs, bounds: list[int], width: int, height: int, fps: Fraction,
     planned = []
     for i, cfg in enumerate(cfgs):
         keys = read_layer(f"{where}[{i}]", cfg, len(bounds) - 1)
-        start, end = _span(keys, bounds, fps)
+        start, asked = _span(keys, bounds, fps)
         if start < bounds[-1]:
-            end = min(end, bounds[-1])
+            end = min(asked, bounds[-1])
+            keys = _fitted(keys, float((end - start) / fps), end < asked, quiet)
             over = tuple(i for i in range(len(bounds) - 1) if bounds[i] < end and start < bounds[i + 1])
-            planned.append(_layer(keys, start, end, over, width, height, fps, read))
+            planned.append(_layer(keys, start, end, over, width, height, fps, read, quiet))
         elif not quiet:
             log.warning("%s: starts at %.2f s, after the video's end (%.2f s): not drawn", keys.where,
                         float(start / fps), float(bounds[-1] / fps))
@@ -123,13 +125,35 @@ def read_layer(where: str, cfg: DictConfig, segments: int) -> LayerKeys:
 
 
 def _layer(keys: LayerKeys, start: int, end: int, over: tuple[int, ...], width: int, height: int, fps: Fraction,
-           read: Readers) -> Layer:
+           read: Readers, quiet: bool) -> Layer:
     where, cfg, enter, leave = keys.where, keys.cfg, keys.enter, keys.leave
-    shown = float((end - start) / fps)
-    if (enter.seconds if enter else 0) + (leave.seconds if leave else 0) > shown + 1e-9:
-        raise JobError(f"{where}.in", f"its in and out take longer than the {shown:.3f} s it is on")
-    return Layer(where, keys.kind.make(cfg, where, width, height, read), start, end, fps, cfg.position,
-                 keys.offset, float(cfg.margin), float(cfg.opacity), cfg.avoid == "subject", enter, leave, over)
+    layer = Layer(where, keys.kind.make(cfg, where, width, height, read), start, end, fps, cfg.position,
+                  keys.offset, float(cfg.margin), float(cfg.opacity), cfg.avoid == "subject", enter, leave, over)
+    if cfg.position != "auto" and not quiet:
+        h, w = layer.kind.shapes[0]
+        x, y = origin(cfg.position, (h, w), width, height, layer.margin, layer.offset)
+        if x + w <= 0 or x >= width or y + h <= 0 or y >= height:
+            log.warning("%s: its offset %s puts it outside the %dx%d frame, at (%d, %d): nothing of it shows",
+                        where, list(keys.offset), width, height, x, y)
+    return layer
+
+
+def _fitted(keys: LayerKeys, shown: float, cut: bool, quiet: bool) -> LayerKeys:
+    """Its keys with its `in` and `out` fitting the `shown` seconds it is on. Where the video's
+    end `cut` its length short (a template's short row), they are shortened in proportion, with
+    a warning line; where its own start and length (or its segment's end, which `length: null`
+    asks for) leave too little, it fails."""
+    enter, leave = keys.enter, keys.leave
+    asked = (enter.seconds if enter else 0) + (leave.seconds if leave else 0)
+    if asked <= shown + 1e-9:
+        return keys
+    if not cut:
+        raise JobError(f"{keys.where}.in", f"its in and out take longer than the {shown:.3f} s it is on")
+    enter, leave = (None if m is None else Motion(m.type, m.seconds * shown / asked) for m in (enter, leave))
+    if not quiet:
+        log.warning("%s: on for %.2f s to the end, less than its in and out: they are shortened to %.2f s and "
+                    "%.2f s", keys.where, shown, enter.seconds if enter else 0, leave.seconds if leave else 0)
+    return replace(keys, enter=enter, leave=leave)
 
 
 def _span(keys: LayerKeys, bounds: list[int], fps: Fraction) -> tuple[int, int]:
