@@ -177,3 +177,15 @@ def test_the_batch_summary_counts_rows_and_videos_apart():
         "0 done, 0 skipped, 2 failed of 2 videos (1 row x 2 variants)"
     assert report([Record("a", 1, done, "a.mp4"), Record("b", 2, failed, None)], 2, 0).summary() == \
         "1 done, 0 skipped, 1 failed of 2 rows"
+
+
+@pytest.mark.unit
+def test_a_size_given_with_variants_scales_each_to_fit_inside_it_keeping_its_aspect():
+    big = [{"name": "wide", "width": 1280, "height": 720}, {"name": "tall", "width": 720, "height": 1280},
+           {"name": "square", "width": 1080, "height": 1080}]
+    preview = variant_configs(astronaut("render.width=320", "render.height=180", variants=big))
+    assert [(name, c.render.width, c.render.height) for name, c in preview] == [
+        ("wide", 320, 180), ("tall", 102, 180), ("square", 180, 180)]
+    # The schema's size (none given) leaves each variant at its own.
+    assert [(c.render.width, c.render.height) for _, c in variant_configs(astronaut(variants=big))] == [
+        (1280, 720), (720, 1280), (1080, 1080)]

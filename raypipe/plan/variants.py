@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
+from raypipe.config import RenderCfg
 from raypipe.errors import JobError, RaypipeError
 from raypipe.media import probe
 from raypipe.plan import timeline
@@ -50,9 +51,20 @@ class Variant:
         return JobError(self.key(e.where), e.reason) if e.where else e
 
 
+def fitted(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """A variant's (width, height) scaled to fit inside `box` (render.width x render.height set
+    with variants: a small preview of every shape), its aspect kept, in even pixels."""
+    scale = min(box[0] / size[0], box[1] / size[1])
+    return tuple(max(2, 2 * round(side * scale / 2)) for side in size)
+
+
 def variants(cfg: DictConfig) -> list[Variant]:
-    """Each of `render.variants`, its name and size checked, its config made."""
+    """Each of `render.variants`, its name and size checked, its config made. Where the job
+    sets render.width or render.height too (not the schema's 1280x720), each variant is scaled
+    to fit inside that box, keeping its aspect."""
     seen: set[str] = set()
+    box = (cfg.render.width, cfg.render.height)
+    scaled = box != (RenderCfg.width, RenderCfg.height)
     out = []
     for i, v in enumerate(cfg.render.variants):
         where = f"render.variants[{i}]"
@@ -67,7 +79,7 @@ def variants(cfg: DictConfig) -> list[Variant]:
                 raise JobError(f"{where}.{key}", f"must be a positive even number of pixels (got {v[key]})")
         one = copy.deepcopy(cfg)
         one.render.variants = []
-        one.render.width, one.render.height = v.width, v.height
+        one.render.width, one.render.height = fitted((v.width, v.height), box) if scaled else (v.width, v.height)
         if v.layers is not None:
             one.job.layers = v.layers
         one.job.name = f"{cfg.job.name}-{name}"
