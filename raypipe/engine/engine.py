@@ -401,9 +401,11 @@ class Engine:
         self._ended += 1
         run.handle._finish(end)  # its listeners first: a batch prints the video's path before the log line
         if self._progress is not None and self.options.expected != 1:  # one video's end is the CLI's to say
-            where = run.spec.where or run.spec.id
+            where, said = run.spec.where or run.spec.id, first_line(error) if error else ""
+            if said.startswith(f"{where}: "):  # a row's error names its row itself
+                said = said[len(where) + 2:]
             self._progress.video_done(f"{where}: {run.spec.output}" if not run.failed
-                                      else f"{where}: {status.value}: {first_line(error) if error else ''}")
+                                      else f"{where}: {status.value}: {said}")
 
     def _maybe_clean(self, run: VideoRun) -> None:
         if run.in_flight <= 0 and run.failed:
