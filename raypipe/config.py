@@ -358,7 +358,7 @@ class CacheCfg:
 @dataclass
 class EachCfg:
     # A segment per item of a row's list field (a list in JSONL or Parquet; in CSV a cell of
-    # items separated by `|`), after the template's own segments, effects cycling.
+    # items separated by `|`), after the template's own segments and before `after`'s, effects cycling.
     list_field: Optional[str] = None
     # The effects those segments take in turn.
     effects: List[str] = field(default_factory=lambda: ["ken_burns", "punch_in"])
@@ -370,6 +370,9 @@ class EachCfg:
     transition_duration: float = 0.5
     # The first of these segments' caption (it may use ${row:NAME}); empty: none.
     caption: str = ""
+    # Segments after the listed ones (an end card), which the last listed one goes into by its
+    # transition; the template's job.segments stay before them (a title card).
+    after: List[SegmentCfg] = field(default_factory=list)
 
 
 @dataclass
@@ -465,11 +468,16 @@ RUN_ID = secrets.token_hex(3)
 CURRENT_ROW: contextvars.ContextVar = contextvars.ContextVar("raypipe_row")
 
 
-def row_field(name: str):
+def row_field(name: str, *default):
+    """${row:NAME}, or ${row:NAME,DEFAULT}: DEFAULT where the row lacks the field or leaves it
+    empty (an optional field: a CSV's empty cell, a JSONL row without the key)."""
     row = CURRENT_ROW.get(None)
     if row is None:
         raise ConfigError(f"${{row:{name}}} is only defined in a batch (python -m raypipe batch)")
-    return row.value(name)
+    if len(default) > 1:  # OmegaConf split the default at its commas
+        raise ConfigError(f"${{row:{name},...}}: a default with a comma is quoted: "
+                          f'${{row:{name},"{", ".join(map(str, default))}"}}')
+    return row.value(name, *default)
 
 
 def cache_root(cfg) -> str | None:
@@ -506,7 +514,8 @@ def register() -> None:
         # ${asset:NAME} is a file shipped with raypipe (the demo soundtrack).
         OmegaConf.register_new_resolver("asset", lambda name: str(ASSETS / name))
     if not OmegaConf.has_resolver("row"):
-        # ${row:NAME} is a field of the batch row being rendered (raypipe.batch sets it).
+        # ${row:NAME} is a field of the batch row being rendered (raypipe.batch sets it);
+        # ${row:NAME,DEFAULT} where it is missing or empty.
         OmegaConf.register_new_resolver("row", row_field)
     if not OmegaConf.has_resolver("run_id"):
         OmegaConf.register_new_resolver("run_id", lambda: RUN_ID)

@@ -18,8 +18,9 @@ from raypipe.errors import JobError
 
 pytestmark = pytest.mark.render
 
+# The listing's end card (batch.each.after) is left out: these videos are their rows' photos.
 SMALL = ["render.width=160", "render.height=90", "render.fps=10", "batch.each.duration=0.6",
-         "batch.each.transition_duration=0.2", "detector=saliency"]
+         "batch.each.transition_duration=0.2", "detector=saliency", "batch.each.after=[]"]
 
 
 def photo(folder, name, sample):
@@ -315,7 +316,7 @@ def test_the_bundled_template_and_rows_render_from_the_readme_command(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     outputs = [line for line in proc.stdout.splitlines() if line.startswith("/")]  # a path per video, as it is out
     assert [o.rsplit("/", 1)[-1] for o in outputs] == ["elm-12.mp4", "oak-7.mp4", "pine-3.mp4"]
-    assert all(media.count_frames(o) == 100 for o in outputs)  # 4 photos x 2.5 s at 10 fps
+    assert all(media.count_frames(o) == 125 for o in outputs)  # 4 photos and the end card x 2.5 s at 10 fps
 
 
 def test_on_ray_with_storage_rows_read_their_local_photos_from_staged_copies_that_go_when_done(tmp_path):
@@ -361,3 +362,37 @@ def test_a_detection_thread_that_dies_ends_the_batch_with_its_error_not_a_hang(t
     with pytest.raises(RuntimeError, match="the detector broke"):
         raypipe.render_batch("listing", table, [*SMALL, "batch.max_videos_in_flight=1", f"batch.root={tmp_path}/o"],
                              run_dir=tmp_path / "run")
+
+
+def test_a_one_photo_listing_shows_its_photo_whole_then_the_end_card_under_the_logo(tmp_path):
+    """The end card is a segment of its own after the photos: a one-photo row shows its photo
+    for its whole duration, goes into the card, and the logo is drawn over the card."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,address,price,photos\nelm,1 Elm St,,sample:astronaut\n")
+    report = raypipe.render_batch("listing", rows, ["render.width=160", "render.height=90", "render.fps=10",
+                                                    "batch.each.duration=1.0", "batch.each.transition_duration=0.2",
+                                                    "detector=saliency", f"batch.root={tmp_path / 'out'}"],
+                                  run_dir=tmp_path / "run")
+    assert (report.done, report.failed) == (1, 0)  # its empty price reads "Price on application"
+    frames = media.decode_all(str(tmp_path / "out" / "videos" / "elm.mp4")).astype(int)
+    assert len(frames) == 20  # the photo's 1 s, then the card's
+    card = np.array([0x1f, 0x3a, 0x5f])
+    off_card = np.abs(frames - card).max(axis=-1) > 12
+    # the photo fills every frame before the crossfade; the card is exact from its start where nothing is drawn
+    assert all(off_card[k, 45:, :40].mean() > 0.9 for k in range(8))
+    assert all(not off_card[k, 70:, :30].any() for k in range(10, 20))
+    # the logo (top right, 10% of the frame) is drawn over the card to the end
+    assert all(off_card[k, :20, 130:].sum() >= 15 for k in range(10, 20))  # nothing else is drawn there
+
+
+def test_a_failed_rows_progress_line_names_its_row_once(tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,address,price,photos\nok-1,1 Elm St,$1,sample:coffee\nbad-2,2 Oak Ln,$2,broken.png\n")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    proc = run_cli("+job=listing", f"batch.rows={rows}", *SMALL, f"batch.root={tmp_path / 'out'}",
+                   f"hydra.run.dir={tmp_path / 'run'}", command="batch")
+    assert proc.returncode == 1
+    log = (tmp_path / "run" / "render.log").read_text()
+    said = [line for line in log.splitlines() if "failed:" in line and "bad-2" in line]
+    assert len(said) == 1 and said[0].count("row 2 (id bad-2)") == 1, log[-2000:]
+    assert said[0].split(" - ", 1)[1].startswith("row 2 (id bad-2): failed: job.segments[0].source: "), said

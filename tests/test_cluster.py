@@ -455,7 +455,7 @@ def test_a_batch_with_rows_and_videos_in_s3_survives_a_worker_node_lost_mid_batc
              f"ray.address={c.address}",
              "detector=clip", "detector.fallback=null", "detector.model=tiny-clip", *overrides(weights),
              "render.width=160",
-             "render.height=90", "render.fps=24", "batch.each.duration=2.0",
+             "render.height=90", "render.fps=24", "batch.each.duration=2.0", "batch.each.after=[]",
              *(["batch.max_videos_in_flight=1", "detector.batch_size=1"] if detector_lost
                else ["batch.max_videos_in_flight=2"]), f"hydra.run.dir={tmp_path / 'run'}"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)

@@ -8,7 +8,7 @@ from raypipe.api import compose
 from raypipe.batch import videos
 from raypipe.batch.rows import Row
 from raypipe.batch.videos import _Typed, row_config
-from raypipe.errors import JobError
+from raypipe.errors import JobError, RaypipeError
 
 pytestmark = pytest.mark.unit
 
@@ -21,9 +21,14 @@ def listing_row(number, **fields):
 @pytest.fixture(scope="module")
 def template():
     # The listing template shows its row's address and price as layers; a caption made of them is
-    # what these tests read back.
-    return compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency",
+    # what these tests read back. Its end card (batch.each.after) is left out: these rows are their photos.
+    return compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency", "batch.each.after=[]",
                     "batch.each.caption='${row:address} · ${row:price}'"])
+
+
+@pytest.fixture(scope="module")
+def listing():
+    return compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency"])
 
 
 def test_a_rows_text_is_text_never_an_interpolation_resolved_on_the_driver(template, monkeypatch):
@@ -286,3 +291,113 @@ def test_a_rows_plan_names_its_layers_after_the_row_for_their_warnings_and_error
     with pytest.raises(JobError) as e:
         plan_variant(Video(own, Template(template, "/photos"), str(tmp_path / "1.mp4")), tall, str(tmp_path))
     assert e.value.where == "row 1.job.layers[0].position (variant tall)"
+
+
+# ---- the listing's end card, its optional price, its layout --------------------------------
+
+LONG = "Apartment 14B, 1234 North Wellington Boulevard East, Mount Pleasant Heights, NSW 2750"
+
+
+def test_the_listings_end_card_is_a_card_segment_after_the_photos_and_the_logo_is_drawn_last(listing):
+    cfg = row_config(listing, listing_row(1, photos="a.png"), "/photos")
+    photo, card = cfg.job.segments
+    # The one photo keeps its whole 2.5 s and goes into the card by the template's transition.
+    assert (photo.source, photo.duration, photo.transition.type) == ("/photos/a.png", 2.5, "crossfade")
+    assert (card.source, card.duration, card.transition.type) == ("color:#1f3a5f", 2.5, "cut")
+    assert cfg.job.layers[-1].type == "image" and cfg.job.layers[-1].segment is None  # over everything, throughout
+    assert [x.segment for x in cfg.job.layers] == [None, None, -1, -1, -1, None]
+    # A template without batch.each.after keeps its listed segments' last transition off, as before.
+    bare = compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency", "batch.each.after=[]"])
+    last = row_config(bare, listing_row(1), "/photos").job.segments
+    assert [s.source for s in last] == ["/photos/a.png", "/photos/b.png"] and last[-1].transition.type == "cut"
+
+
+@pytest.mark.parametrize("fields", [{"price": ""}, {"price": "  "}, {"price": None}])
+def test_an_empty_or_missing_price_reads_the_templates_default(listing, fields):
+    row = Row(1, "1", {"address": "1 Elm St", "photos": "a.png", **fields}, None, csv=False)
+    cfg = row_config(listing, row, "/photos")
+    assert [x.text for x in cfg.job.layers if x.type == "text"] == ["1 Elm St", "Price on application",
+                                                                     "1 Elm St", "Price on application"]
+    missing = Row(1, "1", {"address": "1 Elm St", "photos": "a.png"}, None, csv=False)  # JSONL without the key
+    assert row_config(listing, missing, "/photos").job.layers[1].text == "Price on application"
+
+
+def test_a_text_of_a_rows_empty_field_draws_nothing_and_later_layers_keep_their_names(tmp_path):
+    from raypipe.batch.videos import Template, Video, plan_video
+
+    made = compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency", "render.width=160",
+                    "render.height=90", "job.layers.1.text=${row:price}", "job.layers.4.text='${row:price,\"\"}'"])
+    row = listing_row(2, price="", photos="sample:astronaut")
+    cfg = row_config(made, row, "/photos")
+    assert [x.text for x in cfg.job.layers if x.type == "text"] == ["1 Elm St", "1 Elm St"]  # no price, no box
+    plan = plan_video(Video(row, Template(made, "/photos"), str(tmp_path / "2.mp4")), str(tmp_path))
+    assert [x.where for x in plan.layers] == ["row 2: job.layers[0]", "row 2: job.layers[2]", "row 2: job.layers[3]",
+                                              "row 2: job.layers[5]"]
+    # A row's own layer after them is still its own layers[0].
+    own = Row(2, "2", {"address": "x", "price": "", "photos": "sample:astronaut"},
+              {"layers": [{"type": "box", "position": "middle"}]}, csv=False)
+    with pytest.raises(JobError) as e:
+        plan_video(Video(own, Template(made, "/photos"), str(tmp_path / "2.mp4")), str(tmp_path))
+    assert e.value.where == "row 2.job.layers[0].position"
+    # Without a default, a missing field is still an error naming the row and the field.
+    with pytest.raises(JobError, match=r"row 3.price: no such field"):
+        row_config(made, Row(3, "3", {"address": "x", "photos": "a.png"}, None, csv=False), "/photos")
+
+
+def test_a_rows_default_with_a_comma_must_be_quoted():
+    made = compose(["+job=listing", "batch.rows=rows.csv", "job.layers.1.text='${row:price,POA, call us}'"])
+    with pytest.raises(RaypipeError, match=r'a default with a comma is quoted: \$\{row:price,"POA, call us"\}'):
+        row_config(made, listing_row(1, price=""), "/photos")
+    quoted = compose(["+job=listing", "batch.rows=rows.csv", "job.layers.1.text='${row:price,\"POA, call us\"}'"])
+    assert row_config(quoted, listing_row(1, price=""), "/photos").job.layers[1].text == "POA, call us"
+
+
+def rest_boxes(plan, keys):
+    """Each layer's box at rest (x0, y0, x1, y1), as planned: its bitmap at its anchor and offset."""
+    from raypipe.frames.layers.anchors import origin
+
+    w, h = plan.encode.width, plan.encode.height
+    boxes = {}
+    for layer in plan.layers:
+        key = layer.where.split(": ")[-1]
+        if key in keys:
+            bh, bw = layer.kind.shapes[0]
+            x, y = origin(layer.position, (bh, bw), w, h, layer.margin, layer.offset)
+            boxes[key] = (x, y, x + bw, y + bh)
+    return boxes
+
+
+def apart(a, b) -> bool:
+    return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+
+
+@pytest.mark.parametrize("size", [(320, 180), (180, 320)])
+def test_a_long_address_and_the_price_never_overlap_on_the_photos_or_on_the_end_card(tmp_path, size):
+    from raypipe.batch.videos import Template, Video, plan_video
+
+    made = compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency", f"render.width={size[0]}",
+                    f"render.height={size[1]}", "render.fps=10"])
+    row = listing_row(1, address=LONG, price="AU$1,250,000", photos="sample:astronaut|sample:coffee")
+    plan = plan_video(Video(row, Template(made, "/photos"), str(tmp_path / "1.mp4")), str(tmp_path))
+    boxes = rest_boxes(plan, {f"job.layers[{i}]" for i in range(6)})
+    photo_address, price, card_address, card_price, logo = (boxes[f"job.layers[{i}]"] for i in (0, 1, 3, 4, 5))
+    assert photo_address[3] - photo_address[1] > 2 * (price[3] - price[1])  # the address wraps to several lines
+    assert apart(photo_address, price) and apart(price, logo) and apart(photo_address, logo)
+    assert apart(card_address, card_price) and card_address[3] <= size[1] // 2 <= card_price[1]
+    for box in boxes.values():
+        assert box[0] >= 0 and box[1] >= 0 and box[2] <= size[0] and box[3] <= size[1], (boxes, size)
+
+
+def test_a_short_rows_layers_cut_by_its_videos_end_are_shortened_not_failed(tmp_path, caplog):
+    from raypipe.batch.videos import Template, Video, plan_video
+
+    # One 1.6 s photo and no end card: the address (1.2 s + 3.2 s) is on for 0.4 s of its 0.9 s in and out.
+    made = compose(["+job=listing", "batch.rows=rows.csv", "detector=saliency", "render.width=160",
+                    "render.height=90", "render.fps=10", "batch.each.duration=1.6", "batch.each.after=[]"])
+    plan = plan_video(Video(listing_row(1, photos="sample:astronaut"), Template(made, "/photos"),
+                            str(tmp_path / "1.mp4")), str(tmp_path))
+    address = plan.layers[0]
+    assert (address.start, address.end) == (12, 16)
+    assert address.enter.seconds + address.leave.seconds == pytest.approx(0.4)
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "shortened" in r.getMessage()]
+    assert [s.split(": on for")[0] for s in said] == ["job.layers[0]", "job.layers[1]"], said

@@ -353,7 +353,7 @@ def test_a_template_and_its_row_render_and_a_row_is_checked_as_a_batch_checks_it
     created = client.post("/v1/renders", json={"template": "listing", "row": row})
     assert created.status_code == 202, created.text
     obj, _ = wait_end(client, created.json()["id"])
-    assert obj["status"] == "succeeded" and obj["output"]["duration"] == pytest.approx(2 * 2.5)  # a transition takes its segment's tail
+    assert obj["status"] == "succeeded" and obj["output"]["duration"] == pytest.approx(3 * 2.5)  # two photos and the end card: a transition takes its segment's tail
     missing = client.post("/v1/renders", json={"template": "listing", "row": {"photos": ["sample:coffee"]}})
     assert missing.status_code == 422 and "address: no such field" in missing.json()["error"]
 

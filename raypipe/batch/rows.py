@@ -31,9 +31,12 @@ class Row:
     def where(self) -> str:
         return f"row {self.id}" if self.id == str(self.number) else f"row {self.number} (id {self.id})"
 
-    def value(self, name: str):
+    def value(self, name: str, *default):
         """A scalar field, for ${row:NAME}: a missing field or one that is not a plain value
-        is an error naming the row and the field."""
+        is an error naming the row and the field. Given a default (${row:NAME,DEFAULT}), a
+        missing, null or blank field is the default."""
+        if default and (self.fields.get(name) is None or str(self.fields[name]).strip() == ""):
+            return default[0]
         if name not in self.fields:
             known = ", ".join(sorted(self.fields)) or "none"
             raise JobError(f"{self.where}.{name}", f"no such field (the row has: {known})")

@@ -3,6 +3,7 @@ its job merged, its output named, and every check a render makes, before any wor
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import pickle
 import posixpath
@@ -24,6 +25,8 @@ from raypipe.plan.timeline import Plan
 from raypipe.plan.validate import prepare
 from raypipe.plan.variants import Variant, check_all, named, variants
 from raypipe.storage import Storage
+
+log = logging.getLogger("raypipe")
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,12 @@ class Video:
         if self.cfg is None:
             self.cfg = row_config(self.template.cfg, self.row, self.template.base)
             self.cfg.job.output = self.output
+            for i in sorted(set(range(len(self.template.cfg.job.layers))) - set(self.keys().kept)):
+                log.info("%s: job.layers[%d]: its text, from the row, is empty: not drawn", self.row.where, i)
         return self.cfg
+
+    def keys(self, variant: Variant | None = None) -> Keys:
+        return Keys(self.row, kept_layers(self.template.cfg, self.row), variant)
 
     def unload(self) -> None:
         self.cfg = self.plan = None
@@ -61,7 +69,7 @@ def plan_video(video: Video, run_root: str) -> Plan:
     """The checks that read the row's sources (every image decoded, every video probed): a
     batch runs them for each row just before detecting it, so that rendering begins while
     later rows are still checked; errors name the row."""
-    keys = Keys(video.row, len(video.template.cfg.job.layers))
+    keys = video.keys()
     try:
         plan, _ = prepare(video.load(), run_root)
     except RaypipeError as e:
@@ -73,7 +81,7 @@ def plan_video(video: Video, run_root: str) -> Plan:
 def plan_variant(video: Video, variant: Variant, run_root: str) -> Plan:
     """A variant of the row, checked and planned as `plan_video` plans a row; errors name the
     row, the variant and the key as the user wrote it."""
-    keys = Keys(video.row, len(video.template.cfg.job.layers), variant)
+    keys = video.keys(variant)
     try:
         plan, _ = prepare(variant.cfg, run_root)
     except RaypipeError as e:
@@ -84,11 +92,12 @@ def plan_variant(video: Video, variant: Variant, run_root: str) -> Plan:
 @dataclass(frozen=True)
 class Keys:
     """How a row's errors and warnings name a key: after the row (and its variant), as the user
-    wrote it. A variant's own layers are render.variants[i].layers; the layers that the row's
-    job adds after the template's `added_after` are the row's own: `row 3 (id elm).job.layers[0]`."""
+    wrote it. A variant's own layers are render.variants[i].layers; the template's layers that
+    the row's video draws are those `kept` (`kept_layers`), under their own index; the layers
+    that the row's job adds after them are the row's own: `row 3 (id elm).job.layers[0]`."""
 
     row: Row
-    added_after: int
+    kept: tuple[int, ...]
     variant: Variant | None = None
 
     @property
@@ -98,16 +107,38 @@ class Keys:
     def __call__(self, where: str) -> str:
         if self.variant is not None and self.variant.own_layers:
             return f"{self.lead}: {self.variant.key(where)}"
-        added = re.fullmatch(r"job\.layers\[(\d+)\](.*)", where)
-        if added and int(added.group(1)) >= self.added_after:
-            own = f"{self.row.where}.job.layers[{int(added.group(1)) - self.added_after}]{added.group(2)}"
+        layer = re.fullmatch(r"job\.layers\[(\d+)\](.*)", where)
+        if layer and int(layer.group(1)) >= len(self.kept):
+            own = f"{self.row.where}.job.layers[{int(layer.group(1)) - len(self.kept)}]{layer.group(2)}"
             return own if self.variant is None else f"{own} (variant {self.variant.name})"
+        if layer:
+            where = f"job.layers[{self.kept[int(layer.group(1))]}]{layer.group(2)}"
         return f"{self.lead}: {where}"
 
     def error(self, e: RaypipeError) -> RaypipeError:
         if e.where and e.where.startswith("row "):
             return e
         return JobError(self(e.where) if e.where else self.lead, e.reason)
+
+
+def kept_layers(template: DictConfig, row: Row) -> tuple[int, ...]:
+    """The indices of the template's layers that the row's video draws: all but the text layers
+    whose text, made of the row's fields, is empty (an optional price the row leaves out), which
+    draw nothing."""
+    token = CURRENT_ROW.set(row)
+    try:
+        return tuple(i for i, layer in enumerate(template.job.layers) if not _blank_text(layer))
+    finally:
+        CURRENT_ROW.reset(token)
+
+
+def _blank_text(layer: DictConfig) -> bool:
+    if not OmegaConf.is_interpolation(layer, "text"):
+        return False  # a text the template wrote empty is the template's mistake, which fails as a job's does
+    try:
+        return layer.type == "text" and not str(layer.text).strip()
+    except (OmegaConfBaseException, RaypipeError):
+        return False  # its error is said where the row's config is made
 
 
 def variant_where(row: Row, name: str) -> str:
@@ -297,7 +328,8 @@ _typed = _Typed()
 def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
     """The template with ${row:NAME} read from the row, the row's `job` merged over the job
     section (its `layers` after the template's, so drawn over them; `Keys` names them as the row
-    has them), and `batch.each` made into segments. Relative sources are the rows file's folder's (`base`),
+    has them), and `batch.each` made into segments: the template's own, the listed ones, then
+    `batch.each.after`'s. Relative sources are the rows file's folder's (`base`),
     as a row names them from there."""
     token = CURRENT_ROW.set(row)
     try:
@@ -317,9 +349,11 @@ def row_config(template: DictConfig, row: Row, base: str) -> DictConfig:
             if i == 0 and each["caption"]:
                 segment["caption"] = {"text": each["caption"]}
             data["job"]["segments"].append(segment)
-        if data["job"]["segments"] and each["transition"]:
+        if data["job"]["segments"] and each["transition"] and not each["after"]:
             data["job"]["segments"][-1].pop("transition", None)  # the last segment has nothing to go into
-    own, keys = dict(row.job or {}), Keys(row, len(data["job"]["layers"]))
+    data["job"]["segments"].extend(each["after"])  # an end card, after the listed photos
+    own, keys = dict(row.job or {}), Keys(row, kept_layers(template, row))
+    data["job"]["layers"] = [data["job"]["layers"][i] for i in keys.kept]
     if isinstance(own.get("layers"), list):  # drawn over the template's (its address, its logo), not instead
         data["job"]["layers"] = [*data["job"]["layers"], *own.pop("layers")]
     try:
@@ -373,7 +407,7 @@ def check(template: DictConfig, row: Row, root: str, base: str, allowed: list[st
                 raise JobError(where, f"{uri} is outside batch.allowed_roots ({', '.join(allowed)})")
         check_all(cfg, made)
     except RaypipeError as e:
-        raise Keys(row, len(template.job.layers)).error(e) from None
+        raise Keys(row, kept_layers(template, row)).error(e) from None
     video = Video(row, Template(template, base), output, cfg=cfg)
     if sources and made:  # the row's videos are its variants, each planned at its size with its layers
         for v in made:
