@@ -73,7 +73,12 @@ def with_assets(folder: Path, spec: Path) -> Path:
             shutil.copy(ASSETS / "logo.png", target)
         elif suffix == ".jpg":
             Image.fromarray(load_image(f"sample:{PHOTOS.get(target.name, 'coffee')}")).save(target)
-    return folder / spec.name
+    # A remote photo (picsum.photos) as a local one, as a user downloads it: raypipe does not.
+    remote = folder / "remote.jpg"
+    Image.fromarray(load_image("sample:rocket")).save(remote)
+    copied = folder / spec.name
+    copied.write_text(re.sub(r'"https://[^"]+"', f'"{remote}"', copied.read_text()))
+    return copied
 
 
 def write_spec(folder: Path, spec: dict, name="spec.json5") -> Path:
@@ -379,6 +384,21 @@ def over(*layers: dict, **clip) -> dict:
      "clipsAudioVolume: must be a number"),
     ({"audioNorm": True, "audioTracks": [{"path": "a.jpg"}], "clips": [{"layers": [PHOTO]}]},
      "audioNorm: must be an object (got True)"),
+    # The ranges the converted job enforces, named by the spec's key rather than the job's.
+    ({"clips": [{"layers": [{**PHOTO, "zoomAmount": -0.5}]}]}, "clips[0].layers[0].zoomAmount: must be >= 0 (got -0.5)"),
+    ({"clips": [{"layers": [{**PHOTO, "zoomDirection": "left", "zoomAmount": -0.5}]}]},
+     "clips[0].layers[0].zoomAmount: must be >= -0.3 (got -0.5)"),
+    (over({"type": "image-overlay", "path": "a.jpg", "width": 1.5}),
+     "clips[0].layers[1].width: must be > 0 and <= 1 (got 1.5)"),
+    (over({"type": "image-overlay", "path": "a.jpg", "height": 0}), "clips[0].layers[1].height: must be > 0 and <= 1"),
+    (over({"type": "slide-in-text", "text": "a", "fontSize": 0.9}), "clips[0].layers[1].fontSize: must be > 0 and <="),
+    (over({"type": "title", "text": "A", "start": 3}, duration=2),
+     "clips[0].layers[1].start: must be >= 0 and before the clip's end (2 s; got 3)"),
+    (over({"type": "title", "text": "A", "start": -1}), "clips[0].layers[1].start: must be >= 0"),
+    ({"clips": [{"layers": [{**PHOTO, "path": "https://picsum.photos/400/400"}]}]},
+     "clips[0].layers[0].path: https://picsum.photos/400/400 is a https URL, which raypipe does not download: "
+     "download it and give its path, or put it where raypipe reads (s3://...)"),
+    (over({"type": "image-overlay", "path": "http://example.com/logo.png"}), "clips[0].layers[1].path: http://"),
 ])
 def test_a_bad_value_fails_in_one_line_naming_its_path_in_the_spec(tmp_path, spec, line):
     with pytest.raises(JobError) as e:
@@ -585,9 +605,6 @@ def test_editlys_examples_render_with_editlys_frame_count(tmp_path, name):
     """Each of Editly's examples that converts renders whole, at a quarter of its size (its size
     and rate are the plan's, checked above), and its video has Editly's frame count."""
     out, spec = tmp_path / f"{name}.mp4", with_assets(tmp_path, EDITLY / f"{name}.json5")
-    # A remote photo (picsum.photos) as a local one: no network here.
-    Image.fromarray(load_image("sample:rocket")).save(tmp_path / "remote.jpg")
-    spec.write_text(re.sub(r'"https://[^"]+"', f'"{tmp_path / "remote.jpg"}"', spec.read_text()))
     size = convert(spec).output
     small = [f"render.width={size.width // 8 * 2}", f"render.height={size.height // 8 * 2}"]
     cfg = config(spec, [*small, "detector=saliency", "render.cache=false", f"job.output={out}"])

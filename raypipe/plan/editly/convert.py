@@ -153,7 +153,10 @@ def _frames(layer, p: Place) -> tuple[int, int]:
     within the clip)."""
     seconds = p.clip.seconds
     start, stop = layer.fraction("start", 0), layer.fraction("stop", seconds)
-    if not 0 <= start < stop <= seconds:
+    if not 0 <= start < seconds:
+        raise JobError(layer.path("start"), f"must be >= 0 and before the clip's end ({float(seconds):g} s; got "
+                                            f"{float(start):g})")
+    if not start < stop <= seconds:
         raise JobError(layer.path("stop"), f"must be after start and within the clip's {float(seconds):g} s")
     return window(start, stop, seconds, p.frames.frames)
 
