@@ -414,6 +414,63 @@ def test_the_api_refuses_a_bad_value_naming_its_path_in_the_spec(tmp_path):
         config(spec, ["detector=saliency"])
 
 
+@pytest.mark.unit
+def test_the_conversion_records_the_spec_path_of_each_job_key_it_writes(tmp_path):
+    spec = photo_spec(tmp_path, {"clips": [{"duration": 2, "layers": [{**PHOTO, "start": 0.5}]},
+                                           {"layers": [{"type": "fill-color"}, {"type": "title", "text": "A"},
+                                                       {"type": "image-overlay", "path": "a.jpg", "width": 0.5}]}]})
+    origins = convert(spec).origins
+    assert origins.name("job.segments[0]") == "clips[0]"  # the black before the photo is shown
+    assert origins.name("job.segments[1].source") == "clips[0].layers[0].path"
+    assert origins.name("job.segments[1].params") == "clips[0].layers[0] (job.segments[1].params)"
+    assert origins.name("job.segments[1].transition.duration") == "clips[0].transition (job.segments[1]" \
+                                                                   ".transition.duration)"
+    assert origins.name("job.segments[2]") == "clips[1].layers[0]"
+    assert origins.name("job.layers[0]") == "clips[1].layers[1]"
+    assert origins.name("job.layers[1].source") == "clips[1].layers[2].path"
+    assert origins.name("job.layers[1].width") == "clips[1].layers[2].width"
+    assert origins.name("job.audio.path") == "job.audio.path"  # not the spec's: as it is
+    assert origins.text("job.layers[0]: at position center it covers a face") == \
+        "clips[1].layers[1]: at position center it covers a face"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("layers,line", [
+    ([{"type": "image", "path": "song.m4a"}], "clips[0].layers[0].path: cannot decode image"),
+    ([PHOTO, {"type": "image-overlay", "path": "song.m4a"}], "clips[0].layers[1].path: cannot decode image"),
+])
+def test_an_error_at_render_names_the_specs_path_not_the_jobs_key(tmp_path, layers, line):
+    """A file that is no image fails once the job is planned, before any frame: named as the
+    spec names it, as every error of a spec is."""
+    from raypipe.api import render as render_job
+
+    shutil.copy(ASSETS / "demo_soundtrack.m4a", tmp_path / "song.m4a")
+    spec = photo_spec(tmp_path, {"width": W, "height": H, "fps": 10, "clips": [{"duration": 1, "layers": layers}]})
+    with pytest.raises(JobError) as e:
+        render_job(spec, ["detector=saliency", "render.cache=false"], run_dir=tmp_path / "run")
+    assert str(e.value).startswith(line) and e.value.where == line.partition(":")[0], str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.render
+def test_a_warning_at_render_names_the_specs_layer(tmp_path, caplog):
+    from raypipe.api import render as render_job
+
+    Image.fromarray(load_image("sample:astronaut")).save(tmp_path / "face.jpg")
+    spec = write_spec(tmp_path, {"width": W, "height": H, "fps": 10, "clips": [{"duration": 1, "layers": [
+        {"type": "image", "path": "face.jpg", "zoomDirection": None},
+        {"type": "image-overlay", "path": "face.jpg", "width": 1.0}]}]})
+    with caplog.at_level(logging.WARNING, logger="raypipe"):
+        render_job(spec, ["detector=saliency", "render.cache=false"], run_dir=tmp_path / "run")
+    said = [r.getMessage() for r in caplog.records if "covers a face" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("clips[0].layers[1]: at position center"), said
+    # The CLI so too: a photo that is the spec itself, no image.
+    failed = run_cli(str(write_spec(tmp_path, {"clips": [{"layers": [{"type": "image", "path": "bad.json5"}]}]},
+                                    "bad.json5")), "detector=saliency", cwd=tmp_path)
+    assert failed.returncode == 2 and failed.stderr.startswith("error: clips[0].layers[0].path: cannot decode image"), \
+        failed.stderr
+
+
 @pytest.mark.render
 def test_the_cli_refuses_a_bad_value_in_one_line_before_any_work(tmp_path):
     spec = photo_spec(tmp_path, {"clips": [{"layers": [{**PHOTO, "zoomAmount": "big"}]}]})

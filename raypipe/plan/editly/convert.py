@@ -12,11 +12,13 @@ from raypipe.errors import JobError
 from raypipe.media import probe as probe_media
 from raypipe.plan.editly import layers as drawn
 from raypipe.plan.editly.fields import Fields, Once, number
+from raypipe.plan.editly.origins import Origins
 from raypipe.plan.editly.sound import Sound
 from raypipe.plan.editly.spec import (
     CLIP_KEYS,
     GLOBAL_DEFAULTS,
     Clip,
+    Layer,
     Media,
     Output,
     Palette,
@@ -47,6 +49,7 @@ class Converted:
     fragment: dict  # {job: ..., render: ...}: a job file's content
     frames: int  # Editly's frame count, which the job renders
     output: Output
+    origins: Origins  # the spec's path of each job key it wrote: what names an error at render
 
 
 def literal(value):
@@ -137,11 +140,40 @@ def convert(path: str | Path, probe=probe_media, width: int | None = None, heigh
     places = [Place(c, f, i > 0 and kinds[i - 1][0] != "cut", kinds[i][0] != "cut")
               for i, (c, f) in enumerate(zip(clips, frames))]
     sound = Sound(spec, base, clips, frames, out.fps, media, once)
-    segments = [seg for p in places for seg in _segments(p, kinds[p.clip.index], out, media, palette, once, sound)]
-    job_layers = [layer for p in places for layer in _layers(p, out, drawn.Fonts(once), palette, media)]
+    segments, job_layers, origins = [], [], {}
+    for p in places:
+        for seg in _segments(p, kinds[p.clip.index], out, media, palette, once, sound):
+            origins.update(_segment_origins(f"job.segments[{len(segments)}]", seg, p.clip))
+            segments.append(seg)
+        for layer, cfg in _layers(p, out, drawn.Fonts(once), palette, media):
+            origins.update(_layer_origins(f"job.layers[{len(job_layers)}]", layer))
+            job_layers.append(cfg)
     job = {"name": path.stem, "segments": segments, "layers": job_layers, "audio": sound.job_audio()}
     fragment = {"job": literal(job), "render": {"width": out.width, "height": out.height, "fps": str(out.fps)}}
-    return Converted(fragment, total_frames(frames), out)
+    return Converted(fragment, total_frames(frames), out, Origins(origins))
+
+
+# A job layer's keys that hold one of the spec layer's values, by the spec's key.
+LAYER_ORIGINS = {"source": "path", "text": "text", "font": "fontPath", "start": "start", "length": "stop",
+                 "width": "width", "height": "height", "position": "position", "offset": "position"}
+
+
+def _layer_origins(key: str, layer) -> dict[str, str]:
+    """The job layer at `key` and those of its keys that the spec's layer wrote."""
+    return {key: layer.where, **{f"{key}.{k}": layer.path(v) for k, v in LAYER_ORIGINS.items() if v in layer.props}}
+
+
+def _segment_origins(key: str, seg: dict, clip: Clip) -> dict[str, str]:
+    """The segment at `key`: the clip's first layer where it shows it (not the black around a
+    picture shown for part of its clip), else the clip; its time and transition the clip's."""
+    first = clip.layers[0]
+    found = {key: clip.where, f"{key}.duration": f"{clip.where}.duration",
+             f"{key}.transition": f"{clip.where}.transition"}
+    if first.type in ("image", "video") and seg.get("source") == first.props.get("path"):
+        found.update({key: first.where, f"{key}.source": first.path("path")})
+    elif first.type not in ("image", "video") and drawn.is_picture(first):
+        found[key] = first.where
+    return found
 
 
 def _seconds(frames: int, fps: Fraction) -> float:
@@ -221,8 +253,9 @@ def _video(p: Place, layer, out: Output, media: Media, sound: Sound) -> dict:
     return seg
 
 
-def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media) -> list[dict]:
-    """The clip's layers above its picture, each over the global frames Editly draws it in."""
+def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media) -> list[tuple[Layer, dict]]:
+    """The clip's layers above its picture, each over the global frames Editly draws it in,
+    beside the spec's layer it is."""
     found = []
     for layer in p.clip.layers[1:] if drawn.is_picture(p.clip.layers[0]) else p.clip.layers:
         if layer.type in ("audio", "detached-audio"):
@@ -243,5 +276,5 @@ def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media) -> lis
         if "out" not in cfg and k1 == p.frames.frames and p.blended_out:
             cfg["out"] = {"type": "fade", "duration": _seconds(p.frames.blend, out.fps)}
         cfg.update({"start": _seconds(p.frames.first + k0, out.fps), "length": length})
-        found.append(cfg)
+        found.append((layer, cfg))
     return found
