@@ -414,6 +414,38 @@ def test_the_api_refuses_a_bad_value_naming_its_path_in_the_spec(tmp_path):
         config(spec, ["detector=saliency"])
 
 
+def titled_clips(transition: dict, fps=10) -> dict:
+    """Two 2 s cards, each with its title (the first's at the top, the second's at the bottom),
+    joined by `transition`."""
+    def clip(color, text, position):
+        return {"duration": 2, "layers": [{"type": "fill-color", "color": color},
+                                          {"type": "title", "text": text, "position": position,
+                                           "zoomDirection": None}]}
+    return {"width": W, "height": H, "fps": fps, "defaults": {"transition": transition},
+            "clips": [clip("#203040", "Out", "top"), clip("#402030", "In", "bottom")]}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name,params,outgoing,incoming", [
+    # 10 fps: 20 frames a clip, overlapping by 10 (frames 10 to 19 of the video).
+    ("fade", {}, (0.0, 2.0, None, ("fade", 1.0)), (1.0, 2.0, ("fade", 1.0), None)),
+    ("fadecolor", {}, (0.0, 1.5, None, ("fade", 0.5)), (1.5, 1.5, ("fade", 0.5), None)),
+    ("dummy", {}, (0.0, 2.0, None, None), (2.0, 1.0, None, None)),  # a cut, at the overlap's end
+    ("directional", {"direction": [0, 1]}, (0.0, 2.0, None, ("slide_up", 1.0)), (1.0, 2.0, ("slide_up", 1.0), None)),
+    ("directional-left", {}, (0.0, 2.0, None, ("slide_left", 1.0)), (1.0, 2.0, ("slide_left", 1.0), None)),
+])
+def test_a_clips_layers_go_with_it_through_its_transition(tmp_path, name, params, outgoing, incoming):
+    """(start, length, in, out) of each clip's title: Editly draws a clip's layers into its own
+    frame, so they fade, cut and move as their picture does."""
+    spec = write_spec(tmp_path, titled_clips({"name": name, "duration": 1, "params": params}))
+    found = convert(spec).fragment["job"]["layers"]
+
+    def timed(layer):
+        return (round(layer["start"], 6), round(layer["length"], 6),
+                *((layer[k]["type"], round(layer[k]["duration"], 6)) if k in layer else None for k in ("in", "out")))
+    assert [timed(layer) for layer in found] == [outgoing, incoming]
+
+
 @pytest.mark.unit
 def test_the_conversion_records_the_spec_path_of_each_job_key_it_writes(tmp_path):
     spec = photo_spec(tmp_path, {"clips": [{"duration": 2, "layers": [{**PHOTO, "start": 0.5}]},
@@ -799,3 +831,43 @@ def test_the_editly_comparator_reads_the_spec_from_files_both_renderers_read(tmp
     assert paths == [str(tmp_path / "coffee.jpg"), str(ASSETS / "logo.png"), str(tmp_path / "astronaut.jpg")]
     assert all(Path(p).is_file() for p in paths)
     assert written["outPath"] == str(tmp_path / "editly.mp4")
+
+
+def title_pixels(tmp_path, transition: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame of titled_clips(transition), rendered and decoded: the mean change the titles
+    make (against the same spec without them) over the top third, where the outgoing clip's
+    title is, and over the bottom third, the incoming's."""
+    spec, decoded = titled_clips(transition), []
+    tmp_path.mkdir()
+    for tag, clips in (("with", spec["clips"]), ("without", [{**c, "layers": c["layers"][:1]} for c in spec["clips"]])):
+        path = write_spec(tmp_path, {**spec, "clips": clips}, f"{tag}.json5")
+        out = tmp_path / f"{tag}.mp4"
+        render(config(path, ["detector=saliency", f"job.output={out}"]), str(tmp_path / f"run-{tag}"), quiet=True)
+        decoded.append(ffmpeg_decode(out, W, H).astype(int))
+    change = np.abs(decoded[0] - decoded[1]).max(axis=-1)
+    assert len(change) == 30  # Editly's: 20 + 20 - 10
+    return change[:, : H // 3].mean(axis=(1, 2)), change[:, 2 * H // 3:].mean(axis=(1, 2))
+
+
+def rising(values: np.ndarray, full: float) -> bool:
+    """Up from about nothing to most of `full`, never down by more than a twentieth of it."""
+    return values[0] < 0.15 * full and values[-1] > 0.3 * full and (np.diff(values) > -0.05 * full).all()
+
+
+@pytest.mark.render
+def test_a_clips_title_fades_with_it_through_a_crossfade_and_cuts_with_it_at_a_cut(tmp_path):
+    """10 fps, 2 s clips overlapping by 1 s: frames 10 to 19 are the transition. Each title's
+    full change is where it is alone: the outgoing's before the overlap, the incoming's after."""
+    out, into = title_pixels(tmp_path / "fade", {"name": "fade", "duration": 1})
+    full, full_in = out[:10].mean(), into[20:].mean()
+    assert full > 1 and full_in > 0.5 and (np.abs(out[:10] - full) < 0.1 * full).all(), out.round(2)
+    assert (np.diff(out[9:21]) < 0).all() and out[20:].max() < 0.05 * full, out.round(2)  # fading over the overlap
+    # Coming in, the incoming title's change rises (the encoder's alternate frames stepping it unevenly).
+    assert into[:10].max() < 0.05 * full_in and rising(into[9:21], full_in), into.round(2)
+    out, into = title_pixels(tmp_path / "cut", {"name": "dummy", "duration": 1})  # drawn as a cut, at frame 20
+    assert out[:20].min() > 0.9 * full and out[20:].max() < 0.05 * full, out.round(2)
+    assert into[:20].max() < 0.05 * full_in and into[20:].min() > 0.9 * full_in, into.round(2)
+    out, into = title_pixels(tmp_path / "black", {"name": "fadecolor", "duration": 1})  # out by frame 15, then in
+    assert (np.diff(out[9:16]) < 0).all() and out[15:].max() < 0.05 * full, out.round(2)
+    # Absent before it, to the encoder's noise over the frames going to black (seen: 0.09 of it).
+    assert into[:15].max() < 0.12 * full_in and rising(into[14:21], full_in), into.round(2)
