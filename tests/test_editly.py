@@ -871,3 +871,17 @@ def test_a_clips_title_fades_with_it_through_a_crossfade_and_cuts_with_it_at_a_c
     assert (np.diff(out[9:16]) < 0).all() and out[15:].max() < 0.05 * full, out.round(2)
     # Absent before it, to the encoder's noise over the frames going to black (seen: 0.09 of it).
     assert into[:15].max() < 0.12 * full_in and rising(into[14:21], full_in), into.round(2)
+
+
+@pytest.mark.unit
+def test_a_video_layer_after_a_cut_plays_on_from_where_its_clip_is_there(tmp_path):
+    """A boxed video (a layer over black) in the clip after a 1 s cut begins at the cut, 1 s
+    into its cut, as the picture of a clip does."""
+    shutil.copy(ASSETS / "demo_clip.mp4", tmp_path / "clip.mp4")
+    tile = {"type": "video", "path": "clip.mp4", "width": 0.5, "height": 0.5, "cutFrom": 0.5, "cutTo": 2.5}
+    spec = write_spec(tmp_path, {"width": W, "height": H, "fps": 10, "defaults": {"transition": {"name": "dummy",
+                                                                                               "duration": 1}},
+                                 "clips": [{"duration": 2, "layers": [{"type": "fill-color"}]},
+                                           {"duration": 2, "layers": [tile]}]})
+    layer = convert(spec).fragment["job"]["layers"][0]
+    assert (layer["start"], layer["length"], layer["cut_from"]) == (2.0, 1.0, 1.5)

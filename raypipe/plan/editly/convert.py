@@ -316,6 +316,8 @@ def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media) -> lis
         through = carried(p, k0, k1)
         if through.k0 >= through.k1:
             continue  # shown only where the transition shows the other clip
+        if layer.type == "video" and through.k0 > k0:  # it has played under the clip before, as the picture does
+            cfg["cut_from"] = round(cfg["cut_from"] + cfg["speed"] * _seconds(through.k0 - k0, out.fps), 6)
         found.append((layer, _timed(cfg, through, p, out.fps)))
     return found
 
