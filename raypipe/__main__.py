@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +20,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, OmegaConfBaseException
 
-from raypipe.api import CONF, folder_job, quote_patterns, selecting
+from raypipe.api import CONF, converted, folder_job, quote_patterns, selecting
 from raypipe.config import hydra_error_line, register, yaml_error_line
 from raypipe.errors import CancelToken, ConfigError, Interrupted, RaypipeError
-from raypipe.plan.editly import convert, is_spec
+from raypipe.plan.editly import Converted, convert, is_spec
 from raypipe.plan.folder import FolderJob
 
 log = logging.getLogger("raypipe")
@@ -151,6 +152,7 @@ class HydraCommand:
     def __init__(self, name: str, work: Callable[[CommandInput], None], flags: Flags):
         self.name, self.work, self.flags = name, work, flags
         self.planned: FolderJob | None = None  # a folder named as the job, planned once Hydra's parser has run
+        self.spec: Converted | None = None  # an Editly spec named as the job, converted then too
         # True while the work runs on a composed config, and after it failed: an error then is
         # not the overrides'. False again after each job of a multirun, whose next is composed next.
         self.working = False
@@ -162,7 +164,9 @@ class HydraCommand:
         selected, args.overrides = take_job(args.overrides, args.config_dir)
         if selected is not None:
             self.planned = folder_job(selected, args.overrides)
-        selection = selecting(self.planned or selected, args.overrides) if selected is not None else []
+            self.spec = converted(selected, args.overrides)
+        job = self.spec.fragment if self.spec is not None else self.planned or selected
+        selection = selecting(job, args.overrides) if selected is not None else []
         # Each command's --help header, through the resolver Hydra's help template calls.
         args.overrides = [*selection, f"hydra.help.header=${{raypipe_usage:{self.name}}}",
                           *quote_patterns(args.overrides)]
@@ -188,7 +192,9 @@ class HydraCommand:
         signal.signal(signal.SIGINT, Signalled(cancel))
         sys.unraisablehook = _unraisable
         try:
-            self.work(CommandInput(cfg, hc.runtime.output_dir, cancel, self.flags, self.planned))
+            # A spec's errors and warnings name its own paths, not its converted job's keys.
+            with self.spec.origins.naming() if self.spec is not None else nullcontext():
+                self.work(CommandInput(cfg, hc.runtime.output_dir, cancel, self.flags, self.planned))
         except RaypipeError as e:
             if isinstance(cancel.reason, Interrupted):  # a read or write cut short by the stop, failing on its way out
                 _interrupted(cancel.reason.signum)

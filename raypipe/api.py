@@ -36,7 +36,7 @@ from omegaconf.errors import OmegaConfBaseException
 from raypipe.config import hydra_error_line, register, unknown_key, user_cache, yaml_error_line
 from raypipe.errors import CancelToken, ConfigError, RaypipeError  # noqa: F401 (RaypipeError: raypipe's)
 from raypipe.media.streams import GENERATED
-from raypipe.plan.editly import convert, is_spec
+from raypipe.plan.editly import Converted, convert, is_spec
 from raypipe.plan.folder import FolderJob, read_folder
 
 CONF = Path(__file__).parent / "conf"
@@ -97,6 +97,13 @@ def spec_size(overrides: Sequence[str]) -> dict:
     return {m.group(1): int(m.group(2)) for o in overrides if (m := _SIZE.fullmatch(o))}
 
 
+def converted(job, overrides: Sequence[str] = ()) -> Converted | None:
+    """The job of an Editly spec, converted at the overrides' size; None for any other job."""
+    if isinstance(job, (str, os.PathLike)) and is_spec(job):
+        return convert(job, **spec_size(overrides))
+    return None
+
+
 def selecting(job, overrides: Sequence[str] = ()) -> list[str]:
     """The overrides that select `job` for Hydra: the one way the API and the CLI find a job.
     A name of conf/job/ is `+job=NAME`. A job file, a planned folder or a dict is written by
@@ -105,8 +112,8 @@ def selecting(job, overrides: Sequence[str] = ()) -> list[str]:
     (the folder must outlive Hydra's composing, which a multirun does once per run), and the
     next command of the same job reuses the folder. An Editly spec is converted each time (the
     media it names may have changed), at the overrides' size, and its job written as a dict's is."""
-    if isinstance(job, (str, os.PathLike)) and is_spec(job):
-        job = convert(job, **spec_size(overrides)).fragment
+    if (spec := converted(job, overrides)) is not None:
+        job = spec.fragment
     if _is_name(job):
         return [f"+job={job}"]
     return [f"hydra.searchpath=[file://{_written(job)}]", f"+job={WRITTEN}"]
@@ -239,7 +246,11 @@ def _run_dir(cfg: DictConfig, run_dir: str | os.PathLike | None) -> str:
 def render(job, overrides: Sequence[str] = (), run_dir=None, quiet: bool = True,
            cancel: CancelToken | None = None) -> Result:
     """Renders the job (see the module's doc); progress on stderr unless `quiet`; `cancel`
-    (a raypipe.errors.CancelToken) stops it from another thread."""
+    (a raypipe.errors.CancelToken) stops it from another thread. An Editly spec's errors and
+    warnings name the spec's paths (clips[0].layers[0].path), not its converted job's keys."""
+    if (spec := converted(job, overrides)) is not None:
+        with spec.origins.naming():
+            return render(spec.fragment, overrides, run_dir, quiet, cancel)
     planned = folder_job(job, overrides)
     cfg = config(planned or job, overrides)
     return render_config(cfg, _run_dir(cfg, run_dir), quiet=quiet, cancel=cancel, planned=planned)

@@ -73,7 +73,12 @@ def with_assets(folder: Path, spec: Path) -> Path:
             shutil.copy(ASSETS / "logo.png", target)
         elif suffix == ".jpg":
             Image.fromarray(load_image(f"sample:{PHOTOS.get(target.name, 'coffee')}")).save(target)
-    return folder / spec.name
+    # A remote photo (picsum.photos) as a local one, as a user downloads it: raypipe does not.
+    remote = folder / "remote.jpg"
+    Image.fromarray(load_image("sample:rocket")).save(remote)
+    copied = folder / spec.name
+    copied.write_text(re.sub(r'"https://[^"]+"', f'"{remote}"', copied.read_text()))
+    return copied
 
 
 def write_spec(folder: Path, spec: dict, name="spec.json5") -> Path:
@@ -379,6 +384,21 @@ def over(*layers: dict, **clip) -> dict:
      "clipsAudioVolume: must be a number"),
     ({"audioNorm": True, "audioTracks": [{"path": "a.jpg"}], "clips": [{"layers": [PHOTO]}]},
      "audioNorm: must be an object (got True)"),
+    # The ranges the converted job enforces, named by the spec's key rather than the job's.
+    ({"clips": [{"layers": [{**PHOTO, "zoomAmount": -0.5}]}]}, "clips[0].layers[0].zoomAmount: must be >= 0 (got -0.5)"),
+    ({"clips": [{"layers": [{**PHOTO, "zoomDirection": "left", "zoomAmount": -0.5}]}]},
+     "clips[0].layers[0].zoomAmount: must be >= -0.3 (got -0.5)"),
+    (over({"type": "image-overlay", "path": "a.jpg", "width": 1.5}),
+     "clips[0].layers[1].width: must be > 0 and <= 1 (got 1.5)"),
+    (over({"type": "image-overlay", "path": "a.jpg", "height": 0}), "clips[0].layers[1].height: must be > 0 and <= 1"),
+    (over({"type": "slide-in-text", "text": "a", "fontSize": 0.9}), "clips[0].layers[1].fontSize: must be > 0 and <="),
+    (over({"type": "title", "text": "A", "start": 3}, duration=2),
+     "clips[0].layers[1].start: must be >= 0 and before the clip's end (2 s; got 3)"),
+    (over({"type": "title", "text": "A", "start": -1}), "clips[0].layers[1].start: must be >= 0"),
+    ({"clips": [{"layers": [{**PHOTO, "path": "https://picsum.photos/400/400"}]}]},
+     "clips[0].layers[0].path: https://picsum.photos/400/400 is a https URL, which raypipe does not download: "
+     "download it and give its path, or put it where raypipe reads (s3://...)"),
+    (over({"type": "image-overlay", "path": "http://example.com/logo.png"}), "clips[0].layers[1].path: http://"),
 ])
 def test_a_bad_value_fails_in_one_line_naming_its_path_in_the_spec(tmp_path, spec, line):
     with pytest.raises(JobError) as e:
@@ -392,6 +412,95 @@ def test_the_api_refuses_a_bad_value_naming_its_path_in_the_spec(tmp_path):
     spec = photo_spec(tmp_path, {"clips": [{"layers": [{**PHOTO, "zoomAmount": "big"}]}]})
     with pytest.raises(JobError, match=re.escape("clips[0].layers[0].zoomAmount: must be a number (got 'big')")):
         config(spec, ["detector=saliency"])
+
+
+def titled_clips(transition: dict, fps=10) -> dict:
+    """Two 2 s cards, each with its title (the first's at the top, the second's at the bottom),
+    joined by `transition`."""
+    def clip(color, text, position):
+        return {"duration": 2, "layers": [{"type": "fill-color", "color": color},
+                                          {"type": "title", "text": text, "position": position,
+                                           "zoomDirection": None}]}
+    return {"width": W, "height": H, "fps": fps, "defaults": {"transition": transition},
+            "clips": [clip("#203040", "Out", "top"), clip("#402030", "In", "bottom")]}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name,params,outgoing,incoming", [
+    # 10 fps: 20 frames a clip, overlapping by 10 (frames 10 to 19 of the video).
+    ("fade", {}, (0.0, 2.0, None, ("fade", 1.0)), (1.0, 2.0, ("fade", 1.0), None)),
+    ("fadecolor", {}, (0.0, 1.5, None, ("fade", 0.5)), (1.5, 1.5, ("fade", 0.5), None)),
+    ("dummy", {}, (0.0, 2.0, None, None), (2.0, 1.0, None, None)),  # a cut, at the overlap's end
+    ("directional", {"direction": [0, 1]}, (0.0, 2.0, None, ("slide_up", 1.0)), (1.0, 2.0, ("slide_up", 1.0), None)),
+    ("directional-left", {}, (0.0, 2.0, None, ("slide_left", 1.0)), (1.0, 2.0, ("slide_left", 1.0), None)),
+])
+def test_a_clips_layers_go_with_it_through_its_transition(tmp_path, name, params, outgoing, incoming):
+    """(start, length, in, out) of each clip's title: Editly draws a clip's layers into its own
+    frame, so they fade, cut and move as their picture does."""
+    spec = write_spec(tmp_path, titled_clips({"name": name, "duration": 1, "params": params}))
+    found = convert(spec).fragment["job"]["layers"]
+
+    def timed(layer):
+        return (round(layer["start"], 6), round(layer["length"], 6),
+                *((layer[k]["type"], round(layer[k]["duration"], 6)) if k in layer else None for k in ("in", "out")))
+    assert [timed(layer) for layer in found] == [outgoing, incoming]
+
+
+@pytest.mark.unit
+def test_the_conversion_records_the_spec_path_of_each_job_key_it_writes(tmp_path):
+    spec = photo_spec(tmp_path, {"clips": [{"duration": 2, "layers": [{**PHOTO, "start": 0.5}]},
+                                           {"layers": [{"type": "fill-color"}, {"type": "title", "text": "A"},
+                                                       {"type": "image-overlay", "path": "a.jpg", "width": 0.5}]}]})
+    origins = convert(spec).origins
+    assert origins.name("job.segments[0]") == "clips[0]"  # the black before the photo is shown
+    assert origins.name("job.segments[1].source") == "clips[0].layers[0].path"
+    assert origins.name("job.segments[1].params") == "clips[0].layers[0] (job.segments[1].params)"
+    assert origins.name("job.segments[1].transition.duration") == "clips[0].transition (job.segments[1]" \
+                                                                   ".transition.duration)"
+    assert origins.name("job.segments[2]") == "clips[1].layers[0]"
+    assert origins.name("job.layers[0]") == "clips[1].layers[1]"
+    assert origins.name("job.layers[1].source") == "clips[1].layers[2].path"
+    assert origins.name("job.layers[1].width") == "clips[1].layers[2].width"
+    assert origins.name("job.audio.path") == "job.audio.path"  # not the spec's: as it is
+    assert origins.text("job.layers[0]: at position center it covers a face") == \
+        "clips[1].layers[1]: at position center it covers a face"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("layers,line", [
+    ([{"type": "image", "path": "song.m4a"}], "clips[0].layers[0].path: cannot decode image"),
+    ([PHOTO, {"type": "image-overlay", "path": "song.m4a"}], "clips[0].layers[1].path: cannot decode image"),
+])
+def test_an_error_at_render_names_the_specs_path_not_the_jobs_key(tmp_path, layers, line):
+    """A file that is no image fails once the job is planned, before any frame: named as the
+    spec names it, as every error of a spec is."""
+    from raypipe.api import render as render_job
+
+    shutil.copy(ASSETS / "demo_soundtrack.m4a", tmp_path / "song.m4a")
+    spec = photo_spec(tmp_path, {"width": W, "height": H, "fps": 10, "clips": [{"duration": 1, "layers": layers}]})
+    with pytest.raises(JobError) as e:
+        render_job(spec, ["detector=saliency", "render.cache=false"], run_dir=tmp_path / "run")
+    assert str(e.value).startswith(line) and e.value.where == line.partition(":")[0], str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.render
+def test_a_warning_at_render_names_the_specs_layer(tmp_path, caplog):
+    from raypipe.api import render as render_job
+
+    Image.fromarray(load_image("sample:astronaut")).save(tmp_path / "face.jpg")
+    spec = write_spec(tmp_path, {"width": W, "height": H, "fps": 10, "clips": [{"duration": 1, "layers": [
+        {"type": "image", "path": "face.jpg", "zoomDirection": None},
+        {"type": "image-overlay", "path": "face.jpg", "width": 1.0}]}]})
+    with caplog.at_level(logging.WARNING, logger="raypipe"):
+        render_job(spec, ["detector=saliency", "render.cache=false"], run_dir=tmp_path / "run")
+    said = [r.getMessage() for r in caplog.records if "covers a face" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("clips[0].layers[1]: at position center"), said
+    # The CLI so too: a photo that is the spec itself, no image.
+    failed = run_cli(str(write_spec(tmp_path, {"clips": [{"layers": [{"type": "image", "path": "bad.json5"}]}]},
+                                    "bad.json5")), "detector=saliency", cwd=tmp_path)
+    assert failed.returncode == 2 and failed.stderr.startswith("error: clips[0].layers[0].path: cannot decode image"), \
+        failed.stderr
 
 
 @pytest.mark.render
@@ -585,9 +694,6 @@ def test_editlys_examples_render_with_editlys_frame_count(tmp_path, name):
     """Each of Editly's examples that converts renders whole, at a quarter of its size (its size
     and rate are the plan's, checked above), and its video has Editly's frame count."""
     out, spec = tmp_path / f"{name}.mp4", with_assets(tmp_path, EDITLY / f"{name}.json5")
-    # A remote photo (picsum.photos) as a local one: no network here.
-    Image.fromarray(load_image("sample:rocket")).save(tmp_path / "remote.jpg")
-    spec.write_text(re.sub(r'"https://[^"]+"', f'"{tmp_path / "remote.jpg"}"', spec.read_text()))
     size = convert(spec).output
     small = [f"render.width={size.width // 8 * 2}", f"render.height={size.height // 8 * 2}"]
     cfg = config(spec, [*small, "detector=saliency", "render.cache=false", f"job.output={out}"])
@@ -725,3 +831,57 @@ def test_the_editly_comparator_reads_the_spec_from_files_both_renderers_read(tmp
     assert paths == [str(tmp_path / "coffee.jpg"), str(ASSETS / "logo.png"), str(tmp_path / "astronaut.jpg")]
     assert all(Path(p).is_file() for p in paths)
     assert written["outPath"] == str(tmp_path / "editly.mp4")
+
+
+def title_pixels(tmp_path, transition: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame of titled_clips(transition), rendered and decoded: the mean change the titles
+    make (against the same spec without them) over the top third, where the outgoing clip's
+    title is, and over the bottom third, the incoming's."""
+    spec, decoded = titled_clips(transition), []
+    tmp_path.mkdir()
+    for tag, clips in (("with", spec["clips"]), ("without", [{**c, "layers": c["layers"][:1]} for c in spec["clips"]])):
+        path = write_spec(tmp_path, {**spec, "clips": clips}, f"{tag}.json5")
+        out = tmp_path / f"{tag}.mp4"
+        render(config(path, ["detector=saliency", f"job.output={out}"]), str(tmp_path / f"run-{tag}"), quiet=True)
+        decoded.append(ffmpeg_decode(out, W, H).astype(int))
+    change = np.abs(decoded[0] - decoded[1]).max(axis=-1)
+    assert len(change) == 30  # Editly's: 20 + 20 - 10
+    return change[:, : H // 3].mean(axis=(1, 2)), change[:, 2 * H // 3:].mean(axis=(1, 2))
+
+
+def rising(values: np.ndarray, full: float) -> bool:
+    """Up from about nothing to most of `full`, never down by more than a twentieth of it."""
+    return values[0] < 0.15 * full and values[-1] > 0.3 * full and (np.diff(values) > -0.05 * full).all()
+
+
+@pytest.mark.render
+def test_a_clips_title_fades_with_it_through_a_crossfade_and_cuts_with_it_at_a_cut(tmp_path):
+    """10 fps, 2 s clips overlapping by 1 s: frames 10 to 19 are the transition. Each title's
+    full change is where it is alone: the outgoing's before the overlap, the incoming's after."""
+    out, into = title_pixels(tmp_path / "fade", {"name": "fade", "duration": 1})
+    full, full_in = out[:10].mean(), into[20:].mean()
+    assert full > 1 and full_in > 0.5 and (np.abs(out[:10] - full) < 0.1 * full).all(), out.round(2)
+    assert (np.diff(out[9:21]) < 0).all() and out[20:].max() < 0.05 * full, out.round(2)  # fading over the overlap
+    # Coming in, the incoming title's change rises (the encoder's alternate frames stepping it unevenly).
+    assert into[:10].max() < 0.05 * full_in and rising(into[9:21], full_in), into.round(2)
+    out, into = title_pixels(tmp_path / "cut", {"name": "dummy", "duration": 1})  # drawn as a cut, at frame 20
+    assert out[:20].min() > 0.9 * full and out[20:].max() < 0.05 * full, out.round(2)
+    assert into[:20].max() < 0.05 * full_in and into[20:].min() > 0.9 * full_in, into.round(2)
+    out, into = title_pixels(tmp_path / "black", {"name": "fadecolor", "duration": 1})  # out by frame 15, then in
+    assert (np.diff(out[9:16]) < 0).all() and out[15:].max() < 0.05 * full, out.round(2)
+    # Absent before it, to the encoder's noise over the frames going to black (seen: 0.09 of it).
+    assert into[:15].max() < 0.12 * full_in and rising(into[14:21], full_in), into.round(2)
+
+
+@pytest.mark.unit
+def test_a_video_layer_after_a_cut_plays_on_from_where_its_clip_is_there(tmp_path):
+    """A boxed video (a layer over black) in the clip after a 1 s cut begins at the cut, 1 s
+    into its cut, as the picture of a clip does."""
+    shutil.copy(ASSETS / "demo_clip.mp4", tmp_path / "clip.mp4")
+    tile = {"type": "video", "path": "clip.mp4", "width": 0.5, "height": 0.5, "cutFrom": 0.5, "cutTo": 2.5}
+    spec = write_spec(tmp_path, {"width": W, "height": H, "fps": 10, "defaults": {"transition": {"name": "dummy",
+                                                                                               "duration": 1}},
+                                 "clips": [{"duration": 2, "layers": [{"type": "fill-color"}]},
+                                           {"duration": 2, "layers": [tile]}]})
+    layer = convert(spec).fragment["job"]["layers"][0]
+    assert (layer["start"], layer["length"], layer["cut_from"]) == (2.0, 1.0, 1.5)

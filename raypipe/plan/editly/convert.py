@@ -3,6 +3,7 @@ splits it: black, the picture, black), timed so the video has Editly's frames, a
 layers over it as job layers in global time."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -12,11 +13,13 @@ from raypipe.errors import JobError
 from raypipe.media import probe as probe_media
 from raypipe.plan.editly import layers as drawn
 from raypipe.plan.editly.fields import Fields, Once, number
+from raypipe.plan.editly.origins import Origins
 from raypipe.plan.editly.sound import Sound
 from raypipe.plan.editly.spec import (
     CLIP_KEYS,
     GLOBAL_DEFAULTS,
     Clip,
+    Layer,
     Media,
     Output,
     Palette,
@@ -47,6 +50,7 @@ class Converted:
     fragment: dict  # {job: ..., render: ...}: a job file's content
     frames: int  # Editly's frame count, which the job renders
     output: Output
+    origins: Origins  # the spec's path of each job key it wrote: what names an error at render
 
 
 def literal(value):
@@ -93,14 +97,57 @@ class Transitions:
         return nearest, {}
 
 
+CUT = ("cut", {})
+
+
 @dataclass(frozen=True)
 class Place:
-    """A clip on the timeline: its frames, and whether raypipe blends into it and out of it."""
+    """A clip on the timeline: its frames, and the transitions raypipe draws into it and out
+    of it, as (type, params)."""
 
     clip: Clip
     frames: ClipFrames
-    blended_in: bool  # the transition before it is drawn as a blend (not a cut)
-    blended_out: bool
+    entering: tuple[str, dict]  # the transition before it; CUT where there is none
+    leaving: tuple[str, dict]
+
+    @property
+    def blended_in(self) -> bool:
+        return self.entering[0] != "cut"
+
+
+@dataclass(frozen=True)
+class Carried:
+    """A layer's clip frames [k0, k1) as its clip's transitions carry it (Editly draws a clip's
+    layers into the clip's own frame, so they cut, fade and move with it), and how it comes in
+    and goes out with them: (animation, frames), or None where it is not in a transition."""
+
+    k0: int
+    k1: int
+    enter: tuple[str, int] | None
+    leave: tuple[str, int] | None
+
+
+def _motion(kind: tuple[str, dict]) -> str:
+    """The layer animation that moves a layer as the transition moves its picture."""
+    return f"slide_{kind[1]['direction']}" if kind[0] == "wipe" else "fade"
+
+
+def carried(p: Place, k0: int, k1: int) -> Carried:
+    """A cut ends the clip before's layers and begins this one's where raypipe cuts (the end of
+    the overlap); a fade through black takes them out over its first half and in over its
+    second; a blend takes them out (in) over the overlap, as it does their picture."""
+    n, lead, blend = p.frames.frames, p.frames.lead, p.frames.blend
+    enter = leave = None
+    if lead:
+        k0 = max(k0, {"cut": lead, "fade_black": lead // 2}.get(p.entering[0], 0))
+        if p.entering[0] != "cut" and k0 < lead:
+            enter = (_motion(p.entering), lead - k0)
+    if blend:
+        end = n - blend
+        k1 = min(k1, end + blend // 2) if p.leaving[0] == "fade_black" else k1
+        if p.leaving[0] != "cut" and k1 > end:
+            leave = (_motion(p.leaving), k1 - end)
+    return Carried(k0, k1, enter, leave)
 
 
 def convert(path: str | Path, probe=probe_media, width: int | None = None, height: int | None = None) -> Converted:
@@ -133,15 +180,43 @@ def convert(path: str | Path, probe=probe_media, width: int | None = None, heigh
     frames = clip_frames([c.seconds for c in clips], [c.transition_seconds for c in clips], out.fps)
     kinds, mapper = [], Transitions(once)
     for c, f in zip(clips, frames):
-        kinds.append(mapper.map(c.where, c.transition, c.transition_params) if f.blend else ("cut", {}))
-    places = [Place(c, f, i > 0 and kinds[i - 1][0] != "cut", kinds[i][0] != "cut")
-              for i, (c, f) in enumerate(zip(clips, frames))]
+        kinds.append(mapper.map(c.where, c.transition, c.transition_params) if f.blend else CUT)
+    places = [Place(c, f, kinds[i - 1] if i else CUT, kinds[i]) for i, (c, f) in enumerate(zip(clips, frames))]
     sound = Sound(spec, base, clips, frames, out.fps, media, once)
-    segments = [seg for p in places for seg in _segments(p, kinds[p.clip.index], out, media, palette, once, sound)]
-    job_layers = [layer for p in places for layer in _layers(p, out, drawn.Fonts(once), palette, media)]
+    segments, job_layers, origins = [], [], {}
+    for p in places:
+        for seg in _segments(p, kinds[p.clip.index], out, media, palette, once, sound):
+            origins.update(_segment_origins(f"job.segments[{len(segments)}]", seg, p.clip))
+            segments.append(seg)
+        for layer, cfg in _layers(p, out, drawn.Fonts(once), palette, media):
+            origins.update(_layer_origins(f"job.layers[{len(job_layers)}]", layer))
+            job_layers.append(cfg)
     job = {"name": path.stem, "segments": segments, "layers": job_layers, "audio": sound.job_audio()}
     fragment = {"job": literal(job), "render": {"width": out.width, "height": out.height, "fps": str(out.fps)}}
-    return Converted(fragment, total_frames(frames), out)
+    return Converted(fragment, total_frames(frames), out, Origins(origins))
+
+
+# A job layer's keys that hold one of the spec layer's values, by the spec's key.
+LAYER_ORIGINS = {"source": "path", "text": "text", "font": "fontPath", "start": "start", "length": "stop",
+                 "width": "width", "height": "height", "position": "position", "offset": "position"}
+
+
+def _layer_origins(key: str, layer) -> dict[str, str]:
+    """The job layer at `key` and those of its keys that the spec's layer wrote."""
+    return {key: layer.where, **{f"{key}.{k}": layer.path(v) for k, v in LAYER_ORIGINS.items() if v in layer.props}}
+
+
+def _segment_origins(key: str, seg: dict, clip: Clip) -> dict[str, str]:
+    """The segment at `key`: the clip's first layer where it shows it (not the black around a
+    picture shown for part of its clip), else the clip; its time and transition the clip's."""
+    first = clip.layers[0]
+    found = {key: clip.where, f"{key}.duration": f"{clip.where}.duration",
+             f"{key}.transition": f"{clip.where}.transition"}
+    if first.type in ("image", "video") and seg.get("source") == first.props.get("path"):
+        found.update({key: first.where, f"{key}.source": first.path("path")})
+    elif first.type not in ("image", "video") and drawn.is_picture(first):
+        found[key] = first.where
+    return found
 
 
 def _seconds(frames: int, fps: Fraction) -> float:
@@ -153,7 +228,10 @@ def _frames(layer, p: Place) -> tuple[int, int]:
     within the clip)."""
     seconds = p.clip.seconds
     start, stop = layer.fraction("start", 0), layer.fraction("stop", seconds)
-    if not 0 <= start < stop <= seconds:
+    if not 0 <= start < seconds:
+        raise JobError(layer.path("start"), f"must be >= 0 and before the clip's end ({float(seconds):g} s; got "
+                                            f"{float(start):g})")
+    if not start < stop <= seconds:
         raise JobError(layer.path("stop"), f"must be after start and within the clip's {float(seconds):g} s")
     return window(start, stop, seconds, p.frames.frames)
 
@@ -218,8 +296,9 @@ def _video(p: Place, layer, out: Output, media: Media, sound: Sound) -> dict:
     return seg
 
 
-def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media) -> list[dict]:
-    """The clip's layers above its picture, each over the global frames Editly draws it in."""
+def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media) -> list[tuple[Layer, dict]]:
+    """The clip's layers above its picture, each over the global frames Editly draws it in,
+    beside the spec's layer it is."""
     found = []
     for layer in p.clip.layers[1:] if drawn.is_picture(p.clip.layers[0]) else p.clip.layers:
         if layer.type in ("audio", "detached-audio"):
@@ -234,11 +313,26 @@ def _layers(p: Place, out: Output, fonts, palette: Palette, media: Media) -> lis
         if layer.type == "slide-in-text":
             cfg["in"] = {"type": "wipe", "duration": round(length / 4, 6)}
             cfg["out"] = {"type": "fade", "duration": round(length / 8, 6)}
-        # It goes with its clip through a blend: in with the one before, out with the one after.
-        if "in" not in cfg and k0 == 0 and p.blended_in:
-            cfg["in"] = {"type": "fade", "duration": _seconds(p.frames.lead, out.fps)}
-        if "out" not in cfg and k1 == p.frames.frames and p.blended_out:
-            cfg["out"] = {"type": "fade", "duration": _seconds(p.frames.blend, out.fps)}
-        cfg.update({"start": _seconds(p.frames.first + k0, out.fps), "length": length})
-        found.append(cfg)
+        through = carried(p, k0, k1)
+        if through.k0 >= through.k1:
+            continue  # shown only where the transition shows the other clip
+        if layer.type == "video" and through.k0 > k0:  # it has played under the clip before, as the picture does
+            cfg["cut_from"] = round(cfg["cut_from"] + cfg["speed"] * _seconds(through.k0 - k0, out.fps), 6)
+        found.append((layer, _timed(cfg, through, p, out.fps)))
     return found
+
+
+def _timed(cfg: dict, through: Carried, p: Place, fps: Fraction) -> dict:
+    """The layer over its global frames, in and out with its clip's transitions where it has no
+    animation of its own there; its own shortened to fit where a cut shortens it."""
+    length = _seconds(through.k1 - through.k0, fps)
+    for key, motion in (("in", through.enter), ("out", through.leave)):
+        if key not in cfg and motion is not None:
+            cfg[key] = {"type": motion[0], "duration": _seconds(motion[1], fps)}
+    taken = sum(cfg[key]["duration"] for key in ("in", "out") if key in cfg)
+    if taken > length:
+        for key in ("in", "out"):
+            if key in cfg:
+                # Rounded down: the two must fit the layer's time, which raypipe checks.
+                cfg[key] = {**cfg[key], "duration": math.floor(cfg[key]["duration"] * length / taken * 1e6) / 1e6}
+    return {**cfg, "start": _seconds(p.frames.first + through.k0, fps), "length": length}

@@ -61,9 +61,10 @@ class Reads:
         return at(self.where, key)
 
     def number(self, key: str, default: float | None = None, *, low: float | None = None,
-               above: float | None = None, written: bool = False) -> float | None:
+               above: float | None = None, high: float | None = None, written: bool = False) -> float | None:
         """`written`: a number may also be written as a string ("0.5"), as Editly's types allow
-        for the volumes it hands to FFmpeg."""
+        for the volumes it hands to FFmpeg. `low`, `above` and `high` are the bounds the job the
+        spec becomes enforces, checked here so that the error names the spec's key."""
         value = self.props.get(key)
         if value is None:
             return default
@@ -73,9 +74,10 @@ class Reads:
             except ValueError:
                 raise JobError(self.path(key), f"must be a number (got {value!r})") from None
         x = number(value, self.path(key))
-        if (low is not None and x < low) or (above is not None and x <= above):
-            bound = f">= {low:g}" if low is not None else f"> {above:g}"
-            raise JobError(self.path(key), f"must be {bound} (got {value!r})")
+        if (low is not None and x < low) or (above is not None and x <= above) or (high is not None and x > high):
+            bounds = [f">= {low:g}" if low is not None else f"> {above:g}" if above is not None else "",
+                      f"<= {high:g}" if high is not None else ""]
+            raise JobError(self.path(key), f"must be {' and '.join(b for b in bounds if b)} (got {value!r})")
         return x
 
     def fraction(self, key: str, default=None) -> Fraction:

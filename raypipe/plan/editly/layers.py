@@ -148,14 +148,15 @@ def news_title(layer: Layer, out: Output, fonts: Fonts, seconds: float) -> dict:
 def slide_in_text(layer: Layer, out: Output, fonts: Fonts) -> dict:
     # `color` is Editly 0.14's key; textColor its later one.
     text_color = layer.color("color" if layer.props.get("color") else "textColor", "#ffffff")
-    px = round(out.width * layer.number("fontSize", 0.05, above=0))  # Editly's: of the width, whatever the aspect
+    # Editly's: of the width, whatever the aspect; raypipe draws text up to half the shorter side.
+    px = round(out.width * layer.number("fontSize", 0.05, above=0, high=0.5 * min(out.width, out.height) / out.width))
     return {**_text(layer, fonts, px / min(out.width, out.height), text_color),
             "align": "left", **place(layer.props.get("position"), layer.where)}
 
 
 def image_overlay(layer: Layer) -> dict:
     # Editly scales to `width` (or, without it, `height`; with neither, the frame's width).
-    width, height = layer.number("width"), layer.number("height")
+    width, height = layer.number("width", above=0, high=1), layer.number("height", above=0, high=1)
     return {"type": "image", "source": layer.props["path"], "width": width or 1.0,
             "height": 1.0 if width else height or 1.0,
             **place(layer.props.get("position"), layer.where)}
@@ -175,7 +176,8 @@ def video(layer: Layer, media: Media, clip: Clip) -> dict:
               "originY": p.get("originY") or "top"}
     return {"type": "video", "source": p["path"], "cut_from": float(start), "cut_to": float(end),
             "speed": float(speed), "fit": p.get("resizeMode") or "contain-blur",
-            "width": layer.number("width") or 1.0, "height": layer.number("height") or 1.0,
+            "width": layer.number("width", 1.0, above=0, high=1),
+            "height": layer.number("height", 1.0, above=0, high=1),
             **place(origin, layer.where)}
 
 
@@ -211,7 +213,8 @@ def drawn(layer: Layer, out: Output, fonts: Fonts, palette: Palette, clip: int, 
 def ken_burns(layer: Layer) -> tuple[str, dict]:
     """An image's zoomDirection and zoomAmount as raypipe's effect, framed on the subject."""
     direction = layer.props.get("zoomDirection", "in")
-    amount = layer.number("zoomAmount", 0.1)
+    # raypipe's zoom is 1 + amount (1.3 + amount for a pan), at least 1.
+    amount = layer.number("zoomAmount", 0.1, low=0 if direction in ("in", "out") else -0.3)
     if direction in ("in", "out"):
         return "ken_burns", {"direction": direction, "zoom": round(1 + amount, 6), "easing": "linear"}
     if direction in ("left", "right"):

@@ -57,6 +57,8 @@ LAYER_KEYS = {
 # The layers that draw or play a file, which must be there (URIs and sample: photographs aside).
 FILES = ("image", "image-overlay", "video", "audio", "detached-audio")
 TEXTS = ("title", "subtitle", "news-title", "slide-in-text")
+# The URI schemes raypipe's storage reads (pyarrow.fs's); any other (http) is Editly's download.
+STORAGE = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
 
 def merge(base, over):
@@ -151,9 +153,13 @@ def resolve(base: Path, value):
 
 
 def existing(where: str, uri: str) -> str:
-    """A file the spec names, there before any work starts (a URI or a sample: photograph is
-    its reader's to find)."""
-    if "://" not in uri and not uri.startswith("sample:") and not Path(uri).is_file():
+    """A file the spec names, there before any work starts (a storage URI or a sample:
+    photograph is its reader's to find; a web URL, which Editly downloads, is refused here)."""
+    scheme = uri.partition("://")[0].lower() if "://" in uri else None
+    if scheme is not None and scheme not in STORAGE:
+        raise JobError(where, f"{uri} is a {scheme} URL, which raypipe does not download: download it and give its "
+                              "path, or put it where raypipe reads (s3://...)")
+    if scheme is None and not uri.startswith("sample:") and not Path(uri).is_file():
         raise JobError(where, f"no such file: {uri}")
     return uri
 
