@@ -265,10 +265,11 @@ def render_config(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = T
     from raypipe.look.report_html import sheet_for, write_page
     from raypipe.plan.variants import variant_configs
 
-    named = variant_configs(cfg) if cfg.render.variants else [(None, cfg)]
-    jobs = [(one, os.path.join(run_dir, name) if name else run_dir, sheet_for(one)) for name, one in named]
+    made = variant_configs(cfg) if cfg.render.variants else []
+    jobs = [(v.cfg, os.path.join(run_dir, v.name), sheet_for(v.cfg), v.told) for v in made] or \
+        [(cfg, run_dir, sheet_for(cfg), None)]
     results = []
-    for (one, folder, _), rendered in zip(jobs, render_all(jobs, on_result, quiet, cancel)):
+    for (one, folder, _, _), rendered in zip(jobs, render_all(jobs, on_result, quiet, cancel)):
         write_page(one, rendered, folder)
         results.append(Result(rendered.report.output, rendered.report.to_dict(), folder))
     if planned is not None:

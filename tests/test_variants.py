@@ -25,7 +25,7 @@ def test_each_variant_is_the_job_at_its_size_named_after_it():
         {"name": "wide", "width": 320, "height": 180},
         {"name": "tall", "width": 180, "height": 320, "layers": [{"type": "text", "text": "Swipe up"}]},
         {"name": "square", "width": 240, "height": 240}])
-    (wide, a), (tall, b), (square, c) = variant_configs(cfg)
+    (wide, a), (tall, b), (square, c) = [(v.name, v.cfg) for v in variant_configs(cfg)]
     assert (wide, tall, square) == ("wide", "tall", "square")
     assert [(x.render.width, x.render.height) for x in (a, b, c)] == [(320, 180), (180, 320), (240, 240)]
     assert [x.job.output for x in (a, b, c)] == ["/videos/trip-wide.mp4", "/videos/trip-tall.mp4",
@@ -183,9 +183,27 @@ def test_the_batch_summary_counts_rows_and_videos_apart():
 def test_a_size_given_with_variants_scales_each_to_fit_inside_it_keeping_its_aspect():
     big = [{"name": "wide", "width": 1280, "height": 720}, {"name": "tall", "width": 720, "height": 1280},
            {"name": "square", "width": 1080, "height": 1080}]
-    preview = variant_configs(astronaut("render.width=320", "render.height=180", variants=big))
+    preview = [(v.name, v.cfg) for v in variant_configs(astronaut("render.width=320", "render.height=180", variants=big))]
     assert [(name, c.render.width, c.render.height) for name, c in preview] == [
         ("wide", 320, 180), ("tall", 102, 180), ("square", 180, 180)]
     # The schema's size (none given) leaves each variant at its own.
-    assert [(c.render.width, c.render.height) for _, c in variant_configs(astronaut(variants=big))] == [
+    assert [(v.cfg.render.width, v.cfg.render.height) for v in variant_configs(astronaut(variants=big))] == [
         (1280, 720), (720, 1280), (1080, 1080)]
+
+
+@pytest.mark.unit
+def test_a_plain_renders_variant_names_itself_in_its_layers_warnings(tmp_path, caplog):
+    from raypipe.engine.driver import JobVideo, detect
+    from raypipe.engine.task import check_captions
+
+    over_faces = {"type": "box", "width": 0.9, "height": 0.9, "opacity": 0.5}
+    cfg = astronaut(layers=[over_faces], variants=[
+        {"name": "wide", "width": 320, "height": 180},
+        {"name": "tall", "width": 180, "height": 320, "layers": [over_faces]}])
+    said = []
+    for v in variant_configs(cfg):
+        p = JobVideo(v.cfg, str(tmp_path / v.name), told=v.told).plan()
+        caplog.clear()
+        check_captions(p, detect(v.cfg.detector, p, None)[0])
+        said += [r.getMessage().split(" at position")[0] for r in caplog.records if "covers a face" in r.getMessage()]
+    assert said == ["variant wide: job.layers[0]:", "variant tall: render.variants[1].layers[0]:"]

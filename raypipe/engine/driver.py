@@ -22,6 +22,7 @@ from raypipe.engine.task import check_captions
 from raypipe.engine.video import VideoStatus
 from raypipe.errors import CancelToken
 from raypipe.media import ReadCounter
+from raypipe.plan.layers import told_as
 from raypipe.plan.timeline import Plan
 from raypipe.plan.validate import prepare
 from raypipe.storage import Storage
@@ -52,8 +53,9 @@ class JobVideo:
 
     where = ""
 
-    def __init__(self, cfg: DictConfig, run_dir: str, reads: dict | None = None):
+    def __init__(self, cfg: DictConfig, run_dir: str, reads: dict | None = None, told=None):
         self.cfg, self.run_dir = cfg, run_dir
+        self.told = told  # how its layers' keys are named (a variant's: after its name); None: as written
         self.reads: dict[str, ReadCounter] = {} if reads is None else reads
         self.id = cfg.job.name
         self.output: str | None = None
@@ -64,6 +66,8 @@ class JobVideo:
 
     def plan(self) -> Plan:
         plan, self.output = prepare(self.cfg, run_location(self.cfg.storage.root, self.run_dir), self.reads)
+        if self.told is not None:
+            plan = told_as(plan, self.told)
         if self.cfg.job.output:  # a default output is in the run's own directory
             self._held.enter_context(output_lock(self.output))
         return plan
@@ -79,17 +83,18 @@ def render(cfg: DictConfig, run_dir: str, on_result=None, quiet: bool = False, c
     to sit through). Progress goes to stderr (a bar on a terminal) unless `quiet`; `cancel` stops
     the render. `sheet(plan, detections, info, counter)` makes report.html's detection sheet
     (raypipe.look) before the report is written, so that report.json counts what it reads."""
-    return render_all([(cfg, run_dir, sheet)], on_result, quiet, cancel, executor)[0]
+    return render_all([(cfg, run_dir, sheet, None)], on_result, quiet, cancel, executor)[0]
 
 
-def render_all(jobs: list[tuple[DictConfig, str, object]], on_result=None, quiet: bool = False,
+def render_all(jobs: list[tuple[DictConfig, str, object, object]], on_result=None, quiet: bool = False,
                cancel: CancelToken | None = None, executor: Executor | None = None) -> list[Rendered]:
-    """Renders (config, run directory, sheet) jobs in one engine: one job's video streamed as
-    its sources are detected; several (one job's variants) side by side, each distinct source
-    detected once for all. Raises the first failed video's error, once every video has ended."""
-    first, first_dir, _ = jobs[0]
+    """Renders (config, run directory, sheet, told) jobs in one engine: one job's video streamed
+    as its sources are detected; several (one job's variants, each `told` how to name its
+    layers) side by side, each distinct source detected once for all. Raises the first failed
+    video's error, once every video has ended."""
+    first, first_dir, _, _ = jobs[0]
     run_root = run_location(first.storage.root, first_dir)
-    videos = [JobVideo(cfg, run_dir) for cfg, run_dir, _ in jobs]
+    videos = [JobVideo(cfg, run_dir, told=told) for cfg, run_dir, _, told in jobs]
     options = EngineOptions(run_root=run_root, run_dir=first_dir, expected=len(jobs), max_in_flight=len(jobs),
                             quiet=quiet)
     rendered = []
@@ -106,7 +111,7 @@ def render_all(jobs: list[tuple[DictConfig, str, object]], on_result=None, quiet
         failed = next((end.error for end in ends if end.status is not VideoStatus.SUCCEEDED), None)
         if failed is not None:
             raise failed
-        for video, end, (_, _, sheet) in zip(videos, ends, jobs):
+        for video, end, (_, _, sheet, _) in zip(videos, ends, jobs):
             rendered.append(_recorded(video, end, sheet))
             if on_result is not None:
                 on_result(rendered[-1].report)

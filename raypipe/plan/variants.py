@@ -46,6 +46,10 @@ class Variant:
             return where
         return self.layers_at + where[len("job.layers"):]
 
+    def told(self, where: str) -> str:
+        """A key of its video's layers as its warnings and errors name it, beside its other variants'."""
+        return f"variant {self.name}: {self.key(where)}"
+
     def named(self, e: RaypipeError) -> RaypipeError:
         """An error of its config, under the key the user wrote."""
         return JobError(self.key(e.where), e.reason) if e.where else e
@@ -120,9 +124,9 @@ def plan_all(made: list[Variant]) -> None:
             raise v.named(e) from None
 
 
-def variant_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
-    """(name, the config that renders it) for each of `render.variants`, each checked and
-    planned before any work."""
+def variant_configs(cfg: DictConfig) -> list[Variant]:
+    """Each of `render.variants`, with the config that renders it, checked and planned before
+    any work."""
     made = variants(cfg)
     plan_all(made)
-    return [(v.name, v.cfg) for v in made]
+    return made
